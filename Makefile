@@ -1,0 +1,47 @@
+# Every target creates and uses .venv in the project root: a fresh clone needs nothing else.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit test-chaos lint fmt sandbox clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the package with its dev tools
+
+run: $(STAMP) ## Run the embedded default: local broker, Graph API sandbox, sample traffic, summary
+	$(BIN)/capi-consumer demo
+
+test: $(STAMP) ## Install, then run the whole test suite (unit, integration on a real broker, end to end)
+	$(BIN)/python -m pytest -m "not chaos"
+
+test-unit: $(STAMP) ## Unit tests only (nothing running)
+	$(BIN)/python -m pytest tests/unit
+
+test-chaos: $(STAMP) ## The slow fault-injection suite
+	$(BIN)/python -m pytest -m chaos
+
+lint: $(STAMP) ## Ruff, format check and mypy --strict; changes nothing
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+sandbox: $(STAMP) ## Run the Graph API sandbox on localhost:8800
+	$(BIN)/capi-consumer sandbox --port 8800
+
+clean: ## Remove the venv, caches and local state
+	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,112 @@
+"""Batching: approved events grouped per (dataset, credentials, test event code).
+
+A batch closes when it holds `max_size` events or its first event has waited `linger_s`.
+Test events never share a request with live ones, nor with another test code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .capi import Credentials
+from .policy import Approved
+from .records import Trigger
+
+__all__ = ["Batch", "BatchKey", "Batcher", "Pending", "SourceRef"]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where an input message came from."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An approved event waiting to be sent, with what its result needs."""
+
+    source: SourceRef
+    trigger: Trigger
+    approved: Approved
+
+    @property
+    def event(self) -> dict[str, Any]:
+        return self.approved.event
+
+
+@dataclass(frozen=True, slots=True)
+class BatchKey:
+    dataset_id: str
+    credentials: Credentials
+    test_event_code: str | None
+
+
+@dataclass(slots=True)
+class Batch:
+    key: BatchKey
+    opened_at: float
+    items: list[Pending] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class Batcher:
+    """Open batches by key: `add` returns a batch that became full, `due` those past linger."""
+
+    def __init__(
+        self, max_size: int, linger_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if not 1 <= max_size <= 1000:
+            raise ValueError("max_size must be between 1 and 1000")
+        self._max_size = max_size
+        self._linger_s = linger_s
+        self._clock = clock
+        self._open: dict[BatchKey, Batch] = {}
+
+    def __len__(self) -> int:
+        """Events waiting in open batches."""
+        return sum(len(b) for b in self._open.values())
+
+    def add(self, key: BatchKey, item: Pending) -> Batch | None:
+        batch = self._open.get(key)
+        if batch is None:
+            batch = self._open[key] = Batch(key, self._clock())
+        batch.items.append(item)
+        if len(batch.items) >= self._max_size:
+            del self._open[key]
+            return batch
+        return None
+
+    def due(self) -> list[Batch]:
+        """Batches whose oldest event has lingered long enough, removed from the batcher."""
+        now = self._clock()
+        ready = [b for b in self._open.values() if now - b.opened_at >= self._linger_s]
+        for batch in ready:
+            del self._open[batch.key]
+        return ready
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the next batch is due, None when nothing is open."""
+        if not self._open:
+            return None
+        oldest = min(b.opened_at for b in self._open.values())
+        return max(0.0, oldest + self._linger_s - self._clock())
+
+    def flush(self) -> list[Batch]:
+        """Every open batch, removed from the batcher."""
+        batches = list(self._open.values())
+        self._open.clear()
+        return batches
+
+    def clear(self) -> list[Pending]:
+        """Drop every open batch (their partitions were revoked); return what was dropped."""
+        dropped = [item for b in self._open.values() for item in b.items]
+        self._open.clear()
+        return dropped

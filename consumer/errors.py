@@ -1,0 +1,99 @@
+"""The exception tree of the service.
+
+    CapiConsumerError
+    ├── ConfigError            a setting is invalid; the service stops with exit code 2
+    ├── DecodeError            bytes that are not a message we can read (-> UNDECODABLE)
+    └── CapiError              the Graph API refused or could not be reached
+        ├── RetryableError     temporary: timeouts, 5xx, codes 1 and 2
+        │   └── ThrottledError rate limited; carries the time to wait
+        └── PermanentError     never retried
+            ├── AuthError          token or permission (META_AUTH_ERROR)
+            ├── RejectedError      the request was invalid (META_REJECTED)
+            └── RestrictedRegionError  the asset is in a messaging-restrictive region
+
+Messages never contain customer information or access tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AuthError",
+    "CapiConsumerError",
+    "CapiError",
+    "ConfigError",
+    "DecodeError",
+    "MetaErrorInfo",
+    "PermanentError",
+    "RejectedError",
+    "RestrictedRegionError",
+    "RetryableError",
+    "ThrottledError",
+]
+
+
+class CapiConsumerError(Exception):
+    """Root of every error this service raises on purpose."""
+
+
+class ConfigError(CapiConsumerError):
+    """A setting is missing or invalid. The message names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class DecodeError(CapiConsumerError):
+    """The bytes of a message cannot be read as the expected Avro record."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetaErrorInfo:
+    """The `error` object of a Graph API answer, as the result record carries it."""
+
+    code: int
+    subcode: int | None = None
+    type: str | None = None
+    message: str | None = None
+    user_title: str | None = None
+    user_msg: str | None = None
+    fbtrace_id: str | None = None
+
+
+class CapiError(CapiConsumerError):
+    """The Graph API did not accept a request."""
+
+    def __init__(self, message: str, meta: MetaErrorInfo | None = None) -> None:
+        super().__init__(message)
+        self.meta = meta
+
+
+class RetryableError(CapiError):
+    """Worth trying again later: network trouble, 5xx, transient Graph API codes."""
+
+
+class ThrottledError(RetryableError):
+    """Rate limited: back off at least `retry_after` seconds."""
+
+    def __init__(self, message: str, meta: MetaErrorInfo | None, retry_after: float) -> None:
+        super().__init__(message, meta)
+        self.retry_after = retry_after
+
+
+class PermanentError(CapiError):
+    """Trying again cannot help."""
+
+
+class AuthError(PermanentError):
+    """The access token is invalid or lacks a permission (codes 190, 102, 10, 200-299)."""
+
+
+class RejectedError(PermanentError):
+    """The request or one of its events is invalid (code 100 and the like)."""
+
+
+class RestrictedRegionError(PermanentError):
+    """Messaging Event Within Messaging Restrictive Region."""

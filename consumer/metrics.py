@@ -1,0 +1,75 @@
+"""Prometheus metrics: names in base units, `_total` counters, low-cardinality labels only.
+
+Labels never carry event ids, contact ids, hashes or tokens.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+_DURATION_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 750, 1000)
+
+
+class Metrics:
+    """Every metric of the service, registered in `registry` (a fresh one per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter(
+            "capi_messages_consumed", "Input messages consumed.", ["topic"], registry=r
+        )
+        self.results = Counter(
+            "capi_results",
+            "Result records published, by status and reason.",
+            ["status", "reason"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "capi_requests",
+            "Conversions API requests, by outcome and Meta error code.",
+            ["outcome", "code"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "capi_request_duration_seconds",
+            "Conversions API request duration.",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.events_sent = Counter(
+            "capi_events_sent", "Events Meta accepted.", ["test"], registry=r
+        )
+        self.batch_size = Histogram(
+            "capi_batch_size_events",
+            "Events per Conversions API request.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "capi_in_flight_events", "Events consumed and not yet resolved.", registry=r
+        )
+        self.retries = Counter(
+            "capi_request_retries", "Requests retried after a retryable error.", registry=r
+        )
+        self.dead_letters = Counter(
+            "capi_dead_letters", "Input messages copied to the dead-letter topic.", ["reason"],
+            registry=r,
+        )
+        self.fields_dropped = Counter(
+            "capi_customer_fields_dropped",
+            "Customer-information fields left out, by key and reason.",
+            ["key", "reason"],
+            registry=r,
+        )
+        self.table_keys = Gauge(
+            "capi_table_keys", "Keys held per reference table.", ["table"], registry=r
+        )
+        self.last_success = Gauge(
+            "capi_last_successful_send_timestamp_seconds",
+            "When Meta last accepted a request (Unix seconds).",
+            registry=r,
+        )

@@ -1,0 +1,234 @@
+"""What may be sent: the rules of DESIGN.md and capi-reference.md as one pure decision.
+
+`decide(trigger, connection, now_ms, rules)` returns either a `Refusal` (SKIPPED by design, or
+FAILED needing attention, with a reason code and a human-readable detail that never carries
+customer information) or an `Approved` CAPI server event ready to batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from typing import Any, Literal
+
+import pycountry
+
+from .normalize import UserData, normalize_customer_info
+from .records import AssetType, Channel, ConnectionStatus, EventType, MetaConnection, Trigger
+
+__all__ = [
+    "Approved",
+    "Decision",
+    "Reason",
+    "Refusal",
+    "Rules",
+    "decide",
+    "is_currency",
+]
+
+Reason = Literal[
+    "RESTRICTED_REGION",
+    "CHANNEL_NOT_SELECTED",
+    "NO_CUSTOMER_INFORMATION",
+    "NOT_AD_ATTRIBUTED",
+    "DUPLICATE",
+    "CONNECTION_DISCONNECTED",
+    "UNDECODABLE",
+    "INVALID_EVENT",
+    "EVENT_TOO_OLD",
+    "UNKNOWN_CONNECTION",
+    "ASSET_NOT_LINKED",
+    "MISSING_CREDENTIALS",
+    "META_AUTH_ERROR",
+    "META_REJECTED",
+    "RETRIES_EXHAUSTED",
+]
+
+_ASSET_TYPE = {
+    Channel.WHATSAPP: AssetType.WHATSAPP_BUSINESS_ACCOUNT,
+    Channel.MESSENGER: AssetType.FACEBOOK_PAGE,
+    Channel.INSTAGRAM: AssetType.INSTAGRAM_ACCOUNT,
+}
+_ASSET_LABEL = {
+    Channel.WHATSAPP: "WhatsApp Business Account",
+    Channel.MESSENGER: "Facebook Page",
+    Channel.INSTAGRAM: "Instagram account",
+}
+# Only Pages and Instagram accounts fall under the ePrivacy restriction.
+_REGION_RESTRICTED_CHANNELS = frozenset({Channel.MESSENGER, Channel.INSTAGRAM})
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The configurable parts of the rules (from Settings)."""
+
+    restricted_countries: frozenset[str]
+    max_event_age_s: int = 7 * 24 * 3600
+    future_skew_s: int = 300
+    default_phone_region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    skipped: bool
+    reason: Reason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Approved:
+    """A CAPI server event that passed every rule."""
+
+    event: dict[str, Any]
+    event_name: str
+    user_data_keys: tuple[str, ...]
+    dropped: tuple[str, ...] = field(default=())
+
+
+Decision = Refusal | Approved
+
+
+def _skip(reason: Reason, detail: str) -> Refusal:
+    return Refusal(True, reason, detail)
+
+
+def _fail(reason: Reason, detail: str) -> Refusal:
+    return Refusal(False, reason, detail)
+
+
+def decide(
+    trigger: Trigger,
+    connection: MetaConnection | None,
+    now_ms: int,
+    rules: Rules,
+    restricted_assets: Collection[str] = (),
+) -> Decision:
+    """Refuse what must not reach Meta, or build the server event."""
+    channel = trigger.channel
+    if not trigger.event_id.strip():
+        return _fail("INVALID_EVENT", "event_id is empty")
+    if connection is None:
+        return _fail("UNKNOWN_CONNECTION", f"connection {trigger.connection_id} is not known")
+    if connection.status is ConnectionStatus.DISCONNECTED:
+        return _skip(
+            "CONNECTION_DISCONNECTED", f"connection {connection.connection_id} is disconnected"
+        )
+    if trigger.selected_account_id != trigger.channel_account_id:
+        return _skip(
+            "CHANNEL_NOT_SELECTED",
+            f"the step did not select the {_ASSET_LABEL[channel]} {trigger.channel_account_id}",
+        )
+    asset = connection.asset(trigger.channel_account_id)
+    label = f"{_ASSET_LABEL[channel]} {trigger.channel_account_id}"
+    if asset is None or asset.asset_type is not _ASSET_TYPE[channel]:
+        return _fail(
+            "ASSET_NOT_LINKED", f"{label} is not an asset of connection {connection.connection_id}"
+        )
+    if channel in _REGION_RESTRICTED_CHANNELS and (
+        asset.registration_country.upper() in rules.restricted_countries
+        or asset.asset_id in restricted_assets
+    ):
+        return _skip(
+            "RESTRICTED_REGION",
+            f"{label} is registered in {asset.registration_country.upper()}, where the "
+            "ePrivacy Directive rules out Conversions API for business messaging",
+        )
+    dataset = connection.dataset(trigger.dataset_id)
+    if dataset is None or asset.asset_id not in dataset.linked_asset_ids:
+        return _fail(
+            "ASSET_NOT_LINKED",
+            f"dataset {trigger.dataset_id} is not linked to {label}: link the dataset to it "
+            "in Meta Events Manager",
+        )
+    age_s = (now_ms - trigger.occurred_at) / 1000
+    if age_s > rules.max_event_age_s:
+        return _fail(
+            "EVENT_TOO_OLD",
+            f"occurred {age_s / 86400:.1f} days ago; Meta refuses events older than "
+            f"{rules.max_event_age_s / 86400:g} days",
+        )
+    if -age_s > rules.future_skew_s:
+        return _fail("INVALID_EVENT", f"occurred_at is {-age_s:.0f} s in the future")
+    custom_data = _custom_data(trigger)
+    if isinstance(custom_data, Refusal):
+        return custom_data
+    channel_ids = _channel_ids(trigger)
+    if isinstance(channel_ids, Refusal):
+        return channel_ids
+    user_data: UserData = normalize_customer_info(
+        trigger.customer_info, default_region=rules.default_phone_region
+    )
+    if not user_data.hashed:
+        return _skip(
+            "NO_CUSTOMER_INFORMATION",
+            "no customer information field is present after normalization",
+        )
+    combined = {**user_data.hashed, **channel_ids}
+    event: dict[str, Any] = {
+        "event_name": trigger.event_type.event_name,
+        "event_time": trigger.occurred_at // 1000,
+        "event_id": trigger.event_id,
+        "action_source": "business_messaging",
+        "messaging_channel": channel.messaging_channel,
+        "user_data": combined,
+    }
+    if custom_data:
+        event["custom_data"] = custom_data
+    return Approved(
+        event=event,
+        event_name=trigger.event_type.event_name,
+        user_data_keys=tuple(combined),
+        dropped=tuple(f"{d.key}:{d.reason}" for d in user_data.dropped),
+    )
+
+
+def _channel_ids(trigger: Trigger) -> dict[str, str] | Refusal:
+    user_id = (trigger.channel_user_id or "").strip()
+    if trigger.channel is Channel.WHATSAPP:
+        clid = (trigger.ctwa_clid or "").strip()
+        if not clid:
+            return _skip(
+                "NOT_AD_ATTRIBUTED",
+                "WhatsApp conversation without a click-to-WhatsApp ad click id",
+            )
+        return {"whatsapp_business_account_id": trigger.channel_account_id, "ctwa_clid": clid}
+    if trigger.channel is Channel.MESSENGER:
+        if not user_id:
+            return _fail("INVALID_EVENT", "Messenger event without the page-scoped user id")
+        return {"page_id": trigger.channel_account_id, "page_scoped_user_id": user_id}
+    if not user_id:
+        return _fail("INVALID_EVENT", "Instagram event without the Instagram-scoped user id")
+    return {"ig_account_id": trigger.channel_account_id, "ig_sid": user_id}
+
+
+def _custom_data(trigger: Trigger) -> dict[str, Any] | Refusal:
+    currency = (trigger.currency or "").strip().upper()
+    raw_value = (trigger.value or "").strip()
+    if trigger.event_type is EventType.PURCHASE and not (currency and raw_value):
+        return _fail("INVALID_EVENT", "a Purchase needs a currency and a value")
+    data: dict[str, Any] = {}
+    if currency:
+        if not is_currency(currency):
+            return _fail("INVALID_EVENT", f"currency {currency[:8]!r} is not an ISO 4217 code")
+        data["currency"] = currency
+    if raw_value:
+        try:
+            value = Decimal(raw_value)
+        except InvalidOperation:
+            return _fail("INVALID_EVENT", "value is not a decimal number")
+        if not value.is_finite() or value < 0 or not math.isfinite(float(value)):
+            return _fail("INVALID_EVENT", "value must be a finite, non-negative number")
+        data["value"] = float(value)
+    return data
+
+
+@cache
+def _currencies() -> frozenset[str]:
+    return frozenset(c.alpha_3 for c in pycountry.currencies)
+
+
+def is_currency(code: str) -> bool:
+    return code in _currencies()

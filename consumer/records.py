@@ -1,0 +1,222 @@
+"""Typed records of the contract (DESIGN.md), built from decoded Avro dicts."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = [
+    "CUSTOMER_FIELDS",
+    "Asset",
+    "AssetType",
+    "Channel",
+    "ConnectionStatus",
+    "CustomerInfo",
+    "Dataset",
+    "EventType",
+    "MetaConnection",
+    "ResultStatus",
+    "Trigger",
+]
+
+
+class Channel(enum.StrEnum):
+    WHATSAPP = "WHATSAPP"
+    MESSENGER = "MESSENGER"
+    INSTAGRAM = "INSTAGRAM"
+
+    @property
+    def messaging_channel(self) -> str:
+        """The value of CAPI's `messaging_channel` for this channel."""
+        return self.value.lower()
+
+
+class EventType(enum.StrEnum):
+    PURCHASE = "PURCHASE"
+    LEAD_SUBMITTED = "LEAD_SUBMITTED"
+    QUALIFIED_LEAD = "QUALIFIED_LEAD"
+    INITIATE_CHECKOUT = "INITIATE_CHECKOUT"
+    ADD_TO_CART = "ADD_TO_CART"
+    VIEW_CONTENT = "VIEW_CONTENT"
+    ORDER_CREATED = "ORDER_CREATED"
+    ORDER_SHIPPED = "ORDER_SHIPPED"
+    ORDER_DELIVERED = "ORDER_DELIVERED"
+    ORDER_CANCELED = "ORDER_CANCELED"
+    ORDER_RETURNED = "ORDER_RETURNED"
+    CART_ABANDONED = "CART_ABANDONED"
+    RATING_PROVIDED = "RATING_PROVIDED"
+    REVIEW_PROVIDED = "REVIEW_PROVIDED"
+
+    @property
+    def event_name(self) -> str:
+        """Meta's event name: PURCHASE -> Purchase, LEAD_SUBMITTED -> LeadSubmitted."""
+        return "".join(part.capitalize() for part in self.value.split("_"))
+
+
+class ResultStatus(enum.StrEnum):
+    SENT = "SENT"
+    SKIPPED = "SKIPPED"
+    FAILED = "FAILED"
+
+
+class ConnectionStatus(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    DISCONNECTED = "DISCONNECTED"
+
+
+class AssetType(enum.StrEnum):
+    WHATSAPP_BUSINESS_ACCOUNT = "WHATSAPP_BUSINESS_ACCOUNT"
+    FACEBOOK_PAGE = "FACEBOOK_PAGE"
+    INSTAGRAM_ACCOUNT = "INSTAGRAM_ACCOUNT"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerInfo:
+    """Customer information as a person typed it; normalization happens later."""
+
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    gender: str | None = None
+    date_of_birth: str | None = None
+    city: str | None = None
+    state: str | None = None
+    zip: str | None = None
+    country: str | None = None
+    external_id: str | None = None
+
+    @classmethod
+    def from_avro(cls, data: dict[str, Any]) -> CustomerInfo:
+        return cls(**{name: data.get(name) for name in CUSTOMER_FIELDS})
+
+    def merged_over(self, other: CustomerInfo) -> CustomerInfo:
+        """These values, with the blanks filled from `other`."""
+        return CustomerInfo(
+            **{
+                name: _present(getattr(self, name)) or getattr(other, name)
+                for name in CUSTOMER_FIELDS
+            }
+        )
+
+
+CUSTOMER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CustomerInfo))
+
+
+def _present(value: str | None) -> str | None:
+    return value if value is not None and value.strip() else None
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """A decoded `ConversionTriggered` message."""
+
+    event_id: str
+    occurred_at: int
+    workspace_id: str
+    contact_id: str
+    channel: Channel
+    channel_account_id: str
+    channel_user_id: str | None
+    connection_id: str
+    dataset_id: str
+    selected_whatsapp_business_account_id: str | None
+    selected_page_id: str | None
+    selected_instagram_account_id: str | None
+    event_type: EventType
+    currency: str | None
+    value: str | None
+    customer_info: CustomerInfo
+    ctwa_clid: str | None = None
+    test_event_code: str | None = None
+
+    @classmethod
+    def from_avro(cls, data: dict[str, Any]) -> Trigger:
+        return cls(
+            event_id=data["event_id"],
+            occurred_at=data["occurred_at"],
+            workspace_id=data["workspace_id"],
+            contact_id=data["contact_id"],
+            channel=Channel(data["channel"]),
+            channel_account_id=data["channel_account_id"],
+            channel_user_id=data.get("channel_user_id"),
+            connection_id=data["connection_id"],
+            dataset_id=data["dataset_id"],
+            selected_whatsapp_business_account_id=data.get("selected_whatsapp_business_account_id"),
+            selected_page_id=data.get("selected_page_id"),
+            selected_instagram_account_id=data.get("selected_instagram_account_id"),
+            event_type=EventType(data["event_type"]),
+            currency=data.get("currency"),
+            value=data.get("value"),
+            customer_info=CustomerInfo.from_avro(data["customer_info"]),
+            ctwa_clid=data.get("ctwa_clid"),
+            test_event_code=data.get("test_event_code"),
+        )
+
+    @property
+    def selected_account_id(self) -> str | None:
+        """The account ticked in the step for this trigger's channel."""
+        if self.channel is Channel.WHATSAPP:
+            return self.selected_whatsapp_business_account_id
+        if self.channel is Channel.MESSENGER:
+            return self.selected_page_id
+        return self.selected_instagram_account_id
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    asset_type: AssetType
+    asset_id: str
+    registration_country: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    dataset_id: str
+    linked_asset_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class MetaConnection:
+    """A decoded `MetaConnection`: who may send to which datasets, with which assets."""
+
+    connection_id: str
+    workspace_id: str
+    status: ConnectionStatus
+    credential_ref: str
+    app_secret_ref: str | None
+    assets: tuple[Asset, ...] = ()
+    datasets: tuple[Dataset, ...] = ()
+    updated_at: int = 0
+    _assets_by_id: dict[str, Asset] = field(default_factory=dict, compare=False, repr=False)
+    _datasets_by_id: dict[str, Dataset] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._assets_by_id.update({a.asset_id: a for a in self.assets})
+        self._datasets_by_id.update({d.dataset_id: d for d in self.datasets})
+
+    @classmethod
+    def from_avro(cls, data: dict[str, Any]) -> MetaConnection:
+        return cls(
+            connection_id=data["connection_id"],
+            workspace_id=data["workspace_id"],
+            status=ConnectionStatus(data["status"]),
+            credential_ref=data["credential_ref"],
+            app_secret_ref=data.get("app_secret_ref"),
+            assets=tuple(
+                Asset(AssetType(a["asset_type"]), a["asset_id"], a["registration_country"])
+                for a in data.get("assets", ())
+            ),
+            datasets=tuple(
+                Dataset(d["dataset_id"], frozenset(d.get("linked_asset_ids", ())))
+                for d in data.get("datasets", ())
+            ),
+            updated_at=data.get("updated_at", 0),
+        )
+
+    def asset(self, asset_id: str) -> Asset | None:
+        return self._assets_by_id.get(asset_id)
+
+    def dataset(self, dataset_id: str) -> Dataset | None:
+        return self._datasets_by_id.get(dataset_id)

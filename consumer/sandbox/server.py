@@ -1,0 +1,215 @@
+"""The sandbox's HTTP server: the Graph API endpoint plus `/_sandbox/*` for tests.
+
+    POST /{version}/{dataset_id}/events   validated like Meta; accepted events are recorded
+    GET  /_sandbox/events                 accepted events: [{dataset_id, test_event_code, event}]
+    GET  /_sandbox/requests               every request: status, dataset, events, error code
+                                          (and the raw body when started with record_bodies)
+    GET  /_sandbox/stats                  counts
+    POST /_sandbox/reset                  forget what was recorded
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from .rules import SandboxConfig, ValidationFailure, validate_request
+
+__all__ = ["Sandbox"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Records:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    accepted_requests: int = 0
+    rejected_requests: int = 0
+
+
+class Sandbox:
+    """A Graph API stand-in on `host:port` (0 picks a free port)."""
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        record_bodies: bool = False,
+    ) -> None:
+        self.config = config
+        self._record_bodies = record_bodies
+        self._records = _Records()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> str:
+        """Serve from a background thread; return the base URL."""
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="sandbox", daemon=True
+        )
+        self._thread.start()
+        return self.url
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def handle_events(
+        self, version: str, dataset_id: str, query: dict[str, str], raw: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        fbtrace_id = "A" + secrets.token_urlsafe(15)
+        request: dict[str, Any] = {
+            "at": time.time(),
+            "dataset_id": dataset_id,
+            "version": version,
+            "query": sorted(query),
+            "bytes": len(raw),
+        }
+        if self._record_bodies:
+            request["body"] = raw.decode("utf-8", errors="replace")
+        try:
+            body = _parse_body(raw)
+            events = validate_request(version, dataset_id, query, body, self.config)
+        except ValidationFailure as failure:
+            request.update(status=failure.http_status, error_code=failure.code)
+            request["error_subcode"] = failure.subcode
+            with self._lock:
+                self._records.requests.append(request)
+                self._records.rejected_requests += 1
+            return failure.http_status, failure.error_body(fbtrace_id)
+        test_code = body.get("test_event_code")
+        request.update(status=200, events=len(events), test_event_code=test_code)
+        with self._lock:
+            self._records.requests.append(request)
+            self._records.accepted_requests += 1
+            self._records.events.extend(
+                {"dataset_id": dataset_id, "test_event_code": test_code, "event": e}
+                for e in events
+            )
+        messages = [] if test_code is None else [f"test event code {test_code}"]
+        return 200, {
+            "events_received": len(events),
+            "messages": messages,
+            "fbtrace_id": fbtrace_id,
+        }
+
+    def events(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._records.events)
+
+    def requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._records.requests)
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            r = self._records
+            return {
+                "accepted_requests": r.accepted_requests,
+                "rejected_requests": r.rejected_requests,
+                "accepted_events": len(r.events),
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self._records = _Records()
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    """A JSON body, or a form body whose `data` is a JSON array (both are accepted by Meta)."""
+    text = raw.strip()
+    if text.startswith(b"{"):
+        try:
+            body = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise ValidationFailure("(#100) The request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ValidationFailure("(#100) The request body must be a JSON object")
+        return body
+    form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
+    if "data" in form:
+        try:
+            form_body: dict[str, Any] = dict(form)
+            form_body["data"] = orjson.loads(form["data"])
+            return form_body
+        except orjson.JSONDecodeError:
+            raise ValidationFailure("(#100) param data must be a JSON array") from None
+    return dict(form)
+
+
+def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "capi-sandbox"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("sandbox %s", format % args)
+
+        def _reply(self, status: int, payload: Any) -> None:
+            body = orjson.dumps(payload)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _read_body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length > 0 else b""
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            if path == "/_sandbox/events":
+                self._reply(200, sandbox.events())
+            elif path == "/_sandbox/requests":
+                self._reply(200, sandbox.requests())
+            elif path == "/_sandbox/stats":
+                self._reply(200, sandbox.stats())
+            elif path == "/healthz":
+                self._reply(200, {"ok": True})
+            else:
+                self._reply(404, {"error": {"message": "Unknown path", "code": 803}})
+
+        def do_POST(self) -> None:
+            parts = urlsplit(self.path)
+            raw = self._read_body()
+            if parts.path == "/_sandbox/reset":
+                sandbox.reset()
+                self._reply(200, {"ok": True})
+                return
+            segments = parts.path.strip("/").split("/")
+            if len(segments) != 3 or segments[2] != "events":
+                self._reply(
+                    400,
+                    {"error": {"message": "Unknown path components", "code": 2500,
+                               "type": "OAuthException"}},
+                )  # fmt: skip
+                return
+            query = dict(parse_qsl(parts.query, keep_blank_values=True))
+            status, payload = sandbox.handle_events(segments[0], segments[1], query, raw)
+            self._reply(status, payload)
+
+    return Handler
