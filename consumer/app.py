@@ -34,7 +34,7 @@ from .records import MetaConnection, ResultStatus, Trigger
 from .results import refused, resolved, undecodable
 from .tables import Table, TableReader
 
-__all__ = ["App", "FatalError"]
+__all__ = ["App", "FatalError", "build_app"]
 
 log = logging.getLogger(__name__)
 
@@ -396,3 +396,23 @@ class App:
 def _names(partitions: list[TopicPartition]) -> str:
     return ",".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "-"
 
+
+
+def build_app(settings: Settings, metrics: Metrics | None = None) -> App:
+    """An `App` with production collaborators built from `settings` (no I/O yet)."""
+    from .codec import SchemaStore
+
+    registry = None
+    if settings.schema_registry_url:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        registry = SchemaRegistryClient({"url": settings.schema_registry_url})
+    codec = AvroCodec(SchemaStore(), registry)
+    client = CapiClient(
+        settings.graph_url,
+        settings.graph_api_version,
+        timeout_s=settings.request_timeout_s,
+        partner_agent=settings.partner_agent,
+        max_connections=settings.max_in_flight_requests * 2,
+    )
+    return App(settings, metrics=metrics, codec=codec, client=client)

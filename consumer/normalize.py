@@ -199,13 +199,15 @@ def normalize_name(raw: str) -> str:
         for c in text
         if unicodedata.category(c)[0] not in _PUNCT_OR_SYMBOL
     )
-    return " ".join(kept.split())
+    # removing characters can bring a letter and a combining mark together: compose again
+    return unicodedata.normalize("NFC", " ".join(kept.split()))
 
 
 def _letters_only(raw: str) -> str:
     """Lowercase, no punctuation, no spaces (cities, non-US states)."""
     text = unicodedata.normalize("NFC", raw).lower()
-    return "".join(c for c in text if unicodedata.category(c)[0] in ("L", "M", "N"))
+    kept = "".join(c for c in text if unicodedata.category(c)[0] in ("L", "M", "N"))
+    return unicodedata.normalize("NFC", kept)
 
 
 _GENDERS = {

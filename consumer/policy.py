@@ -110,7 +110,7 @@ def decide(
     channel = trigger.channel
     if not trigger.event_id.strip():
         return _fail("INVALID_EVENT", "event_id is empty")
-    if connection is None:
+    if connection is None or connection.connection_id != trigger.connection_id:
         return _fail("UNKNOWN_CONNECTION", f"connection {trigger.connection_id} is not known")
     if connection.status is ConnectionStatus.DISCONNECTED:
         return _skip(

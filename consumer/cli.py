@@ -1,0 +1,142 @@
+"""The `capi-consumer` command: run, demo, sandbox, check."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import Settings
+from .errors import ConfigError
+
+__all__ = ["main"]
+
+log = logging.getLogger("consumer")
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings.from_env(**overrides)
+    except ConfigError as exc:
+        click.echo(f"capi-consumer: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="capi-consumer")
+def main() -> None:
+    """Conversions from WhatsApp, Messenger and Instagram conversations to Meta's CAPI."""
+
+
+@main.command()
+def run() -> None:
+    """Run the service (configured by CAPI_* environment variables)."""
+    settings = _settings()
+    _setup_logging(settings.log_level)
+    from prometheus_client import start_http_server
+
+    from .app import FatalError, build_app
+    from .metrics import Metrics
+
+    metrics = Metrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=metrics.registry)
+        log.info("metrics on :%d/metrics", settings.metrics_port)
+    app = build_app(settings, metrics)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s: draining", signal.Signals(signum).name)
+        app.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        app.run()
+    except FatalError as exc:
+        log.error("stopping: %s", exc)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--triggers", default=300, show_default=True, help="Sample triggers to produce.")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for results.")
+def demo(triggers: int, timeout: float) -> None:
+    """The embedded default: local broker, Graph API sandbox, sample traffic, a summary."""
+    _setup_logging("WARNING")
+    from .demo import run_demo
+
+    sys.exit(run_demo(triggers, timeout))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8800, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON: tokens (with datasets and app_secret), restricted_assets, linked_assets.",
+)
+@click.option("--token", "tokens", multiple=True, help="An accepted access token (any dataset).")
+@click.option("--record-bodies", is_flag=True, help="Keep raw request bodies for inspection.")
+def sandbox(
+    host: str, port: int, config_path: Path | None, tokens: tuple[str, ...], record_bodies: bool
+) -> None:
+    """A local Graph API stand-in that validates like Meta."""
+    _setup_logging("WARNING")
+    from .sandbox import Sandbox, SandboxConfig
+
+    data: dict[str, Any] = {}
+    if config_path is not None:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+    data.setdefault("tokens", {}).update({t: {"datasets": "*"} for t in tokens})
+    server = Sandbox(SandboxConfig.from_json(data), host, port, record_bodies=record_bodies)
+    click.echo(f"sandbox listening on {server.url}")
+    sys.stdout.flush()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+def check() -> None:
+    """Validate the configuration and reach the broker; one line per problem."""
+    settings = _settings()
+    from confluent_kafka.admin import AdminClient
+
+    problems: list[str] = []
+    try:
+        metadata = AdminClient({**settings.consumer_config(), "log_level": "0"}).list_topics(
+            timeout=10
+        )
+    except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
+        problems.append(f"broker {settings.bootstrap_servers}: unreachable ({exc})")
+    else:
+        t = settings.topics
+        for topic in (t.triggered, t.connections, t.results, t.dlq):
+            if topic not in metadata.topics:
+                problems.append(f"topic {topic}: does not exist")
+    for line in problems:
+        click.echo(f"capi-consumer check: {line}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("capi-consumer check: ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Sample traffic for the demo, the benchmark and the tests: connections and varied triggers.
+
+Deterministic for a given seed. The mix covers every channel and event type, Purchases with
+currency and value, pages and accounts in restricted regions (known locally, and one only Meta
+knows), triggers without customer information or without a click id, channels not selected,
+disconnected or unknown connections, unlinked assets, test events and repeated event ids.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SampleWorld", "sandbox_config"]
+
+_FIRST = ["John", "Marie-Claire", "José", "Anna", "Åsa", "Mohammed", "Zoë", "Li", "Oğuz", "Sam"]
+_LAST = ["Smith", "O'Brien", "García", "Müller", "Nguyen", "Kowalski", "Dupont", "Tanaka"]
+_CITIES = [("Menlo Park", "California", "94025-1234", "US"), ("São Paulo", "SP", "01310-100", "BR"),
+           ("Austin", "TX", "78701", "US"), ("Mexico City", "CDMX", "06600", "MX")]  # fmt: skip
+_EVENT_TYPES = [
+    "LEAD_SUBMITTED", "PURCHASE", "QUALIFIED_LEAD", "INITIATE_CHECKOUT", "ADD_TO_CART",
+    "VIEW_CONTENT", "ORDER_CREATED", "ORDER_SHIPPED", "ORDER_DELIVERED", "ORDER_CANCELED",
+    "ORDER_RETURNED", "CART_ABANDONED", "RATING_PROVIDED", "REVIEW_PROVIDED",
+]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    channel: str
+    account_id: str
+    connection_id: str
+    dataset_id: str
+
+
+# channel accounts the sample triggers are on
+_GOOD = [
+    _Account("WHATSAPP", "waba-100", "conn-us", "ds-1"),
+    _Account("MESSENGER", "page-200", "conn-us", "ds-1"),
+    _Account("INSTAGRAM", "ig-300", "conn-us", "ds-1"),
+    _Account("WHATSAPP", "waba-400", "conn-2", "ds-3"),
+]
+_RESTRICTED_LOCAL = [
+    _Account("MESSENGER", "page-250", "conn-us", "ds-1"),  # registered in DE
+    _Account("INSTAGRAM", "ig-350", "conn-us", "ds-1"),  # registered in JP
+]
+_RESTRICTED_AT_META = _Account("MESSENGER", "page-260", "conn-us", "ds-1")  # only Meta knows
+_UNLINKED = _Account("MESSENGER", "page-200", "conn-us", "ds-2")
+_DISCONNECTED = _Account("WHATSAPP", "waba-900", "conn-off", "ds-9")
+_UNKNOWN = _Account("WHATSAPP", "waba-100", "conn-missing", "ds-1")
+
+
+def _connection(
+    connection_id: str,
+    status: str,
+    credential_ref: str,
+    app_secret_ref: str | None,
+    assets: list[tuple[str, str, str]],
+    datasets: dict[str, list[str]],
+) -> dict[str, Any]:
+    return {
+        "connection_id": connection_id,
+        "workspace_id": "ws-1",
+        "status": status,
+        "credential_ref": credential_ref,
+        "app_secret_ref": app_secret_ref,
+        "assets": [
+            {"asset_type": t, "asset_id": i, "registration_country": c} for t, i, c in assets
+        ],
+        "datasets": [{"dataset_id": d, "linked_asset_ids": ids} for d, ids in datasets.items()],
+        "updated_at": int(time.time() * 1000),
+    }
+
+
+class SampleWorld:
+    """Connections, credential files and triggers that fit together."""
+
+    credentials = {"token-us": "EAAB-sample-token-us", "secret-us": "sample-app-secret",
+                   "token-2": "EAAB-sample-token-2", "token-off": "EAAB-sample-token-off"}  # fmt: skip
+
+    def connections(self) -> list[dict[str, Any]]:
+        page_assets = [
+            ("WHATSAPP_BUSINESS_ACCOUNT", "waba-100", "US"),
+            ("FACEBOOK_PAGE", "page-200", "US"),
+            ("INSTAGRAM_ACCOUNT", "ig-300", "BR"),
+            ("FACEBOOK_PAGE", "page-250", "DE"),
+            ("INSTAGRAM_ACCOUNT", "ig-350", "JP"),
+            ("FACEBOOK_PAGE", "page-260", "US"),
+        ]
+        return [
+            _connection(
+                "conn-us", "ACTIVE", "token-us", "secret-us", page_assets,
+                {"ds-1": [a[1] for a in page_assets], "ds-2": ["waba-100"]},
+            ),
+            _connection(
+                "conn-2", "ACTIVE", "token-2", None,
+                [("WHATSAPP_BUSINESS_ACCOUNT", "waba-400", "FR")], {"ds-3": ["waba-400"]},
+            ),
+            _connection(
+                "conn-off", "DISCONNECTED", "token-off", None,
+                [("WHATSAPP_BUSINESS_ACCOUNT", "waba-900", "US")], {"ds-9": ["waba-900"]},
+            ),
+        ]  # fmt: skip
+
+    def triggers(
+        self, count: int, seed: int = 7, now_ms: int | None = None, *, only_valid: bool = False
+    ) -> list[dict[str, Any]]:
+        """`count` trigger records; `only_valid` keeps to ones that should be SENT."""
+        rng = random.Random(seed)
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        out: list[dict[str, Any]] = []
+        for i in range(count):
+            roll = rng.random() if not only_valid else 1.0
+            account = rng.choice(_GOOD)
+            record = self._trigger(rng, i, account, now_ms)
+            if roll < 0.05:
+                record = self._trigger(rng, i, rng.choice(_RESTRICTED_LOCAL), now_ms)
+            elif roll < 0.06:
+                record = self._trigger(rng, i, _RESTRICTED_AT_META, now_ms)
+            elif roll < 0.10:
+                record["customer_info"] = _empty_info()
+            elif roll < 0.13 and account.channel == "WHATSAPP":
+                record["ctwa_clid"] = None
+            elif roll < 0.15:
+                record["selected_whatsapp_business_account_id"] = None
+                record["selected_page_id"] = None
+                record["selected_instagram_account_id"] = None
+            elif roll < 0.17:
+                record = self._trigger(rng, i, _DISCONNECTED, now_ms)
+            elif roll < 0.18:
+                record = self._trigger(rng, i, _UNKNOWN, now_ms)
+            elif roll < 0.20:
+                record = self._trigger(rng, i, _UNLINKED, now_ms)
+            elif roll < 0.21:
+                record["test_event_code"] = "TEST12345"
+            elif roll < 0.22 and out:
+                record["event_id"] = out[-1]["event_id"]
+            out.append(record)
+        return out
+
+    def _trigger(self, rng: random.Random, i: int, account: _Account, now_ms: int) -> dict[str, Any]:
+        event_type = "PURCHASE" if rng.random() < 0.3 else rng.choice(_EVENT_TYPES)
+        city, state, zip_code, country = rng.choice(_CITIES)
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        selected = {"WHATSAPP": None, "MESSENGER": None, "INSTAGRAM": None}
+        selected[account.channel] = account.account_id
+        phone = (
+            f"+1 (650) 555-{i % 10000:04d}" if rng.random() < 0.5 else f"650 555 {i % 10000:04d}"
+        )
+        return {
+            "event_id": f"evt-{i:08d}-{rng.getrandbits(32):08x}",
+            "occurred_at": now_ms - rng.randint(1_000, 3_600_000),
+            "workspace_id": "ws-1",
+            "contact_id": f"c-{i % 5000}",
+            "channel": account.channel,
+            "channel_account_id": account.account_id,
+            "channel_user_id": None if account.channel == "WHATSAPP" else f"psid-{i:07d}",
+            "connection_id": account.connection_id,
+            "dataset_id": account.dataset_id,
+            "selected_whatsapp_business_account_id": selected["WHATSAPP"],
+            "selected_page_id": selected["MESSENGER"],
+            "selected_instagram_account_id": selected["INSTAGRAM"],
+            "event_type": event_type,
+            "currency": "USD" if event_type == "PURCHASE" else None,
+            "value": f"{rng.randint(100, 99_999) / 100:.2f}" if event_type == "PURCHASE" else None,
+            "customer_info": {
+                "email": f"  {first}.{last}{i}@Example.com ".replace("'", ""),
+                "phone": phone,
+                "first_name": first,
+                "last_name": last,
+                "gender": rng.choice(["Female", "male", "F", None]),
+                "date_of_birth": rng.choice(["1990-03-04", "04/03/1985", None]),
+                "city": city,
+                "state": state,
+                "zip": zip_code,
+                "country": country,
+                "external_id": f"crm-{i}",
+            },
+            "ctwa_clid": f"ARAkLkA8rmlFeiCktEJQ{i:06d}" if account.channel == "WHATSAPP" else None,
+            "test_event_code": None,
+        }
+
+
+def _empty_info() -> dict[str, Any]:
+    return dict.fromkeys(
+        ("email", "phone", "first_name", "last_name", "gender", "date_of_birth", "city",
+         "state", "zip", "country", "external_id"),
+        None,
+    )  # fmt: skip
+
+
+def sandbox_config(world: SampleWorld) -> dict[str, Any]:
+    """The sandbox's view of the sample world: tokens, datasets, Meta-side restrictions."""
+    c = world.credentials
+    return {
+        "tokens": {
+            c["token-us"]: {"datasets": ["ds-1", "ds-2"], "app_secret": c["secret-us"]},
+            c["token-2"]: {"datasets": ["ds-3"]},
+        },
+        "restricted_assets": ["page-260"],
+        "linked_assets": {"ds-2": ["waba-100"]},
+    }

@@ -1,0 +1,67 @@
+"""Literal records for tests."""
+
+from typing import Any
+
+NOW_MS = 1_780_000_000_000
+
+
+def customer_info(**overrides: Any) -> dict[str, Any]:
+    info = dict.fromkeys(
+        ("email", "phone", "first_name", "last_name", "gender", "date_of_birth", "city", "state",
+         "zip", "country", "external_id"),
+    )
+    info.update(overrides)
+    return info
+
+
+def trigger_record(**overrides: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "event_id": "evt-1",
+        "occurred_at": NOW_MS - 60_000,
+        "workspace_id": "ws-1",
+        "contact_id": "c-1",
+        "channel": "WHATSAPP",
+        "channel_account_id": "waba-1",
+        "channel_user_id": None,
+        "connection_id": "conn-1",
+        "dataset_id": "ds-1",
+        "selected_whatsapp_business_account_id": "waba-1",
+        "selected_page_id": None,
+        "selected_instagram_account_id": None,
+        "event_type": "LEAD_SUBMITTED",
+        "currency": None,
+        "value": None,
+        "customer_info": customer_info(email="John_Smith@Gmail.com", phone="+1 650 555 1212"),
+        "ctwa_clid": "ARAkLkA8rmlFeiCktEJQ",
+        "test_event_code": None,
+    }
+    record.update(overrides)
+    return record
+
+
+def connection_record(**overrides: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "connection_id": "conn-1",
+        "workspace_id": "ws-1",
+        "status": "ACTIVE",
+        "credential_ref": "token-1",
+        "app_secret_ref": None,
+        "assets": [
+            {"asset_type": "WHATSAPP_BUSINESS_ACCOUNT", "asset_id": "waba-1",
+             "registration_country": "US"},
+            {"asset_type": "FACEBOOK_PAGE", "asset_id": "page-1", "registration_country": "US"},
+            {"asset_type": "INSTAGRAM_ACCOUNT", "asset_id": "ig-1", "registration_country": "BR"},
+            {"asset_type": "FACEBOOK_PAGE", "asset_id": "page-de", "registration_country": "DE"},
+            {"asset_type": "INSTAGRAM_ACCOUNT", "asset_id": "ig-jp", "registration_country": "JP"},
+            {"asset_type": "WHATSAPP_BUSINESS_ACCOUNT", "asset_id": "waba-fr",
+             "registration_country": "FR"},
+        ],
+        "datasets": [
+            {"dataset_id": "ds-1",
+             "linked_asset_ids": ["waba-1", "page-1", "ig-1", "page-de", "ig-jp", "waba-fr"]},
+            {"dataset_id": "ds-2", "linked_asset_ids": ["waba-1"]},
+        ],
+        "updated_at": 0,
+    }
+    record.update(overrides)
+    return record

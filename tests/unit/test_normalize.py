@@ -1,0 +1,168 @@
+import hashlib
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumer.normalize import (
+    HASHED_KEYS,
+    normalize_country,
+    normalize_customer_info,
+    normalize_date_of_birth,
+    normalize_email,
+    normalize_gender,
+    normalize_name,
+    normalize_phone,
+    normalize_state,
+    normalize_zip,
+    sha256_hex,
+)
+from consumer.records import CUSTOMER_FIELDS, CustomerInfo
+
+
+def test_meta_published_digests():
+    assert sha256_hex(normalize_email(" John_Smith@gmail.com ")) == (
+        "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
+    )
+    assert sha256_hex(normalize_phone("+1 (650) 555-1212", None)) == (
+        "e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("+1 (650) 555-1212", None, "16505551212"),
+        ("16505551212", None, "16505551212"),
+        ("(650) 555-1212", "US", "16505551212"),
+        ("06 12 34 56 78", "FR", "33612345678"),
+        ("0044 20 7946 0958", None, "442079460958"),
+        ("+44 (0)20 7946 0958", None, "442079460958"),
+        ("020 7946 0958", "GB", "442079460958"),
+        ("+55 11 91234-5678", "US", "5511912345678"),
+    ],
+)
+def test_phone(raw, region, expected):
+    assert normalize_phone(raw, region) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "call me", "12", "+0 000"])
+def test_impossible_phone_is_refused(raw):
+    with pytest.raises(ValueError, match="invalid_phone"):
+        normalize_phone(raw, "US")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("John", "john"),
+        ("  Marie-Claire ", "marieclaire"),
+        ("Mary  Ann", "mary ann"),
+        ("O'Brien", "obrien"),
+        ("José", "josé"),
+        ("Zoë", "zoë"),
+        ("Oğuz", "oğuz"),
+        ("Владимир", "владимир"),
+        ("李", "李"),
+        ("J.R.R.", "jrr"),
+    ],
+)
+def test_names_keep_letters_of_every_script(raw, expected):
+    assert normalize_name(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("1990-03-04", None, "19900304"),
+        ("19900304", None, "19900304"),
+        ("04/03/1990", "FR", "19900304"),
+        ("04/03/1990", "US", "19900403"),
+        ("25/12/1990", "US", "19901225"),
+        ("12/25/1990", "FR", "19901225"),
+        ("March 4, 1990", None, "19900304"),
+        ("4 Mar 1990", None, "19900304"),
+    ],
+)
+def test_date_of_birth(raw, region, expected):
+    assert normalize_date_of_birth(raw, region) == expected
+
+
+@pytest.mark.parametrize("raw", ["31/02/1990", "yesterday", "1800-01-01", "2999-01-01"])
+def test_impossible_date_of_birth_is_refused(raw):
+    with pytest.raises(ValueError, match="invalid_date_of_birth"):
+        normalize_date_of_birth(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("Female", "f"), ("M", "m"), ("femme", "f"), ("male", "m")]
+)
+def test_gender(raw, expected):
+    assert normalize_gender(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [("California", "US", "ca"), ("CA", "US", "ca"), ("New York", None, "ny"),
+     ("Île-de-France", "FR", "îledefrance")],
+)
+def test_state(raw, region, expected):
+    assert normalize_state(raw, region) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [("94025-1234", "US", "94025"), ("SW1A 1AA", "GB", "sw1a1aa"), ("01310-100", "BR", "01310100")],
+)
+def test_zip(raw, region, expected):
+    assert normalize_zip(raw, region) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("US", "us"), ("usa", "us"), ("United States", "us"), ("DEU", "de"), ("Germany", "de"),
+     ("United Kingdom", "gb"), ("uk", "gb")],
+)
+def test_country(raw, expected):
+    assert normalize_country(raw) == expected
+
+
+def test_customer_info_hashes_present_fields_and_drops_bad_ones():
+    info = CustomerInfo(
+        email="not-an-email", phone="+1 650 555 1212", first_name="  ", gender="other",
+        country="USA", zip="94025-1234",
+    )
+    out = normalize_customer_info(info)
+    assert set(out.hashed) == {"ph", "country", "zp"}
+    assert out.hashed["zp"] == hashlib.sha256(b"94025").hexdigest()
+    assert {(d.key, d.reason) for d in out.dropped} == {
+        ("em", "invalid_email"), ("ge", "invalid_gender"),
+    }
+
+
+def test_national_phone_takes_the_customers_country():
+    out = normalize_customer_info(CustomerInfo(phone="06 12 34 56 78", country="France"))
+    assert out.hashed["ph"] == sha256_hex("33612345678")
+
+
+def test_existing_sha256_passes_through_lowercased():
+    digest = "62A14E44F765419D10FEA99367361A727C12365E2520F32218D505ED9AA0F62F"
+    out = normalize_customer_info(CustomerInfo(email=digest))
+    assert out.hashed == {"em": digest.lower()}
+
+
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@given(st.builds(CustomerInfo, **{f: st.one_of(st.none(), st.text()) for f in CUSTOMER_FIELDS}))
+def test_never_raises_and_only_emits_digests(info):
+    out = normalize_customer_info(info, default_region="US")
+    assert set(out.hashed) <= HASHED_KEYS
+    assert all(_HEX.fullmatch(v) for v in out.hashed.values())
+
+
+@given(st.text())
+def test_name_normalization_is_idempotent(text):
+    once = normalize_name(text)
+    assert normalize_name(once) == once
