@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from .batching import Batch, BatchKey, Batcher, Pending, SourceRef
+from .batching import Batch, Batcher, BatchKey, Pending, SourceRef
 from .capi import CapiClient
 from .codec import AvroCodec
 from .config import Settings
@@ -108,16 +108,19 @@ class App:
 
     def run(self) -> None:
         s = self.settings
-        base = s.consumer_config()
+        rdkafka_log: dict[str, Any] = {"logger": logging.getLogger("librdkafka")}
         self._producer = Producer(
             {
-                **base,
-                "enable.idempotence": "true",
-                "acks": "all",
                 "linger.ms": "5",
                 "compression.type": "lz4",
+                **s.kafka_config("producer"),
+                **rdkafka_log,
+                # never lose or reorder a result: not overridable
+                "enable.idempotence": "true",
+                "acks": "all",
             }
         )
+        base = {**s.kafka_config("consumer"), **rdkafka_log}
         self._tables = TableReader([self.connections], base)
         self._tables.bootstrap()
         self.metrics.table_keys.labels("connections").set(len(self.connections))
@@ -184,7 +187,7 @@ class App:
             elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", error)
             return
-        source = SourceRef(msg.topic(), msg.partition(), msg.offset())
+        source = _source(msg)
         self._tracker.track(source.topic, source.partition, source.offset)
         self.metrics.consumed.labels(source.topic).inc()
         self.metrics.in_flight.inc()
@@ -225,8 +228,8 @@ class App:
         connection = self.connections.get(trigger.connection_id)
         assert connection is not None
         for entry in approved.dropped:
-            key, _, reason = entry.partition(":")
-            self.metrics.fields_dropped.labels(key, reason).inc()
+            field_key, _, reason = entry.partition(":")
+            self.metrics.fields_dropped.labels(field_key, reason).inc()
         try:
             credentials = self._credentials.for_connection(connection)
         except MissingCredentialsError as exc:
@@ -265,7 +268,10 @@ class App:
         except Exception as exc:  # never lose a batch to a bug in a worker thread
             log.exception("batch delivery crashed dataset=%s", batch.key.dataset_id)
             outcomes = [
-                (item, Outcome(ResultStatus.FAILED, "RETRIES_EXHAUSTED", f"internal error: {exc!r}"))
+                (
+                    item,
+                    Outcome(ResultStatus.FAILED, "RETRIES_EXHAUSTED", f"internal error: {exc!r}"),
+                )
                 for item in batch.items
             ]
         self._completed.put(outcomes)
@@ -306,7 +312,7 @@ class App:
         key: bytes | None,
         value: bytes | None,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         assert self._producer is not None
         while True:
@@ -319,11 +325,12 @@ class App:
                 self._producer.poll(0.05)
 
     def _dead_letter(self, msg: Message, reason: str, detail: str) -> None:
-        headers = [
+        source = _source(msg)
+        headers: list[tuple[str, str | bytes | None]] = [
             ("capi.error", f"{reason}: {detail}".encode()),
-            ("capi.source.topic", msg.topic().encode()),
-            ("capi.source.partition", str(msg.partition()).encode()),
-            ("capi.source.offset", str(msg.offset()).encode()),
+            ("capi.source.topic", source.topic.encode()),
+            ("capi.source.partition", str(source.partition).encode()),
+            ("capi.source.offset", str(source.offset).encode()),
         ]
         self.metrics.dead_letters.labels(reason).inc()
         self._produce(self.settings.topics.dlq, msg.key(), msg.value(), None, headers)
@@ -397,7 +404,6 @@ def _names(partitions: list[TopicPartition]) -> str:
     return ",".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "-"
 
 
-
 def build_app(settings: Settings, metrics: Metrics | None = None) -> App:
     """An `App` with production collaborators built from `settings` (no I/O yet)."""
     from .codec import SchemaStore
@@ -416,3 +422,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> App:
         max_connections=settings.max_in_flight_requests * 2,
     )
     return App(settings, metrics=metrics, codec=codec, client=client)
+
+
+def _source(msg: Message) -> SourceRef:
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return SourceRef(topic, partition, offset)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from .errors import CapiConsumerError
 
@@ -96,7 +96,7 @@ class EmbeddedBroker:
         process.send_signal(signal.SIGCONT)
         process.terminate()
         try:
-            process.wait(timeout=5)
+            process.wait(timeout=1)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -137,6 +137,6 @@ def create_topics(
     for topic, future in admin.create_topics(new, operation_timeout=30).items():
         try:
             future.result()
-        except Exception as exc:  # noqa: BLE001 - "already exists" is fine, others are not
+        except Exception as exc:
             if "already exists" not in str(exc).lower() and "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise BrokerError(f"cannot create topic {topic}: {exc}") from exc

@@ -155,9 +155,12 @@ def classify_error(status: int, error: Any, headers: Mapping[str, str]) -> CapiE
     if info.subcode is not None:
         text += f"/{info.subcode}"
     text += f" (HTTP {status}): {info.message or ''}".rstrip(": ")
-    if RESTRICTIVE_REGION_MESSAGE.lower() in " ".join(
-        str(error.get(k, "")) for k in ("message", "error_user_title", "error_user_msg")
-    ).lower():
+    if (
+        RESTRICTIVE_REGION_MESSAGE.lower()
+        in " ".join(
+            str(error.get(k, "")) for k in ("message", "error_user_title", "error_user_msg")
+        ).lower()
+    ):
         return RestrictedRegionError(text, info)
     if info.code in _THROTTLE_CODES:
         return ThrottledError(text, info, throttle_delay(headers))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -25,6 +26,8 @@ def _setup_logging(level: str = "INFO") -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # httpx logs every request URL at INFO; URLs carry no secrets, but the volume is noise
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -107,10 +110,8 @@ def sandbox(
     click.echo(f"sandbox listening on {server.url}")
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 @main.command()
@@ -121,7 +122,7 @@ def check() -> None:
 
     problems: list[str] = []
     try:
-        metadata = AdminClient({**settings.consumer_config(), "log_level": "0"}).list_topics(
+        metadata = AdminClient({**settings.kafka_config("admin"), "log_level": "0"}).list_topics(
             timeout=10
         )
     except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -32,11 +33,34 @@ DEFAULT_GRAPH_VERSION = "v24.0"
 
 # ePrivacy Directive: EU-27, Norway, Iceland, Liechtenstein, United Kingdom, Japan.
 DEFAULT_RESTRICTED_COUNTRIES: frozenset[str] = frozenset(
-    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE "
-    "NO IS LI GB JP".split()
-)
+    [
+        "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE",
+        "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "NO",
+        "IS", "LI", "GB", "JP"
+    ]
+)  # fmt: skip
 
 _KAFKA_PREFIX = "CAPI_KAFKA_"
+# librdkafka warns when a client gets another role's setting; the passthrough is split by role.
+_CONSUMER_ONLY = frozenset(
+    [
+        "group.id", "group.instance.id", "session.timeout.ms", "heartbeat.interval.ms",
+        "max.poll.interval.ms", "auto.offset.reset", "enable.auto.commit",
+        "auto.commit.interval.ms", "enable.auto.offset.store", "partition.assignment.strategy",
+        "isolation.level", "fetch.min.bytes", "fetch.max.bytes", "fetch.wait.max.ms",
+        "max.partition.fetch.bytes", "queued.min.messages", "queued.max.messages.kbytes",
+        "enable.partition.eof", "check.crcs", "group.protocol", "group.remote.assignor"
+    ]
+)  # fmt: skip
+_PRODUCER_ONLY = frozenset(
+    [
+        "acks", "request.required.acks", "linger.ms", "queue.buffering.max.ms", "batch.size",
+        "batch.num.messages", "compression.type", "compression.codec", "enable.idempotence",
+        "message.timeout.ms", "delivery.timeout.ms", "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes", "retries", "message.send.max.retries", "transactional.id",
+        "transaction.timeout.ms", "partitioner", "sticky.partitioning.linger.ms"
+    ]
+)  # fmt: skip
 _SERVICE_VARIABLES = {"CAPI_KAFKA_BOOTSTRAP_SERVERS"}
 
 
@@ -152,9 +176,15 @@ class Settings:
             _check_readable_dir("CAPI_CREDENTIALS_DIR", settings.credentials_dir)
         return settings
 
-    def consumer_config(self) -> dict[str, str]:
-        """librdkafka settings shared by every client, passthrough last so it wins."""
-        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka}
+    def kafka_config(self, role: Literal["consumer", "producer", "admin"]) -> dict[str, str]:
+        """librdkafka settings for one kind of client: the passthrough settings that apply."""
+        skip = {
+            "consumer": _PRODUCER_ONLY,
+            "producer": _CONSUMER_ONLY,
+            "admin": _PRODUCER_ONLY | _CONSUMER_ONLY,
+        }[role]
+        passthrough = {k: v for k, v in self.kafka.items() if k not in skip}
+        return {"bootstrap.servers": self.bootstrap_servers, **passthrough}
 
 
 class _Reader:

@@ -134,7 +134,7 @@ def run_demo(count: int, timeout_s: float) -> int:
         def run_app() -> None:
             try:
                 app.run()
-            except BaseException as exc:  # reported below; the demo must not hang
+            except BaseException as exc:  # noqa: BLE001 - reported below; the demo must not hang
                 errors.append(exc)
 
         thread = threading.Thread(target=run_app, name="capi-consumer", daemon=True)
@@ -167,7 +167,9 @@ def run_demo(count: int, timeout_s: float) -> int:
         return 0
 
 
-def _summary(results: list[dict[str, Any]], expected: int, stats: dict[str, int], took: float) -> None:
+def _summary(
+    results: list[dict[str, Any]], expected: int, stats: dict[str, int], took: float
+) -> None:
     echo = click.echo
     echo(f"{expected} triggers -> {len(results)} results in {took:.1f} s")
     by_status = Counter(r["status"] for r in results)

@@ -23,6 +23,7 @@ from .batching import Batch, Pending
 from .capi import CapiClient, MetaResponse
 from .errors import (
     AuthError,
+    CapiError,
     MetaErrorInfo,
     RejectedError,
     RestrictedRegionError,
@@ -81,6 +82,7 @@ class Dispatcher:
     ) -> list[tuple[Pending, Outcome]]:
         key = batch.key
         attempts = prior_attempts
+        error: CapiError
         while True:
             attempts += 1
             started = self._clock()

@@ -56,7 +56,9 @@ class Metrics:
             "capi_request_retries", "Requests retried after a retryable error.", registry=r
         )
         self.dead_letters = Counter(
-            "capi_dead_letters", "Input messages copied to the dead-letter topic.", ["reason"],
+            "capi_dead_letters",
+            "Input messages copied to the dead-letter topic.",
+            ["reason"],
             registry=r,
         )
         self.fields_dropped = Counter(

@@ -170,6 +170,7 @@ def normalize_phone(raw: str, region: str | None) -> str:
     digits = "".join(c for c in text if c.isdigit())
     if not digits:
         raise _Invalid("invalid_phone")
+    candidates: list[tuple[str, str | None]]
     if text.startswith("+"):
         candidates = [("+" + digits, None)]
     elif digits.startswith("00"):
@@ -236,7 +237,9 @@ _MONTHS = {
 _NUMERIC_DATE = re.compile(r"(\d{1,4})[/.\-\s](\d{1,2})[/.\-\s](\d{2,4})")
 
 
-def normalize_date_of_birth(raw: str, region: str | None = None, today: dt.date | None = None) -> str:
+def normalize_date_of_birth(
+    raw: str, region: str | None = None, today: dt.date | None = None
+) -> str:
     """YYYYMMDD, or `_Invalid` when the text is not a plausible birth date."""
     text = raw.strip().lower().replace(",", " ")
     today = today or dt.date.today()
@@ -279,7 +282,7 @@ def _parse_date(text: str, region: str | None) -> dt.date | None:
 @cache
 def _us_states() -> dict[str, str]:
     states: dict[str, str] = {}
-    for sub in pycountry.subdivisions.get(country_code="US"):
+    for sub in pycountry.subdivisions.get(country_code="US"):  # type: ignore[no-untyped-call]
         code = sub.code.split("-")[1].lower()
         states[code] = code
         states[_letters_only(sub.name)] = code

@@ -13,9 +13,7 @@ from .records import ResultStatus, Trigger
 __all__ = ["refused", "resolved", "undecodable"]
 
 
-def _base(
-    source: SourceRef, trigger: Trigger | None, processed_at_ms: int
-) -> dict[str, Any]:
+def _base(source: SourceRef, trigger: Trigger | None, processed_at_ms: int) -> dict[str, Any]:
     record: dict[str, Any] = {
         "event_id": None,
         "workspace_id": None,

@@ -76,8 +76,12 @@ def _connection(
 class SampleWorld:
     """Connections, credential files and triggers that fit together."""
 
-    credentials = {"token-us": "EAAB-sample-token-us", "secret-us": "sample-app-secret",
-                   "token-2": "EAAB-sample-token-2", "token-off": "EAAB-sample-token-off"}  # fmt: skip
+    credentials = {
+        "token-us": "EAAB-sample-token-us",
+        "secret-us": "sample-app-secret",
+        "token-2": "EAAB-sample-token-2",
+        "token-off": "EAAB-sample-token-off",
+    }
 
     def connections(self) -> list[dict[str, Any]]:
         page_assets = [
@@ -139,11 +143,13 @@ class SampleWorld:
             out.append(record)
         return out
 
-    def _trigger(self, rng: random.Random, i: int, account: _Account, now_ms: int) -> dict[str, Any]:
+    def _trigger(
+        self, rng: random.Random, i: int, account: _Account, now_ms: int
+    ) -> dict[str, Any]:
         event_type = "PURCHASE" if rng.random() < 0.3 else rng.choice(_EVENT_TYPES)
         city, state, zip_code, country = rng.choice(_CITIES)
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
-        selected = {"WHATSAPP": None, "MESSENGER": None, "INSTAGRAM": None}
+        selected: dict[str, str | None] = dict.fromkeys(("WHATSAPP", "MESSENGER", "INSTAGRAM"))
         selected[account.channel] = account.account_id
         phone = (
             f"+1 (650) 555-{i % 10000:04d}" if rng.random() < 0.5 else f"650 555 {i % 10000:04d}"

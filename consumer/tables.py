@@ -64,7 +64,7 @@ class Table(Generic[V]):
 class TableReader:
     """Reads tables' topics into them; one librdkafka consumer for all tables."""
 
-    def __init__(self, tables: list[Table[Any]], kafka_config: Mapping[str, str]) -> None:
+    def __init__(self, tables: list[Table[Any]], kafka_config: Mapping[str, Any]) -> None:
         self._tables = {t.topic: t for t in tables}
         self._config = {
             **kafka_config,

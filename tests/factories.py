@@ -7,8 +7,19 @@ NOW_MS = 1_780_000_000_000
 
 def customer_info(**overrides: Any) -> dict[str, Any]:
     info = dict.fromkeys(
-        ("email", "phone", "first_name", "last_name", "gender", "date_of_birth", "city", "state",
-         "zip", "country", "external_id"),
+        (
+            "email",
+            "phone",
+            "first_name",
+            "last_name",
+            "gender",
+            "date_of_birth",
+            "city",
+            "state",
+            "zip",
+            "country",
+            "external_id",
+        ),
     )
     info.update(overrides)
     return info
@@ -47,18 +58,26 @@ def connection_record(**overrides: Any) -> dict[str, Any]:
         "credential_ref": "token-1",
         "app_secret_ref": None,
         "assets": [
-            {"asset_type": "WHATSAPP_BUSINESS_ACCOUNT", "asset_id": "waba-1",
-             "registration_country": "US"},
+            {
+                "asset_type": "WHATSAPP_BUSINESS_ACCOUNT",
+                "asset_id": "waba-1",
+                "registration_country": "US",
+            },
             {"asset_type": "FACEBOOK_PAGE", "asset_id": "page-1", "registration_country": "US"},
             {"asset_type": "INSTAGRAM_ACCOUNT", "asset_id": "ig-1", "registration_country": "BR"},
             {"asset_type": "FACEBOOK_PAGE", "asset_id": "page-de", "registration_country": "DE"},
             {"asset_type": "INSTAGRAM_ACCOUNT", "asset_id": "ig-jp", "registration_country": "JP"},
-            {"asset_type": "WHATSAPP_BUSINESS_ACCOUNT", "asset_id": "waba-fr",
-             "registration_country": "FR"},
+            {
+                "asset_type": "WHATSAPP_BUSINESS_ACCOUNT",
+                "asset_id": "waba-fr",
+                "registration_country": "FR",
+            },
         ],
         "datasets": [
-            {"dataset_id": "ds-1",
-             "linked_asset_ids": ["waba-1", "page-1", "ig-1", "page-de", "ig-jp", "waba-fr"]},
+            {
+                "dataset_id": "ds-1",
+                "linked_asset_ids": ["waba-1", "page-1", "ig-1", "page-de", "ig-jp", "waba-fr"],
+            },
             {"dataset_id": "ds-2", "linked_asset_ids": ["waba-1"]},
         ],
         "updated_at": 0,

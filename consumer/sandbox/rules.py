@@ -26,7 +26,9 @@ EVENT_NAMES = frozenset(
         "OrderReturned", "CartAbandoned", "RatingProvided", "ReviewProvided",
     }
 )  # fmt: skip
-_HASHED = frozenset({"em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id"})
+_HASHED = frozenset(
+    {"em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id"}
+)
 _PLAIN_IDS = {
     "whatsapp": ("whatsapp_business_account_id", "ctwa_clid"),
     "messenger": ("page_id", "page_scoped_user_id"),
@@ -120,7 +122,9 @@ class ValidationFailure(Exception):
         return {"error": error}
 
 
-def _invalid(message: str, subcode: int | None = 2804064, title: str | None = None) -> ValidationFailure:
+def _invalid(
+    message: str, subcode: int | None = 2804064, title: str | None = None
+) -> ValidationFailure:
     return ValidationFailure(
         f"(#100) {message}",
         subcode=subcode,

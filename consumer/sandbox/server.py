@@ -1,11 +1,11 @@
 """The sandbox's HTTP server: the Graph API endpoint plus `/_sandbox/*` for tests.
 
-    POST /{version}/{dataset_id}/events   validated like Meta; accepted events are recorded
-    GET  /_sandbox/events                 accepted events: [{dataset_id, test_event_code, event}]
-    GET  /_sandbox/requests               every request: status, dataset, events, error code
-                                          (and the raw body when started with record_bodies)
-    GET  /_sandbox/stats                  counts
-    POST /_sandbox/reset                  forget what was recorded
+POST /{version}/{dataset_id}/events   validated like Meta; accepted events are recorded
+GET  /_sandbox/events                 accepted events: [{dataset_id, test_event_code, event}]
+GET  /_sandbox/requests               every request: status, dataset, events, error code
+                                      (and the raw body when started with record_bodies)
+GET  /_sandbox/stats                  counts
+POST /_sandbox/reset                  forget what was recorded
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ class Sandbox:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        if isinstance(host, bytes):
+            host = host.decode()
         return f"http://{host}:{port}"
 
     def start(self) -> str:
@@ -106,8 +108,7 @@ class Sandbox:
             self._records.requests.append(request)
             self._records.accepted_requests += 1
             self._records.events.extend(
-                {"dataset_id": dataset_id, "test_event_code": test_code, "event": e}
-                for e in events
+                {"dataset_id": dataset_id, "test_event_code": test_code, "event": e} for e in events
             )
         messages = [] if test_code is None else [f"test event code {test_code}"]
         return 200, {

@@ -21,7 +21,9 @@ CREDS = Credentials(Secret("EAAB-token"), Secret("app-secret"))
 
 def _client(handler):
     return CapiClient(
-        "https://graph.example", "v24.0", partner_agent="capi-consumer",
+        "https://graph.example",
+        "v24.0",
+        partner_agent="capi-consumer",
         transport=httpx.MockTransport(handler),
     )
 
@@ -40,9 +42,10 @@ def test_token_and_proof_travel_in_the_body_not_the_url():
     assert "EAAB" not in seen["url"]
     body = seen["body"]
     assert body["access_token"] == "EAAB-token"
-    assert body["appsecret_proof"] == hmac.new(
-        b"app-secret", b"EAAB-token", hashlib.sha256
-    ).hexdigest()
+    assert (
+        body["appsecret_proof"]
+        == hmac.new(b"app-secret", b"EAAB-token", hashlib.sha256).hexdigest()
+    )
     assert body["test_event_code"] == "TEST1"
     assert body["partner_agent"] == "capi-consumer"
     assert body["data"] == EVENTS
@@ -84,10 +87,16 @@ def _error(code, subcode=None, message="m", **extra):
         (400, _error(100, 2804066), RejectedError),
         (400, _error(100, 2804087), RejectedError),
         (400, None, RejectedError),
-        (400, _error(100, message="Messaging Event Within Messaging Restrictive Region"),
-         RestrictedRegionError),
-        (400, _error(100, error_user_title="messaging event within messaging restrictive region"),
-         RestrictedRegionError),
+        (
+            400,
+            _error(100, message="Messaging Event Within Messaging Restrictive Region"),
+            RestrictedRegionError,
+        ),
+        (
+            400,
+            _error(100, error_user_title="messaging event within messaging restrictive region"),
+            RestrictedRegionError,
+        ),
     ],
 )
 def test_error_classification(status, error, kind):
@@ -113,8 +122,11 @@ def test_timeout_and_dropped_connection_are_retryable_and_do_not_print_the_token
 
 
 def test_throttle_delay_honours_usage_headers():
-    headers = {"x-business-use-case-usage":
-               '{"123": [{"type": "ads_management", "estimated_time_to_regain_access": 3}]}'}
+    headers = {
+        "x-business-use-case-usage": (
+            '{"123": [{"type": "ads_management", "estimated_time_to_regain_access": 3}]}'
+        )
+    }
     assert throttle_delay(headers) == 180
     assert throttle_delay({}) == 60
 
@@ -122,11 +134,20 @@ def test_throttle_delay_honours_usage_headers():
 def test_meta_error_fields_are_carried():
     exc = classify_error(
         400,
-        _error(100, 2804064, "Invalid parameter", error_user_title="T", error_user_msg="U",
-               fbtrace_id="F"),
+        _error(
+            100,
+            2804064,
+            "Invalid parameter",
+            error_user_title="T",
+            error_user_msg="U",
+            fbtrace_id="F",
+        ),
         {},
     )
     assert exc.meta is not None
     assert (exc.meta.subcode, exc.meta.user_title, exc.meta.user_msg, exc.meta.fbtrace_id) == (
-        2804064, "T", "U", "F",
+        2804064,
+        "T",
+        "U",
+        "F",
     )

@@ -54,7 +54,7 @@ def test_round_trip_every_schema_field():
         (b"", "empty"),
         (b"\xc3\x01\x00", "truncated"),
         (b"\xc3\x01" + b"\x01" * 8 + b"\x00", "unknown writer schema"),
-        (b"{\"json\": true}", "unknown framing"),
+        (b'{"json": true}', "unknown framing"),
         (b"\x00\x00\x00\x00\x07\x00", "no CAPI_SCHEMA_REGISTRY_URL"),
     ],
 )
@@ -76,8 +76,13 @@ def test_another_record_type_is_refused():
     codec = AvroCodec(STORE)
     data = codec.encode(
         "ConversionResult",
-        {"status": "SENT", "source_topic": "t", "source_partition": 0, "source_offset": 1,
-         "processed_at": 1},
+        {
+            "status": "SENT",
+            "source_topic": "t",
+            "source_partition": 0,
+            "source_offset": 1,
+            "processed_at": 1,
+        },
         "t",
     )
     with pytest.raises(DecodeError, match="expected a ConversionTriggered"):
@@ -91,7 +96,7 @@ class FakeRegistry:
         self.schemas = {}
 
     def register_schema(self, subject_name, schema):
-        for schema_id, (subject, known) in self.schemas.items():
+        for schema_id, (_subject, known) in self.schemas.items():
             if known.schema_str == schema.schema_str:
                 return schema_id
         schema_id = len(self.schemas) + 1

@@ -36,7 +36,32 @@ def test_librdkafka_passthrough_reads_underscores_as_dots(tmp_path):
     )
     assert s.bootstrap_servers == "b1:9093,b2:9093"
     assert s.kafka == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
-    assert s.consumer_config()["bootstrap.servers"] == "b1:9093,b2:9093"
+    assert s.kafka_config("consumer")["bootstrap.servers"] == "b1:9093,b2:9093"
+
+
+def test_passthrough_is_split_by_client_role(tmp_path):
+    s = Settings.from_env(
+        {
+            "CAPI_CREDENTIALS_DIR": str(tmp_path),
+            "CAPI_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "CAPI_KAFKA_LINGER_MS": "20",
+            "CAPI_KAFKA_SSL_CA_LOCATION": "/ca.pem",
+        }
+    )
+    assert s.kafka_config("consumer") == {
+        "bootstrap.servers": "localhost:9092",
+        "session.timeout.ms": "6000",
+        "ssl.ca.location": "/ca.pem",
+    }
+    assert s.kafka_config("producer") == {
+        "bootstrap.servers": "localhost:9092",
+        "linger.ms": "20",
+        "ssl.ca.location": "/ca.pem",
+    }
+    assert s.kafka_config("admin") == {
+        "bootstrap.servers": "localhost:9092",
+        "ssl.ca.location": "/ca.pem",
+    }
 
 
 @pytest.mark.parametrize(
@@ -70,7 +95,9 @@ def test_unreadable_credentials_dir_is_refused(tmp_path):
 
 
 def test_restricted_countries_are_configurable(tmp_path):
-    s = Settings.from_env({"CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_RESTRICTED_COUNTRIES": "de, fr"})
+    s = Settings.from_env(
+        {"CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_RESTRICTED_COUNTRIES": "de, fr"}
+    )
     assert s.restricted_countries == frozenset({"DE", "FR"})
 
 
@@ -85,7 +112,10 @@ def test_secret_never_prints_its_value():
 def test_cli_exits_2_with_one_line_naming_the_variable(tmp_path):
     env = {"PATH": "", "CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_BATCH_SIZE": "5000"}
     proc = subprocess.run(
-        [sys.executable, "-m", "consumer.cli", "run"], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "consumer.cli", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert proc.returncode == 2

@@ -104,8 +104,12 @@ def test_gender(raw, expected):
 
 @pytest.mark.parametrize(
     ("raw", "region", "expected"),
-    [("California", "US", "ca"), ("CA", "US", "ca"), ("New York", None, "ny"),
-     ("Île-de-France", "FR", "îledefrance")],
+    [
+        ("California", "US", "ca"),
+        ("CA", "US", "ca"),
+        ("New York", None, "ny"),
+        ("Île-de-France", "FR", "îledefrance"),
+    ],
 )
 def test_state(raw, region, expected):
     assert normalize_state(raw, region) == expected
@@ -121,8 +125,15 @@ def test_zip(raw, region, expected):
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("US", "us"), ("usa", "us"), ("United States", "us"), ("DEU", "de"), ("Germany", "de"),
-     ("United Kingdom", "gb"), ("uk", "gb")],
+    [
+        ("US", "us"),
+        ("usa", "us"),
+        ("United States", "us"),
+        ("DEU", "de"),
+        ("Germany", "de"),
+        ("United Kingdom", "gb"),
+        ("uk", "gb"),
+    ],
 )
 def test_country(raw, expected):
     assert normalize_country(raw) == expected
@@ -130,14 +141,19 @@ def test_country(raw, expected):
 
 def test_customer_info_hashes_present_fields_and_drops_bad_ones():
     info = CustomerInfo(
-        email="not-an-email", phone="+1 650 555 1212", first_name="  ", gender="other",
-        country="USA", zip="94025-1234",
+        email="not-an-email",
+        phone="+1 650 555 1212",
+        first_name="  ",
+        gender="other",
+        country="USA",
+        zip="94025-1234",
     )
     out = normalize_customer_info(info)
     assert set(out.hashed) == {"ph", "country", "zp"}
     assert out.hashed["zp"] == hashlib.sha256(b"94025").hexdigest()
     assert {(d.key, d.reason) for d in out.dropped} == {
-        ("em", "invalid_email"), ("ge", "invalid_gender"),
+        ("em", "invalid_email"),
+        ("ge", "invalid_gender"),
     }
 
 

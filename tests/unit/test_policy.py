@@ -16,10 +16,20 @@ def _decide(connection=CONNECTION, restricted=(), **overrides):
     )
 
 
-MESSENGER = {"channel": "MESSENGER", "channel_account_id": "page-1", "channel_user_id": "psid-1",
-             "selected_whatsapp_business_account_id": None, "selected_page_id": "page-1"}
-INSTAGRAM = {"channel": "INSTAGRAM", "channel_account_id": "ig-1", "channel_user_id": "igsid-1",
-             "selected_whatsapp_business_account_id": None, "selected_instagram_account_id": "ig-1"}
+MESSENGER = {
+    "channel": "MESSENGER",
+    "channel_account_id": "page-1",
+    "channel_user_id": "psid-1",
+    "selected_whatsapp_business_account_id": None,
+    "selected_page_id": "page-1",
+}
+INSTAGRAM = {
+    "channel": "INSTAGRAM",
+    "channel_account_id": "ig-1",
+    "channel_user_id": "igsid-1",
+    "selected_whatsapp_business_account_id": None,
+    "selected_instagram_account_id": "ig-1",
+}
 
 
 @pytest.mark.parametrize(
@@ -30,12 +40,24 @@ INSTAGRAM = {"channel": "INSTAGRAM", "channel_account_id": "ig-1", "channel_user
         ({"selected_whatsapp_business_account_id": None}, True, "CHANNEL_NOT_SELECTED"),
         ({"selected_whatsapp_business_account_id": "waba-other"}, True, "CHANNEL_NOT_SELECTED"),
         ({**MESSENGER, "selected_page_id": None}, True, "CHANNEL_NOT_SELECTED"),
-        ({**MESSENGER, "channel_account_id": "page-de", "selected_page_id": "page-de"}, True,
-         "RESTRICTED_REGION"),
-        ({**INSTAGRAM, "channel_account_id": "ig-jp", "selected_instagram_account_id": "ig-jp"},
-         True, "RESTRICTED_REGION"),
-        ({"channel_account_id": "waba-unknown", "selected_whatsapp_business_account_id":
-          "waba-unknown"}, False, "ASSET_NOT_LINKED"),
+        (
+            {**MESSENGER, "channel_account_id": "page-de", "selected_page_id": "page-de"},
+            True,
+            "RESTRICTED_REGION",
+        ),
+        (
+            {**INSTAGRAM, "channel_account_id": "ig-jp", "selected_instagram_account_id": "ig-jp"},
+            True,
+            "RESTRICTED_REGION",
+        ),
+        (
+            {
+                "channel_account_id": "waba-unknown",
+                "selected_whatsapp_business_account_id": "waba-unknown",
+            },
+            False,
+            "ASSET_NOT_LINKED",
+        ),
         ({**MESSENGER, "dataset_id": "ds-2"}, False, "ASSET_NOT_LINKED"),
         ({"dataset_id": "ds-unknown"}, False, "ASSET_NOT_LINKED"),
         ({"occurred_at": NOW_MS - 8 * 86_400_000}, False, "EVENT_TOO_OLD"),
@@ -51,8 +73,7 @@ INSTAGRAM = {"channel": "INSTAGRAM", "channel_account_id": "ig-1", "channel_user
         ({**MESSENGER, "channel_user_id": None}, False, "INVALID_EVENT"),
         ({**INSTAGRAM, "channel_user_id": None}, False, "INVALID_EVENT"),
         ({"customer_info": customer_info()}, True, "NO_CUSTOMER_INFORMATION"),
-        ({"customer_info": customer_info(email=" ", phone="n/a")}, True,
-         "NO_CUSTOMER_INFORMATION"),
+        ({"customer_info": customer_info(email=" ", phone="n/a")}, True, "NO_CUSTOMER_INFORMATION"),
     ],
 )
 def test_refusals(overrides, skipped, reason):
@@ -75,7 +96,9 @@ def test_asset_remembered_as_restricted_is_skipped_even_in_an_open_country():
 
 
 def test_whatsapp_in_a_restricted_country_is_not_region_restricted():
-    decision = _decide(channel_account_id="waba-fr", selected_whatsapp_business_account_id="waba-fr")
+    decision = _decide(
+        channel_account_id="waba-fr", selected_whatsapp_business_account_id="waba-fr"
+    )
     assert isinstance(decision, Approved)
 
 

@@ -1,0 +1,71 @@
+"""Shared fixtures. Kafka is always a real broker, in this order of preference:
+
+1. an existing cluster named by `CAPI_TEST_KAFKA_BOOTSTRAP`;
+2. testcontainers' Kafka module when a Docker engine answers;
+3. the embedded Tansu broker (what CI here uses).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from consumer.broker import EmbeddedBroker, create_topics
+from consumer.config import Topics
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    existing = os.environ.get("CAPI_TEST_KAFKA_BOOTSTRAP")
+    if existing:
+        yield existing
+        return
+    if _docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str) -> Topics:
+    """Fresh topic names for one test, created on the broker."""
+    suffix = uuid.uuid4().hex[:10]
+    names = Topics(
+        triggered=f"triggered-{suffix}",
+        contacts=f"contacts-{suffix}",
+        referrals=f"referrals-{suffix}",
+        connections=f"connections-{suffix}",
+        results=f"results-{suffix}",
+        dlq=f"dlq-{suffix}",
+    )
+    create_topics(
+        kafka_bootstrap,
+        [
+            names.triggered,
+            names.contacts,
+            names.referrals,
+            names.connections,
+            names.results,
+            names.dlq,
+        ],
+        partitions=3,
+        compacted=[names.contacts, names.referrals, names.connections],
+    )
+    return names

@@ -1,0 +1,71 @@
+"""Runs the real service in a thread against a real broker and the sandbox over HTTP."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from consumer.app import App, build_app
+from consumer.config import Settings, Topics
+from consumer.metrics import Metrics
+
+FAST_GROUP = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}
+
+
+def write_credentials(directory: Path, credentials: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, value in credentials.items():
+        (directory / name).write_text(value, encoding="utf-8")
+    return directory
+
+
+class RunningApp:
+    """`with RunningApp(settings) as app:` the service runs in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.metrics = Metrics(CollectorRegistry())
+        self.app: App = build_app(settings, self.metrics)
+        self.errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.app.run()
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def __enter__(self) -> RunningApp:
+        self._thread.start()
+        if not self.app.ready.wait(60):
+            raise RuntimeError(f"service did not start: {self.errors}")
+        return self
+
+    def stop(self) -> None:
+        self.app.stop()
+        self._thread.join(60)
+        assert not self._thread.is_alive(), "service did not stop within 60 s"
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def settings_for(
+    bootstrap: str, topics: Topics, graph_url: str, credentials_dir: Path, **overrides: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "kafka": FAST_GROUP,
+        "group_id": f"capi-test-{uuid.uuid4().hex[:8]}",
+        "topics": topics,
+        "graph_url": graph_url,
+        "credentials_dir": credentials_dir,
+        "metrics_port": 0,
+        "batch_linger_ms": 50,
+        "retry_deadline_s": 20.0,
+    }
+    values.update(overrides)
+    return Settings(**values)

@@ -1,0 +1,70 @@
+import pytest
+
+from consumer.batching import Batcher, BatchKey, Pending, SourceRef
+from consumer.capi import Credentials
+from consumer.config import Secret
+from consumer.policy import Approved
+from consumer.records import Trigger
+from tests.factories import trigger_record
+
+TRIGGER = Trigger.from_avro(trigger_record())
+CREDS = Credentials(Secret("t"))
+
+
+def _item(offset):
+    return Pending(SourceRef("t", 0, offset), TRIGGER, Approved({}, "LeadSubmitted", ()))
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_full_batch_is_returned_by_add():
+    batcher = Batcher(3, 10.0, Clock())
+    key = BatchKey("ds-1", CREDS, None)
+    assert batcher.add(key, _item(0)) is None
+    assert batcher.add(key, _item(1)) is None
+    full = batcher.add(key, _item(2))
+    assert full is not None
+    assert [i.source.offset for i in full.items] == [0, 1, 2]
+    assert len(batcher) == 0
+
+
+def test_test_events_and_other_datasets_never_share_a_batch():
+    batcher = Batcher(10, 10.0, Clock())
+    batcher.add(BatchKey("ds-1", CREDS, None), _item(0))
+    batcher.add(BatchKey("ds-1", CREDS, "TEST1"), _item(1))
+    batcher.add(BatchKey("ds-1", CREDS, "TEST2"), _item(2))
+    batcher.add(BatchKey("ds-2", CREDS, None), _item(3))
+    batcher.add(BatchKey("ds-1", Credentials(Secret("other")), None), _item(4))
+    batches = batcher.flush()
+    assert sorted(len(b) for b in batches) == [1, 1, 1, 1, 1]
+
+
+def test_linger_releases_a_partial_batch():
+    clock = Clock()
+    batcher = Batcher(10, 0.5, clock)
+    key = BatchKey("ds-1", CREDS, None)
+    batcher.add(key, _item(0))
+    assert batcher.due() == []
+    assert batcher.next_due_in() == pytest.approx(0.5)
+    clock.now = 0.6
+    due = batcher.due()
+    assert len(due) == 1
+    assert batcher.next_due_in() is None
+
+
+def test_clear_returns_what_was_dropped():
+    batcher = Batcher(10, 1.0, Clock())
+    batcher.add(BatchKey("ds-1", CREDS, None), _item(0))
+    assert [i.source.offset for i in batcher.clear()] == [0]
+    assert len(batcher) == 0
+
+
+def test_max_size_over_meta_limit_is_refused():
+    with pytest.raises(ValueError, match="1000"):
+        Batcher(1001, 1.0)

@@ -1,0 +1,42 @@
+import pytest
+
+from consumer.offsets import OffsetTracker
+
+
+def test_offset_advances_only_past_a_contiguous_done_prefix():
+    tracker = OffsetTracker()
+    for offset in (10, 11, 12, 13):
+        tracker.track("t", 0, offset)
+    tracker.done("t", 0, 11)
+    tracker.done("t", 0, 13)
+    assert tracker.committable() == {}
+    tracker.done("t", 0, 10)
+    assert tracker.committable() == {("t", 0): 12}
+    assert tracker.committable() == {}
+    tracker.done("t", 0, 12)
+    assert tracker.committable() == {("t", 0): 14}
+    assert len(tracker) == 0
+
+
+def test_partitions_are_independent():
+    tracker = OffsetTracker()
+    tracker.track("t", 0, 5)
+    tracker.track("t", 1, 7)
+    tracker.done("t", 1, 7)
+    assert tracker.committable() == {("t", 1): 8}
+    assert tracker.pending("t", 0) == 1
+
+
+def test_forgotten_partition_commits_nothing():
+    tracker = OffsetTracker()
+    tracker.track("t", 0, 5)
+    tracker.forget("t", 0)
+    tracker.done("t", 0, 5)
+    assert tracker.committable() == {}
+
+
+def test_offsets_going_backwards_are_a_bug():
+    tracker = OffsetTracker()
+    tracker.track("t", 0, 5)
+    with pytest.raises(ValueError, match="backwards"):
+        tracker.track("t", 0, 5)
