@@ -1,0 +1,95 @@
+"""`capi-consumer run` as an operator starts it: environment only, /metrics, SIGTERM drains."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from consumer.codec import AvroCodec, SchemaStore
+from consumer.demo import ResultReader, produce_sample_traffic
+from consumer.samples import SampleWorld, sandbox_config
+from consumer.sandbox.process import SandboxProcess
+from tests.integration.harness import write_credentials
+
+pytestmark = pytest.mark.integration
+CODEC = AvroCodec(SchemaStore())
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scrape(port):
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            samples[key] = sample.value
+    return text, samples
+
+
+def test_run_exposes_metrics_and_drains_on_sigterm(kafka_bootstrap, topics, tmp_path):
+    world = SampleWorld()
+    port = _free_port()
+    with SandboxProcess(sandbox_config(world)) as sandbox:
+        creds = write_credentials(tmp_path / "creds", world.credentials)
+        expected = produce_sample_traffic(
+            kafka_bootstrap, topics, CODEC, world.triggers(200, seed=21), world.connections()
+        )
+        env = {
+            **os.environ,
+            "CAPI_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "CAPI_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "CAPI_GROUP_ID": f"cli-{topics.triggered}",
+            "CAPI_TOPIC_TRIGGERED": topics.triggered,
+            "CAPI_TOPIC_CONNECTIONS": topics.connections,
+            "CAPI_TOPIC_CONTACTS": topics.contacts,
+            "CAPI_TOPIC_REFERRALS": topics.referrals,
+            "CAPI_TOPIC_RESULTS": topics.results,
+            "CAPI_TOPIC_DLQ": topics.dlq,
+            "CAPI_GRAPH_URL": sandbox.url,
+            "CAPI_CREDENTIALS_DIR": str(creds),
+            "CAPI_METRICS_PORT": str(port),
+            "CAPI_STATE_DIR": str(tmp_path / "state"),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "consumer.cli", "run"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
+            assert reader.read_until(expected, 90)
+            reader.close()
+            text, samples = _scrape(port)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                _, stderr = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+        accepted = sandbox.stats()["accepted_events"]
+
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "draining" in stderr
+    consumed = samples[("capi_messages_consumed_total", (("topic", topics.triggered),))]
+    assert consumed == expected
+    results = {k: v for k, v in samples.items() if k[0] == "capi_results_total"}
+    assert sum(results.values()) == expected
+    sent = samples[("capi_results_total", (("reason", ""), ("status", "SENT")))]
+    assert sent == accepted
+    assert any(k[0] == "capi_requests_total" and ("outcome", "success") in k[1] for k in samples)
+    assert samples[("capi_request_duration_seconds_count", ())] >= 1
+    for secret in world.credentials.values():
+        assert secret not in text
+        assert secret not in stderr
