@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -112,6 +112,122 @@ def sandbox(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
+
+
+_CHANNELS = click.Choice(["WHATSAPP", "MESSENGER", "INSTAGRAM"], case_sensitive=False)
+_EVENT_TYPES = click.Choice(
+    ["PURCHASE", "LEAD_SUBMITTED", "QUALIFIED_LEAD", "INITIATE_CHECKOUT", "ADD_TO_CART",
+     "VIEW_CONTENT", "ORDER_CREATED", "ORDER_SHIPPED", "ORDER_DELIVERED", "ORDER_CANCELED",
+     "ORDER_RETURNED", "CART_ABANDONED", "RATING_PROVIDED", "REVIEW_PROVIDED"],
+    case_sensitive=False,
+)  # fmt: skip
+_CUSTOMER_OPTIONS = ("email", "phone", "first_name", "last_name", "gender", "date_of_birth",
+                     "city", "state", "zip", "country", "external_id")  # fmt: skip
+
+
+@main.command("test-event")
+@click.option("--connection", "connection_id", required=True, help="Meta connection id.")
+@click.option("--dataset", "dataset_id", required=True, help="Dataset (pixel) id.")
+@click.option("--test-event-code", required=True, help="From Events Manager > Test events.")
+@click.option("--channel", type=_CHANNELS, default="WHATSAPP", show_default=True)
+@click.option("--account", "account_id", help="WABA, Page or Instagram account id "
+              "[default: the first of the channel linked to the dataset].")  # fmt: skip
+@click.option("--event-type", type=_EVENT_TYPES, default="LEAD_SUBMITTED", show_default=True)
+@click.option("--currency", help="ISO 4217, for a Purchase.")
+@click.option("--value", help="Total value, for a Purchase.")
+@click.option("--user-id", help="PSID (Messenger) or IGSID (Instagram).")
+@click.option("--ctwa-clid", help="Click-to-WhatsApp ad click id.")
+@click.option("--email")
+@click.option("--phone")
+@click.option("--first-name")
+@click.option("--last-name")
+@click.option("--gender")
+@click.option("--date-of-birth")
+@click.option("--city")
+@click.option("--state")
+@click.option("--zip")
+@click.option("--country")
+@click.option("--external-id")
+def test_event(**options: Any) -> None:
+    """Send one test event to Meta's Test Events tool and print Meta's response."""
+    settings = _settings()
+    _setup_logging("WARNING")
+    from .capi import CapiClient
+    from .codec import AvroCodec, SchemaStore
+    from .credentials import CredentialStore
+    from .policy import Rules
+    from .records import Channel, CustomerInfo, EventType, MetaConnection
+    from .tables import Table, TableReader
+    from .testevent import TestEventRequest, send_test_event
+
+    codec = AvroCodec(SchemaStore())
+    table: Table[MetaConnection] = Table(
+        "connections",
+        settings.topics.connections,
+        lambda b: MetaConnection.from_avro(codec.decode(b, "MetaConnection")),
+    )
+    reader = TableReader([table], {**settings.kafka_config("consumer"), "log_level": "0"})
+    try:
+        reader.bootstrap(timeout_s=60)
+    except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback
+        _fail(f"cannot read connections from {settings.topics.connections}: {exc}")
+    finally:
+        reader.close()
+    request = TestEventRequest(
+        connection_id=options["connection_id"],
+        dataset_id=options["dataset_id"],
+        test_event_code=options["test_event_code"],
+        channel=Channel(options["channel"].upper()),
+        account_id=options["account_id"],
+        event_type=EventType(options["event_type"].upper()),
+        customer_info=CustomerInfo(**{k: options[k] for k in _CUSTOMER_OPTIONS}),
+        user_id=options["user_id"],
+        ctwa_clid=options["ctwa_clid"],
+        currency=options["currency"],
+        value=options["value"],
+    )
+    client = CapiClient(
+        settings.graph_url,
+        settings.graph_api_version,
+        timeout_s=settings.request_timeout_s,
+        partner_agent=settings.partner_agent,
+    )
+    rules = Rules(
+        restricted_countries=settings.restricted_countries,
+        default_phone_region=settings.default_phone_region,
+        require_click_id=False,
+    )
+    try:
+        result = send_test_event(
+            request,
+            table.get(request.connection_id),
+            CredentialStore(settings.credentials_dir),
+            client,
+            rules,
+        )
+    finally:
+        client.close()
+    if result.refusal is not None:
+        _fail(f"not sent: {result.refusal.reason}: {result.refusal.detail}")
+    if result.ok:
+        click.echo(
+            "Conversions API test event sent. Go to your Meta Events Manager to view the "
+            "test event."
+        )
+        click.echo("")
+        click.echo("Response")
+        click.echo(result.response_json())
+        return
+    click.echo("Meta refused the test event.", err=True)
+    click.echo("")
+    click.echo("Response")
+    click.echo(result.response_json() if result.error else result.error_text or "")
+    sys.exit(1)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"capi-consumer: {message}", err=True)
+    sys.exit(1)
 
 
 @main.command()

@@ -12,8 +12,17 @@ Rules that Meta leaves open, decided here:
   number whose digits form a valid international number (`16505551212`) is taken as such.
 - Birth dates: ISO `YYYY-MM-DD` and `YYYYMMDD` first. For `a/b/yyyy` (also `-` or `.`), a part
   over 12 is the day; when both could be the day, month first for US customers, day first for
-  everyone else. Month names in English are read (`5 March 1990`, `March 5, 1990`).
-- Names keep letters and combining marks of every script and single spaces between words.
+  everyone else. Month names in six languages are read (`5 March 1990`, `March 5th, 1990`).
+  A two-digit year is the latest such year not in the future. Dates before 1900 or in the
+  future are refused.
+- Names keep letters and combining marks of every script and single spaces between words
+  (Meta: lowercase, no punctuation, UTF-8; it says nothing of spaces in names).
+- Cities and non-US states keep letters only. US states become their two-letter code.
+- Postal codes: lowercase without spaces or dashes; US: the first five digits. For the UK Meta
+  asks for "area, district and sector" yet gives the full code `m11ae` as its example: the
+  full code is sent.
+- external_id: trimmed, then hashed as is (Meta asks only for consistency across channels).
+- Meta accepts a string or a list per key; one string is sent.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ __all__ = [
     "Dropped",
     "UserData",
     "is_sha256",
+    "normalize_city",
     "normalize_country",
     "normalize_customer_info",
     "normalize_date_of_birth",
@@ -137,7 +147,7 @@ def _normalize_field(name: str, raw: str, region: str | None) -> str:
     if name == "date_of_birth":
         return normalize_date_of_birth(raw, region)
     if name == "city":
-        return _letters_only(raw)
+        return normalize_city(raw)
     if name == "state":
         return normalize_state(raw, region)
     if name == "zip":
@@ -165,28 +175,43 @@ def normalize_email(raw: str) -> str:
 
 
 def normalize_phone(raw: str, region: str | None) -> str:
-    """Digits of the international number: country calling code first, no `+`, no `00`."""
+    """Digits of the international number: country calling code first, no `+`, no `00`.
+
+    `+...` and `00...` are international. Otherwise the number is read in `region`; when that
+    gives no valid number, or there is no region, the digits are tried as an international
+    number written without `+` (`16505551212`). Only numbers valid by libphonenumber's metadata
+    for their region are kept: a number that cannot exist matches nobody.
+    """
     text = raw.strip()
-    digits = "".join(c for c in text if c.isdigit())
-    if not digits:
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    if not any(c.isdigit() for c in text):
         raise _Invalid("invalid_phone")
-    candidates: list[tuple[str, str | None]]
     if text.startswith("+"):
-        candidates = [("+" + digits, None)]
-    elif digits.startswith("00"):
-        candidates = [("+" + digits[2:], None)]
-    elif region:
-        candidates = [(text, region)]
-    else:
-        candidates = [("+" + digits, None)]
-    for number_text, number_region in candidates:
-        try:
-            number = phonenumbers.parse(number_text, number_region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_possible_number(number):
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+        number = _parse_phone(text, None)
+        if number is not None and phonenumbers.is_valid_number(number):
+            return _e164_digits(number)
+        raise _Invalid("invalid_phone")
+    if region:
+        number = _parse_phone(text, region)
+        if number is not None and phonenumbers.is_valid_number(number):
+            return _e164_digits(number)
+    digits = "".join(c for c in text if c.isdigit())
+    number = _parse_phone("+" + digits.lstrip("0"), None)
+    if number is not None and phonenumbers.is_valid_number(number):
+        return _e164_digits(number)
     raise _Invalid("invalid_phone")
+
+
+def _parse_phone(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def _e164_digits(number: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
 
 
 _PUNCT_OR_SYMBOL = ("P", "S")
@@ -204,10 +229,17 @@ def normalize_name(raw: str) -> str:
     return unicodedata.normalize("NFC", " ".join(kept.split()))
 
 
+def normalize_city(raw: str) -> str:
+    return _letters_only(raw)
+
+
 def _letters_only(raw: str) -> str:
-    """Lowercase, no punctuation, no spaces (cities, non-US states)."""
+    """Lowercase letters (of any script) only: no punctuation, digits or spaces (cities, states).
+
+    Meta: "no punctuation, no special characters, and no spaces"; its own SDK drops digits too.
+    """
     text = unicodedata.normalize("NFC", raw).lower()
-    kept = "".join(c for c in text if unicodedata.category(c)[0] in ("L", "M", "N"))
+    kept = "".join(c for c in text if unicodedata.category(c)[0] in ("L", "M"))
     return unicodedata.normalize("NFC", kept)
 
 
@@ -226,57 +258,84 @@ def normalize_gender(raw: str) -> str:
     return value
 
 
-_MONTHS = {
-    name.lower(): i
-    for i in range(1, 13)
-    for name in (
-        dt.date(2000, i, 1).strftime("%B"),
-        dt.date(2000, i, 1).strftime("%b"),
-    )
-}
-_NUMERIC_DATE = re.compile(r"(\d{1,4})[/.\-\s](\d{1,2})[/.\-\s](\d{2,4})")
+# Month names people type, in the languages of the markets served (English, French, Spanish,
+# Portuguese, German, Italian), with their usual abbreviations.
+_MONTH_NAMES = (
+    "january jan janvier janv enero ene janeiro januar jän gennaio gen",
+    "february feb février fevrier févr fevr febrero fevereiro fev februar febbraio",
+    "march mar mars marzo março marco märz maerz",
+    "april apr avril avr abril abr aprile",
+    "may mai mayo maio maggio mag",
+    "june jun juin junio junho juni giugno giu",
+    "july jul juillet juil julio julho juli luglio lug",
+    "august aug août aout agosto ago",
+    "september sep sept septembre septiembre setiembre setembro set settembre",
+    "october oct octobre octubre outubro out oktober okt ottobre ott",
+    "november nov novembre noviembre novembro",
+    "december dec décembre decembre déc diciembre dic dezembro dez dezember dicembre",
+)
+_MONTHS = {name: i for i, names in enumerate(_MONTH_NAMES, start=1) for name in names.split()}
+_ORDINAL = re.compile(r"(\d+)(st|nd|rd|th|er|e|º|°)\b")
+_FILLER = frozenset({"of", "de", "del", "the"})
 
 
 def normalize_date_of_birth(
     raw: str, region: str | None = None, today: dt.date | None = None
 ) -> str:
-    """YYYYMMDD, or `_Invalid` when the text is not a plausible birth date."""
-    text = raw.strip().lower().replace(",", " ")
+    """YYYYMMDD, or `_Invalid` when the text is not a plausible birth date.
+
+    Read: `1990-03-04`, `1990/03/04`, `19900304`, ISO date-times, `04/03/1990` and `04.03.90`
+    (a part over 12 is the day; otherwise month first for US customers, day first for the
+    rest), month names in six languages (`March 4th, 1990`, `4 mars 1990`, `4-Mar-1990`).
+    A two-digit year is the latest year ending so that is not in the future.
+    """
     today = today or dt.date.today()
-    date = _parse_date(text, region)
+    date = _parse_date(raw.strip().lower(), region, today)
     if date is None or not (dt.date(1900, 1, 1) <= date <= today):
         raise _Invalid("invalid_date_of_birth")
     return f"{date.year:04d}{date.month:02d}{date.day:02d}"
 
 
-def _parse_date(text: str, region: str | None) -> dt.date | None:
+def _parse_date(text: str, region: str | None, today: dt.date) -> dt.date | None:
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}t.*", text):  # an ISO date-time: its date
+        text = text[:10]
+    text = _ORDINAL.sub(r"\1", text)
+    tokens = [t for t in re.split(r"[\s,/.\-]+", text) if t and t not in _FILLER]
     try:
-        if re.fullmatch(r"\d{8}", text):
-            return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
-        match = _NUMERIC_DATE.fullmatch(text)
-        if match:
-            a, b, c = match.groups()
-            if len(a) == 4:  # YYYY-MM-DD
-                return dt.date(int(a), int(b), int(c))
-            if len(c) != 4:
+        if len(tokens) == 1 and re.fullmatch(r"\d{8}", tokens[0]):
+            t = tokens[0]
+            return dt.date(int(t[:4]), int(t[4:6]), int(t[6:]))
+        if len(tokens) != 3:
+            return None
+        named = [i for i, t in enumerate(tokens) if t in _MONTHS]
+        if len(named) == 1:
+            month = _MONTHS[tokens[named[0]]]
+            numbers = [t for i, t in enumerate(tokens) if i != named[0]]
+            if not all(n.isdigit() for n in numbers):
                 return None
-            first, second, year = int(a), int(b), int(c)
-            if first > 12:
-                return dt.date(year, second, first)
-            if second > 12 or region == "US":
-                return dt.date(year, first, second)
+            if len(numbers[0]) == 4:  # 1990 march 4
+                return dt.date(int(numbers[0]), month, int(numbers[1]))
+            return dt.date(_year(numbers[1], today), month, int(numbers[0]))
+        if named or not all(t.isdigit() for t in tokens):
+            return None
+        a, b, c = tokens
+        if len(a) == 4:
+            return dt.date(int(a), int(b), int(c))
+        if len(c) not in (2, 4):
+            return None
+        first, second, year = int(a), int(b), _year(c, today)
+        if first > 12 or (second <= 12 and region != "US"):
             return dt.date(year, second, first)
-        words = text.replace(".", " ").split()
-        if len(words) == 3:
-            month_first = words[0] in _MONTHS
-            day_first = words[1] in _MONTHS
-            if month_first and words[1].isdigit() and words[2].isdigit():
-                return dt.date(int(words[2]), _MONTHS[words[0]], int(words[1]))
-            if day_first and words[0].isdigit() and words[2].isdigit():
-                return dt.date(int(words[2]), _MONTHS[words[1]], int(words[0]))
+        return dt.date(year, first, second)
     except ValueError:
         return None
-    return None
+
+
+def _year(text: str, today: dt.date) -> int:
+    year = int(text)
+    if len(text) == 2:
+        year += 2000 if 2000 + year <= today.year else 1900
+    return year
 
 
 @cache

@@ -20,6 +20,7 @@ from .normalize import UserData, normalize_customer_info
 from .records import AssetType, Channel, ConnectionStatus, EventType, MetaConnection, Trigger
 
 __all__ = [
+    "BUSINESS_MESSAGING_EVENTS",
     "Approved",
     "Decision",
     "Reason",
@@ -57,6 +58,14 @@ _ASSET_LABEL = {
     Channel.MESSENGER: "Facebook Page",
     Channel.INSTAGRAM: "Instagram account",
 }
+# The event names Meta accepts for business messaging (capi-reference.md); others are rejected.
+BUSINESS_MESSAGING_EVENTS = frozenset(
+    {
+        "Purchase", "LeadSubmitted", "QualifiedLead", "InitiateCheckout", "AddToCart",
+        "ViewContent", "OrderCreated", "OrderShipped", "OrderDelivered", "OrderCanceled",
+        "OrderReturned", "CartAbandoned", "RatingProvided", "ReviewProvided",
+    }
+)  # fmt: skip
 # Only Pages and Instagram accounts fall under the ePrivacy restriction.
 _REGION_RESTRICTED_CHANNELS = frozenset({Channel.MESSENGER, Channel.INSTAGRAM})
 
@@ -69,6 +78,8 @@ class Rules:
     max_event_age_s: int = 7 * 24 * 3600
     future_skew_s: int = 300
     default_phone_region: str | None = None
+    # False only for `capi-consumer test-event`: a test may check a WhatsApp setup without an ad
+    require_click_id: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +121,10 @@ def decide(
     channel = trigger.channel
     if not trigger.event_id.strip():
         return _fail("INVALID_EVENT", "event_id is empty")
+    if trigger.event_type.event_name not in BUSINESS_MESSAGING_EVENTS:
+        return _fail(
+            "INVALID_EVENT", f"{trigger.event_type.event_name} is not a business messaging event"
+        )
     if connection is None or connection.connection_id != trigger.connection_id:
         return _fail("UNKNOWN_CONNECTION", f"connection {trigger.connection_id} is not known")
     if connection.status is ConnectionStatus.DISCONNECTED:
@@ -155,7 +170,7 @@ def decide(
     custom_data = _custom_data(trigger)
     if isinstance(custom_data, Refusal):
         return custom_data
-    channel_ids = _channel_ids(trigger)
+    channel_ids = _channel_ids(trigger, rules.require_click_id)
     if isinstance(channel_ids, Refusal):
         return channel_ids
     user_data: UserData = normalize_customer_info(
@@ -185,16 +200,19 @@ def decide(
     )
 
 
-def _channel_ids(trigger: Trigger) -> dict[str, str] | Refusal:
+def _channel_ids(trigger: Trigger, require_click_id: bool) -> dict[str, str] | Refusal:
     user_id = (trigger.channel_user_id or "").strip()
     if trigger.channel is Channel.WHATSAPP:
+        ids = {"whatsapp_business_account_id": trigger.channel_account_id}
         clid = (trigger.ctwa_clid or "").strip()
-        if not clid:
+        if clid:
+            ids["ctwa_clid"] = clid
+        elif require_click_id:
             return _skip(
                 "NOT_AD_ATTRIBUTED",
                 "WhatsApp conversation without a click-to-WhatsApp ad click id",
             )
-        return {"whatsapp_business_account_id": trigger.channel_account_id, "ctwa_clid": clid}
+        return ids
     if trigger.channel is Channel.MESSENGER:
         if not user_id:
             return _fail("INVALID_EVENT", "Messenger event without the page-scoped user id")

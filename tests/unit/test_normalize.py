@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from consumer.normalize import (
     HASHED_KEYS,
+    normalize_city,
     normalize_country,
     normalize_customer_info,
     normalize_date_of_birth,
@@ -83,13 +84,28 @@ def test_names_keep_letters_of_every_script(raw, expected):
         ("12/25/1990", "FR", "19901225"),
         ("March 4, 1990", None, "19900304"),
         ("4 Mar 1990", None, "19900304"),
+        ("March 4th, 1990", None, "19900304"),
+        ("4th of March 1990", None, "19900304"),
+        ("4-Mar-1990", None, "19900304"),
+        ("4 mars 1990", None, "19900304"),
+        ("1er janvier 1990", None, "19900101"),
+        ("4 de marzo de 1990", None, "19900304"),
+        ("4. März 1990", None, "19900304"),
+        ("1990/03/04", None, "19900304"),
+        ("04.03.1990", "DE", "19900304"),
+        ("04/03/90", "US", "19900403"),
+        ("04/03/05", "FR", "20050304"),
+        ("1990-03-04T00:00:00Z", None, "19900304"),
+        (" 1990-03-04 ", None, "19900304"),
     ],
 )
 def test_date_of_birth(raw, region, expected):
     assert normalize_date_of_birth(raw, region) == expected
 
 
-@pytest.mark.parametrize("raw", ["31/02/1990", "yesterday", "1800-01-01", "2999-01-01"])
+@pytest.mark.parametrize(
+    "raw", ["31/02/1990", "yesterday", "1800-01-01", "2999-01-01", "13/13/1990", "1990", "4 5"]
+)
 def test_impossible_date_of_birth_is_refused(raw):
     with pytest.raises(ValueError, match="invalid_date_of_birth"):
         normalize_date_of_birth(raw)
@@ -113,6 +129,20 @@ def test_gender(raw, expected):
 )
 def test_state(raw, region, expected):
     assert normalize_state(raw, region) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("New York", "newyork"),
+        ("São Paulo", "sãopaulo"),
+        ("Paris 15e", "parise"),
+        ("St. John's", "stjohns"),
+        ("東京", "東京"),
+    ],
+)
+def test_city(raw, expected):
+    assert normalize_city(raw) == expected
 
 
 @pytest.mark.parametrize(
@@ -182,3 +212,40 @@ def test_never_raises_and_only_emits_digests(info):
 def test_name_normalization_is_idempotent(text):
     once = normalize_name(text)
     assert normalize_name(once) == once
+
+
+def _idempotent(fn, text, *args):
+    try:
+        once = fn(text, *args)
+    except ValueError:
+        return
+    assert fn(once, *args) == once
+
+
+@given(st.text())
+def test_every_field_normalization_is_idempotent(text):
+    _idempotent(normalize_email, text)
+    _idempotent(normalize_name, text)
+    _idempotent(normalize_city, text)
+    _idempotent(normalize_gender, text)
+    _idempotent(normalize_country, text)
+    _idempotent(normalize_state, text, "US")
+    _idempotent(normalize_state, text, "FR")
+    _idempotent(normalize_zip, text, "US")
+    _idempotent(normalize_zip, text, "GB")
+    _idempotent(normalize_date_of_birth, text, "US")
+
+
+@given(st.from_regex(r"\+?[0-9 ()\-]{0,20}", fullmatch=True))
+def test_phone_normalization_is_idempotent(text):
+    _idempotent(normalize_phone, text, "US")
+    _idempotent(normalize_phone, text, None)
+
+
+@given(st.builds(CustomerInfo, **{f: st.one_of(st.none(), st.text()) for f in CUSTOMER_FIELDS}))
+def test_no_plaintext_value_is_ever_emitted(info):
+    out = normalize_customer_info(info, default_region="US")
+    for name in CUSTOMER_FIELDS:
+        raw = getattr(info, name)
+        if raw and raw.strip() and not re.fullmatch(r"[0-9a-fA-F]{64}", raw.strip()):
+            assert raw.strip() not in out.hashed.values()

@@ -152,3 +152,14 @@ def test_details_never_carry_customer_information():
     assert isinstance(decision, Refusal)
     assert "bad@@" not in decision.detail
     assert "secret-phone" not in decision.detail
+
+
+def test_every_event_type_maps_to_an_allowed_meta_event_name():
+    from consumer.policy import BUSINESS_MESSAGING_EVENTS
+    from consumer.records import EventType
+
+    names = {t.event_name for t in EventType}
+    assert names == BUSINESS_MESSAGING_EVENTS
+    assert EventType.PURCHASE.event_name == "Purchase"
+    assert EventType.LEAD_SUBMITTED.event_name == "LeadSubmitted"
+    assert EventType.ORDER_CANCELED.event_name == "OrderCanceled"

@@ -1,0 +1,103 @@
+"""`capi-consumer test-event` against the sandbox, with the connection read from Kafka."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from consumer.codec import AvroCodec, SchemaStore
+from consumer.demo import produce_sample_traffic
+from consumer.samples import SampleWorld, sandbox_config
+from consumer.sandbox.process import SandboxProcess
+from tests.integration.harness import write_credentials
+
+pytestmark = pytest.mark.integration
+WORLD = SampleWorld()
+
+
+@pytest.fixture
+def run_test_event(kafka_bootstrap, topics, tmp_path):
+    produce_sample_traffic(
+        kafka_bootstrap, topics, AvroCodec(SchemaStore()), [], WORLD.connections()
+    )
+    creds = write_credentials(tmp_path / "creds", WORLD.credentials)
+    with SandboxProcess(sandbox_config(WORLD)) as sandbox:
+        env = {
+            **os.environ,
+            "CAPI_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "CAPI_TOPIC_CONNECTIONS": topics.connections,
+            "CAPI_GRAPH_URL": sandbox.url,
+            "CAPI_CREDENTIALS_DIR": str(creds),
+        }
+
+        def run(*args):
+            return subprocess.run(
+                [sys.executable, "-m", "consumer.cli", "test-event", *args],
+                env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+
+        run.sandbox = sandbox
+        yield run
+
+
+def test_sends_one_test_event_and_prints_metas_response(run_test_event):
+    proc = run_test_event(
+        "--connection", "conn-us", "--dataset", "ds-1", "--test-event-code", "TEST123",
+        "--channel", "messenger", "--user-id", "psid-42", "--email", "Ann@Example.com",
+        "--event-type", "purchase", "--currency", "EUR", "--value", "42.50",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "test event sent" in proc.stdout
+    response = json.loads(proc.stdout.split("Response\n", 1)[1])
+    assert response["events_received"] == 1
+    assert response["fbtrace_id"]
+    events = run_test_event.sandbox.events()
+    assert len(events) == 1
+    assert events[0]["test_event_code"] == "TEST123"
+    event = events[0]["event"]
+    assert event["user_data"]["page_id"] == "page-200"
+    assert event["custom_data"] == {"currency": "EUR", "value": 42.5}
+    assert "Ann@Example.com" not in proc.stdout + proc.stderr
+
+
+def test_whatsapp_test_event_needs_no_click_id(run_test_event):
+    proc = run_test_event(
+        "--connection", "conn-2", "--dataset", "ds-3", "--test-event-code", "T2",
+        "--phone", "+33 6 12 34 56 78",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        run_test_event.sandbox.events()[0]["event"]["user_data"]["whatsapp_business_account_id"]
+        == "waba-400"
+    )
+
+
+def test_local_refusal_is_one_line_and_exit_1(run_test_event):
+    proc = run_test_event(
+        "--connection", "conn-us", "--dataset", "ds-1", "--test-event-code", "T3",
+        "--channel", "MESSENGER", "--account", "page-250", "--user-id", "p", "--email", "a@b.co",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip().splitlines()[0]]
+    assert "not sent: RESTRICTED_REGION" in proc.stderr
+    assert run_test_event.sandbox.stats()["accepted_requests"] == 0
+
+
+def test_metas_refusal_is_printed_with_its_error(run_test_event):
+    proc = run_test_event(
+        "--connection", "conn-us", "--dataset", "ds-1", "--test-event-code", "T4",
+        "--channel", "MESSENGER", "--account", "page-260", "--user-id", "p", "--email", "a@b.co",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Meta refused the test event" in proc.stderr
+    error = json.loads(proc.stdout.split("Response\n", 1)[1])["error"]
+    assert error["message"] == "Messaging Event Within Messaging Restrictive Region"
+    assert error["code"] == 100
+
+
+def test_unknown_connection(run_test_event):
+    proc = run_test_event("--connection", "nope", "--dataset", "ds-1", "--test-event-code", "T")
+    assert proc.returncode == 1
+    assert "UNKNOWN_CONNECTION" in proc.stderr
