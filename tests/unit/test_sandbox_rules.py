@@ -162,6 +162,31 @@ IG_UD = {"em": H, "ig_account_id": "ig-1", "ig_sid": "igsid"}
             100,
             2804064,
         ),
+        (
+            {
+                "access_token": "tok",
+                "data": [
+                    _event(
+                        messaging_channel="instagram",
+                        user_data={"em": H, "instagram_business_account_id": "a", "ig_sid": "s"},
+                    )
+                ],
+            },
+            {},
+            100,
+            2804079,
+        ),
+        (
+            {
+                "access_token": "tok",
+                "data": [
+                    _event(event_name="Purchase", custom_data={"currency": "ZZZ", "value": 1})
+                ],
+            },
+            {},
+            100,
+            2804064,
+        ),
         ({"access_token": "tok", "data": [_event(event_name="Purchase")]}, {}, 100, 2804064),
         (
             {
