@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -23,18 +24,20 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from .batching import Batch, Batcher, BatchKey, Pending, SourceRef
 from .capi import CapiClient
 from .codec import AvroCodec
-from .config import Settings
+from .config import Settings, Topics
 from .credentials import CredentialStore, MissingCredentialsError
 from .dispatch import Dispatcher, Outcome
+from .enrich import enrich, referral_key
 from .errors import CapiConsumerError, DecodeError
 from .metrics import Metrics
 from .offsets import OffsetTracker
 from .policy import Approved, Refusal, Rules, decide
-from .records import MetaConnection, ResultStatus, Trigger
+from .records import AdReferral, Channel, Contact, MetaConnection, ResultStatus, Trigger
 from .results import refused, resolved, undecodable
+from .state import StateStore
 from .tables import Table, TableReader
 
-__all__ = ["App", "FatalError", "build_app"]
+__all__ = ["App", "FatalError", "ReferenceTables", "build_app"]
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +73,9 @@ class App:
             default_phone_region=settings.default_phone_region,
         )
         topics = settings.topics
-        self.connections: Table[MetaConnection] = Table(
-            "connections",
-            topics.connections,
-            lambda b: MetaConnection.from_avro(codec.decode(b, "MetaConnection")),
-        )
+        self.tables = ReferenceTables.for_topics(codec, topics)
+        self.connections = self.tables.connections
+        self._window_ms = settings.attribution_window_s * 1000
         self._credentials = CredentialStore(settings.credentials_dir)
         self._restricted_assets: set[str] = set()
         self._stop = threading.Event()
@@ -90,6 +91,8 @@ class App:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._tables: TableReader | None = None
+        self._store: StateStore | None = None
+        self._metrics_due = (0.0, 0.0)
         self._pool: ThreadPoolExecutor | None = None
         self._dispatcher = Dispatcher(
             client,
@@ -121,9 +124,14 @@ class App:
             }
         )
         base = {**s.kafka_config("consumer"), **rdkafka_log}
-        self._tables = TableReader([self.connections], base)
-        self._tables.bootstrap()
-        self.metrics.table_keys.labels("connections").set(len(self.connections))
+        self._store = StateStore(s.state_dir).open()
+        self._tables = TableReader(
+            self.tables.all(), base, self._store, admin_config=s.kafka_config("admin")
+        )
+        took = self._tables.bootstrap()
+        for table in self.tables.all():
+            self.metrics.table_bootstrap_seconds.labels(table.name).set(took)
+        self._update_table_metrics(counts=True)
         self._consumer = Consumer(
             {
                 "group.id": s.group_id,
@@ -160,14 +168,16 @@ class App:
             self._producer.flush(10)
         if self._tables is not None:
             self._tables.close()
+        if self._store is not None:
+            self._store.close()
 
     # -- the loop ----------------------------------------------------------------------------
 
     def _step(self) -> None:
         assert self._consumer is not None and self._producer is not None
         assert self._tables is not None
-        if self._tables.poll():
-            self.metrics.table_keys.labels("connections").set(len(self.connections))
+        self._tables.poll()
+        self._update_table_metrics()
         self._backpressure()
         wait = self._batcher.next_due_in()
         timeout = 0.1 if wait is None else min(0.1, wait)
@@ -203,6 +213,7 @@ class App:
             refusal = Refusal(True, "DUPLICATE", "event_id was already processed")
             self._publish(source, refused(source, trigger, refusal, now_ms))
             return
+        trigger = self._enrich(trigger)
         try:
             decision = decide(
                 trigger,
@@ -223,6 +234,34 @@ class App:
             self._publish(source, refused(source, trigger, decision, now_ms))
             return
         self._enqueue(source, trigger, decision)
+
+    def _enrich(self, trigger: Trigger) -> Trigger:
+        contact = self.tables.contacts.get(trigger.contact_id)
+        referral = None
+        wants_referral = trigger.channel is Channel.WHATSAPP and not trigger.ctwa_clid
+        if wants_referral:
+            referral = self.tables.referrals.get(referral_key(trigger))
+        result = enrich(trigger, contact, referral, self._window_ms)
+        lookups = self.metrics.enrichment
+        lookups.labels("contacts", _lookup(contact, result.contact_used)).inc()
+        if wants_referral:
+            lookups.labels("referrals", _lookup(referral, result.referral_used)).inc()
+        return result.trigger
+
+    def _update_table_metrics(self, counts: bool = False) -> None:
+        """Lag every few seconds; key counts (a scan) every minute."""
+        assert self._tables is not None
+        now = time.monotonic()
+        lag_due, count_due = self._metrics_due
+        if now >= lag_due:
+            for name, lag in self._tables.lag().items():
+                self.metrics.table_lag.labels(name).set(lag)
+            lag_due = now + 5
+        if counts or now >= count_due:
+            for table in self.tables.all():
+                self.metrics.table_keys.labels(table.name).set(len(table))
+            count_due = now + 60
+        self._metrics_due = (lag_due, count_due)
 
     def _enqueue(self, source: SourceRef, trigger: Trigger, approved: Approved) -> None:
         connection = self.connections.get(trigger.connection_id)
@@ -398,6 +437,45 @@ class App:
         log.warning("lost %s; their uncommitted messages will be redelivered", _names(partitions))
         for tp in partitions:
             self._tracker.forget(tp.topic, tp.partition)
+
+
+def _lookup(record: object, used: bool) -> str:
+    if record is None:
+        return "miss"
+    return "hit" if used else "unused"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceTables:
+    """The three tables of DESIGN.md, decoded from their compacted topics."""
+
+    connections: Table[MetaConnection]
+    contacts: Table[Contact]
+    referrals: Table[AdReferral]
+
+    @classmethod
+    def for_topics(cls, codec: AvroCodec, topics: Topics) -> ReferenceTables:
+        return cls(
+            connections=Table(
+                "connections",
+                topics.connections,
+                lambda b: codec.decode(b, "MetaConnection"),
+                MetaConnection.from_avro,
+                cache_size=10_000,
+            ),
+            contacts=Table(
+                "contacts", topics.contacts, lambda b: codec.decode(b, "Contact"), Contact.from_avro
+            ),
+            referrals=Table(
+                "referrals",
+                topics.referrals,
+                lambda b: codec.decode(b, "AdReferral"),
+                AdReferral.from_avro,
+            ),
+        )
+
+    def all(self) -> list[Table[Any]]:
+        return [self.connections, self.contacts, self.referrals]
 
 
 def _names(partitions: list[TopicPartition]) -> str:

@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -137,6 +138,7 @@ _CUSTOMER_OPTIONS = ("email", "phone", "first_name", "last_name", "gender", "dat
 @click.option("--value", help="Total value, for a Purchase.")
 @click.option("--user-id", help="PSID (Messenger) or IGSID (Instagram).")
 @click.option("--ctwa-clid", help="Click-to-WhatsApp ad click id.")
+@click.option("--contact-id", help="Fill customer information and user id from this contact.")
 @click.option("--email")
 @click.option("--phone")
 @click.option("--first-name")
@@ -152,28 +154,38 @@ def test_event(**options: Any) -> None:
     """Send one test event to Meta's Test Events tool and print Meta's response."""
     settings = _settings()
     _setup_logging("WARNING")
+    from .app import ReferenceTables
     from .capi import CapiClient
     from .codec import AvroCodec, SchemaStore
     from .credentials import CredentialStore
     from .policy import Rules
-    from .records import Channel, CustomerInfo, EventType, MetaConnection
-    from .tables import Table, TableReader
+    from .records import Channel, CustomerInfo, EventType
+    from .state import StateStore
+    from .tables import TableReader
     from .testevent import TestEventRequest, send_test_event
 
-    codec = AvroCodec(SchemaStore())
-    table: Table[MetaConnection] = Table(
-        "connections",
-        settings.topics.connections,
-        lambda b: MetaConnection.from_avro(codec.decode(b, "MetaConnection")),
+    tables = ReferenceTables.for_topics(AvroCodec(SchemaStore()), settings.topics)
+    # a throwaway state: the service's own state folder may be in use by a running instance
+    scratch = tempfile.TemporaryDirectory(prefix="capi-test-event-")
+    store = StateStore(Path(scratch.name)).open()
+    needed = [tables.connections] + ([tables.contacts] if options["contact_id"] else [])
+    reader = TableReader(
+        needed,
+        {**settings.kafka_config("consumer"), "log_level": "0"},
+        store,
+        admin_config=settings.kafka_config("admin"),
     )
-    reader = TableReader([table], {**settings.kafka_config("consumer"), "log_level": "0"})
     try:
-        reader.bootstrap(timeout_s=60)
+        reader.bootstrap(timeout_s=120)
     except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback
-        _fail(f"cannot read connections from {settings.topics.connections}: {exc}")
+        _fail(f"cannot read the reference tables: {exc}")
     finally:
         reader.close()
+    contact = tables.contacts.get(options["contact_id"]) if options["contact_id"] else None
+    if options["contact_id"] and contact is None:
+        _fail(f"contact {options['contact_id']} is not in {settings.topics.contacts}")
     request = TestEventRequest(
+        contact=contact,
         connection_id=options["connection_id"],
         dataset_id=options["dataset_id"],
         test_event_code=options["test_event_code"],
@@ -200,13 +212,15 @@ def test_event(**options: Any) -> None:
     try:
         result = send_test_event(
             request,
-            table.get(request.connection_id),
+            tables.connections.get(request.connection_id),
             CredentialStore(settings.credentials_dir),
             client,
             rules,
         )
     finally:
         client.close()
+        store.close()
+        scratch.cleanup()
     if result.refusal is not None:
         _fail(f"not sent: {result.refusal.reason}: {result.refusal.detail}")
     if result.ok:

@@ -117,6 +117,7 @@ class Settings:
     partner_agent: str | None = "capi-consumer"
     restricted_countries: frozenset[str] = DEFAULT_RESTRICTED_COUNTRIES
     default_phone_region: str | None = None
+    attribution_window_s: int = 7 * 24 * 3600
     max_event_age_s: int = 7 * 24 * 3600
     future_skew_s: int = 300
     log_level: str = "INFO"
@@ -168,6 +169,9 @@ class Settings:
                 "CAPI_RESTRICTED_COUNTRIES", defaults.restricted_countries
             ),
             default_phone_region=reader.region("CAPI_DEFAULT_PHONE_REGION"),
+            attribution_window_s=reader.integer(
+                "CAPI_ATTRIBUTION_WINDOW_S", defaults.attribution_window_s, 0, 90 * 24 * 3600
+            ),
             log_level=reader.choice(
                 "CAPI_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
             ),

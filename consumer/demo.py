@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from .app import build_app
 from .broker import EmbeddedBroker, create_topics
 from .codec import AvroCodec, SchemaStore
 from .config import Settings, Topics
+from .metrics import Metrics
 from .samples import SampleWorld, sandbox_config
 from .sandbox.process import SandboxProcess
 
@@ -33,14 +35,27 @@ _PARTITIONS = 3
 
 def produce_sample_traffic(
     bootstrap: str, topics: Topics, codec: AvroCodec, triggers: list[dict[str, Any]],
-    connections: list[dict[str, Any]], garbage: int = 0,
+    connections: list[dict[str, Any]], garbage: int = 0, *,
+    contacts: Sequence[dict[str, Any]] = (), referrals: Sequence[dict[str, Any]] = (),
 ) -> int:  # fmt: skip
-    """Produce connections, then triggers (and `garbage` undecodable values); return inputs."""
+    """Produce the tables' records, then triggers (and `garbage` undecodable values).
+
+    Returns how many input messages (triggers) were produced.
+    """
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": "true",
                          "linger.ms": "20"})  # fmt: skip
     for conn in connections:
         value = codec.encode("MetaConnection", conn, topics.connections)
         producer.produce(topics.connections, key=conn["connection_id"].encode(), value=value)
+    for i, contact in enumerate(contacts):
+        value = codec.encode("Contact", contact, topics.contacts)
+        producer.produce(topics.contacts, key=contact["contact_id"].encode(), value=value)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    for referral in referrals:
+        key = f"{referral['contact_id']}:{referral['channel']}".encode()
+        value = codec.encode("AdReferral", referral, topics.referrals)
+        producer.produce(topics.referrals, key=key, value=value)
     for i, trigger in enumerate(triggers):
         value = codec.encode("ConversionTriggered", trigger, topics.triggered)
         producer.produce(topics.triggered, key=trigger["contact_id"].encode(), value=value)
@@ -115,7 +130,7 @@ def run_demo(count: int, timeout_s: float) -> int:
         )  # fmt: skip
         expected = produce_sample_traffic(
             broker.bootstrap_servers, topics, codec, world.triggers(count), world.connections(),
-            garbage=2,
+            garbage=2, contacts=world.contacts(), referrals=world.referrals(),
         )  # fmt: skip
         echo(f"produced {expected} triggers ({count} samples, 2 undecodable)")
         settings = Settings(
@@ -154,6 +169,7 @@ def run_demo(count: int, timeout_s: float) -> int:
         stats = sandbox.stats()
         echo("")
         _summary(reader.results, expected, stats, time.monotonic() - started)
+        _enrichment_summary(app.metrics)
         if errors:
             echo(f"consumer stopped with an error: {errors[0]!r}", err=True)
             return 1
@@ -165,6 +181,19 @@ def run_demo(count: int, timeout_s: float) -> int:
             echo(f"SENT results {sent} != events the sandbox accepted", err=True)
             return 1
         return 0
+
+
+def _enrichment_summary(metrics: Metrics) -> None:
+    def hits(source: str) -> int:
+        value = metrics.registry.get_sample_value(
+            "capi_enrichment_lookups_total", {"source": source, "result": "hit"}
+        )
+        return int(value or 0)
+
+    click.echo(
+        f"Enrichment: {hits('contacts')} triggers completed from contacts, "
+        f"{hits('referrals')} click ids found in ad referrals"
+    )
 
 
 def _summary(

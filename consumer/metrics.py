@@ -70,6 +70,24 @@ class Metrics:
         self.table_keys = Gauge(
             "capi_table_keys", "Keys held per reference table.", ["table"], registry=r
         )
+        self.table_lag = Gauge(
+            "capi_table_lag_records",
+            "Records of a table's topic not yet applied.",
+            ["table"],
+            registry=r,
+        )
+        self.table_bootstrap_seconds = Gauge(
+            "capi_table_bootstrap_seconds",
+            "How long the tables took to catch up at start.",
+            ["table"],
+            registry=r,
+        )
+        self.enrichment = Counter(
+            "capi_enrichment_lookups",
+            "Table lookups while enriching triggers: hit (used), unused (found, not used), miss.",
+            ["source", "result"],
+            registry=r,
+        )
         self.last_success = Gauge(
             "capi_last_successful_send_timestamp_seconds",
             "When Meta last accepted a request (Unix seconds).",

@@ -8,13 +8,16 @@ from typing import Any
 
 __all__ = [
     "CUSTOMER_FIELDS",
+    "AdReferral",
     "Asset",
     "AssetType",
     "Channel",
     "ConnectionStatus",
+    "Contact",
     "CustomerInfo",
     "Dataset",
     "EventType",
+    "Identity",
     "MetaConnection",
     "ResultStatus",
     "Trigger",
@@ -220,3 +223,66 @@ class MetaConnection:
 
     def dataset(self, dataset_id: str) -> Dataset | None:
         return self._datasets_by_id.get(dataset_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    channel: Channel
+    account_id: str
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A decoded `Contact`: what the platform knows of a person."""
+
+    contact_id: str
+    workspace_id: str
+    customer_info: CustomerInfo
+    identities: tuple[Identity, ...] = ()
+    updated_at: int = 0
+
+    @classmethod
+    def from_avro(cls, data: dict[str, Any]) -> Contact:
+        return cls(
+            contact_id=data["contact_id"],
+            workspace_id=data["workspace_id"],
+            customer_info=CustomerInfo.from_avro(data),
+            identities=tuple(
+                Identity(Channel(i["channel"]), i["account_id"], i["user_id"])
+                for i in data.get("identities", ())
+            ),
+            updated_at=data.get("updated_at", 0),
+        )
+
+    def user_id(self, channel: Channel, account_id: str) -> str | None:
+        """The contact's id on `channel` for the account (PSID, IGSID or WhatsApp id)."""
+        for identity in self.identities:
+            if identity.channel is channel and identity.account_id == account_id:
+                return identity.user_id
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class AdReferral:
+    """A decoded `AdReferral`: the ad a contact's conversation on a channel came from."""
+
+    contact_id: str
+    channel: Channel
+    channel_account_id: str
+    ctwa_clid: str | None
+    ad_id: str | None
+    source_url: str | None
+    referred_at: int
+
+    @classmethod
+    def from_avro(cls, data: dict[str, Any]) -> AdReferral:
+        return cls(
+            contact_id=data["contact_id"],
+            channel=Channel(data["channel"]),
+            channel_account_id=data["channel_account_id"],
+            ctwa_clid=data.get("ctwa_clid"),
+            ad_id=data.get("ad_id"),
+            source_url=data.get("source_url"),
+            referred_at=data["referred_at"],
+        )

@@ -107,6 +107,52 @@ class SampleWorld:
             ),
         ]  # fmt: skip
 
+    def contacts(self, count: int = 5000) -> list[dict[str, Any]]:
+        """Contacts `c-0` .. `c-{count-1}`, with their Messenger and Instagram identities."""
+        rng = random.Random(count)
+        out = []
+        for k in range(count):
+            city, state, zip_code, country = rng.choice(_CITIES)
+            out.append(
+                {
+                    "contact_id": f"c-{k}",
+                    "workspace_id": "ws-1",
+                    "email": f"{rng.choice(_FIRST)}.{k}@contact.example".replace("'", ""),
+                    "phone": f"+1 650 555 {k % 10000:04d}",
+                    "first_name": rng.choice(_FIRST),
+                    "last_name": rng.choice(_LAST),
+                    "gender": rng.choice(["f", "m", None]),
+                    "date_of_birth": "1988-07-14",
+                    "city": city,
+                    "state": state,
+                    "zip": zip_code,
+                    "country": country,
+                    "external_id": f"crm-c{k}",
+                    "identities": [
+                        {"channel": "MESSENGER", "account_id": "page-200", "user_id": f"psid-c{k}"},
+                        {"channel": "INSTAGRAM", "account_id": "ig-300", "user_id": f"igsid-c{k}"},
+                    ],
+                    "updated_at": int(time.time() * 1000),
+                }
+            )
+        return out
+
+    def referrals(self, count: int = 5000, now_ms: int | None = None) -> list[dict[str, Any]]:
+        """A WhatsApp referral for every even contact: `c-4k` on waba-100, `c-4k+2` on waba-400."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        return [
+            {
+                "contact_id": f"c-{k}",
+                "channel": "WHATSAPP",
+                "channel_account_id": _referral_waba(k),
+                "ctwa_clid": f"ARAkLkA8rmlFeiCkRef{k:06d}",
+                "ad_id": f"ad-{k % 7}",
+                "source_url": None,
+                "referred_at": now_ms - 2 * 3_600_000,
+            }
+            for k in range(0, count, 2)
+        ]
+
     def triggers(
         self, count: int, seed: int = 7, now_ms: int | None = None, *, only_valid: bool = False
     ) -> list[dict[str, Any]]:
@@ -122,10 +168,13 @@ class SampleWorld:
                 record = self._trigger(rng, i, rng.choice(_RESTRICTED_LOCAL), now_ms)
             elif roll < 0.06:
                 record = self._trigger(rng, i, _RESTRICTED_AT_META, now_ms)
-            elif roll < 0.10:
+            elif roll < 0.10:  # nothing typed, and no contact to fill from
                 record["customer_info"] = _empty_info()
-            elif roll < 0.13 and account.channel == "WHATSAPP":
+                record["contact_id"] = f"c-anon-{i}"
+            elif roll < 0.13:  # an organic WhatsApp conversation: no click id anywhere
+                record = self._trigger(rng, i, _GOOD[0], now_ms)
                 record["ctwa_clid"] = None
+                record["contact_id"] = f"c-organic-{i}"
             elif roll < 0.15:
                 record["selected_whatsapp_business_account_id"] = None
                 record["selected_page_id"] = None
@@ -140,6 +189,16 @@ class SampleWorld:
                 record["test_event_code"] = "TEST12345"
             elif roll < 0.22 and out:
                 record["event_id"] = out[-1]["event_id"]
+            elif roll < 0.30:  # the click id comes from the contact's referral
+                k = 2 * rng.randrange(2500)
+                waba = _GOOD[0] if _referral_waba(k) == "waba-100" else _GOOD[3]
+                record = self._trigger(rng, i, waba, now_ms)
+                record.update(contact_id=f"c-{k}", ctwa_clid=None)
+            elif roll < 0.36:  # the PSID / IGSID comes from the contact
+                record = self._trigger(rng, i, rng.choice(_GOOD[1:3]), now_ms)
+                record["channel_user_id"] = None
+            elif roll < 0.40:  # the customer information comes from the contact
+                record["customer_info"] = _empty_info()
             out.append(record)
         return out
 
@@ -186,6 +245,10 @@ class SampleWorld:
             "ctwa_clid": f"ARAkLkA8rmlFeiCktEJQ{i:06d}" if account.channel == "WHATSAPP" else None,
             "test_event_code": None,
         }
+
+
+def _referral_waba(k: int) -> str:
+    return "waba-100" if k % 4 == 0 else "waba-400"
 
 
 def _empty_info() -> dict[str, Any]:

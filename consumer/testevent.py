@@ -14,9 +14,18 @@ from typing import Any
 
 from .capi import CapiClient, MetaResponse
 from .credentials import CredentialStore, MissingCredentialsError
+from .enrich import enrich
 from .errors import CapiError, MetaErrorInfo
 from .policy import Refusal, Rules, decide
-from .records import AssetType, Channel, CustomerInfo, EventType, MetaConnection, Trigger
+from .records import (
+    AssetType,
+    Channel,
+    Contact,
+    CustomerInfo,
+    EventType,
+    MetaConnection,
+    Trigger,
+)
 
 __all__ = ["TestEventRequest", "TestEventResult", "build_trigger", "send_test_event"]
 
@@ -40,6 +49,7 @@ class TestEventRequest:
     ctwa_clid: str | None = None
     currency: str | None = None
     value: str | None = None
+    contact: Contact | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +95,7 @@ def build_trigger(request: TestEventRequest, connection: MetaConnection, now_ms:
         event_id=f"test-{request.test_event_code}-{now_ms}",
         occurred_at=now_ms,
         workspace_id=connection.workspace_id,
-        contact_id="test-event",
+        contact_id=request.contact.contact_id if request.contact else "test-event",
         channel=request.channel,
         channel_account_id=account,
         channel_user_id=request.user_id,
@@ -131,6 +141,7 @@ def send_test_event(
             )
         )
     trigger = build_trigger(request, connection, now_ms)
+    trigger = enrich(trigger, request.contact, None, 0).trigger
     decision = decide(trigger, connection, now_ms, rules)
     if isinstance(decision, Refusal):
         return TestEventResult(refusal=decision)

@@ -1,73 +1,160 @@
+"""Reference tables on a real broker, kept in the SQLite state store."""
+
+import time
+
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
+from consumer.app import ReferenceTables
+from consumer.broker import create_topics
 from consumer.codec import AvroCodec, SchemaStore
-from consumer.records import MetaConnection
-from consumer.tables import Table, TableReader
+from consumer.state import StateStore
+from consumer.tables import TableReader
 from tests.factories import connection_record
 
 pytestmark = pytest.mark.integration
 CODEC = AvroCodec(SchemaStore())
 
 
-def _produce(bootstrap, topic, items):
+def _contact(contact_id, email):
+    return {"contact_id": contact_id, "workspace_id": "ws-1", "email": email, "phone": None,
+            "first_name": "Erin", "last_name": None, "gender": None, "date_of_birth": None,
+            "city": None, "state": None, "zip": None, "country": "US", "external_id": None,
+            "identities": [], "updated_at": 0}  # fmt: skip
+
+
+def _produce(bootstrap, topic, schema, items):
     producer = Producer({"bootstrap.servers": bootstrap})
     for key, record in items:
-        value = None if record is None else CODEC.encode("MetaConnection", record, topic)
+        value = None if record is None else CODEC.encode(schema, record, topic)
         producer.produce(topic, key=key.encode(), value=value)
     assert producer.flush(30) == 0
 
 
-def _table(topic):
-    return Table(
-        "connections", topic, lambda b: MetaConnection.from_avro(CODEC.decode(b, "MetaConnection"))
-    )
+class Tables:
+    """Opens the store and a reader over all three tables, like the service does."""
 
+    def __init__(self, bootstrap, topics, state_dir):
+        self.tables = ReferenceTables.for_topics(CODEC, topics)
+        self.store = StateStore(state_dir).open()
+        self.reader = TableReader(self.tables.all(), {"bootstrap.servers": bootstrap}, self.store)
 
-def test_bootstrap_reads_to_the_high_watermark_then_applies_live_updates(kafka_bootstrap, topics):
-    records = [(f"conn-{i}", connection_record(connection_id=f"conn-{i}")) for i in range(50)]
-    _produce(kafka_bootstrap, topics.connections, records)
-    _produce(kafka_bootstrap, topics.connections, [("conn-3", None)])  # tombstone
-    table = _table(topics.connections)
-    reader = TableReader([table], {"bootstrap.servers": kafka_bootstrap})
-    try:
-        reader.bootstrap(timeout_s=30)
-        assert len(table) == 49
-        assert table.get("conn-3") is None
-        assert table.get("conn-7").connection_id == "conn-7"
+    def __enter__(self):
+        self.reader.bootstrap(timeout_s=60)
+        return self
 
-        _produce(kafka_bootstrap, topics.connections,
-                 [("conn-7", connection_record(connection_id="conn-7", status="DISCONNECTED")),
-                  ("conn-99", connection_record(connection_id="conn-99"))])  # fmt: skip
-        for _ in range(100):
-            reader.poll()
-            if table.get("conn-99") is not None and table.get("conn-7").status.value != "ACTIVE":
-                break
-            import time
-
+    def poll_until(self, condition, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.reader.poll()
+            if condition():
+                return
             time.sleep(0.05)
-        assert table.get("conn-99") is not None
-        assert table.get("conn-7").status.value == "DISCONNECTED"
-    finally:
-        reader.close()
+        raise AssertionError("condition not reached")
+
+    def __exit__(self, *exc):
+        self.reader.close()
+        self.store.close()
 
 
-def test_empty_topic_bootstraps_immediately_and_garbage_is_counted(kafka_bootstrap, topics):
-    table = _table(topics.connections)
-    reader = TableReader([table], {"bootstrap.servers": kafka_bootstrap})
-    try:
-        reader.bootstrap(timeout_s=30)
-        assert len(table) == 0
-    finally:
-        reader.close()
+def test_bootstrap_reads_everything_then_applies_live_updates(kafka_bootstrap, topics, tmp_path):
+    _produce(kafka_bootstrap, topics.connections, "MetaConnection",
+             [(f"conn-{i}", connection_record(connection_id=f"conn-{i}")) for i in range(50)]
+             + [("conn-3", None)])  # fmt: skip
+    _produce(kafka_bootstrap, topics.contacts, "Contact",
+             [(f"c-{i}", _contact(f"c-{i}", f"p{i}@example.com")) for i in range(300)])  # fmt: skip
+    with Tables(kafka_bootstrap, topics, tmp_path / "state") as t:
+        assert len(t.tables.connections) == 49
+        assert t.tables.connections.get("conn-3") is None
+        assert t.tables.connections.get("conn-7").status.value == "ACTIVE"
+        assert len(t.tables.contacts) == 300
+        assert t.tables.contacts.get("c-42").customer_info.email == "p42@example.com"
+        assert len(t.tables.referrals) == 0
+
+        _produce(
+            kafka_bootstrap,
+            topics.connections,
+            "MetaConnection",
+            [("conn-7", connection_record(connection_id="conn-7", status="DISCONNECTED"))],
+        )
+        _produce(kafka_bootstrap, topics.contacts, "Contact",
+                 [("c-42", _contact("c-42", "new42@example.com"))])  # fmt: skip
+        t.poll_until(
+            lambda: (
+                t.tables.connections.get("conn-7").status.value == "DISCONNECTED"
+                and t.tables.contacts.get("c-42").customer_info.email == "new42@example.com"
+            )
+        )
+
+
+def test_restart_resumes_from_the_stored_offsets(kafka_bootstrap, topics, tmp_path):
+    state = tmp_path / "state"
+    _produce(
+        kafka_bootstrap,
+        topics.contacts,
+        "Contact",
+        [(f"c-{i}", _contact(f"c-{i}", f"p{i}@example.com")) for i in range(200)],
+    )
+    with Tables(kafka_bootstrap, topics, state) as first:
+        assert first.reader.records_read == 200
+    _produce(
+        kafka_bootstrap,
+        topics.contacts,
+        "Contact",
+        [(f"c-new-{i}", _contact(f"c-new-{i}", "n@example.com")) for i in range(7)],
+    )
+    with Tables(kafka_bootstrap, topics, state) as second:
+        assert second.reader.records_read == 7
+        assert len(second.tables.contacts) == 207
+    with Tables(kafka_bootstrap, topics, tmp_path / "empty-state") as rebuilt:
+        assert rebuilt.reader.records_read == 207
+        assert len(rebuilt.tables.contacts) == 207
+
+
+def test_a_recreated_topic_resets_its_table(kafka_bootstrap, topics, tmp_path):
+    state = tmp_path / "state"
+    _produce(
+        kafka_bootstrap,
+        topics.contacts,
+        "Contact",
+        [(f"c-{i}", _contact(f"c-{i}", "x@example.com")) for i in range(20)],
+    )
+    with Tables(kafka_bootstrap, topics, state) as t:
+        assert len(t.tables.contacts) == 20
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.delete_topics([topics.contacts])[topics.contacts].result()
+    time.sleep(0.5)
+    create_topics(kafka_bootstrap, [topics.contacts], partitions=3, compacted=[topics.contacts])
+    _produce(
+        kafka_bootstrap, topics.contacts, "Contact", [("c-0", _contact("c-0", "y@example.com"))]
+    )
+    with Tables(kafka_bootstrap, topics, state) as t:
+        assert len(t.tables.contacts) == 1
+        assert t.tables.contacts.get("c-0").customer_info.email == "y@example.com"
+
+
+def test_tombstone_erases_the_contact_from_the_store_file(kafka_bootstrap, topics, tmp_path):
+    state = tmp_path / "state"
+    secret_email = "erase.me.please@example.com"
+    _produce(kafka_bootstrap, topics.contacts, "Contact",
+             [("c-keep", _contact("c-keep", "keep@example.com")),
+              ("c-erase", _contact("c-erase", secret_email))])  # fmt: skip
+    with Tables(kafka_bootstrap, topics, state) as t:
+        assert t.tables.contacts.get("c-erase") is not None
+        assert secret_email.encode() in (state / "tables.sqlite3").read_bytes()
+        _produce(kafka_bootstrap, topics.contacts, "Contact", [("c-erase", None)])
+        t.poll_until(lambda: t.tables.contacts.get("c-erase") is None)
+        assert t.tables.contacts.get("c-keep") is not None
+    for path in state.iterdir():
+        assert secret_email.encode() not in path.read_bytes(), path
+
+
+def test_undecodable_table_records_are_counted_not_stored(kafka_bootstrap, topics, tmp_path):
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     producer.produce(topics.connections, key=b"bad", value=b"garbage")
+    producer.produce(topics.connections, value=b"no key")
     producer.flush(30)
-    table = _table(topics.connections)
-    reader = TableReader([table], {"bootstrap.servers": kafka_bootstrap})
-    try:
-        reader.bootstrap(timeout_s=30)
-        assert len(table) == 0
-        assert table.errors == 1
-    finally:
-        reader.close()
+    with Tables(kafka_bootstrap, topics, tmp_path / "state") as t:
+        assert len(t.tables.connections) == 0
+        assert t.tables.connections.errors == 2

@@ -1,0 +1,142 @@
+"""Local state under `CAPI_STATE_DIR`: the reference tables and the offsets they applied.
+
+One SQLite database (`tables.sqlite3`). Why SQLite: it is in the standard library, bounded in
+memory whatever the number of keys (a fixed page cache), transactional (rows and the offsets
+that produced them commit together, so a restart resumes exactly where it stopped), and with
+`secure_delete` a deleted row's bytes are overwritten with zeros, so a contact erased by a
+tombstone cannot be found in the file afterwards. The rollback journal (not WAL) keeps old page
+images out of the store once a transaction ends.
+
+Deleting the folder is always safe: the tables are rebuilt from their compacted topics.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["KeyValue", "StateStore"]
+
+_SCHEMA_VERSION = 1
+
+
+class KeyValue:
+    """One table of the store: text keys, blob values."""
+
+    def __init__(self, store: StateStore, name: str) -> None:
+        # table names are the service's own constants, checked here; values are bound, never
+        # formatted into SQL
+        if not re.fullmatch(r"[a-z][a-z_]*", name):
+            raise ValueError(f"invalid table name {name!r}")
+        self._store = store
+        self._table = f"kv_{name}"
+        self._get = f"SELECT v FROM {self._table} WHERE k = ?"
+        self._put = f"INSERT OR REPLACE INTO {self._table} (k, v) VALUES (?, ?)"
+        self._delete = f"DELETE FROM {self._table} WHERE k = ?"
+
+    def create(self) -> None:
+        self._store.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._table} (k TEXT PRIMARY KEY, v BLOB NOT NULL) "
+            "WITHOUT ROWID"
+        )
+
+    def get(self, key: str) -> bytes | None:
+        row = self._store.db.execute(self._get, (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put(self, key: str, value: bytes) -> None:
+        self._store.db.execute(self._put, (key, value))
+
+    def delete(self, key: str) -> None:
+        self._store.db.execute(self._delete, (key,))
+
+    def count(self) -> int:
+        row = self._store.db.execute(f"SELECT COUNT(*) FROM {self._table}").fetchone()
+        return int(row[0])
+
+    def clear(self) -> None:
+        self._store.db.execute(f"DELETE FROM {self._table}")
+
+
+class StateStore:
+    """The SQLite file; used from one thread at a time (the service's main loop)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "tables.sqlite3"
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("state store is not open")
+        return self._db
+
+    def open(self) -> StateStore:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA secure_delete = ON")
+        db.execute("PRAGMA journal_mode = TRUNCATE")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA cache_size = -32768")  # 32 MiB of page cache, whatever the size
+        db.execute("PRAGMA temp_store = MEMORY")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS offsets (topic TEXT NOT NULL, partition INTEGER NOT NULL,"
+            " next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition)) WITHOUT ROWID"
+        )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY, topic_id TEXT NOT NULL)"
+            " WITHOUT ROWID"
+        )
+        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        self._db = db
+        return self
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def table(self, name: str) -> KeyValue:
+        kv = KeyValue(self, name)
+        kv.create()
+        return kv
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def offsets(self, topic: str) -> dict[int, int]:
+        rows = self.db.execute(
+            "SELECT partition, next_offset FROM offsets WHERE topic = ?", (topic,)
+        ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def save_offset(self, topic: str, partition: int, next_offset: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO offsets (topic, partition, next_offset) VALUES (?, ?, ?)",
+            (topic, partition, next_offset),
+        )
+
+    def topic_id(self, topic: str) -> str | None:
+        row = self.db.execute("SELECT topic_id FROM topics WHERE topic = ?", (topic,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def reset_topic(self, topic: str, topic_id: str, kv: KeyValue) -> None:
+        """Forget a table and its offsets (the topic is new, or the state fell behind it)."""
+        kv.clear()
+        self.db.execute("DELETE FROM offsets WHERE topic = ?", (topic,))
+        self.db.execute(
+            "INSERT OR REPLACE INTO topics (topic, topic_id) VALUES (?, ?)", (topic, topic_id)
+        )
