@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-chaos lint fmt sandbox clean
+.PHONY: help install run test test-unit test-chaos bench bench-tables lint fmt sandbox clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ test-unit: $(STAMP) ## Unit tests only (nothing running)
 
 test-chaos: $(STAMP) ## The slow fault-injection suite
 	$(BIN)/python -m pytest -m chaos
+
+bench-tables: $(STAMP) ## Benchmark the reference tables: 1,000,000 contacts bootstrapped and looked up
+	$(BIN)/python bench/tables_bench.py
 
 lint: $(STAMP) ## Ruff, format check and mypy --strict; changes nothing
 	$(BIN)/ruff check .

@@ -20,14 +20,16 @@ WORLD = SampleWorld()
 @pytest.fixture
 def run_test_event(kafka_bootstrap, topics, tmp_path):
     produce_sample_traffic(
-        kafka_bootstrap, topics, AvroCodec(SchemaStore()), [], WORLD.connections()
-    )
+        kafka_bootstrap, topics, AvroCodec(SchemaStore()), [], WORLD.connections(),
+        contacts=WORLD.contacts(5),
+    )  # fmt: skip
     creds = write_credentials(tmp_path / "creds", WORLD.credentials)
     with SandboxProcess(sandbox_config(WORLD)) as sandbox:
         env = {
             **os.environ,
             "CAPI_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
             "CAPI_TOPIC_CONNECTIONS": topics.connections,
+            "CAPI_TOPIC_CONTACTS": topics.contacts,
             "CAPI_GRAPH_URL": sandbox.url,
             "CAPI_CREDENTIALS_DIR": str(creds),
         }
@@ -101,3 +103,23 @@ def test_unknown_connection(run_test_event):
     proc = run_test_event("--connection", "nope", "--dataset", "ds-1", "--test-event-code", "T")
     assert proc.returncode == 1
     assert "UNKNOWN_CONNECTION" in proc.stderr
+
+
+def test_customer_information_and_psid_from_a_contact(run_test_event):
+    proc = run_test_event(
+        "--connection", "conn-us", "--dataset", "ds-1", "--test-event-code", "T5",
+        "--channel", "MESSENGER", "--contact-id", "c-3",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    user_data = run_test_event.sandbox.events()[0]["event"]["user_data"]
+    assert user_data["page_scoped_user_id"] == "psid-c3"
+    assert {"em", "ph", "fn", "ln", "country"} <= set(user_data)
+
+
+def test_unknown_contact_is_refused(run_test_event):
+    proc = run_test_event(
+        "--connection", "conn-us", "--dataset", "ds-1", "--test-event-code", "T6",
+        "--contact-id", "c-nobody",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "contact c-nobody is not in" in proc.stderr
