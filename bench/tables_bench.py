@@ -45,7 +45,9 @@ def produce_contacts(bootstrap: str, topic: str, count: int) -> float:
             "first_name": "Ann", "last_name": f"Lee{k % 97}", "gender": "f",
             "date_of_birth": "1990-03-04", "city": "Menlo Park", "state": "CA", "zip": "94025",
             "country": "US", "external_id": f"crm-{k}",
-            "identities": [{"channel": "MESSENGER", "account_id": "page-1", "user_id": f"psid-{k}"}],
+            "identities": [
+                {"channel": "MESSENGER", "account_id": "page-1", "user_id": f"psid-{k}"}
+            ],
             "updated_at": 1_780_000_000_000,
         }  # fmt: skip
         value = codec.encode("Contact", contact, topic)
@@ -63,7 +65,7 @@ def produce_contacts(bootstrap: str, topic: str, count: int) -> float:
 
 def child(bootstrap: str, topic: str, count: int, lookups: int) -> None:
     """Runs in a fresh process: bootstrap, then lookups; prints JSON."""
-    from consumer.app import ReferenceTables
+    from consumer.reference import ReferenceTables
     from consumer.state import StateStore
     from consumer.tables import TableReader
 

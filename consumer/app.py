@@ -1,52 +1,69 @@
-"""The service: poll, decode, decide, batch, send, publish results, store offsets.
+"""The service: poll, decode, deduplicate, enrich, decide, batch, send, publish, commit.
 
-Threads: the main loop owns the Kafka clients, the batcher and the offset tracker. Sending
-runs on a small pool (`CAPI_MAX_IN_FLIGHT_REQUESTS`); finished batches come back through a
-queue and their results are published from the main loop. A partition's offset is stored only
-once the result of every earlier message of that partition is acknowledged by the broker
-(idempotent producer, `acks=all`).
+Threads: the main loop owns the Kafka clients, the state store and every piece of bookkeeping;
+HTTP requests run on a small pool (`CAPI_MAX_IN_FLIGHT_REQUESTS`, see `sending.py`).
+
+Delivery: results, dead letters and dedup records are produced in a Kafka transaction that also
+commits the input offsets (`publish.py`), every `CAPI_COMMIT_INTERVAL_MS`. An offset is
+committed only once the result of every earlier message of its partition is in the same or an
+earlier transaction. A crash therefore loses nothing and publishes nothing twice; what it can
+repeat is the sending of events that were in flight (sent, but their transaction not committed).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from .batching import Batch, Batcher, BatchKey, Pending, SourceRef
+from .batching import Batcher, BatchKey, Pending, SourceRef
 from .capi import CapiClient
-from .codec import AvroCodec
-from .config import Settings, Topics
+from .codec import AvroCodec, SchemaStore
+from .config import Settings
 from .credentials import CredentialStore, MissingCredentialsError
+from .dedup import Dedup
 from .dispatch import Dispatcher, Outcome
 from .enrich import enrich, referral_key
-from .errors import CapiConsumerError, DecodeError
+from .errors import CapiConsumerError, DecodeError, SchemaUnavailableError
 from .metrics import Metrics
 from .offsets import OffsetTracker
-from .policy import Approved, Refusal, Rules, decide
-from .records import AdReferral, Channel, Contact, MetaConnection, ResultStatus, Trigger
+from .policy import Reason, Refusal, Rules, decide
+from .publish import OutRecord, Publisher
+from .records import Channel, ResultStatus, Trigger
+from .reference import ReferenceTables
 from .results import refused, resolved, undecodable
+from .sending import Sender
 from .state import StateStore
-from .tables import Table, TableReader
+from .tables import TableReader
 
-__all__ = ["App", "FatalError", "ReferenceTables", "build_app"]
+__all__ = ["DEAD_LETTER_REASONS", "REPLAY_HEADER", "App", "FatalError", "build_app"]
 
 log = logging.getLogger(__name__)
 
-_DEDUP_WINDOW_S = 7 * 24 * 3600
-_DEDUP_MAX_KEYS = 2_000_000
+Partition = tuple[str, int]
+
+# FAILED results an operator can fix and replay get a dead-letter copy of their input.
+DEAD_LETTER_REASONS: frozenset[Reason] = frozenset(
+    {
+        "UNDECODABLE",
+        "UNKNOWN_CONNECTION",
+        "ASSET_NOT_LINKED",
+        "MISSING_CREDENTIALS",
+        "META_AUTH_ERROR",
+        "RETRIES_EXHAUSTED",
+    }
+)
+# A replayed message may be processed again when its earlier outcome was FAILED.
+REPLAY_HEADER = "capi.replay"
+_SCHEMA_RETRY_S = 5.0
 
 
 class FatalError(CapiConsumerError):
-    """The service cannot go on safely (a result could not be published)."""
+    """The service cannot go on safely."""
 
 
 class App:
@@ -72,152 +89,179 @@ class App:
             future_skew_s=settings.future_skew_s,
             default_phone_region=settings.default_phone_region,
         )
-        topics = settings.topics
-        self.tables = ReferenceTables.for_topics(codec, topics)
-        self.connections = self.tables.connections
+        self.tables = ReferenceTables.for_topics(codec, settings.topics)
         self._window_ms = settings.attribution_window_s * 1000
         self._credentials = CredentialStore(settings.credentials_dir)
         self._restricted_assets: set[str] = set()
         self._stop = threading.Event()
-        self._completed: queue.SimpleQueue[list[tuple[Pending, Outcome]]] = queue.SimpleQueue()
-        self._in_flight: set[Future[None]] = set()
-        self._batcher = Batcher(settings.batch_size, settings.batch_linger_ms / 1000)
         self._tracker = OffsetTracker()
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._fatal: str | None = None
-        self._paused = False
-        self._max_pending = settings.batch_size * (settings.max_in_flight_requests + 2)
-        self._encode_result = codec.encoder("ConversionResult", topics.results)
-        self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
-        self._tables: TableReader | None = None
-        self._store: StateStore | None = None
+        self._owned: set[Partition] = set()
+        self._paused = False  # backpressure
+        self._schema_wait: dict[Partition, float] = {}  # registry unreachable: retry at
+        self._closing = False
+        self._pause_due = False
+        self._last_commit = 0.0
         self._metrics_due = (0.0, 0.0)
-        self._pool: ThreadPoolExecutor | None = None
-        self._dispatcher = Dispatcher(
+        self._encode_result = codec.encoder("ConversionResult", settings.topics.results)
+        dispatcher = Dispatcher(
             client,
             self.metrics,
             retry_deadline_s=settings.retry_deadline_s,
-            sleep=self._stop.wait,
             on_restricted=self._restricted_assets.add,
         )
+        self._sender = Sender(
+            dispatcher,
+            Batcher(settings.batch_size, settings.batch_linger_ms / 1000),
+            settings.max_in_flight_requests,
+        )
+        self._store: StateStore | None = None
+        self._tables: TableReader | None = None
+        self._dedup: Dedup | None = None
+        self._publisher: Publisher | None = None
+        self._consumer: Consumer | None = None
         self.ready = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask the loop to finish in-flight work, publish results, commit and return."""
+        """Finish in-flight work (up to `CAPI_DRAIN_TIMEOUT_S`), commit, return from run()."""
         self._stop.set()
 
     def run(self) -> None:
         s = self.settings
         rdkafka_log: dict[str, Any] = {"logger": logging.getLogger("librdkafka")}
-        self._producer = Producer(
-            {
-                "linger.ms": "5",
-                "compression.type": "lz4",
-                **s.kafka_config("producer"),
-                **rdkafka_log,
-                # never lose or reorder a result: not overridable
-                "enable.idempotence": "true",
-                "acks": "all",
-            }
-        )
-        base = {**s.kafka_config("consumer"), **rdkafka_log}
-        self._store = StateStore(s.state_dir).open()
-        self._tables = TableReader(
-            self.tables.all(), base, self._store, admin_config=s.kafka_config("admin")
-        )
-        took = self._tables.bootstrap()
-        for table in self.tables.all():
-            self.metrics.table_bootstrap_seconds.labels(table.name).set(took)
-        self._update_table_metrics(counts=True)
-        self._consumer = Consumer(
-            {
-                "group.id": s.group_id,
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": "true",
-                "enable.auto.offset.store": "false",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "isolation.level": "read_committed",
-                **base,
-            }
-        )
-        self._consumer.subscribe(
-            [s.topics.triggered], on_assign=self._on_assign, on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )  # fmt: skip
-        self._pool = ThreadPoolExecutor(s.max_in_flight_requests, thread_name_prefix="capi-send")
-        log.info("consuming topic=%s group=%s", s.topics.triggered, s.group_id)
-        self.ready.set()
+        consumer_config = {**s.kafka_config("consumer"), **rdkafka_log}
+        admin_config = {**s.kafka_config("admin"), **rdkafka_log}
         try:
+            self._store = StateStore(s.state_dir).open()
+            self._tables = TableReader(
+                self.tables.all(), consumer_config, self._store, admin_config=admin_config
+            )
+            took = self._tables.bootstrap()
+            for table in self.tables.all():
+                self.metrics.table_bootstrap_seconds.labels(table.name).set(took)
+            self._update_table_metrics(counts=True)
+            self._dedup = Dedup(self._store, s.topics.dedup, consumer_config, admin_config)
+            self._dedup.open()
+            self._dedup.purge()
+            self._publisher = Publisher(
+                {**s.kafka_config("producer"), **rdkafka_log},
+                f"capi-consumer-{s.group_id}-{s.instance_id}",
+            )
+            self._publisher.start()
+            self._sender.start()
+            self._consumer = Consumer(
+                {
+                    "group.id": s.group_id,
+                    "auto.offset.reset": "earliest",
+                    "partition.assignment.strategy": "cooperative-sticky",
+                    **consumer_config,
+                    # offsets are committed by the transactions, nothing else
+                    "enable.auto.commit": "false",
+                    "isolation.level": "read_committed",
+                }
+            )
+            self._consumer.subscribe(
+                [s.topics.triggered],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            log.info(
+                "consuming topic=%s group=%s instance=%s",
+                s.topics.triggered,
+                s.group_id,
+                s.instance_id,
+            )
+            self.ready.set()
             while not self._stop.is_set():
                 self._step()
-                if self._fatal:
-                    raise FatalError(self._fatal)
             self._drain()
         finally:
             self._close()
 
     def _close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._consumer is not None:
-            self._consumer.close()
-        if self._producer is not None:
-            self._producer.flush(10)
-        if self._tables is not None:
-            self._tables.close()
-        if self._store is not None:
-            self._store.close()
+        self._closing = True
+        self._sender.close()
+        for closer in (self._consumer, self._tables, self._dedup, self._publisher, self._store):
+            if closer is not None:
+                try:
+                    closer.close()
+                except Exception:  # closing must go on whatever one part says
+                    log.exception("error while closing %s", type(closer).__name__)
 
     # -- the loop ----------------------------------------------------------------------------
 
     def _step(self) -> None:
-        assert self._consumer is not None and self._producer is not None
-        assert self._tables is not None
+        assert self._consumer is not None and self._tables is not None
+        assert self._dedup is not None and self._publisher is not None
         self._tables.poll()
         self._update_table_metrics()
+        self._restore()
         self._backpressure()
-        wait = self._batcher.next_due_in()
-        timeout = 0.1 if wait is None else min(0.1, wait)
+        self._retry_schema_waits()
+        wait = self._sender.next_wakeup()
+        timeout = 0.05 if wait is None else min(0.05, wait)
+        skip: set[Partition] = set()
         for msg in self._consumer.consume(num_messages=500, timeout=timeout):
-            self._handle(msg)
-        for batch in self._batcher.due():
-            self._submit(batch)
-        self._publish_completed()
-        self._producer.poll(0)
-        self._store_offsets()
+            if (msg.topic(), msg.partition()) not in skip and not self._handle(msg):
+                skip.add((msg.topic() or "", msg.partition() or 0))
+        for item, outcome in self._sender.step():
+            self._resolve(item, outcome)
+        self._publisher.poll()
+        self._maybe_commit()
 
-    def _handle(self, msg: Message) -> None:
+    def _handle(self, msg: Message) -> bool:
+        """Process one message; False when its partition must be read again from it."""
         error = msg.error()
         if error is not None:
             if error.fatal():
-                self._fatal = f"consumer fatal error: {error}"
-            elif error.code() != KafkaError._PARTITION_EOF:
+                raise FatalError(f"consumer fatal error: {error}")
+            if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", error)
-            return
+            return True
         source = _source(msg)
-        self._tracker.track(source.topic, source.partition, source.offset)
-        self.metrics.consumed.labels(source.topic).inc()
-        self.metrics.in_flight.inc()
+        assert self._dedup is not None
+        if source.partition in self._dedup.restoring():
+            # assigned a moment ago: its dedup entries are not restored yet
+            self._rewind(source)
+            return False
         now_ms = self._clock_ms()
         try:
-            trigger = Trigger.from_avro(self._codec.decode(msg.value(), "ConversionTriggered"))
-        except (DecodeError, KeyError, ValueError, TypeError) as exc:
-            detail = str(exc) if isinstance(exc, DecodeError) else f"bad record: {exc!r}"[:200]
-            self._dead_letter(msg, "UNDECODABLE", detail)
-            self._publish(source, undecodable(source, detail, now_ms), key=b"")
-            return
-        if self._is_duplicate(trigger.event_id):
-            refusal = Refusal(True, "DUPLICATE", "event_id was already processed")
+            data = self._codec.decode(msg.value(), "ConversionTriggered")
+        except SchemaUnavailableError as exc:
+            log.warning(
+                "schema registry unavailable topic=%s partition=%d offset=%d: %s",
+                source.topic,
+                source.partition,
+                source.offset,
+                exc,
+            )
+            self._schema_wait[(source.topic, source.partition)] = time.monotonic() + _SCHEMA_RETRY_S
+            self._rewind(source)
+            return False
+        except DecodeError as exc:
+            self._track(source)
+            self._undecodable(msg, source, str(exc), now_ms)
+            return True
+        self._track(source)
+        try:
+            trigger = Trigger.from_avro(data)
+        except (KeyError, ValueError, TypeError) as exc:
+            self._undecodable(msg, source, f"bad record: {exc!r}"[:200], now_ms)
+            return True
+        prior = self._dedup_seen(trigger.event_id, msg)
+        if prior is not None:
+            refusal = Refusal(True, "DUPLICATE", f"event_id was already processed ({prior})")
             self._publish(source, refused(source, trigger, refusal, now_ms))
-            return
+            return True
+        assert self._dedup is not None
+        self._dedup.begin(trigger.event_id)
         trigger = self._enrich(trigger)
         try:
             decision = decide(
                 trigger,
-                self.connections.get(trigger.connection_id),
+                self.tables.connections.get(trigger.connection_id),
                 now_ms,
                 self._rules,
                 self._restricted_assets,
@@ -225,15 +269,43 @@ class App:
         except Exception as exc:  # an unforeseen rule break must not stop the partition
             log.exception(
                 "rule evaluation failed topic=%s partition=%d offset=%d event_id=%s",
-                source.topic, source.partition, source.offset, trigger.event_id,
-            )  # fmt: skip
+                source.topic,
+                source.partition,
+                source.offset,
+                trigger.event_id,
+            )
             detail = f"unexpected error evaluating the event: {type(exc).__name__}"
-            self._dead_letter(msg, "INVALID_EVENT", detail)
-            decision = Refusal(False, "INVALID_EVENT", detail)
+            record = refused(source, trigger, Refusal(False, "INVALID_EVENT", detail), now_ms)
+            self._publish(source, record, trigger.event_id, dead_letter=(msg.key(), msg.value()))
+            return True
         if isinstance(decision, Refusal):
-            self._publish(source, refused(source, trigger, decision, now_ms))
-            return
-        self._enqueue(source, trigger, decision)
+            letter = (msg.key(), msg.value()) if decision.reason in DEAD_LETTER_REASONS else None
+            record = refused(source, trigger, decision, now_ms)
+            self._publish(source, record, trigger.event_id, dead_letter=letter)
+            return True
+        self._enqueue(Pending(source, trigger, decision, msg.key(), msg.value()))
+        return True
+
+    def _track(self, source: SourceRef) -> None:
+        self._tracker.track(source.topic, source.partition, source.offset)
+        self.metrics.consumed.labels(source.topic).inc()
+
+    def _rewind(self, source: SourceRef) -> None:
+        """Read the partition again from this message once it may go on (it stays paused)."""
+        assert self._consumer is not None
+        self._set_paused()
+        self._consumer.seek(TopicPartition(source.topic, source.partition, source.offset))
+
+    def _undecodable(self, msg: Message, source: SourceRef, detail: str, now_ms: int) -> None:
+        record = undecodable(source, detail, now_ms)
+        self._publish(source, record, None, dead_letter=(msg.key(), msg.value()), key=b"")
+
+    def _dedup_seen(self, event_id: str, msg: Message) -> str | None:
+        assert self._dedup is not None
+        prior = self._dedup.seen(event_id)
+        if prior == ResultStatus.FAILED.value and _is_replay(msg):
+            return None
+        return prior
 
     def _enrich(self, trigger: Trigger) -> Trigger:
         contact = self.tables.contacts.get(trigger.contact_id)
@@ -247,6 +319,228 @@ class App:
         if wants_referral:
             lookups.labels("referrals", _lookup(referral, result.referral_used)).inc()
         return result.trigger
+
+    def _enqueue(self, item: Pending) -> None:
+        trigger, approved = item.trigger, item.approved
+        for entry in approved.dropped:
+            field_key, _, reason = entry.partition(":")
+            self.metrics.fields_dropped.labels(field_key, reason).inc()
+        connection = self.tables.connections.get(trigger.connection_id)
+        assert connection is not None
+        try:
+            credentials = self._credentials.for_connection(connection)
+        except MissingCredentialsError as exc:
+            refusal = Refusal(False, "MISSING_CREDENTIALS", str(exc))
+            record = refused(item.source, trigger, refusal, self._clock_ms())
+            self._publish(
+                item.source, record, trigger.event_id, dead_letter=(item.raw_key, item.raw_value)
+            )
+            return
+        self.metrics.in_flight.inc()
+        self._sender.add(BatchKey(trigger.dataset_id, credentials, trigger.test_event_code), item)
+
+    def _resolve(self, item: Pending, outcome: Outcome) -> None:
+        self.metrics.in_flight.dec()
+        record = resolved(item.source, item.trigger, item.approved, outcome, self._clock_ms())
+        letter = None
+        if outcome.reason in DEAD_LETTER_REASONS:
+            letter = (item.raw_key, item.raw_value)
+        self._publish(item.source, record, item.trigger.event_id, dead_letter=letter)
+
+    # -- results and offsets -----------------------------------------------------------------
+
+    def _publish(
+        self,
+        source: SourceRef,
+        record: dict[str, Any],
+        event_id: str | None = None,
+        *,
+        dead_letter: tuple[bytes | None, bytes | None] | None = None,
+        key: bytes | None = None,
+    ) -> None:
+        """Put the result (and its dedup record and dead letter) in the open transaction."""
+        assert self._publisher is not None and self._dedup is not None
+        partition = (source.topic, source.partition)
+        if partition not in self._owned:
+            log.info(
+                "result dropped: partition %s[%d] is no longer ours offset=%d",
+                source.topic,
+                source.partition,
+                source.offset,
+            )
+            if event_id:
+                self._dedup.abandon(event_id)
+            return
+        topics = self.settings.topics
+        status, reason = record["status"], record.get("reason")
+        if key is None:
+            key = (record.get("event_id") or "").encode("utf-8")
+        self._publisher.produce(
+            OutRecord(topics.results, key, self._encode_result(record), partition)
+        )
+        if event_id and reason != "DUPLICATE":
+            dedup_key, dedup_value = self._dedup.record(event_id, status, source.partition)
+            self._publisher.produce(
+                OutRecord(
+                    topics.dedup,
+                    dedup_key,
+                    dedup_value,
+                    partition,
+                    partition=source.partition,
+                    on_delivery=self._dedup_delivered,
+                )
+            )
+        if dead_letter is not None:
+            headers: list[tuple[str, str | bytes | None]] = [
+                ("capi.error", f"{reason}: {record.get('detail') or ''}".encode()),
+                ("capi.source.topic", source.topic.encode()),
+                ("capi.source.partition", str(source.partition).encode()),
+                ("capi.source.offset", str(source.offset).encode()),
+            ]
+            self._publisher.produce(
+                OutRecord(topics.dlq, dead_letter[0], dead_letter[1], partition, headers=headers)
+            )
+            self.metrics.dead_letters.labels(reason or "").inc()
+        self._tracker.done(source.topic, source.partition, source.offset)
+        self.metrics.results.labels(status, reason or "").inc()
+
+    def _dedup_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None and self._dedup is not None:
+            self._dedup.delivered(msg.partition() or 0, msg.offset() or 0)
+
+    def _maybe_commit(self, force: bool = False) -> None:
+        assert self._publisher is not None and self._consumer is not None
+        now = time.monotonic()
+        due = now - self._last_commit >= self.settings.commit_interval_ms / 1000
+        if not (force or due or self._publisher.pending >= 10_000):
+            return
+        offsets = [
+            TopicPartition(t, p, o)
+            for (t, p), o in self._tracker.committable().items()
+            if (t, p) in self._owned
+        ]
+        self._publisher.commit(offsets, self._consumer, self._owned.__contains__)
+        assert self._dedup is not None
+        self._dedup.committed()
+        self._last_commit = now
+
+    # -- flow control ------------------------------------------------------------------------
+
+    def _backpressure(self) -> None:
+        pending = len(self._tracker)
+        limit = self.settings.max_pending_events
+        if not self._paused and pending >= limit:
+            self._paused = True
+            self._set_paused()
+        elif self._paused and pending <= limit // 2:
+            self._paused = False
+            self._set_paused()
+
+    def _set_paused(self) -> None:
+        """Pause what must wait (backpressure, restore, schema), resume the rest."""
+        assert self._consumer is not None and self._dedup is not None
+        restoring = self._dedup.restoring()
+        pause: list[TopicPartition] = []
+        resume: list[TopicPartition] = []
+        for topic, partition in self._owned:
+            tp = TopicPartition(topic, partition)
+            waiting = (
+                self._paused or partition in restoring or (topic, partition) in self._schema_wait
+            )
+            (pause if waiting else resume).append(tp)
+        if pause:
+            self._consumer.pause(pause)
+        if resume:
+            self._consumer.resume(resume)
+
+    def _restore(self) -> None:
+        assert self._dedup is not None
+        if self._dedup.restore_step() or self._pause_due:
+            self._pause_due = False
+            self._set_paused()
+
+    def _retry_schema_waits(self) -> None:
+        now = time.monotonic()
+        due = [p for p, at in self._schema_wait.items() if at <= now]
+        for partition in due:
+            del self._schema_wait[partition]
+        if due:
+            self._set_paused()
+
+    # -- rebalancing and shutdown ------------------------------------------------------------
+
+    def _finish(self, partitions: set[Partition] | None, timeout_s: float) -> None:
+        """Send what is batched and wait for outcomes (of `partitions`, or all), committing."""
+        self._sender.flush()
+        deadline = time.monotonic() + timeout_s
+        while self._sender.events(partitions) and time.monotonic() < deadline:
+            for item, outcome in self._sender.step():
+                self._resolve(item, outcome)
+            assert self._publisher is not None
+            self._publisher.poll()
+            self._maybe_commit()
+            time.sleep(0.01)
+        for item, outcome in self._sender.step():
+            self._resolve(item, outcome)
+        left = self._sender.events(partitions)
+        if left:
+            log.warning(
+                "drain timed out: %d events left unresolved; their input will be processed again",
+                left,
+            )
+
+    def _drain(self) -> None:
+        log.info("draining pending=%d", len(self._tracker))
+        assert self._consumer is not None
+        self._consumer.pause([TopicPartition(t, p) for t, p in self._owned])
+        self._finish(None, self.settings.drain_timeout_s)
+        self._maybe_commit(force=True)
+
+    def _release(self, partitions: list[TopicPartition]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        assert self._dedup is not None
+        for item in self._sender.drop(gone):
+            self._dedup.abandon(item.trigger.event_id)
+            self.metrics.in_flight.dec()
+        self._owned -= gone
+        for topic, partition in gone:
+            self._tracker.forget(topic, partition)
+            self._schema_wait.pop((topic, partition), None)
+        self._dedup.forget([p for _, p in gone])
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", _names(partitions))
+        assert self._dedup is not None
+        too_high = [tp.partition for tp in partitions if tp.partition >= self._dedup.partitions]
+        if too_high:
+            raise FatalError(
+                f"{self.settings.topics.dedup} has {self._dedup.partitions} partitions; it needs "
+                f"at least as many as {self.settings.topics.triggered} (partition {too_high[0]})"
+            )
+        self._owned |= {(tp.topic, tp.partition) for tp in partitions}
+        self._dedup.restore([tp.partition for tp in partitions])
+        # the assignment takes effect after this callback: pause on the next turn; a message
+        # fetched before that is rewound by _handle
+        self._pause_due = True
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("revoked %s", _names(partitions))
+        if not self._closing:
+            revoked = {(tp.topic, tp.partition) for tp in partitions}
+            self._finish(revoked, self.settings.drain_timeout_s)
+            self._maybe_commit(force=True)
+        self._release(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning(
+            "lost %s; their uncommitted messages will be processed again", _names(partitions)
+        )
+        self._release(partitions)
+        assert self._publisher is not None and self._dedup is not None
+        self._dedup.drop_uncommitted({tp.partition for tp in partitions})
+        self._publisher.redo(self._owned.__contains__)
+
+    # -- metrics -----------------------------------------------------------------------------
 
     def _update_table_metrics(self, counts: bool = False) -> None:
         """Lag every few seconds; key counts (a scan) every minute."""
@@ -263,181 +557,6 @@ class App:
             count_due = now + 60
         self._metrics_due = (lag_due, count_due)
 
-    def _enqueue(self, source: SourceRef, trigger: Trigger, approved: Approved) -> None:
-        connection = self.connections.get(trigger.connection_id)
-        assert connection is not None
-        for entry in approved.dropped:
-            field_key, _, reason = entry.partition(":")
-            self.metrics.fields_dropped.labels(field_key, reason).inc()
-        try:
-            credentials = self._credentials.for_connection(connection)
-        except MissingCredentialsError as exc:
-            refusal = Refusal(False, "MISSING_CREDENTIALS", str(exc))
-            self._publish(source, refused(source, trigger, refusal, self._clock_ms()))
-            return
-        key = BatchKey(trigger.dataset_id, credentials, trigger.test_event_code)
-        full = self._batcher.add(key, Pending(source, trigger, approved))
-        if full is not None:
-            self._submit(full)
-
-    def _is_duplicate(self, event_id: str) -> bool:
-        now = time.monotonic()
-        seen = self._seen
-        while seen:
-            oldest_id, at = next(iter(seen.items()))
-            if now - at < _DEDUP_WINDOW_S and len(seen) < _DEDUP_MAX_KEYS:
-                break
-            del seen[oldest_id]
-        if event_id in seen:
-            return True
-        seen[event_id] = now
-        return False
-
-    # -- sending -----------------------------------------------------------------------------
-
-    def _submit(self, batch: Batch) -> None:
-        assert self._pool is not None
-        future = self._pool.submit(self._send, batch)
-        self._in_flight.add(future)
-        future.add_done_callback(self._in_flight.discard)
-
-    def _send(self, batch: Batch) -> None:
-        try:
-            outcomes = self._dispatcher.deliver(batch)
-        except Exception as exc:  # never lose a batch to a bug in a worker thread
-            log.exception("batch delivery crashed dataset=%s", batch.key.dataset_id)
-            outcomes = [
-                (
-                    item,
-                    Outcome(ResultStatus.FAILED, "RETRIES_EXHAUSTED", f"internal error: {exc!r}"),
-                )
-                for item in batch.items
-            ]
-        self._completed.put(outcomes)
-
-    def _publish_completed(self) -> None:
-        while True:
-            try:
-                outcomes = self._completed.get_nowait()
-            except queue.Empty:
-                return
-            now_ms = self._clock_ms()
-            for item, outcome in outcomes:
-                record = resolved(item.source, item.trigger, item.approved, outcome, now_ms)
-                self._publish(item.source, record)
-
-    # -- results and offsets -----------------------------------------------------------------
-
-    def _publish(self, source: SourceRef, record: dict[str, Any], key: bytes | None = None) -> None:
-        assert self._producer is not None
-        value = self._encode_result(record)
-        if key is None:
-            key = (record.get("event_id") or "").encode("utf-8")
-        self.metrics.results.labels(record["status"], record.get("reason") or "").inc()
-
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                self._fatal = f"result for {source.topic}[{source.partition}]@{source.offset} "
-                self._fatal += f"not delivered: {err}"
-                return
-            self._tracker.done(source.topic, source.partition, source.offset)
-            self.metrics.in_flight.dec()
-
-        self._produce(self.settings.topics.results, key, value, delivered)
-
-    def _produce(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
-        headers: list[tuple[str, str | bytes | None]] | None = None,
-    ) -> None:
-        assert self._producer is not None
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value=value, key=key, on_delivery=on_delivery, headers=headers
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.05)
-
-    def _dead_letter(self, msg: Message, reason: str, detail: str) -> None:
-        source = _source(msg)
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("capi.error", f"{reason}: {detail}".encode()),
-            ("capi.source.topic", source.topic.encode()),
-            ("capi.source.partition", str(source.partition).encode()),
-            ("capi.source.offset", str(source.offset).encode()),
-        ]
-        self.metrics.dead_letters.labels(reason).inc()
-        self._produce(self.settings.topics.dlq, msg.key(), msg.value(), None, headers)
-
-    def _store_offsets(self) -> None:
-        assert self._consumer is not None
-        ready = self._tracker.committable()
-        if ready:
-            self._consumer.store_offsets(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in ready.items()]
-            )
-
-    def _backpressure(self) -> None:
-        assert self._consumer is not None
-        pending = len(self._tracker)
-        if not self._paused and pending >= self._max_pending:
-            self._consumer.pause(self._consumer.assignment())
-            self._paused = True
-        elif self._paused and pending <= self._max_pending // 2:
-            self._consumer.resume(self._consumer.assignment())
-            self._paused = False
-
-    # -- rebalancing and shutdown ------------------------------------------------------------
-
-    def _finish_in_flight(self, timeout_s: float = 60.0) -> None:
-        """Send what is batched, wait for every request, publish and acknowledge results."""
-        assert self._producer is not None
-        for batch in self._batcher.flush():
-            self._submit(batch)
-        deadline = time.monotonic() + timeout_s
-        while (self._in_flight or len(self._tracker)) and time.monotonic() < deadline:
-            self._publish_completed()
-            self._producer.poll(0.05)
-        self._publish_completed()
-        self._producer.flush(max(0.0, deadline - time.monotonic()))
-
-    def _drain(self) -> None:
-        log.info("draining pending=%d", len(self._tracker))
-        self._finish_in_flight()
-        self._store_offsets()
-        self._commit()
-
-    def _commit(self) -> None:
-        assert self._consumer is not None
-        try:
-            self._consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
-                log.warning("commit failed: %s", exc)
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("assigned %s", _names(partitions))
-        if self._paused and partitions:
-            consumer.pause(partitions)
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("revoked %s; finishing in-flight work", _names(partitions))
-        self._finish_in_flight()
-        self._store_offsets()
-        self._commit()
-        for tp in partitions:
-            self._tracker.forget(tp.topic, tp.partition)
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning("lost %s; their uncommitted messages will be redelivered", _names(partitions))
-        for tp in partitions:
-            self._tracker.forget(tp.topic, tp.partition)
-
 
 def _lookup(record: object, used: bool) -> str:
     if record is None:
@@ -445,47 +564,24 @@ def _lookup(record: object, used: bool) -> str:
     return "hit" if used else "unused"
 
 
-@dataclass(frozen=True, slots=True)
-class ReferenceTables:
-    """The three tables of DESIGN.md, decoded from their compacted topics."""
-
-    connections: Table[MetaConnection]
-    contacts: Table[Contact]
-    referrals: Table[AdReferral]
-
-    @classmethod
-    def for_topics(cls, codec: AvroCodec, topics: Topics) -> ReferenceTables:
-        return cls(
-            connections=Table(
-                "connections",
-                topics.connections,
-                lambda b: codec.decode(b, "MetaConnection"),
-                MetaConnection.from_avro,
-                cache_size=10_000,
-            ),
-            contacts=Table(
-                "contacts", topics.contacts, lambda b: codec.decode(b, "Contact"), Contact.from_avro
-            ),
-            referrals=Table(
-                "referrals",
-                topics.referrals,
-                lambda b: codec.decode(b, "AdReferral"),
-                AdReferral.from_avro,
-            ),
-        )
-
-    def all(self) -> list[Table[Any]]:
-        return [self.connections, self.contacts, self.referrals]
+def _is_replay(msg: Message) -> bool:
+    headers = msg.headers() or []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return any(name == REPLAY_HEADER for name, _ in items)
 
 
 def _names(partitions: list[TopicPartition]) -> str:
     return ",".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "-"
 
 
+def _source(msg: Message) -> SourceRef:
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return SourceRef(topic, partition, offset)
+
+
 def build_app(settings: Settings, metrics: Metrics | None = None) -> App:
     """An `App` with production collaborators built from `settings` (no I/O yet)."""
-    from .codec import SchemaStore
-
     registry = None
     if settings.schema_registry_url:
         from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -500,9 +596,3 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> App:
         max_connections=settings.max_in_flight_requests * 2,
     )
     return App(settings, metrics=metrics, codec=codec, client=client)
-
-
-def _source(msg: Message) -> SourceRef:
-    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-    assert topic is not None and partition is not None and offset is not None
-    return SourceRef(topic, partition, offset)

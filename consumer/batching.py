@@ -34,6 +34,8 @@ class Pending:
     source: SourceRef
     trigger: Trigger
     approved: Approved
+    raw_key: bytes | None = None  # the input message, for a dead letter
+    raw_value: bytes | None = None
 
     @property
     def event(self) -> dict[str, Any]:
@@ -105,8 +107,17 @@ class Batcher:
         self._open.clear()
         return batches
 
-    def clear(self) -> list[Pending]:
-        """Drop every open batch (their partitions were revoked); return what was dropped."""
-        dropped = [item for b in self._open.values() for item in b.items]
-        self._open.clear()
+    def drop(self, partitions: set[tuple[str, int]]) -> list[Pending]:
+        """Remove the events of `partitions` (no longer ours); return what was removed."""
+        dropped: list[Pending] = []
+        for key, batch in list(self._open.items()):
+            mine = [i for i in batch.items if (i.source.topic, i.source.partition) in partitions]
+            kept = [
+                i for i in batch.items if (i.source.topic, i.source.partition) not in partitions
+            ]
+            dropped += mine
+            if kept:
+                batch.items = kept
+            else:
+                del self._open[key]
         return dropped

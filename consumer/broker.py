@@ -18,9 +18,10 @@ from types import TracebackType
 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from .config import Topics
 from .errors import CapiConsumerError
 
-__all__ = ["BrokerError", "EmbeddedBroker", "create_topics"]
+__all__ = ["BrokerError", "EmbeddedBroker", "create_service_topics", "create_topics"]
 
 log = logging.getLogger(__name__)
 
@@ -140,3 +141,14 @@ def create_topics(
         except Exception as exc:
             if "already exists" not in str(exc).lower() and "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise BrokerError(f"cannot create topic {topic}: {exc}") from exc
+
+
+def create_service_topics(bootstrap_servers: str, topics: Topics, partitions: int = 3) -> None:
+    """Every topic of the contract, the tables and the dedup changelog compacted."""
+    tables = [topics.connections, topics.contacts, topics.referrals, topics.dedup]
+    create_topics(
+        bootstrap_servers,
+        [topics.triggered, topics.results, topics.dlq, *tables],
+        partitions=partitions,
+        compacted=tables,
+    )

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from .config import Settings
-from .errors import ConfigError
+from .errors import CapiConsumerError, ConfigError
 
 __all__ = ["main"]
 
@@ -52,7 +52,7 @@ def run() -> None:
     _setup_logging(settings.log_level)
     from prometheus_client import start_http_server
 
-    from .app import FatalError, build_app
+    from .app import build_app
     from .metrics import Metrics
 
     metrics = Metrics()
@@ -69,7 +69,7 @@ def run() -> None:
     signal.signal(signal.SIGINT, on_signal)
     try:
         app.run()
-    except FatalError as exc:
+    except CapiConsumerError as exc:
         log.error("stopping: %s", exc)
         sys.exit(1)
 
@@ -154,12 +154,12 @@ def test_event(**options: Any) -> None:
     """Send one test event to Meta's Test Events tool and print Meta's response."""
     settings = _settings()
     _setup_logging("WARNING")
-    from .app import ReferenceTables
     from .capi import CapiClient
     from .codec import AvroCodec, SchemaStore
     from .credentials import CredentialStore
     from .policy import Rules
     from .records import Channel, CustomerInfo, EventType
+    from .reference import ReferenceTables
     from .state import StateStore
     from .tables import TableReader
     from .testevent import TestEventRequest, send_test_event

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import fastavro
 import fastavro.schema
 
-from .errors import DecodeError
+from .errors import DecodeError, SchemaUnavailableError
 
 __all__ = [
     "DEFAULT_SCHEMA_DIR",
@@ -186,9 +186,15 @@ class AvroCodec:
             )
         try:
             schema = self._registry.get_schema(schema_id)
-            writer = _parse(json.loads(schema.schema_str))
         except Exception as exc:  # registry client errors vary; the message says which id
-            raise DecodeError(f"schema id {schema_id} not resolvable: {exc}") from exc
+            status = getattr(exc, "http_status_code", None)
+            if status is not None and 400 <= int(status) < 500:
+                raise DecodeError(f"schema id {schema_id} not in the registry: {exc}") from exc
+            raise SchemaUnavailableError(f"schema id {schema_id}: registry error: {exc}") from exc
+        try:
+            writer = _parse(json.loads(schema.schema_str))
+        except Exception as exc:  # a registered schema fastavro cannot use
+            raise DecodeError(f"schema id {schema_id} is not a usable Avro schema") from exc
         with self._lock:
             self._registry_writers[schema_id] = writer
         return writer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,7 @@ class Topics:
     connections: str = "meta-connections"
     results: str = "conversions.results"
     dlq: str = "conversions.dlq"
+    dedup: str = "conversions.dedup"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,10 @@ class Settings:
     max_event_age_s: int = 7 * 24 * 3600
     future_skew_s: int = 300
     log_level: str = "INFO"
+    instance_id: str = field(default_factory=socket.gethostname)
+    commit_interval_ms: int = 100
+    drain_timeout_s: float = 30.0
+    max_pending_events: int = 50_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, check_dirs: bool = True) -> Settings:
@@ -135,6 +141,7 @@ class Settings:
             connections=reader.text("CAPI_TOPIC_CONNECTIONS", defaults.topics.connections),
             results=reader.text("CAPI_TOPIC_RESULTS", defaults.topics.results),
             dlq=reader.text("CAPI_TOPIC_DLQ", defaults.topics.dlq),
+            dedup=reader.text("CAPI_TOPIC_DEDUP", defaults.topics.dedup),
         )
         settings = cls(
             bootstrap_servers=reader.text(
@@ -174,6 +181,16 @@ class Settings:
             ),
             log_level=reader.choice(
                 "CAPI_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
+            instance_id=reader.text("CAPI_INSTANCE_ID", defaults.instance_id),
+            commit_interval_ms=reader.integer(
+                "CAPI_COMMIT_INTERVAL_MS", defaults.commit_interval_ms, 10, 60_000
+            ),
+            drain_timeout_s=reader.number(
+                "CAPI_DRAIN_TIMEOUT_S", defaults.drain_timeout_s, 0, 3600
+            ),
+            max_pending_events=reader.integer(
+                "CAPI_MAX_PENDING_EVENTS", defaults.max_pending_events, 1000, 10_000_000
             ),
         )
         if check_dirs:

@@ -21,7 +21,7 @@ import click
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from .app import build_app
-from .broker import EmbeddedBroker, create_topics
+from .broker import EmbeddedBroker, create_service_topics
 from .codec import AvroCodec, SchemaStore
 from .config import Settings, Topics
 from .metrics import Metrics
@@ -121,13 +121,7 @@ def run_demo(count: int, timeout_s: float) -> int:
         creds.mkdir()
         for name, value in world.credentials.items():
             (creds / name).write_text(value, encoding="utf-8")
-        create_topics(
-            broker.bootstrap_servers,
-            [topics.triggered, topics.results, topics.dlq, topics.connections, topics.contacts,
-             topics.referrals],
-            partitions=_PARTITIONS,
-            compacted=[topics.connections, topics.contacts, topics.referrals],
-        )  # fmt: skip
+        create_service_topics(broker.bootstrap_servers, topics, _PARTITIONS)
         expected = produce_sample_traffic(
             broker.bootstrap_servers, topics, codec, world.triggers(count), world.connections(),
             garbage=2, contacts=world.contacts(), referrals=world.referrals(),

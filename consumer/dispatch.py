@@ -1,9 +1,11 @@
-"""Sending a batch to Meta and deciding each event's outcome.
+"""Sending a batch to Meta and deciding each event's outcome. Never sleeps: a batch that must
+be tried again comes back with the time it may be tried (`Attempt.not_before`), so a worker is
+never held by a backoff and one throttled dataset does not stall the others.
 
 - Accepted: every event is SENT with Meta's response.
-- Retryable errors (timeouts, 5xx, codes 1 and 2) and throttling: exponential backoff with
-  full jitter (throttling waits at least what Meta's usage headers ask), until the retry
-  deadline, then FAILED/RETRIES_EXHAUSTED.
+- Retryable errors (timeouts, dropped connections, 5xx, codes 1 and 2): exponential backoff with
+  jitter; throttling (4, 17, 32, 613, 80004, 341, 368) waits at least what Meta's usage headers
+  ask and holds back the whole dataset. Past the retry deadline: FAILED/RETRIES_EXHAUSTED.
 - Token or permission errors: every event FAILED/META_AUTH_ERROR.
 - An invalid request: Meta rejects the whole batch for one bad event, so the batch is split in
   halves and each half resent until the offending events stand alone (FAILED/META_REJECTED).
@@ -15,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .batching import Batch, Pending
 from .capi import CapiClient, MetaResponse
@@ -34,7 +37,7 @@ from .metrics import Metrics
 from .policy import Reason
 from .records import ResultStatus
 
-__all__ = ["Dispatcher", "Outcome"]
+__all__ = ["Attempt", "Delivery", "Dispatcher", "Outcome"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,23 @@ class Outcome:
     attempts: int = 1
 
 
+@dataclass(slots=True)
+class Attempt:
+    """A batch on its way to Meta: how often it was tried, until when it may be."""
+
+    batch: Batch
+    deadline: float
+    attempts: int = 0
+    not_before: float = 0.0
+    last_error: CapiError | None = None
+
+
+@dataclass(slots=True)
+class Delivery:
+    done: list[tuple[Pending, Outcome]] = field(default_factory=list)
+    retry: list[Attempt] = field(default_factory=list)
+
+
 class Dispatcher:
     """Delivers batches through a `CapiClient`; safe to call from several threads."""
 
@@ -61,7 +81,6 @@ class Dispatcher:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], object] = time.sleep,
         on_restricted: Callable[[str], None] = lambda asset_id: None,
     ) -> None:
         self._client = client
@@ -70,85 +89,127 @@ class Dispatcher:
         self._base = backoff_base_s
         self._max = backoff_max_s
         self._clock = clock
-        self._sleep = sleep
         self._on_restricted = on_restricted
+        self._throttled: dict[str, float] = {}
+        self._lock = threading.Lock()
 
-    def deliver(self, batch: Batch) -> list[tuple[Pending, Outcome]]:
-        """The outcome of every event of `batch`, in no particular order."""
-        return self._deliver(batch, batch.items, self._clock() + self._deadline_s, 0)
+    def attempt(self, batch: Batch) -> Attempt:
+        """A first attempt for `batch`, with its retry deadline."""
+        return Attempt(batch, self._clock() + self._deadline_s)
 
-    def _deliver(
-        self, batch: Batch, items: Sequence[Pending], deadline: float, prior_attempts: int
-    ) -> list[tuple[Pending, Outcome]]:
-        key = batch.key
-        attempts = prior_attempts
-        error: CapiError
-        while True:
-            attempts += 1
-            started = self._clock()
-            try:
-                response = self._client.send(
-                    key.dataset_id, [i.event for i in items], key.credentials, key.test_event_code
-                )
-            except ThrottledError as exc:
-                self._count(started, "throttled", exc.meta)
-                delay = max(exc.retry_after, self._backoff(attempts))
-                error, retry = exc, True
-            except RetryableError as exc:
-                self._count(started, "retryable", exc.meta)
-                delay, error, retry = self._backoff(attempts), exc, True
-            except AuthError as exc:
-                self._count(started, "auth_error", exc.meta)
-                log.error(
-                    "meta refused credentials dataset=%s events=%d error=%s",
-                    key.dataset_id, len(items), exc,
-                )  # fmt: skip
-                return self._all(items, ResultStatus.FAILED, "META_AUTH_ERROR", exc, attempts)
-            except RestrictedRegionError as exc:
-                self._count(started, "restricted_region", exc.meta)
-                if len(items) > 1:
-                    return self._split(batch, items, deadline, attempts)
-                self._on_restricted(items[0].trigger.channel_account_id)
-                return self._all(items, ResultStatus.SKIPPED, "RESTRICTED_REGION", exc, attempts)
-            except RejectedError as exc:
-                self._count(started, "rejected", exc.meta)
-                if len(items) > 1:
-                    return self._split(batch, items, deadline, attempts)
-                log.warning(
-                    "meta rejected event dataset=%s event_id=%s error=%s",
-                    key.dataset_id, items[0].trigger.event_id, exc,
-                )  # fmt: skip
-                return self._all(items, ResultStatus.FAILED, "META_REJECTED", exc, attempts)
-            else:
-                self._count(started, "success", None)
-                self._metrics.batch_size.observe(len(items))
-                self._metrics.events_sent.labels(str(key.test_event_code is not None).lower()).inc(
-                    len(items)
-                )
-                self._metrics.last_success.set(time.time())
-                outcome = Outcome(ResultStatus.SENT, meta_response=response, attempts=attempts)
-                return [(item, outcome) for item in items]
-            assert retry
-            if self._clock() + delay > deadline:
-                log.error(
-                    "retries exhausted dataset=%s events=%d attempts=%d error=%s",
-                    key.dataset_id, len(items), attempts, error,
-                )  # fmt: skip
-                return self._all(items, ResultStatus.FAILED, "RETRIES_EXHAUSTED", error, attempts)
-            self._metrics.retries.inc()
-            log.warning(
-                "retrying dataset=%s events=%d attempt=%d in=%.2fs error=%s",
-                key.dataset_id, len(items), attempts, delay, error,
-            )  # fmt: skip
-            self._sleep(delay)
+    def throttled_until(self, dataset_id: str) -> float:
+        with self._lock:
+            return self._throttled.get(dataset_id, 0.0)
 
-    def _split(
-        self, batch: Batch, items: Sequence[Pending], deadline: float, attempts: int
-    ) -> list[tuple[Pending, Outcome]]:
-        half = len(items) // 2
-        return self._deliver(batch, items[:half], deadline, attempts) + self._deliver(
-            batch, items[half:], deadline, attempts
+    def deliver(self, attempt: Attempt) -> Delivery:
+        """Try `attempt` once (splitting it when Meta rejects it); never sleeps."""
+        delivery = Delivery()
+        self._try(attempt, delivery)
+        return delivery
+
+    def expire(self, attempt: Attempt) -> list[tuple[Pending, Outcome]]:
+        """The outcome of an attempt whose deadline passed while it waited."""
+        error = attempt.last_error or RetryableError("retry deadline passed")
+        return self._all(
+            attempt.batch.items, ResultStatus.FAILED, "RETRIES_EXHAUSTED", error, attempt.attempts
         )
+
+    def _try(self, attempt: Attempt, delivery: Delivery) -> None:
+        batch, items = attempt.batch, attempt.batch.items
+        key = batch.key
+        attempt.attempts += 1
+        started = self._clock()
+        try:
+            response = self._client.send(
+                key.dataset_id, [i.event for i in items], key.credentials, key.test_event_code
+            )
+        except ThrottledError as exc:
+            self._count(started, "throttled", exc.meta)
+            delay = max(exc.retry_after, self._backoff(attempt.attempts))
+            with self._lock:
+                until = self._clock() + delay
+                self._throttled[key.dataset_id] = max(until, self._throttled.get(key.dataset_id, 0))
+            self._retry(attempt, delay, exc, delivery)
+        except RetryableError as exc:
+            self._count(started, "retryable", exc.meta)
+            self._retry(attempt, self._backoff(attempt.attempts), exc, delivery)
+        except AuthError as exc:
+            self._count(started, "auth_error", exc.meta)
+            log.error(
+                "meta refused credentials dataset=%s events=%d error=%s",
+                key.dataset_id,
+                len(items),
+                exc,
+            )
+            delivery.done += self._all(
+                items, ResultStatus.FAILED, "META_AUTH_ERROR", exc, attempt.attempts
+            )
+        except RestrictedRegionError as exc:
+            self._count(started, "restricted_region", exc.meta)
+            if len(items) > 1:
+                self._split(attempt, delivery)
+                return
+            self._on_restricted(items[0].trigger.channel_account_id)
+            delivery.done += self._all(
+                items, ResultStatus.SKIPPED, "RESTRICTED_REGION", exc, attempt.attempts
+            )
+        except RejectedError as exc:
+            self._count(started, "rejected", exc.meta)
+            if len(items) > 1:
+                self._split(attempt, delivery)
+                return
+            log.warning(
+                "meta rejected event dataset=%s event_id=%s error=%s",
+                key.dataset_id,
+                items[0].trigger.event_id,
+                exc,
+            )
+            delivery.done += self._all(
+                items, ResultStatus.FAILED, "META_REJECTED", exc, attempt.attempts
+            )
+        else:
+            self._count(started, "success", None)
+            self._metrics.batch_size.observe(len(items))
+            test = str(key.test_event_code is not None).lower()
+            self._metrics.events_sent.labels(test).inc(len(items))
+            self._metrics.last_success.set(time.time())
+            outcome = Outcome(ResultStatus.SENT, meta_response=response, attempts=attempt.attempts)
+            delivery.done += [(item, outcome) for item in items]
+
+    def _retry(self, attempt: Attempt, delay: float, error: CapiError, delivery: Delivery) -> None:
+        attempt.last_error = error
+        if self._clock() + delay > attempt.deadline:
+            log.error(
+                "retries exhausted dataset=%s events=%d attempts=%d error=%s",
+                attempt.batch.key.dataset_id,
+                len(attempt.batch),
+                attempt.attempts,
+                error,
+            )
+            delivery.done += self.expire(attempt)
+            return
+        self._metrics.retries.inc()
+        log.warning(
+            "retry dataset=%s events=%d attempt=%d in=%.2fs error=%s",
+            attempt.batch.key.dataset_id,
+            len(attempt.batch),
+            attempt.attempts,
+            delay,
+            error,
+        )
+        attempt.not_before = self._clock() + delay
+        delivery.retry.append(attempt)
+
+    def _split(self, attempt: Attempt, delivery: Delivery) -> None:
+        items = attempt.batch.items
+        half = len(items) // 2
+        for part in (items[:half], items[half:]):
+            sub = Attempt(
+                Batch(attempt.batch.key, attempt.batch.opened_at, list(part)),
+                attempt.deadline,
+                attempt.attempts,
+            )
+            self._try(sub, delivery)
 
     def _backoff(self, attempts: int) -> float:
         ceiling = min(self._max, self._base * 2 ** (attempts - 1))

@@ -3,6 +3,7 @@
     CapiConsumerError
     ├── ConfigError            a setting is invalid; the service stops with exit code 2
     ├── DecodeError            bytes that are not a message we can read (-> UNDECODABLE)
+    ├── SchemaUnavailableError the Schema Registry did not answer; the message waits
     └── CapiError              the Graph API refused or could not be reached
         ├── RetryableError     temporary: timeouts, 5xx, codes 1 and 2
         │   └── ThrottledError rate limited; carries the time to wait
@@ -29,6 +30,7 @@ __all__ = [
     "RejectedError",
     "RestrictedRegionError",
     "RetryableError",
+    "SchemaUnavailableError",
     "ThrottledError",
 ]
 
@@ -48,6 +50,10 @@ class ConfigError(CapiConsumerError):
 
 class DecodeError(CapiConsumerError):
     """The bytes of a message cannot be read as the expected Avro record."""
+
+
+class SchemaUnavailableError(CapiConsumerError):
+    """The Schema Registry could not be reached: a passing condition, not a bad message."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumer.broker import EmbeddedBroker, create_topics
+from consumer.broker import EmbeddedBroker, create_service_topics
 from consumer.config import Topics
 
 
@@ -54,18 +54,7 @@ def topics(kafka_bootstrap: str) -> Topics:
         connections=f"connections-{suffix}",
         results=f"results-{suffix}",
         dlq=f"dlq-{suffix}",
+        dedup=f"dedup-{suffix}",
     )
-    create_topics(
-        kafka_bootstrap,
-        [
-            names.triggered,
-            names.contacts,
-            names.referrals,
-            names.connections,
-            names.results,
-            names.dlq,
-        ],
-        partitions=3,
-        compacted=[names.contacts, names.referrals, names.connections],
-    )
+    create_service_topics(kafka_bootstrap, names, partitions=3)
     return names

@@ -6,9 +6,9 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from consumer.app import ReferenceTables
 from consumer.broker import create_topics
 from consumer.codec import AvroCodec, SchemaStore
+from consumer.reference import ReferenceTables
 from consumer.state import StateStore
 from consumer.tables import TableReader
 from tests.factories import connection_record

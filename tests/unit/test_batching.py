@@ -58,11 +58,14 @@ def test_linger_releases_a_partial_batch():
     assert batcher.next_due_in() is None
 
 
-def test_clear_returns_what_was_dropped():
+def test_drop_removes_the_events_of_given_partitions():
     batcher = Batcher(10, 1.0, Clock())
-    batcher.add(BatchKey("ds-1", CREDS, None), _item(0))
-    assert [i.source.offset for i in batcher.clear()] == [0]
-    assert len(batcher) == 0
+    key = BatchKey("ds-1", CREDS, None)
+    batcher.add(key, _item(0))
+    batcher.add(key, Pending(SourceRef("t", 1, 5), TRIGGER, Approved({}, "LeadSubmitted", ())))
+    assert [i.source.offset for i in batcher.drop({("t", 0)})] == [0]
+    assert len(batcher) == 1
+    assert [i.source.partition for b in batcher.flush() for i in b.items] == [1]
 
 
 def test_max_size_over_meta_limit_is_refused():

@@ -17,17 +17,12 @@ OK = {"events_received": 0, "fbtrace_id": "F", "messages": []}
 class FakeTime:
     def __init__(self):
         self.now = 0.0
-        self.slept = []
 
     def clock(self):
         return self.now
 
-    def sleep(self, seconds):
-        self.slept.append(seconds)
-        self.now += seconds
 
-
-def _batch(n, account="page-1"):
+def _batch(n, account="page-1", dataset="ds-1"):
     items = [
         Pending(
             SourceRef("t", 0, i),
@@ -36,7 +31,7 @@ def _batch(n, account="page-1"):
         )
         for i in range(n)
     ]
-    return Batch(BatchKey("ds-1", Credentials(Secret("tok")), None), 0.0, items)
+    return Batch(BatchKey(dataset, Credentials(Secret("tok")), None), 0.0, items)
 
 
 def _dispatcher(handler, deadline=60.0, restricted=None):
@@ -48,10 +43,24 @@ def _dispatcher(handler, deadline=60.0, restricted=None):
         metrics,
         retry_deadline_s=deadline,
         clock=t.clock,
-        sleep=t.sleep,
         on_restricted=(restricted.append if restricted is not None else lambda a: None),
     )
     return dispatcher, t, metrics
+
+
+def _run(dispatcher, t, batch):
+    """Deliver until every event has an outcome, moving the clock to each retry's time."""
+    done, waits = [], []
+    attempts = [dispatcher.attempt(batch)]
+    while attempts:
+        attempt = attempts.pop(0)
+        if attempt.not_before > t.now:
+            waits.append(attempt.not_before - t.now)
+            t.now = attempt.not_before
+        delivery = dispatcher.deliver(attempt)
+        done += delivery.done
+        attempts += delivery.retry
+    return done, waits
 
 
 def _ids(request):
@@ -65,36 +74,39 @@ def test_success_sends_each_event_once():
         calls.append(_ids(request))
         return httpx.Response(200, json={**OK, "events_received": len(calls[-1])})
 
-    dispatcher, _, metrics = _dispatcher(handler)
-    outcomes = dispatcher.deliver(_batch(5))
+    dispatcher, t, metrics = _dispatcher(handler)
+    outcomes, waits = _run(dispatcher, t, _batch(5))
     assert calls == [["e0", "e1", "e2", "e3", "e4"]]
+    assert waits == []
     assert {o.status.value for _, o in outcomes} == {"SENT"}
     assert outcomes[0][1].meta_response.events_received == 5
     assert metrics.registry.get_sample_value("capi_events_sent_total", {"test": "false"}) == 5
 
 
-def test_retryable_errors_are_retried_with_backoff_then_succeed():
+def test_retryable_errors_come_back_with_a_backoff_then_succeed():
     answers = [
         httpx.Response(500, json={"error": {"code": 2, "message": "temporary"}}),
         httpx.Response(503),
         httpx.Response(200, json={**OK, "events_received": 2}),
     ]
     dispatcher, t, _ = _dispatcher(lambda r: answers.pop(0))
-    outcomes = dispatcher.deliver(_batch(2))
+    outcomes, waits = _run(dispatcher, t, _batch(2))
     assert [o.status.value for _, o in outcomes] == ["SENT", "SENT"]
     assert outcomes[0][1].attempts == 3
-    assert len(t.slept) == 2
-    assert 0.25 <= t.slept[0] <= 0.5 and 0.5 <= t.slept[1] <= 1.0
+    assert len(waits) == 2
+    assert 0.25 <= waits[0] <= 0.5
+    assert 0.5 <= waits[1] <= 1.0
 
 
 def test_retries_stop_at_the_deadline():
-    dispatcher, _, _ = _dispatcher(lambda r: httpx.Response(500), deadline=5.0)
-    outcomes = dispatcher.deliver(_batch(3))
+    dispatcher, t, _ = _dispatcher(lambda r: httpx.Response(500), deadline=5.0)
+    outcomes, _ = _run(dispatcher, t, _batch(3))
     assert {(o.status.value, o.reason) for _, o in outcomes} == {("FAILED", "RETRIES_EXHAUSTED")}
     assert outcomes[0][1].attempts > 2
+    assert t.now <= 5.0
 
 
-def test_throttling_waits_at_least_what_meta_asks():
+def test_throttling_waits_what_meta_asks_and_holds_the_dataset_back():
     answers = [
         httpx.Response(
             400,
@@ -106,9 +118,14 @@ def test_throttling_waits_at_least_what_meta_asks():
         httpx.Response(200, json={**OK, "events_received": 1}),
     ]
     dispatcher, t, _ = _dispatcher(lambda r: answers.pop(0), deadline=600)
-    outcomes = dispatcher.deliver(_batch(1))
-    assert outcomes[0][1].status.value == "SENT"
-    assert t.slept == [120.0]
+    attempt = dispatcher.attempt(_batch(1))
+    delivery = dispatcher.deliver(attempt)
+    assert delivery.done == []
+    assert delivery.retry[0].not_before == 120.0
+    assert dispatcher.throttled_until("ds-1") == 120.0
+    assert dispatcher.throttled_until("ds-other") == 0.0
+    t.now = 120.0
+    assert dispatcher.deliver(delivery.retry[0]).done[0][1].status.value == "SENT"
 
 
 def test_one_bad_event_is_isolated_and_the_rest_is_sent():
@@ -119,38 +136,29 @@ def test_one_bad_event_is_isolated_and_the_rest_is_sent():
         if "e5" in ids:
             return httpx.Response(
                 400,
-                json={
-                    "error": {"code": 100, "error_subcode": 2804064, "message": "Invalid parameter"}
-                },
+                json={"error": {"code": 100, "error_subcode": 2804064, "message": "Invalid"}},
             )
         sent.extend(ids)
         return httpx.Response(200, json={**OK, "events_received": len(ids)})
 
-    dispatcher, _, _ = _dispatcher(handler)
-    outcomes = {item.trigger.event_id: o for item, o in dispatcher.deliver(_batch(8))}
+    dispatcher, t, _ = _dispatcher(handler)
+    outcomes, _ = _run(dispatcher, t, _batch(8))
+    by_id = {item.trigger.event_id: o for item, o in outcomes}
     assert sorted(sent) == ["e0", "e1", "e2", "e3", "e4", "e6", "e7"]
-    assert outcomes["e5"].status.value == "FAILED"
-    assert outcomes["e5"].reason == "META_REJECTED"
-    assert outcomes["e5"].meta_error.subcode == 2804064
-    assert all(outcomes[f"e{i}"].status.value == "SENT" for i in (0, 1, 2, 3, 4, 6, 7))
+    assert (by_id["e5"].status.value, by_id["e5"].reason) == ("FAILED", "META_REJECTED")
+    assert by_id["e5"].meta_error.subcode == 2804064
+    assert all(by_id[f"e{i}"].status.value == "SENT" for i in (0, 1, 2, 3, 4, 6, 7))
 
 
 def test_restrictive_region_answer_is_skipped_and_remembered():
     remembered = []
 
     def handler(request):
-        return httpx.Response(
-            400,
-            json={
-                "error": {
-                    "code": 100,
-                    "message": "Messaging Event Within Messaging Restrictive Region",
-                }
-            },
-        )
+        message = "Messaging Event Within Messaging Restrictive Region"
+        return httpx.Response(400, json={"error": {"code": 100, "message": message}})
 
-    dispatcher, _, _ = _dispatcher(handler, restricted=remembered)
-    outcomes = dispatcher.deliver(_batch(1, account="page-9"))
+    dispatcher, t, _ = _dispatcher(handler, restricted=remembered)
+    outcomes, _ = _run(dispatcher, t, _batch(1, account="page-9"))
     assert (outcomes[0][1].status.value, outcomes[0][1].reason) == ("SKIPPED", "RESTRICTED_REGION")
     assert remembered == ["page-9"]
 
@@ -162,8 +170,8 @@ def test_auth_error_fails_the_batch_without_retrying():
         calls.append(1)
         return httpx.Response(401, json={"error": {"code": 190, "message": "Invalid OAuth"}})
 
-    dispatcher, _, _ = _dispatcher(handler)
-    outcomes = dispatcher.deliver(_batch(4))
+    dispatcher, t, _ = _dispatcher(handler)
+    outcomes, _ = _run(dispatcher, t, _batch(4))
     assert len(calls) == 1
     assert {o.reason for _, o in outcomes} == {"META_AUTH_ERROR"}
     assert outcomes[0][1].meta_error.code == 190

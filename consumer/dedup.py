@@ -1,0 +1,262 @@
+"""Deduplication of conversions by `event_id`, durable across restarts and partition moves.
+
+Meta does not deduplicate business-messaging events, so the service must not send one twice.
+Every processed `event_id` (sent, skipped or failed) is recorded for `window_s` (7 days):
+
+- in a changelog topic (`CAPI_TOPIC_DEDUP`, compacted), written in the same Kafka transaction
+  as the result and the input offset, to the partition of the input message. Whoever owns an
+  input partition can rebuild what was processed there, including after a partition move;
+- in the local state store, which holds the committed entries and the changelog offsets they
+  came from, so a restart only reads what it has not seen.
+
+When a partition is assigned, its changelog partition is restored (from the stored offset to
+the end) before any of its messages is processed; the app keeps that partition paused until
+then. Entries of the current, not yet committed transaction are kept in memory; messages in
+progress are tracked too, so a second copy arriving before the first is resolved is a
+duplicate as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from .errors import CapiConsumerError
+from .state import StateStore
+
+__all__ = ["Dedup"]
+
+log = logging.getLogger(__name__)
+
+_RESTORE_STALL_S = 30.0
+
+
+class Dedup:
+    def __init__(
+        self,
+        store: StateStore,
+        topic: str,
+        kafka_config: Mapping[str, Any],
+        admin_config: Mapping[str, Any],
+        *,
+        window_s: int = 7 * 24 * 3600,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.topic = topic
+        self._store = store
+        self._window_ms = window_s * 1000
+        self._clock_ms = clock_ms
+        self._config = {
+            **kafka_config,
+            "group.id": f"capi-dedup-restore-{uuid.uuid4()}",
+            "enable.auto.commit": "false",
+            "enable.auto.offset.store": "false",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+        self._admin_config = dict(admin_config)
+        self._consumer: Consumer | None = None
+        self._restoring: dict[int, int] = {}  # partition -> end offset to reach
+        self._restore_progress = (0.0, -1)  # last time the restore moved, records applied
+        self._in_progress: set[str] = set()
+        self._uncommitted: dict[str, tuple[str, int, int]] = {}  # id -> (status, at, partition)
+        self._changelog_offsets: dict[int, int] = {}
+        self.partitions = 0
+        self.records_restored = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the local table; reset it when the changelog topic is new."""
+        db = self._store.db
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS dedup (event_id TEXT PRIMARY KEY, status TEXT NOT NULL,"
+            " at INTEGER NOT NULL, partition INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        admin = AdminClient(self._admin_config)  # keep it alive until the answer is in
+        future = admin.describe_topics(TopicCollection([self.topic]))
+        try:
+            description = future[self.topic].result()
+        except Exception as exc:  # noqa: BLE001 - any failure means the topic is unusable
+            raise CapiConsumerError(
+                f"dedup topic {self.topic} is not available (CAPI_TOPIC_DEDUP): {exc}"
+            ) from exc
+        self.partitions = len(description.partitions)
+        topic_id = str(description.topic_id)
+        if self._store.topic_id(self.topic) != topic_id:
+            with self._store.transaction():
+                db.execute("DELETE FROM dedup")
+                db.execute("DELETE FROM offsets WHERE topic = ?", (self.topic,))
+                db.execute(
+                    "INSERT OR REPLACE INTO topics (topic, topic_id) VALUES (?, ?)",
+                    (self.topic, topic_id),
+                )
+        self._consumer = Consumer(self._config)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    # -- restore -----------------------------------------------------------------------------
+
+    def restore(self, partitions: list[int]) -> None:
+        """Start restoring the changelog of newly assigned input partitions."""
+        assert self._consumer is not None
+        stored = self._store.offsets(self.topic)
+        for partition in partitions:
+            tp = TopicPartition(self.topic, partition)
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=30)
+            start = stored.get(partition, OFFSET_BEGINNING)
+            if start != OFFSET_BEGINNING and start < low:
+                start = OFFSET_BEGINNING
+            if high > max(start, low, 0):
+                self._restoring[partition] = high
+        self._reassign(stored)
+        self._restore_progress = (time.monotonic(), self.records_restored)
+
+    def _reassign(self, stored: dict[int, int]) -> None:
+        assert self._consumer is not None
+        self._consumer.assign(
+            [
+                TopicPartition(self.topic, p, stored.get(p, OFFSET_BEGINNING))
+                for p in self._restoring
+            ]
+        )
+
+    def restoring(self) -> set[int]:
+        return set(self._restoring)
+
+    def restore_step(self, max_records: int = 50_000) -> list[int]:
+        """Apply a slice of the changelog; return the partitions that are now restored."""
+        if not self._restoring or self._consumer is None:
+            return []
+        msgs = self._consumer.consume(num_messages=max_records, timeout=0.05)
+        rows = []
+        offsets: dict[int, int] = {}
+        for msg in msgs:
+            key, value, partition, offset = msg.key(), msg.value(), msg.partition(), msg.offset()
+            if msg.error() is not None or partition is None or offset is None:
+                continue
+            offsets[partition] = offset + 1
+            if key is None or value is None:
+                continue
+            try:
+                entry = orjson.loads(value)
+                rows.append((key.decode(), entry["s"], int(entry["t"]), partition))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                log.warning("undecodable dedup record partition=%d", partition)
+        if msgs:
+            with self._store.transaction():
+                self._store.db.executemany(
+                    "INSERT OR REPLACE INTO dedup (event_id, status, at, partition) "
+                    "VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+                for partition, offset in offsets.items():
+                    self._store.save_offset(self.topic, partition, offset)
+            self.records_restored += len(rows)
+        done = []
+        positions = self._consumer.position(
+            [TopicPartition(self.topic, p) for p in self._restoring]
+        )
+        for tp in positions:
+            if tp.offset >= self._restoring[tp.partition]:
+                done.append(tp.partition)
+        now = time.monotonic()
+        last_move, last_count = self._restore_progress
+        if self.records_restored != last_count or done:
+            self._restore_progress = (now, self.records_restored)
+        elif now - last_move > _RESTORE_STALL_S:
+            # read_committed stops at the last stable offset: an open transaction of a dead
+            # instance holds it until the broker aborts it. What lies behind it is uncommitted.
+            log.warning(
+                "dedup restore stalled partitions=%s; going on with what is committed",
+                sorted(self._restoring),
+            )
+            done = list(self._restoring)
+        for partition in done:
+            del self._restoring[partition]
+        if done:
+            self._reassign(self._store.offsets(self.topic))
+            log.info("dedup restored partitions=%s records=%d", done, self.records_restored)
+        return done
+
+    def forget(self, partitions: list[int]) -> None:
+        """Partitions that are no longer ours: stop restoring them."""
+        changed = False
+        for partition in partitions:
+            if self._restoring.pop(partition, None) is not None:
+                changed = True
+        if changed:
+            self._reassign(self._store.offsets(self.topic))
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def seen(self, event_id: str) -> str | None:
+        """How this event_id was resolved before ("IN_PROGRESS" if it is being processed)."""
+        if event_id in self._in_progress:
+            return "IN_PROGRESS"
+        entry = self._uncommitted.get(event_id)
+        if entry is not None:
+            return entry[0]
+        row = self._store.db.execute(
+            "SELECT status, at FROM dedup WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        if row is None or int(row[1]) < self._clock_ms() - self._window_ms:
+            return None
+        return str(row[0])
+
+    def begin(self, event_id: str) -> None:
+        self._in_progress.add(event_id)
+
+    def abandon(self, event_id: str) -> None:
+        """The message will be processed again (its partition moved): not a duplicate."""
+        self._in_progress.discard(event_id)
+
+    def record(self, event_id: str, status: str, partition: int) -> tuple[bytes, bytes]:
+        """Note the outcome; return the changelog record (key, value) to publish."""
+        at = self._clock_ms()
+        self._in_progress.discard(event_id)
+        self._uncommitted[event_id] = (status, at, partition)
+        return event_id.encode(), orjson.dumps({"s": status, "t": at})
+
+    def delivered(self, partition: int, offset: int) -> None:
+        """A changelog record of the current transaction reached the log at `offset`."""
+        if offset + 1 > self._changelog_offsets.get(partition, -1):
+            self._changelog_offsets[partition] = offset + 1
+
+    def committed(self) -> None:
+        """The transaction committed: its entries are durable; keep them locally."""
+        if not self._uncommitted and not self._changelog_offsets:
+            return
+        rows = [(e, s, at, p) for e, (s, at, p) in self._uncommitted.items()]
+        with self._store.transaction():
+            self._store.db.executemany(
+                "INSERT OR REPLACE INTO dedup (event_id, status, at, partition) "
+                "VALUES (?, ?, ?, ?)",
+                rows,
+            )
+            for partition, offset in self._changelog_offsets.items():
+                self._store.save_offset(self.topic, partition, offset)
+        self._uncommitted.clear()
+        self._changelog_offsets.clear()
+
+    def drop_uncommitted(self, partitions: set[int]) -> None:
+        """The transaction was lost for these partitions: forget what it recorded."""
+        for event_id in [e for e, v in self._uncommitted.items() if v[2] in partitions]:
+            del self._uncommitted[event_id]
+
+    def purge(self) -> int:
+        """Delete entries older than the window; return how many."""
+        cutoff = self._clock_ms() - self._window_ms
+        with self._store.transaction():
+            cursor = self._store.db.execute("DELETE FROM dedup WHERE at < ?", (cutoff,))
+        return cursor.rowcount

@@ -1,0 +1,44 @@
+"""The three reference tables of DESIGN.md, decoded from their compacted topics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .codec import AvroCodec
+from .config import Topics
+from .records import AdReferral, Contact, MetaConnection
+from .tables import Table
+
+__all__ = ["ReferenceTables"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceTables:
+    connections: Table[MetaConnection]
+    contacts: Table[Contact]
+    referrals: Table[AdReferral]
+
+    @classmethod
+    def for_topics(cls, codec: AvroCodec, topics: Topics) -> ReferenceTables:
+        return cls(
+            connections=Table(
+                "connections",
+                topics.connections,
+                lambda b: codec.decode(b, "MetaConnection"),
+                MetaConnection.from_avro,
+                cache_size=10_000,
+            ),
+            contacts=Table(
+                "contacts", topics.contacts, lambda b: codec.decode(b, "Contact"), Contact.from_avro
+            ),
+            referrals=Table(
+                "referrals",
+                topics.referrals,
+                lambda b: codec.decode(b, "AdReferral"),
+                AdReferral.from_avro,
+            ),
+        )
+
+    def all(self) -> list[Table[Any]]:
+        return [self.connections, self.contacts, self.referrals]
