@@ -84,7 +84,7 @@ class Dedup:
         future = admin.describe_topics(TopicCollection([self.topic]))
         try:
             description = future[self.topic].result()
-        except Exception as exc:  # noqa: BLE001 - any failure means the topic is unusable
+        except Exception as exc:
             raise CapiConsumerError(
                 f"dedup topic {self.topic} is not available (CAPI_TOPIC_DEDUP): {exc}"
             ) from exc
