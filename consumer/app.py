@@ -594,5 +594,6 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> App:
         timeout_s=settings.request_timeout_s,
         partner_agent=settings.partner_agent,
         max_connections=settings.max_in_flight_requests * 2,
+        throttle_backoff_s=settings.throttle_backoff_s,
     )
     return App(settings, metrics=metrics, codec=codec, client=client)

@@ -74,8 +74,10 @@ class CapiClient:
         partner_agent: str | None = None,
         transport: httpx.BaseTransport | None = None,
         max_connections: int = 16,
+        throttle_backoff_s: float = DEFAULT_THROTTLE_BACKOFF_S,
     ) -> None:
         self._base = f"{graph_url.rstrip('/')}/{version}"
+        self._throttle_backoff_s = throttle_backoff_s
         self._partner_agent = partner_agent
         self._http = httpx.Client(
             transport=transport,
@@ -122,10 +124,17 @@ class CapiClient:
             raise RetryableError(
                 f"connection error posting to dataset {dataset_id}: {type(exc).__name__}"
             ) from exc
-        return parse_response(response.status_code, response.content, response.headers)
+        return parse_response(
+            response.status_code, response.content, response.headers, self._throttle_backoff_s
+        )
 
 
-def parse_response(status: int, content: bytes, headers: Mapping[str, str]) -> MetaResponse:
+def parse_response(
+    status: int,
+    content: bytes,
+    headers: Mapping[str, str],
+    throttle_backoff_s: float = DEFAULT_THROTTLE_BACKOFF_S,
+) -> MetaResponse:
     try:
         body = orjson.loads(content) if content else {}
     except orjson.JSONDecodeError:
@@ -141,10 +150,15 @@ def parse_response(status: int, content: bytes, headers: Mapping[str, str]) -> M
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RetryableError(f"unexpected 200 answer without events_received: {exc}") from exc
-    raise classify_error(status, body.get("error"), headers)
+    raise classify_error(status, body.get("error"), headers, throttle_backoff_s)
 
 
-def classify_error(status: int, error: Any, headers: Mapping[str, str]) -> CapiError:
+def classify_error(
+    status: int,
+    error: Any,
+    headers: Mapping[str, str],
+    throttle_backoff_s: float = DEFAULT_THROTTLE_BACKOFF_S,
+) -> CapiError:
     """The `CapiError` subclass for a Graph API error answer."""
     if not isinstance(error, dict):
         if status >= 500 or status in (408, 429):
@@ -163,7 +177,7 @@ def classify_error(status: int, error: Any, headers: Mapping[str, str]) -> CapiE
     ):
         return RestrictedRegionError(text, info)
     if info.code in _THROTTLE_CODES:
-        return ThrottledError(text, info, throttle_delay(headers))
+        return ThrottledError(text, info, throttle_delay(headers, throttle_backoff_s))
     if info.code in _TRANSIENT_CODES or error.get("is_transient") is True:
         return RetryableError(text, info)
     if info.code in _AUTH_CODES:
@@ -194,7 +208,9 @@ def _error_info(error: Mapping[str, Any]) -> MetaErrorInfo:
     )
 
 
-def throttle_delay(headers: Mapping[str, str]) -> float:
+def throttle_delay(
+    headers: Mapping[str, str], default_s: float = DEFAULT_THROTTLE_BACKOFF_S
+) -> float:
     """Seconds to wait from the usage headers' `estimated_time_to_regain_access` (minutes)."""
     minutes = 0.0
     for name in ("x-business-use-case-usage", "x-ad-account-usage", "x-app-usage"):
@@ -205,7 +221,7 @@ def throttle_delay(headers: Mapping[str, str]) -> float:
             minutes = max(minutes, _max_regain_minutes(orjson.loads(raw)))
         except orjson.JSONDecodeError:
             continue
-    return minutes * 60 if minutes > 0 else DEFAULT_THROTTLE_BACKOFF_S
+    return minutes * 60 if minutes > 0 else default_s
 
 
 def _max_regain_minutes(node: Any) -> float:

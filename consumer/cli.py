@@ -96,18 +96,31 @@ def demo(triggers: int, timeout: float) -> None:
 )
 @click.option("--token", "tokens", multiple=True, help="An accepted access token (any dataset).")
 @click.option("--record-bodies", is_flag=True, help="Keep raw request bodies for inspection.")
+@click.option("--seed", type=int, help="Seed of the fault plan's random draws.")
 def sandbox(
-    host: str, port: int, config_path: Path | None, tokens: tuple[str, ...], record_bodies: bool
+    host: str,
+    port: int,
+    config_path: Path | None,
+    tokens: tuple[str, ...],
+    record_bodies: bool,
+    seed: int | None,
 ) -> None:
-    """A local Graph API stand-in that validates like Meta."""
+    """A local Graph API stand-in that validates like Meta and injects faults on demand."""
     _setup_logging("WARNING")
     from .sandbox import Sandbox, SandboxConfig
+    from .sandbox.faults import FaultPlan
 
     data: dict[str, Any] = {}
     if config_path is not None:
         data = json.loads(config_path.read_text(encoding="utf-8"))
     data.setdefault("tokens", {}).update({t: {"datasets": "*"} for t in tokens})
-    server = Sandbox(SandboxConfig.from_json(data), host, port, record_bodies=record_bodies)
+    server = Sandbox(
+        SandboxConfig.from_json(data),
+        host,
+        port,
+        record_bodies=record_bodies,
+        faults=FaultPlan(data.get("faults", {}), seed),
+    )
     click.echo(f"sandbox listening on {server.url}")
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

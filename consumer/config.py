@@ -116,6 +116,7 @@ class Settings:
     max_in_flight_requests: int = 4
     request_timeout_s: float = 10.0
     retry_deadline_s: float = 120.0
+    throttle_backoff_s: float = 60.0
     partner_agent: str | None = "capi-consumer"
     restricted_countries: frozenset[str] = DEFAULT_RESTRICTED_COUNTRIES
     default_phone_region: str | None = None
@@ -170,6 +171,9 @@ class Settings:
             ),
             retry_deadline_s=reader.number(
                 "CAPI_RETRY_DEADLINE_S", defaults.retry_deadline_s, 0, 7 * 24 * 3600
+            ),
+            throttle_backoff_s=reader.number(
+                "CAPI_THROTTLE_BACKOFF_S", defaults.throttle_backoff_s, 0, 3600
             ),
             partner_agent=env.get("CAPI_PARTNER_AGENT", defaults.partner_agent) or None,
             restricted_countries=reader.countries(

@@ -55,9 +55,12 @@ class SandboxProcess:
         result: list[dict[str, Any]] = self.get("/_sandbox/requests")
         return result
 
-    def stats(self) -> dict[str, int]:
-        result: dict[str, int] = self.get("/_sandbox/stats")
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.get("/_sandbox/stats")
         return result
+
+    def set_faults(self, rules: dict[str, Any]) -> None:
+        httpx.post(f"{self.url}/_sandbox/faults", json=rules, timeout=10).raise_for_status()
 
     def reset(self) -> None:
         httpx.post(f"{self.url}/_sandbox/reset", timeout=10).raise_for_status()

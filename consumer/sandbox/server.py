@@ -4,8 +4,9 @@ POST /{version}/{dataset_id}/events   validated like Meta; accepted events are r
 GET  /_sandbox/events                 accepted events: [{dataset_id, test_event_code, event}]
 GET  /_sandbox/requests               every request: status, dataset, events, error code
                                       (and the raw body when started with record_bodies)
-GET  /_sandbox/stats                  counts
+GET  /_sandbox/stats                  counts (accepted, rejected, faults by kind)
 POST /_sandbox/reset                  forget what was recorded
+POST /_sandbox/faults                 replace the fault plan (see faults.py)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from .faults import Fault, FaultPlan, graph_error
 from .rules import SandboxConfig, ValidationFailure, validate_request
 
 __all__ = ["Sandbox"]
@@ -34,6 +36,7 @@ class _Records:
     requests: list[dict[str, Any]] = field(default_factory=list)
     accepted_requests: int = 0
     rejected_requests: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
 
 
 class Sandbox:
@@ -46,8 +49,10 @@ class Sandbox:
         port: int = 0,
         *,
         record_bodies: bool = False,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.config = config
+        self.faults = faults or FaultPlan()
         self._record_bodies = record_bodies
         self._records = _Records()
         self._lock = threading.Lock()
@@ -117,6 +122,14 @@ class Sandbox:
             "fbtrace_id": fbtrace_id,
         }
 
+    def draw_fault(self, dataset_id: str) -> Fault:
+        fault = self.faults.draw(dataset_id)
+        if fault.kind != "none":
+            with self._lock:
+                name = fault.kind if fault.kind in ("timeout", "drop") else str(fault.code)
+                self._records.faults[name] = self._records.faults.get(name, 0) + 1
+        return fault
+
     def events(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._records.events)
@@ -125,13 +138,14 @@ class Sandbox:
         with self._lock:
             return list(self._records.requests)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         with self._lock:
             r = self._records
             return {
                 "accepted_requests": r.accepted_requests,
                 "rejected_requests": r.rejected_requests,
                 "accepted_events": len(r.events),
+                "faults": dict(r.faults),
             }
 
     def reset(self) -> None:
@@ -169,13 +183,18 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("sandbox %s", format % args)
 
-        def _reply(self, status: int, payload: Any) -> None:
-            body = orjson.dumps(payload)
+        def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+            body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
 
         def _read_body(self) -> bytes:
             length = int(self.headers.get("Content-Length") or 0)
@@ -201,6 +220,10 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                 sandbox.reset()
                 self._reply(200, {"ok": True})
                 return
+            if parts.path == "/_sandbox/faults":
+                sandbox.faults.replace(orjson.loads(raw or b"{}"))
+                self._reply(200, {"ok": True})
+                return
             segments = parts.path.strip("/").split("/")
             if len(segments) != 3 or segments[2] != "events":
                 self._reply(
@@ -209,8 +232,32 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                                "type": "OAuthException"}},
                 )  # fmt: skip
                 return
+            if self._inject(sandbox.draw_fault(segments[1])):
+                return
             query = dict(parse_qsl(parts.query, keep_blank_values=True))
             status, payload = sandbox.handle_events(segments[0], segments[1], query, raw)
             self._reply(status, payload)
+
+        def _inject(self, fault: Fault) -> bool:
+            """Apply a fault; True when it answered (or dropped) the request."""
+            if fault.latency_s:
+                time.sleep(fault.latency_s)
+            if fault.kind == "none":
+                return False
+            if fault.kind == "drop":
+                self.close_connection = True
+                return True
+            if fault.kind == "timeout":
+                time.sleep(fault.timeout_s)
+                self._reply(504, b"{}")
+                self.close_connection = True
+                return True
+            if fault.kind == "status":
+                self._reply(fault.code, b"<html>Service Unavailable</html>")
+                return True
+            fbtrace_id = "A" + secrets.token_urlsafe(15)
+            status, body, headers = graph_error(fault.code, fbtrace_id, fault.regain_minutes)
+            self._reply(status, body, headers)
+            return True
 
     return Handler
