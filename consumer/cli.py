@@ -257,6 +257,29 @@ def _fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
+@main.command("replay-dlq")
+@click.option(
+    "--reason",
+    "reasons",
+    multiple=True,
+    help="Replay only dead letters with this reason (repeatable); default: all.",
+)
+@click.option("--from-beginning", is_flag=True, help="Ignore what earlier replays committed.")
+@click.option("--dry-run", is_flag=True, help="Count what would be replayed; produce nothing.")
+def replay_dlq(reasons: tuple[str, ...], from_beginning: bool, dry_run: bool) -> None:
+    """Re-publish dead letters (all, or by reason) to the input topic."""
+    settings = _settings()
+    _setup_logging("WARNING")
+    from .replay import replay_dead_letters
+
+    report = replay_dead_letters(settings, reasons, from_beginning=from_beginning, dry_run=dry_run)
+    lines = report.lines()
+    if dry_run:
+        lines[0] = "(dry run) would have " + lines[0]
+    for line in lines:
+        click.echo(line)
+
+
 @main.command()
 def check() -> None:
     """Validate the configuration and reach the broker; one line per problem."""

@@ -1,0 +1,74 @@
+"""Dead letters replayed after the cause is fixed: processed again, once."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from consumer.codec import AvroCodec, SchemaStore
+from consumer.demo import ResultReader, produce_sample_traffic
+from consumer.samples import SampleWorld, sandbox_config
+from consumer.sandbox.process import SandboxProcess
+from tests.integration.harness import RunningApp, settings_for, write_credentials
+
+pytestmark = pytest.mark.integration
+CODEC = AvroCodec(SchemaStore())
+WORLD = SampleWorld()
+
+
+def test_replay_after_the_connection_appears(kafka_bootstrap, topics, tmp_path):
+    triggers = [
+        {**t, "event_id": f"late-{i}"}
+        for i, t in enumerate(WORLD.triggers(40, seed=8, only_valid=True))
+        if t["connection_id"] == "conn-us"
+    ][:10]
+    others = [c for c in WORLD.connections() if c["connection_id"] != "conn-us"]
+    with SandboxProcess(sandbox_config(WORLD)) as sandbox:
+        creds = write_credentials(tmp_path / "creds", WORLD.credentials)
+        settings = settings_for(
+            kafka_bootstrap, topics, sandbox.url, creds, state_dir=tmp_path / "s"
+        )
+        produce_sample_traffic(kafka_bootstrap, topics, CODEC, triggers, others)
+        reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
+        env = {
+            **os.environ,
+            "CAPI_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "CAPI_GROUP_ID": settings.group_id,
+            "CAPI_TOPIC_TRIGGERED": topics.triggered,
+            "CAPI_TOPIC_DLQ": topics.dlq,
+            "CAPI_CREDENTIALS_DIR": str(creds),
+        }
+
+        def replay(*args):
+            return subprocess.run(
+                [sys.executable, "-m", "consumer.cli", "replay-dlq", *args],
+                env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+
+        with RunningApp(settings):
+            assert reader.read_until(10, 60)
+            assert {r["reason"] for r in reader.results} == {"UNKNOWN_CONNECTION"}
+            # the operator fixes the cause, then replays
+            produce_sample_traffic(kafka_bootstrap, topics, CODEC, [], WORLD.connections())
+            dry = replay("--dry-run")
+            assert dry.returncode == 0, dry.stderr
+            assert "would have replayed 10" in dry.stdout
+            other = replay("--reason", "RETRIES_EXHAUSTED")
+            assert "replayed 0" in other.stdout
+            done = replay("--reason", "UNKNOWN_CONNECTION")
+            assert done.returncode == 0, done.stderr
+            assert "replayed 10" in done.stdout
+            assert reader.read_until(20, 60)
+            again = replay("--reason", "UNKNOWN_CONNECTION")
+            assert "replayed 0" in again.stdout
+            # a replay of everything replays them again: now SENT, they are duplicates
+            everything = replay()
+            assert "replayed 10" in everything.stdout
+            assert reader.read_until(30, 60)
+        reader.close()
+        replayed = reader.results[10:20]
+        assert {r["status"] for r in replayed} == {"SENT"}
+        assert sorted(r["event_id"] for r in replayed) == sorted(t["event_id"] for t in triggers)
+        assert {r["reason"] for r in reader.results[20:]} == {"DUPLICATE"}
+        assert sandbox.stats()["accepted_events"] == 10
