@@ -58,9 +58,10 @@ class Attempt:
 
     batch: Batch
     deadline: float
-    attempts: int = 0
+    attempts: int = 0  # requests that carried these events (splits included)
     not_before: float = 0.0
     last_error: CapiError | None = None
+    failures: int = 0  # temporary failures so far: what the backoff grows with
 
 
 @dataclass(slots=True)
@@ -125,14 +126,17 @@ class Dispatcher:
             )
         except ThrottledError as exc:
             self._count(started, "throttled", exc.meta)
-            delay = max(exc.retry_after, self._backoff(attempt.attempts))
+            # the dataset waits what Meta asks; this batch also backs off on its own count
             with self._lock:
-                until = self._clock() + delay
+                until = self._clock() + exc.retry_after
                 self._throttled[key.dataset_id] = max(until, self._throttled.get(key.dataset_id, 0))
+            attempt.failures += 1
+            delay = max(exc.retry_after, self._backoff(attempt.failures))
             self._retry(attempt, delay, exc, delivery)
         except RetryableError as exc:
             self._count(started, "retryable", exc.meta)
-            self._retry(attempt, self._backoff(attempt.attempts), exc, delivery)
+            attempt.failures += 1
+            self._retry(attempt, self._backoff(attempt.failures), exc, delivery)
         except AuthError as exc:
             self._count(started, "auth_error", exc.meta)
             log.error(
@@ -208,6 +212,7 @@ class Dispatcher:
                 Batch(attempt.batch.key, attempt.batch.opened_at, list(part)),
                 attempt.deadline,
                 attempt.attempts,
+                failures=attempt.failures,
             )
             self._try(sub, delivery)
 

@@ -1,0 +1,130 @@
+"""Running the real service as processes, breaking things, and checking the invariants."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from consumer.config import Topics
+
+
+def service_env(
+    bootstrap: str, topics: Topics, graph_url: str, creds: Path, group: str, **extra: str
+) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "CAPI_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CAPI_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "CAPI_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "CAPI_GROUP_ID": group,
+        "CAPI_TOPIC_TRIGGERED": topics.triggered,
+        "CAPI_TOPIC_CONNECTIONS": topics.connections,
+        "CAPI_TOPIC_CONTACTS": topics.contacts,
+        "CAPI_TOPIC_REFERRALS": topics.referrals,
+        "CAPI_TOPIC_RESULTS": topics.results,
+        "CAPI_TOPIC_DLQ": topics.dlq,
+        "CAPI_TOPIC_DEDUP": topics.dedup,
+        "CAPI_GRAPH_URL": graph_url,
+        "CAPI_CREDENTIALS_DIR": str(creds),
+        "CAPI_METRICS_PORT": "0",
+        "CAPI_BATCH_SIZE": "100",
+        "CAPI_BATCH_LINGER_MS": "50",
+        "CAPI_LOG_LEVEL": "INFO",
+    }
+    env.update(extra)
+    return env
+
+
+class Service:
+    """One `capi-consumer run` process with its own instance id and state folder."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, name: str) -> None:
+        self.name = name
+        self._env = {**env, "CAPI_INSTANCE_ID": name, "CAPI_STATE_DIR": str(workdir / name)}
+        self._log = workdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> Service:
+        log = self._log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "consumer.cli", "run"],
+            env=self._env,
+            stdout=log,
+            stderr=log,
+        )
+        self.starts += 1
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def terminate(self, timeout: float = 90) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def input_offsets(
+    bootstrap: str, topic: str, expected: int, timeout: float = 60
+) -> set[tuple[int, int]]:
+    """(partition, offset) of every input message."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
+    seen: set[tuple[int, int]] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < expected and time.monotonic() < deadline:
+        for msg in consumer.consume(10_000, 0.5):
+            if msg.error() is None:
+                seen.add((msg.partition(), msg.offset()))
+    consumer.close()
+    return seen
+
+
+@dataclass
+class Verdict:
+    inputs: int
+    results: int
+    missing: int
+    duplicate_results: int
+    sent: int
+    accepted_events: int
+    duplicate_sends: int
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.__dict__.items())
+
+
+def verdict(
+    inputs: set[tuple[int, int]], results: list[dict[str, Any]], accepted: list[dict[str, Any]]
+) -> Verdict:
+    sources = Counter((r["source_partition"], r["source_offset"]) for r in results)
+    sends = Counter(e["event"]["event_id"] for e in accepted)
+    return Verdict(
+        inputs=len(inputs),
+        results=len(results),
+        missing=len(inputs - set(sources)),
+        duplicate_results=sum(n - 1 for n in sources.values() if n > 1),
+        sent=sum(1 for r in results if r["status"] == "SENT"),
+        accepted_events=len(accepted),
+        duplicate_sends=sum(n - 1 for n in sends.values() if n > 1),
+    )

@@ -1,0 +1,206 @@
+"""The chaos suite: the real service as processes, on the real broker, against the sandbox,
+with things broken on purpose. Each test reads the results with read_committed and the
+sandbox's record of accepted events, and asserts the delivery invariants:
+
+- no input without a result, no input with two results;
+- no event accepted twice by the Graph API, except, after a SIGKILL, events that were in flight
+  at the kill; the bound per kill is (CAPI_MAX_IN_FLIGHT_REQUESTS + 1) x CAPI_BATCH_SIZE.
+
+Run with `make test-chaos`; each test prints its figures.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+
+from consumer.broker import EmbeddedBroker, create_service_topics
+from consumer.codec import AvroCodec, SchemaStore
+from consumer.config import Topics
+from consumer.demo import ResultReader, produce_sample_traffic
+from consumer.samples import SampleWorld, sandbox_config
+from consumer.sandbox.process import SandboxProcess
+from tests.chaos.harness import Service, input_offsets, service_env, verdict
+from tests.integration.harness import write_credentials
+
+pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(900)]
+CODEC = AvroCodec(SchemaStore())
+WORLD = SampleWorld()
+BATCH_SIZE = 100
+IN_FLIGHT = 4
+
+
+def _report(capsys, name, figures):
+    with capsys.disabled():
+        print(f"\n[chaos] {name}: {figures}")
+
+
+def _produce(bootstrap, topics, count, seed, garbage=0, tables=True):
+    return produce_sample_traffic(
+        bootstrap, topics, CODEC, WORLD.triggers(count, seed=seed), WORLD.connections(),
+        garbage=garbage, contacts=WORLD.contacts() if tables else (),
+        referrals=WORLD.referrals() if tables else (),
+    )  # fmt: skip
+
+
+def _check(v, duplicate_send_bound=0):
+    assert v.missing == 0, v
+    assert v.duplicate_results == 0, v
+    assert v.duplicate_sends <= duplicate_send_bound, v
+    assert v.accepted_events - v.duplicate_sends == v.sent, v
+
+
+def test_sigkill_repeatedly_while_events_flow(kafka_bootstrap, topics, tmp_path, capsys):
+    expected = _produce(kafka_bootstrap, topics, 20_000, seed=101, garbage=25)
+    config = {**sandbox_config(WORLD), "faults": {"*": {"latency_ms": 20}}}
+    with SandboxProcess(config) as sandbox:
+        creds = write_credentials(tmp_path / "creds", WORLD.credentials)
+        env = service_env(kafka_bootstrap, topics, sandbox.url, creds, f"g-{topics.triggered}",
+                          CAPI_MAX_IN_FLIGHT_REQUESTS=str(IN_FLIGHT))  # fmt: skip
+        service = Service(env, tmp_path, "killed").start()
+        reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
+        rng = random.Random(7)
+        kills = 0
+        while kills < 6:
+            until = time.monotonic() + rng.uniform(4, 7)
+            while time.monotonic() < until:
+                reader.read(0.2)
+            if len(reader.results) >= expected:
+                break
+            service.kill()
+            kills += 1
+            service.start()
+        assert reader.read_until(expected, 300), service.log_tail()
+        assert service.terminate() == 0, service.log_tail()
+        reader.read(2.0)
+        reader.close()
+        accepted = sandbox.events()
+    v = verdict(
+        input_offsets(kafka_bootstrap, topics.triggered, expected), reader.results, accepted
+    )
+    bound = kills * (IN_FLIGHT + 1) * BATCH_SIZE
+    _report(capsys, "sigkill", f"kills={kills} bound={bound} {v}")
+    assert kills >= 3
+    _check(v, duplicate_send_bound=bound)
+
+
+def test_broker_frozen_for_30_seconds(tmp_path, capsys):
+    # a broker of its own: it is frozen, and a session longer than the freeze keeps the group
+    topics = Topics()
+    with EmbeddedBroker() as broker:
+        create_service_topics(broker.bootstrap_servers, topics)
+        expected = _produce(broker.bootstrap_servers, topics, 8_000, seed=202, garbage=5)
+        with SandboxProcess(sandbox_config(WORLD)) as sandbox:
+            creds = write_credentials(tmp_path / "creds", WORLD.credentials)
+            env = service_env(broker.bootstrap_servers, topics, sandbox.url, creds, "g-freeze",
+                              CAPI_KAFKA_SESSION_TIMEOUT_MS="45000",
+                              CAPI_KAFKA_HEARTBEAT_INTERVAL_MS="3000",
+                              CAPI_BATCH_LINGER_MS="200")  # fmt: skip
+            service = Service(env, tmp_path, "frozen").start()
+            reader = ResultReader(broker.bootstrap_servers, topics.results, CODEC)
+            deadline = time.monotonic() + 120
+            while not reader.results and time.monotonic() < deadline:
+                reader.read(0.2)
+            assert reader.results, service.log_tail()
+            broker.freeze()
+            time.sleep(30)
+            broker.thaw()
+            assert reader.read_until(expected, 300), service.log_tail()
+            assert service.alive(), service.log_tail()
+            assert service.terminate() == 0, service.log_tail()
+            reader.read(2.0)
+            reader.close()
+            accepted = sandbox.events()
+        inputs = input_offsets(broker.bootstrap_servers, topics.triggered, expected)
+    v = verdict(inputs, reader.results, accepted)
+    _report(capsys, "broker frozen 30 s", str(v))
+    _check(v)
+
+
+def test_three_consumers_joining_and_leaving(kafka_bootstrap, topics, tmp_path, capsys):
+    total = 24_000
+    with SandboxProcess(sandbox_config(WORLD)) as sandbox:
+        creds = write_credentials(tmp_path / "creds", WORLD.credentials)
+        _produce(kafka_bootstrap, topics, 0, seed=0)  # the tables
+        env = service_env(kafka_bootstrap, topics, sandbox.url, creds, f"g-{topics.triggered}")
+        services = {name: Service(env, tmp_path, name) for name in ("a", "b", "c")}
+        triggers = WORLD.triggers(total, seed=303)
+
+        def trickle():  # a steady flow while members come and go
+            for start in range(0, total, 1000):
+                produce_sample_traffic(kafka_bootstrap, topics, CODEC,
+                                       triggers[start:start + 1000], [])  # fmt: skip
+                time.sleep(0.5)
+
+        producer = threading.Thread(target=trickle)
+        services["a"].start()
+        producer.start()
+        reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
+
+        def run_for(seconds):
+            until = time.monotonic() + seconds
+            while time.monotonic() < until:
+                reader.read(0.2)
+
+        run_for(3)
+        services["b"].start()
+        run_for(4)
+        services["c"].start()
+        run_for(5)
+        assert services["b"].terminate() == 0, services["b"].log_tail()
+        run_for(3)
+        services["b"].start()
+        run_for(4)
+        assert services["a"].terminate() == 0, services["a"].log_tail()
+        producer.join()
+        assert reader.read_until(total, 300), services["c"].log_tail()
+        for service in services.values():
+            if service.alive():
+                assert service.terminate() == 0, service.log_tail()
+        reader.read(2.0)
+        reader.close()
+        accepted = sandbox.events()
+    v = verdict(input_offsets(kafka_bootstrap, topics.triggered, total), reader.results, accepted)
+    _report(capsys, "three consumers", str(v))
+    _check(v)
+
+
+def test_every_sandbox_fault(kafka_bootstrap, topics, tmp_path, capsys):
+    faults = {
+        # about one request in six fails, each way in turn
+        "ds-1": {"latency_ms": 30, "errors": {"500": 0.03, "503": 0.02, "1": 0.02, "2": 0.02,
+                                              "4": 0.01, "17": 0.01, "613": 0.01, "80004": 0.01},
+                 "timeout_rate": 0.02, "timeout_s": 3, "drop_rate": 0.02},
+        "ds-3": {"errors": {"190": 1.0}},
+    }  # fmt: skip
+    expected = _produce(kafka_bootstrap, topics, 5_000, seed=404, garbage=10)
+    with SandboxProcess({**sandbox_config(WORLD), "faults": faults}) as sandbox:
+        creds = write_credentials(tmp_path / "creds", WORLD.credentials)
+        env = service_env(kafka_bootstrap, topics, sandbox.url, creds, f"g-{topics.triggered}",
+                          CAPI_REQUEST_TIMEOUT_S="1.5", CAPI_THROTTLE_BACKOFF_S="1",
+                          CAPI_RETRY_DEADLINE_S="300")  # fmt: skip
+        service = Service(env, tmp_path, "faulty").start()
+        reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
+        assert reader.read_until(expected, 300), service.log_tail()
+        assert service.terminate() == 0, service.log_tail()
+        reader.read(2.0)
+        reader.close()
+        accepted = sandbox.events()
+        stats = sandbox.stats()
+    v = verdict(
+        input_offsets(kafka_bootstrap, topics.triggered, expected), reader.results, accepted
+    )
+    _report(capsys, "sandbox faults", f"{v} faults={stats['faults']}")
+    _check(v)
+    for kind in ("500", "503", "1", "2", "4", "17", "613", "80004", "190", "timeout", "drop"):
+        assert stats["faults"].get(kind, 0) > 0, kind
+    reasons = {(r["dataset_id"], r["reason"]) for r in reader.results if r["status"] == "FAILED"}
+    assert ("ds-3", "META_AUTH_ERROR") in reasons
+    assert not any(reason == "RETRIES_EXHAUSTED" for _, reason in reasons)
+    ds1 = [r for r in reader.results if r["dataset_id"] == "ds-1" and r["status"] == "SENT"]
+    assert ds1
+    assert max(r["attempts"] for r in ds1) > 1
+    assert sum(1 for r in reader.results if r["reason"] == "UNDECODABLE") == 10
