@@ -3,11 +3,13 @@
 Threads: the main loop owns the Kafka clients, the state store and every piece of bookkeeping;
 HTTP requests run on a small pool (`CAPI_MAX_IN_FLIGHT_REQUESTS`, see `sending.py`).
 
-Delivery: results, dead letters and dedup records are produced in a Kafka transaction that also
-commits the input offsets (`publish.py`), every `CAPI_COMMIT_INTERVAL_MS`. An offset is
-committed only once the result of every earlier message of its partition is in the same or an
-earlier transaction. A crash therefore loses nothing and publishes nothing twice; what it can
-repeat is the sending of events that were in flight (sent, but their transaction not committed).
+Delivery: results and dead letters are produced in a Kafka transaction that also commits the
+input offsets (`publish.py`), every `CAPI_COMMIT_INTERVAL_MS`. An offset is committed only once
+the result of every earlier message of its partition is in the same or an earlier transaction.
+Results go to the partition numbered like their input's, so the results topic doubles as the
+dedup changelog (`dedup.py`). A crash therefore loses nothing and publishes nothing twice; what
+it can repeat is the sending of events that were in flight (sent, their transaction not
+committed).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -31,6 +34,7 @@ from .enrich import enrich, referral_key
 from .errors import CapiConsumerError, DecodeError, SchemaUnavailableError
 from .metrics import Metrics
 from .offsets import OffsetTracker
+from .outbox import Outbox
 from .policy import Reason, Refusal, Rules, decide
 from .publish import OutRecord, Publisher
 from .records import Channel, ResultStatus, Trigger
@@ -95,6 +99,9 @@ class App:
         self._restricted_assets: set[str] = set()
         self._stop = threading.Event()
         self._tracker = OffsetTracker()
+        # what each resolved message will publish, held until every earlier message of its
+        # partition is resolved: a result is never visible before its offset is committed
+        self._held: dict[tuple[str, int, int], _Held] = {}
         self._owned: set[Partition] = set()
         self._paused = False  # backpressure
         self._schema_wait: dict[Partition, float] = {}  # registry unreachable: retry at
@@ -117,6 +124,7 @@ class App:
         self._store: StateStore | None = None
         self._tables: TableReader | None = None
         self._dedup: Dedup | None = None
+        self._outbox: Outbox | None = None
         self._publisher: Publisher | None = None
         self._consumer: Consumer | None = None
         self.ready = threading.Event()
@@ -141,9 +149,13 @@ class App:
             for table in self.tables.all():
                 self.metrics.table_bootstrap_seconds.labels(table.name).set(took)
             self._update_table_metrics(counts=True)
-            self._dedup = Dedup(self._store, s.topics.dedup, consumer_config, admin_config)
+            self._dedup = Dedup(
+                self._store, s.topics.results, self._codec, consumer_config, admin_config
+            )
             self._dedup.open()
             self._dedup.purge()
+            self._outbox = Outbox(self._store)
+            self._outbox.open()
             self._publisher = Publisher(
                 {**s.kafka_config("producer"), **rdkafka_log},
                 f"capi-consumer-{s.group_id}-{s.instance_id}",
@@ -208,6 +220,8 @@ class App:
                 skip.add((msg.topic() or "", msg.partition() or 0))
         for item, outcome in self._sender.step():
             self._resolve(item, outcome)
+        assert self._outbox is not None
+        self._outbox.flush()
         self._publisher.poll()
         self._maybe_commit()
 
@@ -226,6 +240,16 @@ class App:
             # assigned a moment ago: its dedup entries are not restored yet
             self._rewind(source)
             return False
+        if self._dedup.already_resolved(source.partition, source.offset):
+            # resolved by an instance that died before committing: its result stands
+            self._tracker.track(source.topic, source.partition, source.offset)
+            self._tracker.done(source.topic, source.partition, source.offset)
+            self.metrics.already_resolved.inc()
+            return True
+        assert self._outbox is not None
+        if self._outbox.has(source.topic, source.partition, source.offset):
+            self._recover(source)
+            return True
         now_ms = self._clock_ms()
         try:
             data = self._codec.decode(msg.value(), "ConversionTriggered")
@@ -285,6 +309,22 @@ class App:
             return True
         self._enqueue(Pending(source, trigger, decision, msg.key(), msg.value()))
         return True
+
+    def _recover(self, source: SourceRef) -> None:
+        """Meta answered this message before a crash: publish that answer, send nothing."""
+        assert self._outbox is not None and self._dedup is not None
+        records, dedup = self._outbox.take(source.topic, source.partition, source.offset)
+        results = self.settings.topics.results
+        records = [
+            replace(r, on_delivery=self._result_delivered) if r.topic == results else r
+            for r in records
+        ]
+        self._tracker.track(source.topic, source.partition, source.offset)
+        self._tracker.done(source.topic, source.partition, source.offset)
+        if dedup is not None:
+            self._dedup.begin(dedup[0])
+        self._held[(source.topic, source.partition, source.offset)] = _Held(records, dedup)
+        self.metrics.outbox_recovered.inc()
 
     def _track(self, source: SourceRef) -> None:
         self._tracker.track(source.topic, source.partition, source.offset)
@@ -346,6 +386,11 @@ class App:
         if outcome.reason in DEAD_LETTER_REASONS:
             letter = (item.raw_key, item.raw_value)
         self._publish(item.source, record, item.trigger.event_id, dead_letter=letter)
+        held = self._held.get((item.source.topic, item.source.partition, item.source.offset))
+        if held is not None:
+            assert self._outbox is not None
+            src = item.source
+            self._outbox.add(src.topic, src.partition, src.offset, held.records, held.dedup)
 
     # -- results and offsets -----------------------------------------------------------------
 
@@ -358,7 +403,7 @@ class App:
         dead_letter: tuple[bytes | None, bytes | None] | None = None,
         key: bytes | None = None,
     ) -> None:
-        """Put the result (and its dedup record and dead letter) in the open transaction."""
+        """Hold the result (and its dead letter) until it can go out with its offset."""
         assert self._publisher is not None and self._dedup is not None
         partition = (source.topic, source.partition)
         if partition not in self._owned:
@@ -375,21 +420,17 @@ class App:
         status, reason = record["status"], record.get("reason")
         if key is None:
             key = (record.get("event_id") or "").encode("utf-8")
-        self._publisher.produce(
-            OutRecord(topics.results, key, self._encode_result(record), partition)
-        )
-        if event_id and reason != "DUPLICATE":
-            dedup_key, dedup_value = self._dedup.record(event_id, status, source.partition)
-            self._publisher.produce(
-                OutRecord(
-                    topics.dedup,
-                    dedup_key,
-                    dedup_value,
-                    partition,
-                    partition=source.partition,
-                    on_delivery=self._dedup_delivered,
-                )
+        out = [
+            OutRecord(
+                topics.results,
+                key,
+                self._encode_result(record),
+                partition,
+                partition=source.partition,
+                on_delivery=self._result_delivered,
             )
+        ]
+        dedup = (event_id, status) if event_id and reason != "DUPLICATE" else None
         if dead_letter is not None:
             headers: list[tuple[str, str | bytes | None]] = [
                 ("capi.error", f"{reason}: {record.get('detail') or ''}".encode()),
@@ -397,14 +438,15 @@ class App:
                 ("capi.source.partition", str(source.partition).encode()),
                 ("capi.source.offset", str(source.offset).encode()),
             ]
-            self._publisher.produce(
+            out.append(
                 OutRecord(topics.dlq, dead_letter[0], dead_letter[1], partition, headers=headers)
             )
             self.metrics.dead_letters.labels(reason or "").inc()
+        self._held[(source.topic, source.partition, source.offset)] = _Held(out, dedup)
         self._tracker.done(source.topic, source.partition, source.offset)
         self.metrics.results.labels(status, reason or "").inc()
 
-    def _dedup_delivered(self, err: KafkaError | None, msg: Message) -> None:
+    def _result_delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is None and self._dedup is not None:
             self._dedup.delivered(msg.partition() or 0, msg.offset() or 0)
 
@@ -414,14 +456,24 @@ class App:
         due = now - self._last_commit >= self.settings.commit_interval_ms / 1000
         if not (force or due or self._publisher.pending >= 10_000):
             return
-        offsets = [
-            TopicPartition(t, p, o)
-            for (t, p), o in self._tracker.committable().items()
-            if (t, p) in self._owned
-        ]
+        assert self._dedup is not None and self._outbox is not None
+        self._outbox.flush()
+        offsets = []
+        all_released = self._tracker.release()
+        for (topic, partition), released in all_released.items():
+            for offset in released:
+                held = self._held.pop((topic, partition, offset), None)
+                if held is None:
+                    continue
+                for record in held.records:
+                    self._publisher.produce(record)
+                if held.dedup is not None:
+                    self._dedup.record(held.dedup[0], held.dedup[1], partition)
+            if (topic, partition) in self._owned:
+                offsets.append(TopicPartition(topic, partition, released[-1] + 1))
         self._publisher.commit(offsets, self._consumer, self._owned.__contains__)
-        assert self._dedup is not None
         self._dedup.committed()
+        self._outbox.committed(all_released)
         self._last_commit = now
 
     # -- flow control ------------------------------------------------------------------------
@@ -503,8 +555,14 @@ class App:
             self._dedup.abandon(item.trigger.event_id)
             self.metrics.in_flight.dec()
         self._owned -= gone
+        for key in [k for k in self._held if (k[0], k[1]) in gone]:
+            held = self._held.pop(key)
+            if held.dedup is not None:
+                self._dedup.abandon(held.dedup[0])
         for topic, partition in gone:
             self._tracker.forget(topic, partition)
+            if self._outbox is not None:
+                self._outbox.forget(topic, partition)
             self._schema_wait.pop((topic, partition), None)
         self._dedup.forget([p for _, p in gone])
 
@@ -514,11 +572,16 @@ class App:
         too_high = [tp.partition for tp in partitions if tp.partition >= self._dedup.partitions]
         if too_high:
             raise FatalError(
-                f"{self.settings.topics.dedup} has {self._dedup.partitions} partitions; it needs "
+                f"{self.settings.topics.results} has {self._dedup.partitions} partitions; it needs "
                 f"at least as many as {self.settings.topics.triggered} (partition {too_high[0]})"
             )
         self._owned |= {(tp.topic, tp.partition) for tp in partitions}
-        self._dedup.restore([tp.partition for tp in partitions])
+        committed = consumer.committed(partitions, timeout=30) if partitions else []
+        assert self._outbox is not None
+        log.info("committed offsets %s", " ".join(f"{tp.partition}:{tp.offset}" for tp in committed))  # fmt: skip
+        for tp in committed:
+            self._outbox.load(tp.topic, tp.partition, max(tp.offset, 0))
+        self._dedup.restore({tp.partition: max(tp.offset, 0) for tp in committed})
         # the assignment takes effect after this callback: pause on the next turn; a message
         # fetched before that is rewound by _handle
         self._pause_due = True
@@ -556,6 +619,14 @@ class App:
                 self.metrics.table_keys.labels(table.name).set(len(table))
             count_due = now + 60
         self._metrics_due = (lag_due, count_due)
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """What a resolved message publishes, and the dedup entry it makes, once released."""
+
+    records: list[OutRecord]
+    dedup: tuple[str, str] | None
 
 
 def _lookup(record: object, used: bool) -> str:

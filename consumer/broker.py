@@ -144,8 +144,8 @@ def create_topics(
 
 
 def create_service_topics(bootstrap_servers: str, topics: Topics, partitions: int = 3) -> None:
-    """Every topic of the contract, the tables and the dedup changelog compacted."""
-    tables = [topics.connections, topics.contacts, topics.referrals, topics.dedup]
+    """Every topic of the contract, the tables compacted."""
+    tables = [topics.connections, topics.contacts, topics.referrals]
     create_topics(
         bootstrap_servers,
         [topics.triggered, topics.results, topics.dlq, *tables],

@@ -96,7 +96,6 @@ class Topics:
     connections: str = "meta-connections"
     results: str = "conversions.results"
     dlq: str = "conversions.dlq"
-    dedup: str = "conversions.dedup"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +141,6 @@ class Settings:
             connections=reader.text("CAPI_TOPIC_CONNECTIONS", defaults.topics.connections),
             results=reader.text("CAPI_TOPIC_RESULTS", defaults.topics.results),
             dlq=reader.text("CAPI_TOPIC_DLQ", defaults.topics.dlq),
-            dedup=reader.text("CAPI_TOPIC_DEDUP", defaults.topics.dedup),
         )
         settings = cls(
             bootstrap_servers=reader.text(

@@ -1,19 +1,24 @@
-"""Deduplication of conversions by `event_id`, durable across restarts and partition moves.
+"""Deduplication by `event_id`, and idempotence per input message, across crashes and moves.
 
 Meta does not deduplicate business-messaging events, so the service must not send one twice.
-Every processed `event_id` (sent, skipped or failed) is recorded for `window_s` (7 days):
+Every processed `event_id` (sent, skipped or failed) counts for `window_s` (7 days).
 
-- in a changelog topic (`CAPI_TOPIC_DEDUP`, compacted), written in the same Kafka transaction
-  as the result and the input offset, to the partition of the input message. Whoever owns an
-  input partition can rebuild what was processed there, including after a partition move;
-- in the local state store, which holds the committed entries and the changelog offsets they
-  came from, so a restart only reads what it has not seen.
+The results topic is the changelog. Results are written to the partition with the number of
+their input partition, in the transaction that commits the input offset, so results partition
+`p` holds everything decided for input partition `p`. When a partition is assigned, its results
+partition is read (from where the local state store stopped, or from the beginning) before any
+of its messages is processed:
 
-When a partition is assigned, its changelog partition is restored (from the stored offset to
-the end) before any of its messages is processed; the app keeps that partition paused until
-then. Entries of the current, not yet committed transaction are kept in memory; messages in
-progress are tracked too, so a second copy arriving before the first is resolved is a
-duplicate as well.
+- every `event_id` found goes into the local dedup table (`dedup` in the state store);
+- every input offset at or after the committed input offset that already has a result is
+  remembered: such a message was resolved by an instance that died before committing its
+  offset, and whose result is nevertheless visible. On Apache Kafka that cannot happen (the
+  new producer's `init_transactions` aborts the dead one's transaction), but some brokers
+  (Tansu 0.6) leave a fenced transaction's records visible. Skipping those messages keeps
+  exactly one result per input, and no second send, on either.
+
+Entries of the open transaction are kept in memory until it commits; messages in progress are
+tracked too, so a second copy arriving before the first is resolved is a duplicate as well.
 """
 
 from __future__ import annotations
@@ -24,11 +29,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from .errors import CapiConsumerError
+from .codec import AvroCodec
+from .errors import CapiConsumerError, DecodeError
 from .state import StateStore
 
 __all__ = ["Dedup"]
@@ -36,21 +41,24 @@ __all__ = ["Dedup"]
 log = logging.getLogger(__name__)
 
 _RESTORE_STALL_S = 30.0
+_DUPLICATE = "DUPLICATE"
 
 
 class Dedup:
     def __init__(
         self,
         store: StateStore,
-        topic: str,
+        results_topic: str,
+        codec: AvroCodec,
         kafka_config: Mapping[str, Any],
         admin_config: Mapping[str, Any],
         *,
         window_s: int = 7 * 24 * 3600,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
-        self.topic = topic
+        self.topic = results_topic
         self._store = store
+        self._codec = codec
         self._window_ms = window_s * 1000
         self._clock_ms = clock_ms
         self._config = {
@@ -64,17 +72,19 @@ class Dedup:
         self._admin_config = dict(admin_config)
         self._consumer: Consumer | None = None
         self._restoring: dict[int, int] = {}  # partition -> end offset to reach
-        self._restore_progress = (0.0, -1)  # last time the restore moved, records applied
+        self._restore_progress = (0.0, -1)
+        self._committed_input: dict[int, int] = {}  # partition -> committed input offset
+        self._resolved: dict[int, set[int]] = {}  # partition -> input offsets with a result
         self._in_progress: set[str] = set()
         self._uncommitted: dict[str, tuple[str, int, int]] = {}  # id -> (status, at, partition)
-        self._changelog_offsets: dict[int, int] = {}
+        self._result_offsets: dict[int, int] = {}
         self.partitions = 0
         self.records_restored = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Create the local table; reset it when the changelog topic is new."""
+        """Create the local table; reset it when the results topic is new."""
         db = self._store.db
         db.execute(
             "CREATE TABLE IF NOT EXISTS dedup (event_id TEXT PRIMARY KEY, status TEXT NOT NULL,"
@@ -84,10 +94,8 @@ class Dedup:
         future = admin.describe_topics(TopicCollection([self.topic]))
         try:
             description = future[self.topic].result()
-        except Exception as exc:
-            raise CapiConsumerError(
-                f"dedup topic {self.topic} is not available (CAPI_TOPIC_DEDUP): {exc}"
-            ) from exc
+        except Exception as exc:  # any failure means the topic is unusable
+            raise CapiConsumerError(f"results topic {self.topic} is not available: {exc}") from exc
         self.partitions = len(description.partitions)
         topic_id = str(description.topic_id)
         if self._store.topic_id(self.topic) != topic_id:
@@ -107,11 +115,16 @@ class Dedup:
 
     # -- restore -----------------------------------------------------------------------------
 
-    def restore(self, partitions: list[int]) -> None:
-        """Start restoring the changelog of newly assigned input partitions."""
+    def restore(self, committed_input: Mapping[int, int]) -> None:
+        """Start reading the results of newly assigned input partitions.
+
+        `committed_input` gives each partition's committed input offset (-1 for none).
+        """
         assert self._consumer is not None
         stored = self._store.offsets(self.topic)
-        for partition in partitions:
+        for partition, committed in committed_input.items():
+            self._committed_input[partition] = committed
+            self._resolved[partition] = set()
             tp = TopicPartition(self.topic, partition)
             low, high = self._consumer.get_watermark_offsets(tp, timeout=30)
             start = stored.get(partition, OFFSET_BEGINNING)
@@ -122,7 +135,7 @@ class Dedup:
         self._reassign(stored)
         self._restore_progress = (time.monotonic(), self.records_restored)
 
-    def _reassign(self, stored: dict[int, int]) -> None:
+    def _reassign(self, stored: Mapping[int, int]) -> None:
         assert self._consumer is not None
         self._consumer.assign(
             [
@@ -134,25 +147,21 @@ class Dedup:
     def restoring(self) -> set[int]:
         return set(self._restoring)
 
-    def restore_step(self, max_records: int = 50_000) -> list[int]:
-        """Apply a slice of the changelog; return the partitions that are now restored."""
+    def restore_step(self, max_records: int = 20_000) -> list[int]:
+        """Apply a slice of the results; return the partitions now restored."""
         if not self._restoring or self._consumer is None:
             return []
         msgs = self._consumer.consume(num_messages=max_records, timeout=0.05)
         rows = []
         offsets: dict[int, int] = {}
         for msg in msgs:
-            key, value, partition, offset = msg.key(), msg.value(), msg.partition(), msg.offset()
+            partition, offset = msg.partition(), msg.offset()
             if msg.error() is not None or partition is None or offset is None:
                 continue
             offsets[partition] = offset + 1
-            if key is None or value is None:
-                continue
-            try:
-                entry = orjson.loads(value)
-                rows.append((key.decode(), entry["s"], int(entry["t"]), partition))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                log.warning("undecodable dedup record partition=%d", partition)
+            row = self._apply(msg.value(), partition)
+            if row is not None:
+                rows.append(row)
         if msgs:
             with self._store.transaction():
                 self._store.db.executemany(
@@ -162,12 +171,29 @@ class Dedup:
                 )
                 for partition, offset in offsets.items():
                     self._store.save_offset(self.topic, partition, offset)
-            self.records_restored += len(rows)
+            self.records_restored += len(msgs)
+        return self._finished_partitions()
+
+    def _apply(self, value: bytes | None, partition: int) -> tuple[str, str, int, int] | None:
+        try:
+            result = self._codec.decode(value, "ConversionResult")
+        except DecodeError:
+            log.warning("undecodable result while restoring partition=%d", partition)
+            return None
+        source = int(result["source_partition"])
+        if source == partition and result["source_offset"] >= self._committed_input.get(
+            partition, 0
+        ):
+            self._resolved.setdefault(partition, set()).add(int(result["source_offset"]))
+        event_id = result.get("event_id")
+        if not event_id or result.get("reason") == _DUPLICATE:
+            return None
+        return event_id, result["status"], int(result["processed_at"]), partition
+
+    def _finished_partitions(self) -> list[int]:
+        assert self._consumer is not None
         done = []
-        positions = self._consumer.position(
-            [TopicPartition(self.topic, p) for p in self._restoring]
-        )
-        for tp in positions:
+        for tp in self._consumer.position([TopicPartition(self.topic, p) for p in self._restoring]):
             if tp.offset >= self._restoring[tp.partition]:
                 done.append(tp.partition)
         now = time.monotonic()
@@ -176,29 +202,36 @@ class Dedup:
             self._restore_progress = (now, self.records_restored)
         elif now - last_move > _RESTORE_STALL_S:
             # read_committed stops at the last stable offset: an open transaction of a dead
-            # instance holds it until the broker aborts it. What lies behind it is uncommitted.
-            log.warning(
-                "dedup restore stalled partitions=%s; going on with what is committed",
-                sorted(self._restoring),
-            )
+            # instance holds it until the broker aborts it. What lies behind is uncommitted.
+            log.warning("dedup restore stalled partitions=%s; going on with what is committed",
+                        sorted(self._restoring))  # fmt: skip
             done = list(self._restoring)
         for partition in done:
             del self._restoring[partition]
         if done:
             self._reassign(self._store.offsets(self.topic))
-            log.info("dedup restored partitions=%s records=%d", done, self.records_restored)
+            log.info("dedup restored partitions=%s records=%d resolved_uncommitted=%d",
+                     done, self.records_restored,
+                     sum(len(self._resolved.get(p, ())) for p in done))  # fmt: skip
         return done
 
     def forget(self, partitions: list[int]) -> None:
         """Partitions that are no longer ours: stop restoring them."""
         changed = False
         for partition in partitions:
+            self._resolved.pop(partition, None)
+            self._committed_input.pop(partition, None)
             if self._restoring.pop(partition, None) is not None:
                 changed = True
         if changed:
             self._reassign(self._store.offsets(self.topic))
 
     # -- the hot path ------------------------------------------------------------------------
+
+    def already_resolved(self, partition: int, offset: int) -> bool:
+        """This input message has a visible result already (see the module docstring)."""
+        resolved = self._resolved.get(partition)
+        return bool(resolved) and offset in resolved  # type: ignore[operator]
 
     def seen(self, event_id: str) -> str | None:
         """How this event_id was resolved before ("IN_PROGRESS" if it is being processed)."""
@@ -221,21 +254,19 @@ class Dedup:
         """The message will be processed again (its partition moved): not a duplicate."""
         self._in_progress.discard(event_id)
 
-    def record(self, event_id: str, status: str, partition: int) -> tuple[bytes, bytes]:
-        """Note the outcome; return the changelog record (key, value) to publish."""
-        at = self._clock_ms()
+    def record(self, event_id: str, status: str, partition: int) -> None:
+        """Note the outcome of an event in the open transaction."""
         self._in_progress.discard(event_id)
-        self._uncommitted[event_id] = (status, at, partition)
-        return event_id.encode(), orjson.dumps({"s": status, "t": at})
+        self._uncommitted[event_id] = (status, self._clock_ms(), partition)
 
     def delivered(self, partition: int, offset: int) -> None:
-        """A changelog record of the current transaction reached the log at `offset`."""
-        if offset + 1 > self._changelog_offsets.get(partition, -1):
-            self._changelog_offsets[partition] = offset + 1
+        """A result of the open transaction reached results partition `partition`."""
+        if offset + 1 > self._result_offsets.get(partition, -1):
+            self._result_offsets[partition] = offset + 1
 
     def committed(self) -> None:
         """The transaction committed: its entries are durable; keep them locally."""
-        if not self._uncommitted and not self._changelog_offsets:
+        if not self._uncommitted and not self._result_offsets:
             return
         rows = [(e, s, at, p) for e, (s, at, p) in self._uncommitted.items()]
         with self._store.transaction():
@@ -244,10 +275,10 @@ class Dedup:
                 "VALUES (?, ?, ?, ?)",
                 rows,
             )
-            for partition, offset in self._changelog_offsets.items():
+            for partition, offset in self._result_offsets.items():
                 self._store.save_offset(self.topic, partition, offset)
         self._uncommitted.clear()
-        self._changelog_offsets.clear()
+        self._result_offsets.clear()
 
     def drop_uncommitted(self, partitions: set[int]) -> None:
         """The transaction was lost for these partitions: forget what it recorded."""

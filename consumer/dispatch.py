@@ -8,7 +8,8 @@ never held by a backoff and one throttled dataset does not stall the others.
   ask and holds back the whole dataset. Past the retry deadline: FAILED/RETRIES_EXHAUSTED.
 - Token or permission errors: every event FAILED/META_AUTH_ERROR.
 - An invalid request: Meta rejects the whole batch for one bad event, so the batch is split in
-  halves and each half resent until the offending events stand alone (FAILED/META_REJECTED).
+  halves and each half resent (as soon as a worker is free) until the offending events stand
+  alone (FAILED/META_REJECTED).
 - "Messaging Event Within Messaging Restrictive Region": split the same way; the lone event is
   SKIPPED/RESTRICTED_REGION and its asset is remembered so later events skip locally.
 """
@@ -205,16 +206,19 @@ class Dispatcher:
         delivery.retry.append(attempt)
 
     def _split(self, attempt: Attempt, delivery: Delivery) -> None:
+        """Both halves come back to be sent at once, each on its own: the events of a half
+        Meta accepts are resolved without waiting for the search in the other half."""
         items = attempt.batch.items
         half = len(items) // 2
         for part in (items[:half], items[half:]):
-            sub = Attempt(
-                Batch(attempt.batch.key, attempt.batch.opened_at, list(part)),
-                attempt.deadline,
-                attempt.attempts,
-                failures=attempt.failures,
+            delivery.retry.append(
+                Attempt(
+                    Batch(attempt.batch.key, attempt.batch.opened_at, list(part)),
+                    attempt.deadline,
+                    attempt.attempts,
+                    failures=attempt.failures,
+                )
             )
-            self._try(sub, delivery)
 
     def _backoff(self, attempts: int) -> float:
         ceiling = min(self._max, self._base * 2 ** (attempts - 1))

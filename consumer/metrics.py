@@ -55,6 +55,16 @@ class Metrics:
         self.retries = Counter(
             "capi_request_retries", "Requests retried after a retryable error.", registry=r
         )
+        self.already_resolved = Counter(
+            "capi_inputs_already_resolved",
+            "Inputs found resolved by an instance that died before committing them.",
+            registry=r,
+        )
+        self.outbox_recovered = Counter(
+            "capi_outbox_recovered",
+            "Inputs whose Meta answer was found in the outbox after a restart (not sent again).",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "capi_dead_letters",
             "Input messages copied to the dead-letter topic.",

@@ -38,17 +38,25 @@ class OffsetTracker:
         if state is not None:
             state.done.add(offset)
 
+    def release(self) -> dict[tuple[str, int], list[int]]:
+        """For each partition that advanced: the offsets now behind it, in order.
+
+        They leave the tracker; the next offset to consume is the last one + 1.
+        """
+        ready: dict[tuple[str, int], list[int]] = {}
+        for key, state in self._partitions.items():
+            released = []
+            while state.order and state.order[0] in state.done:
+                offset = state.order.popleft()
+                state.done.discard(offset)
+                released.append(offset)
+            if released:
+                ready[key] = released
+        return ready
+
     def committable(self) -> dict[tuple[str, int], int]:
         """For each partition that advanced: the next offset to consume (last done + 1)."""
-        ready: dict[tuple[str, int], int] = {}
-        for key, state in self._partitions.items():
-            last = None
-            while state.order and state.order[0] in state.done:
-                last = state.order.popleft()
-                state.done.discard(last)
-            if last is not None:
-                ready[key] = last + 1
-        return ready
+        return {key: offsets[-1] + 1 for key, offsets in self.release().items()}
 
     def pending(self, topic: str, partition: int) -> int:
         state = self._partitions.get((topic, partition))

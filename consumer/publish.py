@@ -1,4 +1,4 @@
-"""Publishing results, dead letters and dedup records with the input offsets, atomically.
+"""Publishing results and dead letters with the input offsets, atomically.
 
 One Kafka transaction at a time: every record goes into the open transaction and is also kept
 in memory until the transaction commits together with the consumed offsets
@@ -139,6 +139,8 @@ class Publisher:
             self._open = False
             self._pending.clear()
             self.commits += 1
+            if offsets:
+                log.debug("committed %s", " ".join(f"{tp.partition}:{tp.offset}" for tp in offsets))
             return
 
     def _recover(

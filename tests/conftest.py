@@ -54,7 +54,6 @@ def topics(kafka_bootstrap: str) -> Topics:
         connections=f"connections-{suffix}",
         results=f"results-{suffix}",
         dlq=f"dlq-{suffix}",
-        dedup=f"dedup-{suffix}",
     )
     create_service_topics(kafka_bootstrap, names, partitions=3)
     return names

@@ -33,7 +33,6 @@ def service_env(
         "CAPI_TOPIC_REFERRALS": topics.referrals,
         "CAPI_TOPIC_RESULTS": topics.results,
         "CAPI_TOPIC_DLQ": topics.dlq,
-        "CAPI_TOPIC_DEDUP": topics.dedup,
         "CAPI_GRAPH_URL": graph_url,
         "CAPI_CREDENTIALS_DIR": str(creds),
         "CAPI_METRICS_PORT": "0",
@@ -128,3 +127,14 @@ def verdict(
         accepted_events=len(accepted),
         duplicate_sends=sum(n - 1 for n in sends.values() if n > 1),
     )
+
+
+def wait_for_all(reader: Any, inputs: set[tuple[int, int]], timeout: float) -> bool:
+    """Read results until every input has one (counting alone would hide duplicates)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reader.read(0.2)
+        sources = {(r["source_partition"], r["source_offset"]) for r in reader.results}
+        if inputs <= sources:
+            return True
+    return False

@@ -4,7 +4,8 @@ sandbox's record of accepted events, and asserts the delivery invariants:
 
 - no input without a result, no input with two results;
 - no event accepted twice by the Graph API, except, after a SIGKILL, events that were in flight
-  at the kill; the bound per kill is (CAPI_MAX_IN_FLIGHT_REQUESTS + 1) x CAPI_BATCH_SIZE.
+  at the kill (requests on the wire, answers not yet in the outbox); the bound per kill is
+  (CAPI_MAX_IN_FLIGHT_REQUESTS + 1) x CAPI_BATCH_SIZE.
 
 Run with `make test-chaos`; each test prints its figures.
 """
@@ -23,7 +24,7 @@ from consumer.config import Topics
 from consumer.demo import ResultReader, produce_sample_traffic
 from consumer.samples import SampleWorld, sandbox_config
 from consumer.sandbox.process import SandboxProcess
-from tests.chaos.harness import Service, input_offsets, service_env, verdict
+from tests.chaos.harness import Service, input_offsets, service_env, verdict, wait_for_all
 from tests.integration.harness import write_credentials
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(900)]
@@ -50,7 +51,10 @@ def _check(v, duplicate_send_bound=0):
     assert v.missing == 0, v
     assert v.duplicate_results == 0, v
     assert v.duplicate_sends <= duplicate_send_bound, v
-    assert v.accepted_events - v.duplicate_sends == v.sent, v
+    # every event Meta accepted has a SENT result, but for those sent by an instance that was
+    # killed before publishing (within the same bound)
+    unresolved = v.accepted_events - v.duplicate_sends - v.sent
+    assert 0 <= unresolved <= duplicate_send_bound, v
 
 
 def test_sigkill_repeatedly_while_events_flow(kafka_bootstrap, topics, tmp_path, capsys):
@@ -73,14 +77,13 @@ def test_sigkill_repeatedly_while_events_flow(kafka_bootstrap, topics, tmp_path,
             service.kill()
             kills += 1
             service.start()
-        assert reader.read_until(expected, 300), service.log_tail()
+        inputs = input_offsets(kafka_bootstrap, topics.triggered, expected)
+        assert wait_for_all(reader, inputs, 300), service.log_tail()
         assert service.terminate() == 0, service.log_tail()
         reader.read(2.0)
         reader.close()
         accepted = sandbox.events()
-    v = verdict(
-        input_offsets(kafka_bootstrap, topics.triggered, expected), reader.results, accepted
-    )
+    v = verdict(inputs, reader.results, accepted)
     bound = kills * (IN_FLIGHT + 1) * BATCH_SIZE
     _report(capsys, "sigkill", f"kills={kills} bound={bound} {v}")
     assert kills >= 3
@@ -108,13 +111,13 @@ def test_broker_frozen_for_30_seconds(tmp_path, capsys):
             broker.freeze()
             time.sleep(30)
             broker.thaw()
-            assert reader.read_until(expected, 300), service.log_tail()
+            inputs = input_offsets(broker.bootstrap_servers, topics.triggered, expected)
+            assert wait_for_all(reader, inputs, 300), service.log_tail()
             assert service.alive(), service.log_tail()
             assert service.terminate() == 0, service.log_tail()
             reader.read(2.0)
             reader.close()
             accepted = sandbox.events()
-        inputs = input_offsets(broker.bootstrap_servers, topics.triggered, expected)
     v = verdict(inputs, reader.results, accepted)
     _report(capsys, "broker frozen 30 s", str(v))
     _check(v)
@@ -156,14 +159,15 @@ def test_three_consumers_joining_and_leaving(kafka_bootstrap, topics, tmp_path, 
         run_for(4)
         assert services["a"].terminate() == 0, services["a"].log_tail()
         producer.join()
-        assert reader.read_until(total, 300), services["c"].log_tail()
+        inputs = input_offsets(kafka_bootstrap, topics.triggered, total)
+        assert wait_for_all(reader, inputs, 300), services["c"].log_tail()
         for service in services.values():
             if service.alive():
                 assert service.terminate() == 0, service.log_tail()
         reader.read(2.0)
         reader.close()
         accepted = sandbox.events()
-    v = verdict(input_offsets(kafka_bootstrap, topics.triggered, total), reader.results, accepted)
+    v = verdict(inputs, reader.results, accepted)
     _report(capsys, "three consumers", str(v))
     _check(v)
 
@@ -184,15 +188,14 @@ def test_every_sandbox_fault(kafka_bootstrap, topics, tmp_path, capsys):
                           CAPI_RETRY_DEADLINE_S="300")  # fmt: skip
         service = Service(env, tmp_path, "faulty").start()
         reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
-        assert reader.read_until(expected, 300), service.log_tail()
+        inputs = input_offsets(kafka_bootstrap, topics.triggered, expected)
+        assert wait_for_all(reader, inputs, 300), service.log_tail()
         assert service.terminate() == 0, service.log_tail()
         reader.read(2.0)
         reader.close()
         accepted = sandbox.events()
         stats = sandbox.stats()
-    v = verdict(
-        input_offsets(kafka_bootstrap, topics.triggered, expected), reader.results, accepted
-    )
+    v = verdict(inputs, reader.results, accepted)
     _report(capsys, "sandbox faults", f"{v} faults={stats['faults']}")
     _check(v)
     for kind in ("500", "503", "1", "2", "4", "17", "613", "80004", "190", "timeout", "drop"):

@@ -55,7 +55,6 @@ def test_run_exposes_metrics_and_drains_on_sigterm(kafka_bootstrap, topics, tmp_
             "CAPI_TOPIC_REFERRALS": topics.referrals,
             "CAPI_TOPIC_RESULTS": topics.results,
             "CAPI_TOPIC_DLQ": topics.dlq,
-            "CAPI_TOPIC_DEDUP": topics.dedup,
             "CAPI_GRAPH_URL": sandbox.url,
             "CAPI_CREDENTIALS_DIR": str(creds),
             "CAPI_METRICS_PORT": str(port),

@@ -18,6 +18,16 @@ def test_offset_advances_only_past_a_contiguous_done_prefix():
     assert len(tracker) == 0
 
 
+def test_release_gives_the_offsets_behind_the_new_position_in_order():
+    tracker = OffsetTracker()
+    for offset in (3, 4, 7):
+        tracker.track("t", 0, offset)
+    for offset in (7, 3, 4):
+        tracker.done("t", 0, offset)
+    assert tracker.release() == {("t", 0): [3, 4, 7]}
+    assert tracker.release() == {}
+
+
 def test_partitions_are_independent():
     tracker = OffsetTracker()
     tracker.track("t", 0, 5)
