@@ -187,8 +187,8 @@ class SampleWorld:
                 record = self._trigger(rng, i, _UNLINKED, now_ms)
             elif roll < 0.21:
                 record["test_event_code"] = "TEST12345"
-            elif roll < 0.22 and out:
-                record["event_id"] = out[-1]["event_id"]
+            elif roll < 0.22 and out:  # the same conversion triggered again
+                record = dict(out[-1])
             elif roll < 0.30:  # the click id comes from the contact's referral
                 k = 2 * rng.randrange(2500)
                 waba = _GOOD[0] if _referral_waba(k) == "waba-100" else _GOOD[3]

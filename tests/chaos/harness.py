@@ -106,6 +106,8 @@ class Verdict:
     missing: int
     duplicate_results: int
     sent: int
+    sent_ids: int
+    accepted_ids: int
     accepted_events: int
     duplicate_sends: int
 
@@ -124,6 +126,8 @@ def verdict(
         missing=len(inputs - set(sources)),
         duplicate_results=sum(n - 1 for n in sources.values() if n > 1),
         sent=sum(1 for r in results if r["status"] == "SENT"),
+        sent_ids=len({r["event_id"] for r in results if r["status"] == "SENT"}),
+        accepted_ids=len(sends),
         accepted_events=len(accepted),
         duplicate_sends=sum(n - 1 for n in sends.values() if n > 1),
     )

@@ -51,10 +51,12 @@ def _check(v, duplicate_send_bound=0):
     assert v.missing == 0, v
     assert v.duplicate_results == 0, v
     assert v.duplicate_sends <= duplicate_send_bound, v
-    # every event Meta accepted has a SENT result, but for those sent by an instance that was
-    # killed before publishing (within the same bound)
-    unresolved = v.accepted_events - v.duplicate_sends - v.sent
-    assert 0 <= unresolved <= duplicate_send_bound, v
+    # every event with a SENT result was accepted; every accepted event has a SENT result but
+    # for those sent by an instance killed before it could publish (within the same bound)
+    assert v.sent_ids <= v.accepted_ids, v
+    assert v.accepted_ids - v.sent_ids <= duplicate_send_bound, v
+    if not duplicate_send_bound:
+        assert v.sent == v.sent_ids == v.accepted_ids == v.accepted_events, v
 
 
 def test_sigkill_repeatedly_while_events_flow(kafka_bootstrap, topics, tmp_path, capsys):
