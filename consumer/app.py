@@ -578,7 +578,7 @@ class App:
         self._owned |= {(tp.topic, tp.partition) for tp in partitions}
         committed = consumer.committed(partitions, timeout=30) if partitions else []
         assert self._outbox is not None
-        log.info("committed offsets %s", " ".join(f"{tp.partition}:{tp.offset}" for tp in committed))  # fmt: skip
+        log.info("committed input offsets %s", _offsets(committed))
         for tp in committed:
             self._outbox.load(tp.topic, tp.partition, max(tp.offset, 0))
         self._dedup.restore({tp.partition: max(tp.offset, 0) for tp in committed})
@@ -639,6 +639,10 @@ def _is_replay(msg: Message) -> bool:
     headers = msg.headers() or []
     items = headers.items() if isinstance(headers, dict) else headers
     return any(name == REPLAY_HEADER for name, _ in items)
+
+
+def _offsets(partitions: list[TopicPartition]) -> str:
+    return " ".join(f"{tp.topic}[{tp.partition}]={tp.offset}" for tp in partitions) or "-"
 
 
 def _names(partitions: list[TopicPartition]) -> str:

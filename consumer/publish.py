@@ -139,8 +139,6 @@ class Publisher:
             self._open = False
             self._pending.clear()
             self.commits += 1
-            if offsets:
-                log.debug("committed %s", " ".join(f"{tp.partition}:{tp.offset}" for tp in offsets))
             return
 
     def _recover(

@@ -236,10 +236,16 @@ def test_every_field_normalization_is_idempotent(text):
     _idempotent(normalize_date_of_birth, text, "US")
 
 
-@given(st.from_regex(r"\+?[0-9 ()\-]{0,20}", fullmatch=True))
-def test_phone_normalization_is_idempotent(text):
-    _idempotent(normalize_phone, text, "US")
-    _idempotent(normalize_phone, text, None)
+@given(st.from_regex(r"\+?[0-9 ()\-]{0,20}", fullmatch=True), st.sampled_from(["US", "FR", None]))
+def test_phone_normalization_is_idempotent(text, region):
+    """A normalized phone is international: it reads the same again without a region (with
+    one, its digits could also pass for a national number there)."""
+    try:
+        once = normalize_phone(text, region)
+    except ValueError:
+        return
+    assert normalize_phone(once, None) == once
+    assert normalize_phone("+" + once, region) == once
 
 
 @given(st.builds(CustomerInfo, **{f: st.one_of(st.none(), st.text()) for f in CUSTOMER_FIELDS}))
