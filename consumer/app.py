@@ -14,6 +14,8 @@ committed).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import threading
 import time
@@ -128,6 +130,9 @@ class App:
         self._publisher: Publisher | None = None
         self._consumer: Consumer | None = None
         self.ready = threading.Event()
+        self._last_turn = time.monotonic()
+        self._brokers_up: int | None = None  # from librdkafka statistics; None before any
+        self._commits_seen = (0, 0)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -171,6 +176,8 @@ class App:
                     # offsets are committed by the transactions, nothing else
                     "enable.auto.commit": "false",
                     "isolation.level": "read_committed",
+                    "statistics.interval.ms": "5000",
+                    "stats_cb": self._on_stats,
                 }
             )
             self._consumer.subscribe(
@@ -205,6 +212,7 @@ class App:
     # -- the loop ----------------------------------------------------------------------------
 
     def _step(self) -> None:
+        self._last_turn = time.monotonic()
         assert self._consumer is not None and self._tables is not None
         assert self._dedup is not None and self._publisher is not None
         self._tables.poll()
@@ -472,6 +480,11 @@ class App:
             if (topic, partition) in self._owned:
                 offsets.append(TopicPartition(topic, partition, released[-1] + 1))
         self._publisher.commit(offsets, self._consumer, self._owned.__contains__)
+        commits, aborts = self._publisher.commits, self._publisher.aborts
+        seen_commits, seen_aborts = self._commits_seen
+        self.metrics.transactions.labels("committed").inc(commits - seen_commits)
+        self.metrics.transactions.labels("aborted").inc(aborts - seen_aborts)
+        self._commits_seen = (commits, aborts)
         self._dedup.committed()
         self._outbox.committed(all_released)
         self._last_commit = now
@@ -500,6 +513,7 @@ class App:
                 self._paused or partition in restoring or (topic, partition) in self._schema_wait
             )
             (pause if waiting else resume).append(tp)
+        self.metrics.paused_partitions.set(len(pause))
         if pause:
             self._consumer.pause(pause)
         if resume:
@@ -561,6 +575,7 @@ class App:
                 self._dedup.abandon(held.dedup[0])
         for topic, partition in gone:
             self._tracker.forget(topic, partition)
+            self._remove_lag(topic, partition)
             if self._outbox is not None:
                 self._outbox.forget(topic, partition)
             self._schema_wait.pop((topic, partition), None)
@@ -568,6 +583,7 @@ class App:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", _names(partitions))
+        self.metrics.rebalances.labels("assign").inc()
         assert self._dedup is not None
         too_high = [tp.partition for tp in partitions if tp.partition >= self._dedup.partitions]
         if too_high:
@@ -588,6 +604,7 @@ class App:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked %s", _names(partitions))
+        self.metrics.rebalances.labels("revoke").inc()
         if not self._closing:
             revoked = {(tp.topic, tp.partition) for tp in partitions}
             self._finish(revoked, self.settings.drain_timeout_s)
@@ -598,12 +615,52 @@ class App:
         log.warning(
             "lost %s; their uncommitted messages will be processed again", _names(partitions)
         )
+        self.metrics.rebalances.labels("lost").inc()
         self._release(partitions)
         assert self._publisher is not None and self._dedup is not None
         self._dedup.drop_uncommitted({tp.partition for tp in partitions})
         self._publisher.redo(self._owned.__contains__)
 
-    # -- metrics -----------------------------------------------------------------------------
+    # -- metrics and health ------------------------------------------------------------------
+
+    def _on_stats(self, stats_json: str) -> None:
+        """librdkafka statistics (every 5 s): consumer lag per partition, brokers up."""
+        try:
+            stats = json.loads(stats_json)
+        except ValueError:
+            return
+        brokers = stats.get("brokers", {}).values()
+        self._brokers_up = sum(1 for b in brokers if b.get("state") == "UP")
+        topic = self.settings.topics.triggered
+        partitions = stats.get("topics", {}).get(topic, {}).get("partitions", {})
+        for number, data in partitions.items():
+            partition = int(number)
+            lag = data.get("consumer_lag", -1)
+            if partition >= 0 and (topic, partition) in self._owned and lag >= 0:
+                self.metrics.consumer_lag.labels(topic, str(partition)).set(lag)
+
+    def _remove_lag(self, topic: str, partition: int) -> None:
+        with contextlib.suppress(KeyError):
+            self.metrics.consumer_lag.remove(topic, str(partition))
+
+    def alive_problems(self, stuck_after_s: float = 120.0) -> list[str]:
+        """What makes this process unhealthy (an empty list when it is fine)."""
+        idle = time.monotonic() - self._last_turn
+        if self.ready.is_set() and idle > stuck_after_s:
+            return [f"main loop has not turned for {idle:.0f} s"]
+        return []
+
+    def ready_problems(self, stuck_after_s: float = 30.0) -> list[str]:
+        """What keeps this instance from taking traffic (an empty list when ready)."""
+        if not self.ready.is_set():
+            return ["reference tables are not caught up yet"]
+        problems = []
+        if self._brokers_up == 0:
+            problems.append("no Kafka broker is reachable")
+        idle = time.monotonic() - self._last_turn
+        if idle > stuck_after_s:
+            problems.append(f"main loop has not turned for {idle:.0f} s")
+        return problems
 
     def _update_table_metrics(self, counts: bool = False) -> None:
         """Lag every few seconds; key counts (a scan) every minute."""

@@ -21,14 +21,10 @@ __all__ = ["main"]
 log = logging.getLogger("consumer")
 
 
-def _setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every request URL at INFO; URLs carry no secrets, but the volume is noise
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def _setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    from .logs import setup_logging
+
+    setup_logging(level, fmt)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -49,17 +45,22 @@ def main() -> None:
 def run() -> None:
     """Run the service (configured by CAPI_* environment variables)."""
     settings = _settings()
-    _setup_logging(settings.log_level)
-    from prometheus_client import start_http_server
-
+    _setup_logging(settings.log_level, settings.log_format)
     from .app import build_app
+    from .health import HealthServer
     from .metrics import Metrics
 
+    from prometheus_client import disable_created_metrics
+
+    disable_created_metrics()  # no `_created` series next to every counter
     metrics = Metrics()
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=metrics.registry)
-        log.info("metrics on :%d/metrics", settings.metrics_port)
     app = build_app(settings, metrics)
+    if settings.metrics_port:
+        server = HealthServer(
+            settings.metrics_port, metrics.registry, app.alive_problems, app.ready_problems
+        )
+        server.start()
+        log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", settings.metrics_port)
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("signal %s: draining", signal.Signals(signum).name)

@@ -123,6 +123,7 @@ class Settings:
     max_event_age_s: int = 7 * 24 * 3600
     future_skew_s: int = 300
     log_level: str = "INFO"
+    log_format: str = "text"
     instance_id: str = field(default_factory=socket.gethostname)
     commit_interval_ms: int = 100
     drain_timeout_s: float = 30.0
@@ -184,6 +185,7 @@ class Settings:
             log_level=reader.choice(
                 "CAPI_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
             ),
+            log_format=reader.choice("CAPI_LOG_FORMAT", "TEXT", ("TEXT", "JSON")).lower(),
             instance_id=reader.text("CAPI_INSTANCE_ID", defaults.instance_id),
             commit_interval_ms=reader.integer(
                 "CAPI_COMMIT_INTERVAL_MS", defaults.commit_interval_ms, 10, 60_000

@@ -60,6 +60,29 @@ class Metrics:
             "Inputs found resolved by an instance that died before committing them.",
             registry=r,
         )
+        self.consumer_lag = Gauge(
+            "capi_consumer_lag_messages",
+            "Input messages not yet consumed, per assigned partition (librdkafka statistics).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "capi_rebalances",
+            "Partition assignment changes, by kind (assign, revoke, lost).",
+            ["kind"],
+            registry=r,
+        )
+        self.paused_partitions = Gauge(
+            "capi_paused_partitions",
+            "Assigned input partitions paused (backpressure, restore, schema registry).",
+            registry=r,
+        )
+        self.transactions = Counter(
+            "capi_transactions",
+            "Kafka transactions of results and offsets, by outcome (committed, aborted).",
+            ["outcome"],
+            registry=r,
+        )
         self.outbox_recovered = Counter(
             "capi_outbox_recovered",
             "Inputs whose Meta answer was found in the outbox after a restart (not sent again).",

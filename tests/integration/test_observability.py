@@ -1,0 +1,94 @@
+"""Metrics catalogue, health endpoints and logs, on the running service."""
+
+import io
+import logging
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from consumer.codec import AvroCodec, SchemaStore
+from consumer.demo import ResultReader, produce_sample_traffic
+from consumer.health import HealthServer
+from consumer.logs import JsonFormatter
+from consumer.normalize import normalize_email, normalize_phone
+from consumer.samples import SampleWorld, sandbox_config
+from consumer.sandbox.process import SandboxProcess
+from tests.integration.harness import RunningApp, settings_for, write_credentials
+
+pytestmark = pytest.mark.integration
+CODEC = AvroCodec(SchemaStore())
+WORLD = SampleWorld()
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _documented_metrics():
+    text = README.read_text()
+    section = text.split("### Metrics", 1)[1].split("###", 1)[0]
+    return set(re.findall(r"^\| `(capi_[a-z_]+)` \|", section, re.MULTILINE))
+
+
+def test_metrics_logs_and_health(kafka_bootstrap, topics, tmp_path):
+    triggers = WORLD.triggers(400, seed=31)
+    creds = dict(WORLD.credentials)
+    creds["token-2"] = "EAAB-token-meta-refuses"  # conn-2's events get META_AUTH_ERROR
+    logs = io.StringIO()
+    handler = logging.StreamHandler(logs)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        with SandboxProcess(sandbox_config(WORLD)) as sandbox:
+            settings = settings_for(
+                kafka_bootstrap, topics, sandbox.url, write_credentials(tmp_path / "c", creds),
+                state_dir=tmp_path / "s",
+            )  # fmt: skip
+            expected = produce_sample_traffic(
+                kafka_bootstrap, topics, CODEC, triggers, WORLD.connections(), garbage=3,
+                contacts=WORLD.contacts(), referrals=WORLD.referrals(),
+            )  # fmt: skip
+            reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
+            with RunningApp(settings) as running:
+                health = HealthServer(
+                    0, running.metrics.registry, running.app.alive_problems,
+                    running.app.ready_problems, host="127.0.0.1",
+                )  # fmt: skip
+                health.start()
+                try:
+                    assert reader.read_until(expected, 90)
+                    base = f"http://127.0.0.1:{health.port}"
+                    assert httpx.get(f"{base}/healthz").status_code == 200
+                    ready = httpx.get(f"{base}/readyz")
+                    assert (ready.status_code, ready.text.strip()) == (200, "ok")
+                    exposition = httpx.get(f"{base}/metrics").text
+                finally:
+                    health.stop()
+            reader.close()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+    reasons = {r["reason"] for r in reader.results}
+    assert "META_AUTH_ERROR" in reasons
+    # every documented metric is exported, and every exported one is documented
+    exported = set(re.findall(r"^# TYPE (capi_[a-z_]+) ", exposition, re.MULTILINE))
+    exported = {re.sub(r"_total$", "", n) for n in exported if not n.endswith("_created")}
+    documented = {re.sub(r"_total$", "", name) for name in _documented_metrics()}
+    assert documented == exported
+    # logs: JSON lines with context fields, and no customer information or secret
+    text = logs.getvalue()
+    assert '"event_id"' in text or '"dataset"' in text
+    secrets = set(creds.values())
+    for trigger in triggers:
+        info = trigger["customer_info"]
+        if info["email"]:
+            secrets |= {info["email"].strip(), normalize_email(info["email"])}
+            secrets.add(normalize_phone(info["phone"], "US"))
+            secrets.add(info["phone"])
+    for contact in WORLD.contacts():
+        secrets.add(contact["email"])
+    leaked = sorted(s for s in secrets if s and s in text)
+    assert leaked == []
