@@ -46,13 +46,13 @@ def run() -> None:
     """Run the service (configured by CAPI_* environment variables)."""
     settings = _settings()
     _setup_logging(settings.log_level, settings.log_format)
+    from prometheus_client import disable_created_metrics
+
     from .app import build_app
     from .health import HealthServer
     from .metrics import Metrics
 
-    from prometheus_client import disable_created_metrics
-
-    disable_created_metrics()  # no `_created` series next to every counter
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series
     metrics = Metrics()
     app = build_app(settings, metrics)
     if settings.metrics_port:
