@@ -3,9 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-chaos bench bench-tables lint fmt sandbox clean
+.PHONY: help install promtool run test test-unit test-chaos bench bench-tables lint fmt sandbox clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -19,10 +20,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the package with its dev tools
 
+promtool: ## Install promtool (Debian package prometheus) when missing, for the alert-rule tests
+	@command -v promtool >/dev/null || { \
+		echo "installing promtool (Debian package prometheus)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus >/dev/null; }
+
 run: $(STAMP) ## Run the embedded default: local broker, Graph API sandbox, sample traffic, summary
 	$(BIN)/capi-consumer demo
 
-test: $(STAMP) ## Install, then run the whole test suite (unit, integration on a real broker, end to end)
+test: $(STAMP) promtool ## Install, then run the whole test suite (unit, integration on a real broker, end to end)
 	$(BIN)/python -m pytest -m "not chaos"
 
 test-unit: $(STAMP) ## Unit tests only (nothing running)

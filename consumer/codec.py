@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +32,15 @@ __all__ = [
     "SchemaStore",
 ]
 
-DEFAULT_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+def _schema_dir() -> Path:
+    """`schemas/` of the source tree, else the copy an installed wheel carries."""
+    source = Path(__file__).resolve().parent.parent / "schemas"
+    if source.is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "capi-consumer" / "schemas"
+
+
+DEFAULT_SCHEMA_DIR = _schema_dir()
 
 _SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _CONFLUENT_MAGIC = 0

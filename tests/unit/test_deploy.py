@@ -1,0 +1,125 @@
+"""The deployment files: they parse, they use only the metrics the service exports, the alerts
+pass their promtool unit tests, and the manifests keep the promises of the README."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+
+
+def _catalogue():
+    section = (ROOT / "README.md").read_text().split("### Metrics", 1)[1].split("###", 1)[0]
+    names = set(re.findall(r"^\| `(capi_[a-z_]+)` \|", section, re.MULTILINE))
+    assert len(names) > 15
+    return names
+
+
+def _metric_names(expr):
+    """The capi_* series an expression reads, as catalogue names."""
+    found = set()
+    for name in re.findall(r"capi_[a-z_]+", expr):
+        found.add(re.sub(r"_(bucket|sum|count)$", "", name))
+    return found
+
+
+def test_every_yaml_file_parses():
+    files = sorted(DEPLOY.rglob("*.yaml")) + sorted(DEPLOY.rglob("*.yml"))
+    assert len(files) >= 12
+    for path in files:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        assert documents, path
+
+
+def test_dashboard_queries_use_only_exported_metrics():
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboard.json").read_text())
+    catalogue = _catalogue()
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows == ["Flow", "Meta", "Kafka", "Tables"]
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) > 25
+    used = set()
+    for expr in exprs:
+        names = _metric_names(expr)
+        assert names, expr
+        assert names <= catalogue, (expr, names - catalogue)
+        used |= names
+    # the dashboard shows most of what the service exports
+    assert len(used) >= len(catalogue) - 2, catalogue - used
+
+
+def test_alert_rules_use_only_exported_metrics():
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())
+    alerts = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+    assert set(alerts) == {
+        "CapiConsumerLagGrowing",
+        "CapiNoSuccessfulSend",
+        "CapiHighFailureRatio",
+        "CapiMetaAuthErrors",
+        "CapiDeadLetters",
+    }
+    for expr in alerts.values():
+        assert _metric_names(expr) <= _catalogue(), expr
+
+
+def test_alerts_pass_their_promtool_unit_tests():
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found: `make test` installs it (Debian package prometheus)")
+    directory = DEPLOY / "prometheus"
+    check = subprocess.run([promtool, "check", "rules", "alerts.yaml"], cwd=directory,
+                           capture_output=True, text=True)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    test = subprocess.run([promtool, "test", "rules", "alerts_test.yaml"], cwd=directory,
+                          capture_output=True, text=True)  # fmt: skip
+    assert test.returncode == 0, test.stdout + test.stderr
+
+
+def test_dockerfile_is_slim_and_non_root():
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", text, re.MULTILINE)
+    users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert 'ENTRYPOINT ["capi-consumer"]' in text
+
+
+def test_deployment_probes_secrets_and_disruption_budget():
+    deployment = yaml.safe_load((DEPLOY / "k8s" / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert {p["containerPort"] for p in container["ports"]} == {9464}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["credentials"]["mountPath"] == "/var/run/secrets/capi"
+    assert mounts["credentials"]["readOnly"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "secret" in volumes["credentials"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["terminationGracePeriodSeconds"] > 30  # the default drain timeout
+    instance = [e for e in container["env"] if e["name"] == "CAPI_INSTANCE_ID"][0]
+    assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    pdb = yaml.safe_load((DEPLOY / "k8s" / "pdb.yaml").read_text())
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    hpa = yaml.safe_load((DEPLOY / "k8s" / "hpa.yaml").read_text())
+    metric = hpa["spec"]["metrics"][0]["external"]["metric"]["name"]
+    assert metric in _catalogue()
+
+
+def test_compose_runs_the_full_stack():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"kafka", "schema-registry", "capi-consumer", "prometheus", "grafana"} <= set(services)
+    assert "controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft
+    grafana_mounts = " ".join(services["grafana"]["volumes"])
+    assert "dashboard.json" in grafana_mounts and "provisioning" in grafana_mounts
+    for mount in services["prometheus"]["volumes"] + services["grafana"]["volumes"]:
+        source = mount.split(":", 1)[0]
+        assert (DEPLOY / source).exists(), source
