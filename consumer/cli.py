@@ -287,18 +287,16 @@ def check() -> None:
     settings = _settings()
     from confluent_kafka.admin import AdminClient
 
-    problems: list[str] = []
+    from .checks import broker_problems, settings_problems
+
+    problems = settings_problems(settings)
     try:
-        metadata = AdminClient({**settings.kafka_config("admin"), "log_level": "0"}).list_topics(
-            timeout=10
-        )
+        admin = AdminClient({**settings.kafka_config("admin"), "log_level": "0"})
+        metadata = admin.list_topics(timeout=10)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
         problems.append(f"broker {settings.bootstrap_servers}: unreachable ({exc})")
     else:
-        t = settings.topics
-        for topic in (t.triggered, t.connections, t.results, t.dlq):
-            if topic not in metadata.topics:
-                problems.append(f"topic {topic}: does not exist")
+        problems += broker_problems(settings, metadata)
     for line in problems:
         click.echo(f"capi-consumer check: {line}", err=True)
     if problems:

@@ -32,6 +32,7 @@ __all__ = [
     "SchemaStore",
 ]
 
+
 def _schema_dir() -> Path:
     """`schemas/` of the source tree, else the copy an installed wheel carries."""
     source = Path(__file__).resolve().parent.parent / "schemas"

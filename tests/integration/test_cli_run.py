@@ -93,3 +93,29 @@ def test_run_exposes_metrics_and_drains_on_sigterm(kafka_bootstrap, topics, tmp_
     for secret in world.credentials.values():
         assert secret not in text
         assert secret not in stderr
+
+
+def test_check_reports_what_is_missing_one_line_each(kafka_bootstrap, topics, tmp_path):
+    env = {
+        **os.environ,
+        "CAPI_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "CAPI_TOPIC_TRIGGERED": topics.triggered,
+        "CAPI_TOPIC_RESULTS": topics.results,
+        "CAPI_TOPIC_CONNECTIONS": topics.connections,
+        "CAPI_TOPIC_CONTACTS": topics.contacts,
+        "CAPI_TOPIC_REFERRALS": topics.referrals,
+        "CAPI_TOPIC_DLQ": topics.dlq,
+        "CAPI_CREDENTIALS_DIR": str(tmp_path),
+    }
+    ok = subprocess.run([sys.executable, "-m", "consumer.cli", "check"], env=env,
+                        capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (ok.returncode, ok.stdout.strip()) == (0, "capi-consumer check: ok"), ok.stderr
+    env.update(CAPI_TOPIC_DLQ="no-such-topic", CAPI_KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+               CAPI_KAFKA_SASL_MECHANISM="PLAIN")  # fmt: skip
+    bad = subprocess.run([sys.executable, "-m", "consumer.cli", "check"], env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 1
+    lines = bad.stderr.strip().splitlines()
+    assert "capi-consumer check: CAPI_KAFKA_SASL_USERNAME: required with SASL PLAIN" in lines
+    assert "capi-consumer check: CAPI_KAFKA_SASL_PASSWORD: required with SASL PLAIN" in lines
+    assert any("unreachable" in line or "no-such-topic" in line for line in lines)

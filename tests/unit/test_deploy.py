@@ -104,7 +104,7 @@ def test_deployment_probes_secrets_and_disruption_budget():
     assert "secret" in volumes["credentials"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["terminationGracePeriodSeconds"] > 30  # the default drain timeout
-    instance = [e for e in container["env"] if e["name"] == "CAPI_INSTANCE_ID"][0]
+    instance = next(e for e in container["env"] if e["name"] == "CAPI_INSTANCE_ID")
     assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     pdb = yaml.safe_load((DEPLOY / "k8s" / "pdb.yaml").read_text())
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
