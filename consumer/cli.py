@@ -98,6 +98,7 @@ def demo(triggers: int, timeout: float) -> None:
 @click.option("--token", "tokens", multiple=True, help="An accepted access token (any dataset).")
 @click.option("--record-bodies", is_flag=True, help="Keep raw request bodies for inspection.")
 @click.option("--seed", type=int, help="Seed of the fault plan's random draws.")
+@click.option("--light", is_flag=True, help="Benchmarks: check one event in 100, keep counts only.")
 def sandbox(
     host: str,
     port: int,
@@ -105,6 +106,7 @@ def sandbox(
     tokens: tuple[str, ...],
     record_bodies: bool,
     seed: int | None,
+    light: bool,
 ) -> None:
     """A local Graph API stand-in that validates like Meta and injects faults on demand."""
     _setup_logging("WARNING")
@@ -121,6 +123,7 @@ def sandbox(
         port,
         record_bodies=record_bodies,
         faults=FaultPlan(data.get("faults", {}), seed),
+        light=light,
     )
     click.echo(f"sandbox listening on {server.url}")
     sys.stdout.flush()

@@ -18,9 +18,12 @@ __all__ = ["SandboxProcess"]
 class SandboxProcess:
     """`with SandboxProcess(config) as sandbox: sandbox.url`"""
 
-    def __init__(self, config: dict[str, Any], *, record_bodies: bool = False) -> None:
+    def __init__(
+        self, config: dict[str, Any], *, record_bodies: bool = False, light: bool = False
+    ) -> None:
         self._config = config
         self._record_bodies = record_bodies
+        self._light = light
         self._process: subprocess.Popen[str] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self.url = ""
@@ -33,6 +36,8 @@ class SandboxProcess:
                 "--config", str(config_path)]  # fmt: skip
         if self._record_bodies:
             args.append("--record-bodies")
+        if self._light:
+            args.append("--light")
         self._process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         assert self._process.stdout is not None
         line = self._process.stdout.readline()
@@ -41,6 +46,11 @@ class SandboxProcess:
             raise RuntimeError(f"sandbox did not start: {line!r}")
         self.url = line.rsplit(" ", 1)[-1].strip()
         return self.url
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
 
     def get(self, path: str) -> Any:
         response = httpx.get(f"{self.url}{path}", timeout=30)

@@ -1,0 +1,404 @@
+"""The benchmark of issue 6, in one run on one machine (`make bench`).
+
+    python bench/bench.py [--events 200000] [--rate 2000] [--seconds 20]
+
+Starts the embedded broker and the sandbox (light accept mode), pre-produces a realistic mix
+of triggers (every channel and event type, contacts and referrals in the tables, some skips and
+failures), then measures, side by side:
+
+- drain: the service (`capi-consumer run`, its own process) consumes the backlog; events/s from
+  the first result to the last, CPU seconds per 1,000 events, peak resident memory, events per
+  Graph API request, the sandbox's CPU share;
+- the same drain with the sandbox answering after 300 ms;
+- latency: trigger produced to result readable (read_committed), p50 and p99, at a fixed
+  offered load;
+- the ceiling: a plain confluent-kafka loop consuming the same messages and producing one
+  message per input, nothing else;
+- the peer: Meta's Python Business SDK (facebook-business) building, normalizing, hashing and
+  serializing the same events, against this service's payload code doing the same.
+
+Prints a table and writes bench-results/bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+
+from consumer.broker import EmbeddedBroker, create_service_topics, create_topics  # noqa: E402
+from consumer.codec import AvroCodec, SchemaStore  # noqa: E402
+from consumer.config import DEFAULT_RESTRICTED_COUNTRIES, Topics  # noqa: E402
+from consumer.demo import produce_sample_traffic  # noqa: E402
+from consumer.samples import SampleWorld, sandbox_config  # noqa: E402
+from consumer.sandbox.process import SandboxProcess  # noqa: E402
+
+CODEC = AvroCodec(SchemaStore())
+WORLD = SampleWorld()
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def new_topics() -> Topics:
+    s = uuid.uuid4().hex[:8]
+    return Topics(f"in-{s}", f"contacts-{s}", f"referrals-{s}", f"conn-{s}", f"results-{s}",
+                  f"dlq-{s}")  # fmt: skip
+
+
+def service(bootstrap: str, topics: Topics, graph_url: str, creds: Path, state: Path) -> Any:
+    env = {
+        **os.environ,
+        "CAPI_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CAPI_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "CAPI_GROUP_ID": f"bench-{topics.triggered}",
+        "CAPI_INSTANCE_ID": f"bench-{topics.triggered}",
+        "CAPI_TOPIC_TRIGGERED": topics.triggered,
+        "CAPI_TOPIC_CONTACTS": topics.contacts,
+        "CAPI_TOPIC_REFERRALS": topics.referrals,
+        "CAPI_TOPIC_CONNECTIONS": topics.connections,
+        "CAPI_TOPIC_RESULTS": topics.results,
+        "CAPI_TOPIC_DLQ": topics.dlq,
+        "CAPI_GRAPH_URL": graph_url,
+        "CAPI_CREDENTIALS_DIR": str(creds),
+        "CAPI_STATE_DIR": str(state),
+        "CAPI_METRICS_PORT": "0",
+        "CAPI_LOG_LEVEL": "WARNING",
+        "CAPI_MAX_IN_FLIGHT_REQUESTS": "8",
+    }
+    return subprocess.Popen([sys.executable, "-m", "consumer.cli", "run"], env=env)
+
+
+class Results:
+    """Reads the results topic (read_committed), noting when each result became readable."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
+                                   "isolation.level": "read_committed",
+                                   "fetch.wait.max.ms": "10"})  # fmt: skip
+        partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self._consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        self.count = 0
+        self.first_ms = 0
+        self.last_ms = 0
+        self.latencies_ms: list[float] = []
+
+    def read_until(self, expected: int, timeout_s: float, latency: bool = False) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.count < expected and time.monotonic() < deadline:
+            for msg in self._consumer.consume(10_000, 0.2):
+                if msg.error() is not None:
+                    continue
+                self.count += 1
+                now_ms = time.time() * 1000
+                self.first_ms = self.first_ms or now_ms
+                self.last_ms = now_ms
+                if latency:
+                    result = CODEC.decode(msg.value(), "ConversionResult")
+                    if result.get("triggered_at"):
+                        self.latencies_ms.append(now_ms - result["triggered_at"])
+        return self.count >= expected
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def drain(
+    broker: str, triggers: list[dict[str, Any]], tmp: Path, latency_ms: int
+) -> dict[str, Any]:
+    topics = new_topics()
+    create_service_topics(broker, topics, partitions=3)
+    expected = produce_sample_traffic(
+        broker, topics, CODEC, triggers, WORLD.connections(),
+        contacts=WORLD.contacts(), referrals=WORLD.referrals(),
+    )  # fmt: skip
+    config = {**sandbox_config(WORLD), "faults": {"*": {"latency_ms": latency_ms}}}
+    creds = tmp / "creds"
+    with SandboxProcess(config, light=True) as sandbox:
+        sandbox_cpu = cpu_seconds(sandbox.pid)
+        reader = Results(broker, topics.results)
+        proc = service(broker, topics, sandbox.url, creds, tmp / f"state-{topics.triggered}")
+        started_cpu = None
+        while reader.count == 0:
+            reader.read_until(1, 1)
+            if started_cpu is None:
+                started_cpu = cpu_seconds(proc.pid)
+        service_cpu_at_first = cpu_seconds(proc.pid)
+        assert reader.read_until(expected, 900), f"{reader.count}/{expected} results"
+        service_cpu = cpu_seconds(proc.pid) - service_cpu_at_first
+        rss = peak_rss_mb(proc.pid)
+        stats = sandbox.stats()
+        sandbox_cpu = cpu_seconds(sandbox.pid) - sandbox_cpu
+        proc.terminate()
+        proc.wait(60)
+        reader.close()
+    seconds = (reader.last_ms - reader.first_ms) / 1000
+    return {
+        "events": expected,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(expected / seconds),
+        "cpu_s_per_1000": round(service_cpu / expected * 1000, 3),
+        "peak_rss_mb": round(rss),
+        "events_per_request": round(
+            stats["accepted_events"] / max(1, stats["accepted_requests"]), 1
+        ),
+        "sandbox_cpu_share": round(sandbox_cpu / max(0.001, sandbox_cpu + service_cpu), 3),
+    }
+
+
+def latency(broker: str, tmp: Path, rate: int, seconds: int) -> dict[str, Any]:
+    topics = new_topics()
+    create_service_topics(broker, topics, partitions=3)
+    produce_sample_traffic(broker, topics, CODEC, [], WORLD.connections(),
+                           contacts=WORLD.contacts(), referrals=WORLD.referrals())  # fmt: skip
+    total = rate * seconds
+    with SandboxProcess(sandbox_config(WORLD), light=True) as sandbox:
+        reader = Results(broker, topics.results)
+        proc = service(
+            broker, topics, sandbox.url, tmp / "creds", tmp / f"state-{topics.triggered}"
+        )
+        warm = WORLD.triggers(50, seed=5, only_valid=True)
+        produce_sample_traffic(broker, topics, CODEC, warm, [])
+        assert reader.read_until(50, 120), "service did not start"
+        reader.latencies_ms.clear()
+        warmed = reader.count
+
+        def offer() -> None:
+            producer = Producer({"bootstrap.servers": broker, "linger.ms": "1"})
+            pool = WORLD.triggers(total, seed=9)
+            started = time.monotonic()
+            for i, trigger in enumerate(pool):
+                due = started + i / rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                trigger = {
+                    **trigger,
+                    "event_id": f"lat-{i}",
+                    "occurred_at": int(time.time() * 1000),
+                }
+                value = CODEC.encode("ConversionTriggered", trigger, topics.triggered)
+                producer.produce(topics.triggered, key=trigger["contact_id"].encode(), value=value)
+                producer.poll(0)
+            producer.flush(30)
+
+        thread = threading.Thread(target=offer)
+        thread.start()
+        ok = reader.read_until(warmed + total, seconds + 120, latency=True)
+        thread.join()
+        proc.terminate()
+        proc.wait(60)
+        reader.close()
+    assert ok, f"{reader.count - warmed}/{total} results"
+    lat = sorted(reader.latencies_ms)
+    return {
+        "offered_per_s": rate,
+        "events": total,
+        "p50_ms": round(statistics.median(lat)),
+        "p99_ms": round(lat[int(len(lat) * 0.99) - 1]),
+        "max_ms": round(lat[-1]),
+    }
+
+
+def ceiling(broker: str, triggers: list[dict[str, Any]]) -> dict[str, Any]:
+    """A plain loop: consume every message, produce one message per input, nothing else."""
+    source = f"plain-in-{uuid.uuid4().hex[:8]}"
+    sink = f"plain-out-{uuid.uuid4().hex[:8]}"
+    create_topics(broker, [source, sink], partitions=3)
+    topics = Topics(triggered=source)
+    produce_sample_traffic(broker, topics, CODEC, triggers, [])
+    consumer = Consumer({"bootstrap.servers": broker, "group.id": uuid.uuid4().hex,
+                         "auto.offset.reset": "earliest", "session.timeout.ms": "6000"})  # fmt: skip
+    producer = Producer({"bootstrap.servers": broker, "linger.ms": "5"})
+    consumer.subscribe([source])
+    count, first = 0, 0.0
+    while count < len(triggers):
+        for msg in consumer.consume(1000, 1.0):
+            if msg.error() is not None:
+                continue
+            first = first or time.perf_counter()
+            while True:
+                try:
+                    producer.produce(sink, key=msg.key(), value=msg.value())
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            count += 1
+        producer.poll(0)
+    producer.flush(30)
+    seconds = time.perf_counter() - first
+    consumer.close()
+    return {"events": count, "seconds": round(seconds, 2), "events_per_s": round(count / seconds)}
+
+
+def payloads(count: int) -> dict[str, Any]:
+    """Building, normalizing, hashing and serializing events: ours against Meta's SDK, one core."""
+    import orjson
+    from facebook_business.adobjects.serverside.action_source import ActionSource
+    from facebook_business.adobjects.serverside.custom_data import CustomData
+    from facebook_business.adobjects.serverside.event import Event
+    from facebook_business.adobjects.serverside.messaging_channel import MessagingChannel
+    from facebook_business.adobjects.serverside.user_data import UserData
+
+    from consumer.policy import Approved, Rules, decide
+    from consumer.records import MetaConnection, Trigger
+
+    now_ms = int(time.time() * 1000)
+    raws = WORLD.triggers(count, seed=17, now_ms=now_ms, only_valid=True)
+    connections = {c["connection_id"]: MetaConnection.from_avro(c) for c in WORLD.connections()}
+    rules = Rules(restricted_countries=DEFAULT_RESTRICTED_COUNTRIES)
+    triggers = [Trigger.from_avro(r) for r in raws]
+
+    started = time.process_time()
+    ours = []
+    for trigger in triggers:
+        decision = decide(trigger, connections[trigger.connection_id], now_ms, rules)
+        if isinstance(decision, Approved):
+            ours.append(decision.event)
+    body = orjson.dumps({"data": ours})
+    ours_s = time.process_time() - started
+
+    started = time.process_time()
+    theirs = []
+    errors: dict[str, int] = {}
+    for t in triggers:
+        info = t.customer_info
+        user = UserData(
+            email=info.email, phone=info.phone, first_name=info.first_name,
+            last_name=info.last_name, gender=_sdk_gender(info.gender), city=info.city,
+            state=info.state, zip_code=info.zip, country_code=_sdk_country(info.country),
+            external_id=info.external_id, ctwa_clid=t.ctwa_clid,
+            page_id=t.channel_account_id if t.channel.value == "MESSENGER" else None,
+        )  # fmt: skip
+        custom = CustomData(currency=t.currency.lower(), value=float(t.value)) if t.value else None
+        event = Event(event_name=t.event_type.event_name, event_time=t.occurred_at // 1000,
+                      event_id=t.event_id, user_data=user, custom_data=custom,
+                      action_source=ActionSource.BUSINESS_MESSAGING,
+                      messaging_channel=_sdk_channel(MessagingChannel, t.channel.value))  # fmt: skip
+        try:
+            theirs.append(event.normalize())
+        except Exception as exc:  # noqa: BLE001 - the SDK refuses some values ours normalizes
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+    json.dumps({"data": theirs})
+    theirs_s = time.process_time() - started
+    return {
+        "events": count,
+        "ours_events_per_s": round(len(ours) / ours_s),
+        "sdk_events_per_s": round(len(theirs) / theirs_s),
+        "ratio": round((len(ours) / ours_s) / (len(theirs) / theirs_s), 2),
+        "ours_built": len(ours),
+        "sdk_built": len(theirs),
+        "ours_body_bytes": len(body),
+        "sdk_refusals": errors,
+    }
+
+
+def _sdk_channel(channels: Any, value: str) -> Any:
+    names = [n for n in dir(channels) if not n.startswith("_")]
+    return getattr(channels, value) if value in names else getattr(channels, names[0])
+
+
+def _sdk_gender(value: str | None) -> Any:
+    from facebook_business.adobjects.serverside.gender import Gender
+
+    if not value:
+        return None
+    return Gender.FEMALE if value.strip().lower().startswith("f") else Gender.MALE
+
+
+def _sdk_country(value: str | None) -> str | None:
+    return {"US": "us", "BR": "br", "MX": "mx"}.get((value or "").upper())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--payload-events", type=int, default=20_000)
+    args = parser.parse_args()
+    figures: dict[str, Any] = {
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "command": " ".join(["python", "bench/bench.py", *sys.argv[1:]]),
+    }
+    triggers = WORLD.triggers(args.events, seed=3)
+    with tempfile.TemporaryDirectory(prefix="capi-bench-") as tmp_dir, EmbeddedBroker() as broker:
+        tmp = Path(tmp_dir)
+        creds = tmp / "creds"
+        creds.mkdir()
+        for name, value in WORLD.credentials.items():
+            (creds / name).write_text(value)
+        bs = broker.bootstrap_servers
+        print("payload building: ours against Meta's SDK ...", flush=True)
+        figures["payloads"] = payloads(args.payload_events)
+        print(f"ceiling: plain loop over {args.events} messages ...", flush=True)
+        figures["ceiling"] = ceiling(bs, triggers)
+        print(f"drain of {args.events} triggers ...", flush=True)
+        figures["drain"] = drain(bs, triggers, tmp, 0)
+        print(
+            f"drain of {args.events} triggers, the Graph API answering after 300 ms ...", flush=True
+        )
+        figures["drain_300ms"] = drain(bs, triggers, tmp, 300)
+        print(f"latency at {args.rate} events/s for {args.seconds} s ...", flush=True)
+        figures["latency"] = latency(bs, tmp, args.rate, args.seconds)
+    drain_rate = figures["drain"]["events_per_s"]
+    figures["drain_share_of_ceiling"] = round(drain_rate / figures["ceiling"]["events_per_s"], 3)
+    report(figures)
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def report(f: dict[str, Any]) -> None:
+    rows = [
+        ("drain throughput (events/s)", f["drain"]["events_per_s"], ">= 20000"),
+        ("drain / plain loop", f["drain_share_of_ceiling"], ">= 0.08"),
+        ("plain loop (messages/s)", f["ceiling"]["events_per_s"], ""),
+        ("drain, Graph API at 300 ms (events/s)", f["drain_300ms"]["events_per_s"], ""),
+        ("CPU s per 1,000 events", f["drain"]["cpu_s_per_1000"], ""),
+        ("peak resident memory (MB)", f["drain"]["peak_rss_mb"], "<= 400"),
+        ("events per Graph API request", f["drain"]["events_per_request"], ">= 500"),
+        ("sandbox CPU share", f["drain"]["sandbox_cpu_share"], ""),
+        (f"latency p50 at {f['latency']['offered_per_s']}/s (ms)", f["latency"]["p50_ms"], ""),
+        (
+            f"latency p99 at {f['latency']['offered_per_s']}/s (ms)",
+            f["latency"]["p99_ms"],
+            "<= 500",
+        ),
+        ("payloads: ours (events/s, one core)", f["payloads"]["ours_events_per_s"], ""),
+        ("payloads: Meta SDK (events/s, one core)", f["payloads"]["sdk_events_per_s"], ""),
+        ("payloads: ours / SDK", f["payloads"]["ratio"], ">= 5"),
+    ]
+    print(f"\n{f['machine']}; {f['command']}")
+    print(f"{'figure':<44}{'measured':>12}  target")
+    for name, value, target in rows:
+        print(f"{name:<44}{value!s:>12}  {target}")
+
+
+if __name__ == "__main__":
+    main()
