@@ -67,8 +67,9 @@ def peak_rss_mb(pid: int) -> float:
 
 def new_topics() -> Topics:
     s = uuid.uuid4().hex[:8]
-    return Topics(f"in-{s}", f"contacts-{s}", f"referrals-{s}", f"conn-{s}", f"results-{s}",
-                  f"dlq-{s}")  # fmt: skip
+    return Topics(
+        f"in-{s}", f"contacts-{s}", f"referrals-{s}", f"conn-{s}", f"results-{s}", f"dlq-{s}"
+    )
 
 
 def service(bootstrap: str, topics: Topics, graph_url: str, creds: Path, state: Path) -> Any:
@@ -98,9 +99,14 @@ class Results:
     """Reads the results topic (read_committed), noting when each result became readable."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
-                                   "isolation.level": "read_committed",
-                                   "fetch.wait.max.ms": "10"})  # fmt: skip
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": uuid.uuid4().hex,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": "10",
+            }
+        )
         partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self._consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         self.count = 0
@@ -134,9 +140,14 @@ def drain(
     topics = new_topics()
     create_service_topics(broker, topics, partitions=3)
     expected = produce_sample_traffic(
-        broker, topics, CODEC, triggers, WORLD.connections(),
-        contacts=WORLD.contacts(), referrals=WORLD.referrals(),
-    )  # fmt: skip
+        broker,
+        topics,
+        CODEC,
+        triggers,
+        WORLD.connections(),
+        contacts=WORLD.contacts(),
+        referrals=WORLD.referrals(),
+    )
     config = {**sandbox_config(WORLD), "faults": {"*": {"latency_ms": latency_ms}}}
     creds = tmp / "creds"
     with SandboxProcess(config, light=True) as sandbox:
@@ -174,8 +185,15 @@ def drain(
 def latency(broker: str, tmp: Path, rate: int, seconds: int) -> dict[str, Any]:
     topics = new_topics()
     create_service_topics(broker, topics, partitions=3)
-    produce_sample_traffic(broker, topics, CODEC, [], WORLD.connections(),
-                           contacts=WORLD.contacts(), referrals=WORLD.referrals())  # fmt: skip
+    produce_sample_traffic(
+        broker,
+        topics,
+        CODEC,
+        [],
+        WORLD.connections(),
+        contacts=WORLD.contacts(),
+        referrals=WORLD.referrals(),
+    )
     total = rate * seconds
     with SandboxProcess(sandbox_config(WORLD), light=True) as sandbox:
         reader = Results(broker, topics.results)
@@ -232,8 +250,14 @@ def ceiling(broker: str, triggers: list[dict[str, Any]]) -> dict[str, Any]:
     create_topics(broker, [source, sink], partitions=3)
     topics = Topics(triggered=source)
     produce_sample_traffic(broker, topics, CODEC, triggers, [])
-    consumer = Consumer({"bootstrap.servers": broker, "group.id": uuid.uuid4().hex,
-                         "auto.offset.reset": "earliest", "session.timeout.ms": "6000"})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": "6000",
+        }
+    )
     producer = Producer({"bootstrap.servers": broker, "linger.ms": "5"})
     consumer.subscribe([source])
     count, first = 0, 0.0
@@ -289,17 +313,29 @@ def payloads(count: int) -> dict[str, Any]:
     for t in triggers:
         info = t.customer_info
         user = UserData(
-            email=info.email, phone=info.phone, first_name=info.first_name,
-            last_name=info.last_name, gender=_sdk_gender(info.gender), city=info.city,
-            state=info.state, zip_code=info.zip, country_code=_sdk_country(info.country),
-            external_id=info.external_id, ctwa_clid=t.ctwa_clid,
+            email=info.email,
+            phone=info.phone,
+            first_name=info.first_name,
+            last_name=info.last_name,
+            gender=_sdk_gender(info.gender),
+            city=info.city,
+            state=info.state,
+            zip_code=info.zip,
+            country_code=_sdk_country(info.country),
+            external_id=info.external_id,
+            ctwa_clid=t.ctwa_clid,
             page_id=t.channel_account_id if t.channel.value == "MESSENGER" else None,
-        )  # fmt: skip
+        )
         custom = CustomData(currency=t.currency.lower(), value=float(t.value)) if t.value else None
-        event = Event(event_name=t.event_type.event_name, event_time=t.occurred_at // 1000,
-                      event_id=t.event_id, user_data=user, custom_data=custom,
-                      action_source=ActionSource.BUSINESS_MESSAGING,
-                      messaging_channel=_sdk_channel(MessagingChannel, t.channel.value))  # fmt: skip
+        event = Event(
+            event_name=t.event_type.event_name,
+            event_time=t.occurred_at // 1000,
+            event_id=t.event_id,
+            user_data=user,
+            custom_data=custom,
+            action_source=ActionSource.BUSINESS_MESSAGING,
+            messaging_channel=_sdk_channel(MessagingChannel, t.channel.value),
+        )
         try:
             theirs.append(event.normalize())
         except Exception as exc:  # noqa: BLE001 - the SDK refuses some values ours normalizes

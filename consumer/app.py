@@ -172,6 +172,7 @@ class App:
                     "group.id": s.group_id,
                     "auto.offset.reset": "earliest",
                     "partition.assignment.strategy": "cooperative-sticky",
+                    "fetch.wait.max.ms": "100",  # latency: a quiet partition answers soon
                     **consumer_config,
                     # offsets are committed by the transactions, nothing else
                     "enable.auto.commit": "false",
@@ -336,7 +337,7 @@ class App:
 
     def _track(self, source: SourceRef) -> None:
         self._tracker.track(source.topic, source.partition, source.offset)
-        self.metrics.consumed.labels(source.topic).inc()
+        self.metrics.counter(self.metrics.consumed, source.topic).inc()
 
     def _rewind(self, source: SourceRef) -> None:
         """Read the partition again from this message once it may go on (it stays paused)."""
@@ -362,10 +363,10 @@ class App:
         if wants_referral:
             referral = self.tables.referrals.get(referral_key(trigger))
         result = enrich(trigger, contact, referral, self._window_ms)
-        lookups = self.metrics.enrichment
-        lookups.labels("contacts", _lookup(contact, result.contact_used)).inc()
+        m = self.metrics
+        m.counter(m.enrichment, "contacts", _lookup(contact, result.contact_used)).inc()
         if wants_referral:
-            lookups.labels("referrals", _lookup(referral, result.referral_used)).inc()
+            m.counter(m.enrichment, "referrals", _lookup(referral, result.referral_used)).inc()
         return result.trigger
 
     def _enqueue(self, item: Pending) -> None:
@@ -452,7 +453,7 @@ class App:
             self.metrics.dead_letters.labels(reason or "").inc()
         self._held[(source.topic, source.partition, source.offset)] = _Held(out, dedup)
         self._tracker.done(source.topic, source.partition, source.offset)
-        self.metrics.results.labels(status, reason or "").inc()
+        self.metrics.counter(self.metrics.results, status, reason or "").inc()
 
     def _result_delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is None and self._dedup is not None:

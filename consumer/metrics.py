@@ -5,6 +5,8 @@ Labels never carry event ids, contact ids, hashes or tokens.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics"]
@@ -16,7 +18,16 @@ _BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 750, 1000)
 class Metrics:
     """Every metric of the service, registered in `registry` (a fresh one per test)."""
 
+    def counter(self, metric: Counter, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once: the hot path counts every event."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.consumed = Counter(

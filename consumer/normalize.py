@@ -34,7 +34,7 @@ import string
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 
 import phonenumbers
 import pycountry
@@ -112,27 +112,52 @@ def normalize_customer_info(
     """Normalize and hash every present field of `info`."""
     out = UserData()
     country = _country_or_none(info.country) or _country_or_none(contact_country)
-    region = (country or default_region or "").upper()
+    region = (country or default_region or "").upper() or None
     for name, key in _KEYS.items():
         raw = getattr(info, name)
         if raw is None:
             continue
-        raw = raw.strip()
-        if not raw:
-            continue
-        if is_sha256(raw):
-            out.hashed[key] = raw.lower()
-            continue
-        try:
-            value = _normalize_field(name, raw, region or None)
-        except _Invalid as exc:
-            out.dropped.append(Dropped(key, str(exc)))
-            continue
-        if value:
-            out.hashed[key] = sha256_hex(value)
-        else:
-            out.dropped.append(Dropped(key, "empty_after_normalization"))
+        digest, problem = _digest(name, raw, region)
+        if digest is not None:
+            out.hashed[key] = digest
+        elif problem is not None:
+            out.dropped.append(Dropped(key, problem))
     return out
+
+
+_CACHE_SIZE = 65_536
+_cache: dict[tuple[str, bytes, str | None], tuple[str | None, str | None]] = {}
+
+
+def _digest(name: str, raw: str, region: str | None) -> tuple[str | None, str | None]:
+    """(digest, None), or (None, why it was dropped), or (None, None) for a blank value.
+
+    Cached: customers convert again and contacts fill the same fields, so the same raw values
+    come back, and parsing a phone number costs tens of microseconds. The cache is keyed by a
+    hash of the raw value and holds digests: no customer information in clear stays in it.
+    """
+    key = (name, hashlib.blake2b(raw.encode(), digest_size=16).digest(), region)
+    found = _cache.get(key)
+    if found is None:
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.clear()
+        found = _cache[key] = _digest_uncached(name, raw, region)
+    return found
+
+
+def _digest_uncached(name: str, raw: str, region: str | None) -> tuple[str | None, str | None]:
+    text = raw.strip()
+    if not text:
+        return None, None
+    if is_sha256(text):
+        return text.lower(), None
+    try:
+        value = _normalize_field(name, text, region)
+    except _Invalid as exc:
+        return None, str(exc)
+    if not value:
+        return None, "empty_after_normalization"
+    return sha256_hex(value), None
 
 
 def _normalize_field(name: str, raw: str, region: str | None) -> str:
@@ -157,6 +182,7 @@ def _normalize_field(name: str, raw: str, region: str | None) -> str:
     return raw.strip()  # external_id: hashed as given, trimmed
 
 
+@lru_cache(maxsize=4096)
 def _country_or_none(value: str | None) -> str | None:
     if not value or not value.strip():
         return None

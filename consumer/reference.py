@@ -29,14 +29,20 @@ class ReferenceTables:
                 MetaConnection.from_avro,
                 cache_size=10_000,
             ),
+            # hot contacts and referrals stay decoded in memory (bounded; updates evict them)
             contacts=Table(
-                "contacts", topics.contacts, lambda b: codec.decode(b, "Contact"), Contact.from_avro
+                "contacts",
+                topics.contacts,
+                lambda b: codec.decode(b, "Contact"),
+                Contact.from_avro,
+                cache_size=20_000,
             ),
             referrals=Table(
                 "referrals",
                 topics.referrals,
                 lambda b: codec.decode(b, "AdReferral"),
                 AdReferral.from_avro,
+                cache_size=20_000,
             ),
         )
 
