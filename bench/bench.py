@@ -379,7 +379,9 @@ def main() -> None:
     parser.add_argument("--payload-events", type=int, default=20_000)
     args = parser.parse_args()
     figures: dict[str, Any] = {
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "machine": (
+            f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+        ),
         "command": " ".join(["python", "bench/bench.py", *sys.argv[1:]]),
     }
     triggers = WORLD.triggers(args.events, seed=3)
