@@ -66,6 +66,7 @@ DEAD_LETTER_REASONS: frozenset[Reason] = frozenset(
 # A replayed message may be processed again when its earlier outcome was FAILED.
 REPLAY_HEADER = "capi.replay"
 _SCHEMA_RETRY_S = 5.0
+_CONSUME_BATCH = 500
 
 
 class FatalError(CapiConsumerError):
@@ -222,12 +223,15 @@ class App:
         self._backpressure()
         self._retry_schema_waits()
         wait = self._sender.next_wakeup()
-        timeout = 0.05 if wait is None else min(0.05, wait)
+        # answers come back from the sender threads: look for them often while any is out
+        idle = 0.005 if self._sender.in_flight_requests() else 0.05
+        timeout = idle if wait is None else min(idle, wait)
         skip: set[Partition] = set()
-        for msg in self._consumer.consume(num_messages=500, timeout=timeout):
+        msgs = self._consumer.consume(num_messages=_CONSUME_BATCH, timeout=timeout)
+        for msg in msgs:
             if (msg.topic(), msg.partition()) not in skip and not self._handle(msg):
                 skip.add((msg.topic() or "", msg.partition() or 0))
-        for item, outcome in self._sender.step():
+        for item, outcome in self._sender.step(backlog=len(msgs) == _CONSUME_BATCH):
             self._resolve(item, outcome)
         assert self._outbox is not None
         self._outbox.flush()

@@ -86,10 +86,14 @@ class Batcher:
             return batch
         return None
 
-    def due(self) -> list[Batch]:
-        """Batches whose oldest event has lingered long enough, removed from the batcher."""
+    def due(self, limit: int | None = None, linger_s: float | None = None) -> list[Batch]:
+        """Batches whose oldest event has lingered long enough (the `limit` oldest of them),
+        removed from the batcher. `linger_s` overrides the batcher's linger."""
         now = self._clock()
-        ready = [b for b in self._open.values() if now - b.opened_at >= self._linger_s]
+        linger = self._linger_s if linger_s is None else linger_s
+        ready = [b for b in self._open.values() if now - b.opened_at >= linger]
+        if limit is not None:
+            ready = sorted(ready, key=lambda b: b.opened_at)[:limit]
         for batch in ready:
             del self._open[batch.key]
         return ready

@@ -111,8 +111,8 @@ class Settings:
     metrics_port: int = 9464
     state_dir: Path = Path("./state")
     batch_size: int = MAX_BATCH_SIZE
-    batch_linger_ms: int = 100
-    max_in_flight_requests: int = 4
+    batch_linger_ms: int = 50
+    max_in_flight_requests: int = 8
     request_timeout_s: float = 10.0
     retry_deadline_s: float = 120.0
     throttle_backoff_s: float = 60.0
@@ -125,7 +125,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     instance_id: str = field(default_factory=socket.gethostname)
-    commit_interval_ms: int = 100
+    commit_interval_ms: int = 50
     drain_timeout_s: float = 30.0
     max_pending_events: int = 50_000
 

@@ -1,13 +1,15 @@
 """Access tokens and app secrets read from files under `CAPI_CREDENTIALS_DIR`.
 
 A connection names its files (`credential_ref`, `app_secret_ref`). Files are re-read when they
-change, so a rotated secret is picked up without a restart.
+change (their modification time or size, looked at no more than once a second), so a rotated
+secret is picked up without a restart.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 from .capi import Credentials
@@ -15,6 +17,8 @@ from .config import Secret
 from .records import MetaConnection
 
 __all__ = ["CredentialStore", "MissingCredentialsError"]
+
+_RECHECK_S = 1.0
 
 
 class MissingCredentialsError(LookupError):
@@ -25,6 +29,7 @@ class CredentialStore:
     def __init__(self, directory: Path) -> None:
         self._dir = directory
         self._cache: dict[str, tuple[int, int, Secret]] = {}
+        self._checked: dict[str, float] = {}  # ref -> when its file was last looked at
         self._lock = threading.Lock()
 
     def for_connection(self, connection: MetaConnection) -> Credentials:
@@ -39,6 +44,12 @@ class CredentialStore:
     def _read(self, ref: str, what: str) -> Secret:
         if not ref or ref in (".", "..") or "/" in ref or "\\" in ref or "\0" in ref:
             raise MissingCredentialsError(f"{what} reference {ref!r} is not a plain file name")
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(ref)
+            if cached is not None and now - self._checked.get(ref, 0.0) < _RECHECK_S:
+                return cached[2]
+            self._checked[ref] = now
         path = self._dir / ref
         try:
             stat = path.stat()

@@ -384,7 +384,7 @@ def normalize_state(raw: str, region: str | None) -> str:
 
 
 def normalize_zip(raw: str, region: str | None) -> str:
-    value = "".join(c for c in raw.strip().lower() if c not in " -")
+    value = "".join(c for c in raw.lower() if not c.isspace() and c != "-")
     if region == "US":
         digits = value[:5]
         if not (len(digits) == 5 and digits.isdigit()):

@@ -54,7 +54,10 @@ class EventType(enum.StrEnum):
     @property
     def event_name(self) -> str:
         """Meta's event name: PURCHASE -> Purchase, LEAD_SUBMITTED -> LeadSubmitted."""
-        return "".join(part.capitalize() for part in self.value.split("_"))
+        return _EVENT_NAMES[self]
+
+
+_EVENT_NAMES = {t: "".join(p.capitalize() for p in t.value.split("_")) for t in EventType}
 
 
 class ResultStatus(enum.StrEnum):

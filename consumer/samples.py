@@ -206,18 +206,19 @@ class SampleWorld:
         self, rng: random.Random, i: int, account: _Account, now_ms: int
     ) -> dict[str, Any]:
         event_type = "PURCHASE" if rng.random() < 0.3 else rng.choice(_EVENT_TYPES)
-        city, state, zip_code, country = rng.choice(_CITIES)
-        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        # what the step maps comes from the contact: the same person converts again
+        k = i % 5000
+        person = random.Random(k)
+        city, state, zip_code, country = person.choice(_CITIES)
+        first, last = person.choice(_FIRST), person.choice(_LAST)
         selected: dict[str, str | None] = dict.fromkeys(("WHATSAPP", "MESSENGER", "INSTAGRAM"))
         selected[account.channel] = account.account_id
-        phone = (
-            f"+1 (650) 555-{i % 10000:04d}" if rng.random() < 0.5 else f"650 555 {i % 10000:04d}"
-        )
+        phone = f"+1 (650) 555-{k:04d}" if person.random() < 0.5 else f"650 555 {k:04d}"
         return {
             "event_id": f"evt-{i:08d}-{rng.getrandbits(32):08x}",
             "occurred_at": now_ms - rng.randint(1_000, 3_600_000),
             "workspace_id": "ws-1",
-            "contact_id": f"c-{i % 5000}",
+            "contact_id": f"c-{k}",
             "channel": account.channel,
             "channel_account_id": account.account_id,
             "channel_user_id": None if account.channel == "WHATSAPP" else f"psid-{i:07d}",
@@ -230,17 +231,17 @@ class SampleWorld:
             "currency": "USD" if event_type == "PURCHASE" else None,
             "value": f"{rng.randint(100, 99_999) / 100:.2f}" if event_type == "PURCHASE" else None,
             "customer_info": {
-                "email": f"  {first}.{last}{i}@Example.com ".replace("'", ""),
+                "email": f"  {first}.{last}{k}@Example.com ".replace("'", ""),
                 "phone": phone,
                 "first_name": first,
                 "last_name": last,
-                "gender": rng.choice(["Female", "male", "F", None]),
-                "date_of_birth": rng.choice(["1990-03-04", "04/03/1985", None]),
+                "gender": person.choice(["Female", "male", "F", None]),
+                "date_of_birth": person.choice(["1990-03-04", "04/03/1985", None]),
                 "city": city,
                 "state": state,
                 "zip": zip_code,
                 "country": country,
-                "external_id": f"crm-{i}",
+                "external_id": f"crm-{k}",
             },
             "ctwa_clid": f"ARAkLkA8rmlFeiCktEJQ{i:06d}" if account.channel == "WHATSAPP" else None,
             "test_event_code": None,

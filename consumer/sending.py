@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 Partition = tuple[str, int]
 
+# with a backlog, batches wait this long to fill up (latency matters less than throughput then)
+_BACKLOG_LINGER_S = 0.2
+
 
 class Sender:
     def __init__(
@@ -67,10 +70,18 @@ class Sender:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def step(self) -> list[tuple[Pending, Outcome]]:
-        """Move batches along; return the outcomes that came back since the last call."""
-        for batch in self._batcher.due():
-            self._schedule(self._dispatcher.attempt(batch))
+    def step(self, backlog: bool = False) -> list[tuple[Pending, Outcome]]:
+        """Move batches along; return the outcomes that came back since the last call.
+
+        `backlog`: the input has more waiting; batches may then linger longer and fill up.
+        """
+        free = self._max_in_flight - len(self._in_flight)
+        if free > 0:
+            # lingered batches go when a worker is free; while all are busy (a slow Graph
+            # API) they keep growing, up to the batch size, and slow answers cost no throughput
+            linger = _BACKLOG_LINGER_S if backlog else None
+            for batch in self._batcher.due(limit=free, linger_s=linger):
+                self._schedule(self._dispatcher.attempt(batch))
         now = self._clock()
         while self._waiting and self._waiting[0][0] <= now:
             _, _, attempt = heapq.heappop(self._waiting)
@@ -88,7 +99,9 @@ class Sender:
 
     def next_wakeup(self) -> float | None:
         """Seconds until a batch lingers out or a retry is due; None when nothing waits."""
-        candidates = [self._batcher.next_due_in()]
+        candidates = []
+        if len(self._in_flight) < self._max_in_flight:
+            candidates.append(self._batcher.next_due_in())
         if self._waiting:
             candidates.append(max(0.0, self._waiting[0][0] - self._clock()))
         times = [c for c in candidates if c is not None]

@@ -142,6 +142,7 @@ def test_rotated_token_is_used_without_a_restart(kafka_bootstrap, topics, tmp_pa
             )
             assert reader.read_until(1, 60)
             (creds / "token-us").write_text("EAAB-rotated-token\n", encoding="utf-8")
+            time.sleep(1.1)  # files are looked at no more than once a second
             produce_sample_traffic(
                 kafka_bootstrap, topics, CODEC, [{**trigger, "event_id": "b"}], []
             )

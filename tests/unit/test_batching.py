@@ -71,3 +71,14 @@ def test_drop_removes_the_events_of_given_partitions():
 def test_max_size_over_meta_limit_is_refused():
     with pytest.raises(ValueError, match="1000"):
         Batcher(1001, 1.0)
+
+
+def test_due_with_a_limit_gives_the_oldest_batches_first():
+    clock = Clock()
+    batcher = Batcher(10, 0.5, clock)
+    for i, dataset in enumerate(["ds-b", "ds-a", "ds-c"]):
+        clock.now = i * 0.1
+        batcher.add(BatchKey(dataset, CREDS, None), _item(i))
+    clock.now = 1.0
+    assert [b.key.dataset_id for b in batcher.due(limit=2)] == ["ds-b", "ds-a"]
+    assert [b.key.dataset_id for b in batcher.due()] == ["ds-c"]
