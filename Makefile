@@ -37,6 +37,10 @@ test-unit: $(STAMP) ## Unit tests only (nothing running)
 test-chaos: $(STAMP) ## The slow fault-injection suite
 	$(BIN)/python -m pytest -m chaos
 
+bench: $(STAMP) ## The benchmark: drain, slow Graph API, latency at fixed load, plain-loop ceiling, Meta SDK
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/bench.py
+
 bench-tables: $(STAMP) ## Benchmark the reference tables: 1,000,000 contacts bootstrapped and looked up
 	$(BIN)/python bench/tables_bench.py
 
