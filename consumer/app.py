@@ -14,8 +14,6 @@ committed).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import threading
 import time
@@ -35,6 +33,7 @@ from .dispatch import Dispatcher, Outcome
 from .enrich import enrich, referral_key
 from .errors import CapiConsumerError, DecodeError, SchemaUnavailableError
 from .metrics import Metrics
+from .monitor import Monitor
 from .offsets import OffsetTracker
 from .outbox import Outbox
 from .policy import Reason, Refusal, Rules, decide
@@ -111,7 +110,6 @@ class App:
         self._closing = False
         self._pause_due = False
         self._last_commit = 0.0
-        self._metrics_due = (0.0, 0.0)
         self._encode_result = codec.encoder("ConversionResult", settings.topics.results)
         dispatcher = Dispatcher(
             client,
@@ -131,9 +129,7 @@ class App:
         self._publisher: Publisher | None = None
         self._consumer: Consumer | None = None
         self.ready = threading.Event()
-        self._last_turn = time.monotonic()
-        self._brokers_up: int | None = None  # from librdkafka statistics; None before any
-        self._commits_seen = (0, 0)
+        self.monitor = Monitor(self.metrics, settings.topics.triggered, self.ready)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -154,7 +150,7 @@ class App:
             took = self._tables.bootstrap()
             for table in self.tables.all():
                 self.metrics.table_bootstrap_seconds.labels(table.name).set(took)
-            self._update_table_metrics(counts=True)
+            self.monitor.tables(self._tables, self.tables.all(), counts=True)
             self._dedup = Dedup(
                 self._store, s.topics.results, self._codec, consumer_config, admin_config
             )
@@ -179,7 +175,7 @@ class App:
                     "enable.auto.commit": "false",
                     "isolation.level": "read_committed",
                     "statistics.interval.ms": "5000",
-                    "stats_cb": self._on_stats,
+                    "stats_cb": lambda stats: self.monitor.on_stats(stats, self._owned),
                 }
             )
             self._consumer.subscribe(
@@ -214,11 +210,11 @@ class App:
     # -- the loop ----------------------------------------------------------------------------
 
     def _step(self) -> None:
-        self._last_turn = time.monotonic()
+        self.monitor.turned()
         assert self._consumer is not None and self._tables is not None
         assert self._dedup is not None and self._publisher is not None
         self._tables.poll()
-        self._update_table_metrics()
+        self.monitor.tables(self._tables, self.tables.all())
         self._restore()
         self._backpressure()
         self._retry_schema_waits()
@@ -485,11 +481,7 @@ class App:
             if (topic, partition) in self._owned:
                 offsets.append(TopicPartition(topic, partition, released[-1] + 1))
         self._publisher.commit(offsets, self._consumer, self._owned.__contains__)
-        commits, aborts = self._publisher.commits, self._publisher.aborts
-        seen_commits, seen_aborts = self._commits_seen
-        self.metrics.transactions.labels("committed").inc(commits - seen_commits)
-        self.metrics.transactions.labels("aborted").inc(aborts - seen_aborts)
-        self._commits_seen = (commits, aborts)
+        self.monitor.transactions(self._publisher.commits, self._publisher.aborts)
         self._dedup.committed()
         self._outbox.committed(all_released)
         self._last_commit = now
@@ -580,7 +572,7 @@ class App:
                 self._dedup.abandon(held.dedup[0])
         for topic, partition in gone:
             self._tracker.forget(topic, partition)
-            self._remove_lag(topic, partition)
+            self.monitor.released(topic, partition)
             if self._outbox is not None:
                 self._outbox.forget(topic, partition)
             self._schema_wait.pop((topic, partition), None)
@@ -625,62 +617,6 @@ class App:
         assert self._publisher is not None and self._dedup is not None
         self._dedup.drop_uncommitted({tp.partition for tp in partitions})
         self._publisher.redo(self._owned.__contains__)
-
-    # -- metrics and health ------------------------------------------------------------------
-
-    def _on_stats(self, stats_json: str) -> None:
-        """librdkafka statistics (every 5 s): consumer lag per partition, brokers up."""
-        try:
-            stats = json.loads(stats_json)
-        except ValueError:
-            return
-        brokers = stats.get("brokers", {}).values()
-        self._brokers_up = sum(1 for b in brokers if b.get("state") == "UP")
-        topic = self.settings.topics.triggered
-        partitions = stats.get("topics", {}).get(topic, {}).get("partitions", {})
-        for number, data in partitions.items():
-            partition = int(number)
-            lag = data.get("consumer_lag", -1)
-            if partition >= 0 and (topic, partition) in self._owned and lag >= 0:
-                self.metrics.consumer_lag.labels(topic, str(partition)).set(lag)
-
-    def _remove_lag(self, topic: str, partition: int) -> None:
-        with contextlib.suppress(KeyError):
-            self.metrics.consumer_lag.remove(topic, str(partition))
-
-    def alive_problems(self, stuck_after_s: float = 120.0) -> list[str]:
-        """What makes this process unhealthy (an empty list when it is fine)."""
-        idle = time.monotonic() - self._last_turn
-        if self.ready.is_set() and idle > stuck_after_s:
-            return [f"main loop has not turned for {idle:.0f} s"]
-        return []
-
-    def ready_problems(self, stuck_after_s: float = 30.0) -> list[str]:
-        """What keeps this instance from taking traffic (an empty list when ready)."""
-        if not self.ready.is_set():
-            return ["reference tables are not caught up yet"]
-        problems = []
-        if self._brokers_up == 0:
-            problems.append("no Kafka broker is reachable")
-        idle = time.monotonic() - self._last_turn
-        if idle > stuck_after_s:
-            problems.append(f"main loop has not turned for {idle:.0f} s")
-        return problems
-
-    def _update_table_metrics(self, counts: bool = False) -> None:
-        """Lag every few seconds; key counts (a scan) every minute."""
-        assert self._tables is not None
-        now = time.monotonic()
-        lag_due, count_due = self._metrics_due
-        if now >= lag_due:
-            for name, lag in self._tables.lag().items():
-                self.metrics.table_lag.labels(name).set(lag)
-            lag_due = now + 5
-        if counts or now >= count_due:
-            for table in self.tables.all():
-                self.metrics.table_keys.labels(table.name).set(len(table))
-            count_due = now + 60
-        self._metrics_due = (lag_due, count_due)
 
 
 @dataclass(frozen=True, slots=True)

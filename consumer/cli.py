@@ -57,7 +57,10 @@ def run() -> None:
     app = build_app(settings, metrics)
     if settings.metrics_port:
         server = HealthServer(
-            settings.metrics_port, metrics.registry, app.alive_problems, app.ready_problems
+            settings.metrics_port,
+            metrics.registry,
+            app.monitor.alive_problems,
+            app.monitor.ready_problems,
         )
         server.start()
         log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", settings.metrics_port)

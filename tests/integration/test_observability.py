@@ -53,8 +53,8 @@ def test_metrics_logs_and_health(kafka_bootstrap, topics, tmp_path):
             reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
             with RunningApp(settings) as running:
                 health = HealthServer(
-                    0, running.metrics.registry, running.app.alive_problems,
-                    running.app.ready_problems, host="127.0.0.1",
+                    0, running.metrics.registry, running.app.monitor.alive_problems,
+                    running.app.monitor.ready_problems, host="127.0.0.1",
                 )  # fmt: skip
                 health.start()
                 try:
