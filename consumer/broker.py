@@ -15,19 +15,38 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
+from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from .config import Topics
 from .errors import CapiConsumerError
 
-__all__ = ["BrokerError", "EmbeddedBroker", "create_service_topics", "create_topics"]
+__all__ = [
+    "BrokerError",
+    "EmbeddedBroker",
+    "create_service_topics",
+    "create_topics",
+    "stop_process",
+]
 
 log = logging.getLogger(__name__)
 
 
 class BrokerError(CapiConsumerError):
     """The embedded broker could not be started or did not answer."""
+
+
+def stop_process(process: subprocess.Popen[Any], timeout_s: float = 5) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout_s`."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _free_port() -> int:
@@ -92,15 +111,9 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        try:
-            process.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            process.send_signal(signal.SIGCONT)  # a frozen broker cannot hear SIGTERM
+            stop_process(process, timeout_s=1)
 
     def __enter__(self) -> EmbeddedBroker:
         self.start()

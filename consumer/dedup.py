@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -35,6 +34,7 @@ from confluent_kafka.admin import AdminClient
 from .codec import AvroCodec
 from .errors import CapiConsumerError, DecodeError
 from .state import StateStore
+from .tables import reader_config
 
 __all__ = ["Dedup"]
 
@@ -61,14 +61,7 @@ class Dedup:
         self._codec = codec
         self._window_ms = window_s * 1000
         self._clock_ms = clock_ms
-        self._config = {
-            **kafka_config,
-            "group.id": f"capi-dedup-restore-{uuid.uuid4()}",
-            "enable.auto.commit": "false",
-            "enable.auto.offset.store": "false",
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-        }
+        self._config = reader_config(kafka_config, "dedup-restore")
         self._admin_config = dict(admin_config)
         self._consumer: Consumer | None = None
         self._restoring: dict[int, int] = {}  # partition -> end offset to reach

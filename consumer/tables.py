@@ -24,11 +24,25 @@ from confluent_kafka.admin import AdminClient
 from .errors import CapiConsumerError, DecodeError
 from .state import KeyValue, StateStore
 
-__all__ = ["BootstrapTimeout", "Table", "TableReader"]
+__all__ = ["BootstrapTimeout", "Table", "TableReader", "reader_config"]
 
 log = logging.getLogger(__name__)
 
 V = TypeVar("V")
+
+
+def reader_config(kafka_config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A consumer that reads assigned partitions from stored offsets: no group commits, only
+    committed records."""
+    return {
+        **kafka_config,
+        "group.id": f"capi-{name}-{uuid.uuid4()}",
+        "enable.auto.commit": "false",
+        "enable.auto.offset.store": "false",
+        "enable.partition.eof": "false",
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    }
 
 
 class BootstrapTimeout(CapiConsumerError):
@@ -125,14 +139,7 @@ class TableReader:
     ) -> None:
         self._tables = {t.topic: t for t in tables}
         self._store = store
-        self._config = {
-            **kafka_config,
-            "group.id": f"capi-tables-{uuid.uuid4()}",
-            "enable.auto.commit": "false",
-            "enable.auto.offset.store": "false",
-            "enable.partition.eof": "false",
-            "auto.offset.reset": "earliest",
-        }
+        self._config = reader_config(kafka_config, "tables")
         self._admin_config = dict(admin_config or {"bootstrap.servers":
                                                    kafka_config["bootstrap.servers"]})  # fmt: skip
         self._consumer: Consumer | None = None

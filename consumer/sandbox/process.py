@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from consumer.broker import stop_process
+
 __all__ = ["SandboxProcess"]
 
 
@@ -77,15 +79,10 @@ class SandboxProcess:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process is not None and process.stdout is not None:
-            process.stdout.close()
+        if process is not None:
+            stop_process(process)
+            if process.stdout is not None:
+                process.stdout.close()
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
