@@ -38,7 +38,7 @@ from .offsets import OffsetTracker
 from .outbox import Outbox
 from .policy import Reason, Refusal, Rules, decide
 from .publish import OutRecord, Publisher
-from .records import Channel, ResultStatus, Trigger
+from .records import Channel, MetaConnection, ResultStatus, Trigger
 from .reference import ReferenceTables
 from .results import refused, resolved, undecodable
 from .sending import Sender
@@ -245,7 +245,7 @@ class App:
             return True
         source = _source(msg)
         assert self._dedup is not None
-        if source.partition in self._dedup.restoring():
+        if self._dedup.is_restoring(source.partition):
             # assigned a moment ago: its dedup entries are not restored yet
             self._rewind(source)
             return False
@@ -291,10 +291,11 @@ class App:
         assert self._dedup is not None
         self._dedup.begin(trigger.event_id)
         trigger = self._enrich(trigger)
+        connection = self.tables.connections.get(trigger.connection_id)
         try:
             decision = decide(
                 trigger,
-                self.tables.connections.get(trigger.connection_id),
+                connection,
                 now_ms,
                 self._rules,
                 self._restricted_assets,
@@ -316,7 +317,8 @@ class App:
             record = refused(source, trigger, decision, now_ms)
             self._publish(source, record, trigger.event_id, dead_letter=letter)
             return True
-        self._enqueue(Pending(source, trigger, decision, msg.key(), msg.value()))
+        assert connection is not None  # decide() approves only with a connection
+        self._enqueue(Pending(source, trigger, decision, msg.key(), msg.value()), connection)
         return True
 
     def _recover(self, source: SourceRef) -> None:
@@ -369,13 +371,11 @@ class App:
             m.counter(m.enrichment, "referrals", _lookup(referral, result.referral_used)).inc()
         return result.trigger
 
-    def _enqueue(self, item: Pending) -> None:
+    def _enqueue(self, item: Pending, connection: MetaConnection) -> None:
         trigger, approved = item.trigger, item.approved
         for entry in approved.dropped:
             field_key, _, reason = entry.partition(":")
             self.metrics.fields_dropped.labels(field_key, reason).inc()
-        connection = self.tables.connections.get(trigger.connection_id)
-        assert connection is not None
         try:
             credentials = self._credentials.for_connection(connection)
         except MissingCredentialsError as exc:

@@ -100,9 +100,6 @@ class SchemaStore:
                 self._parsed[name] = parsed
                 self._fingerprints[name] = fingerprint
 
-    def names(self) -> list[str]:
-        return sorted(self._parsed)
-
     def parsed(self, name: str) -> Any:
         return self._parsed[name]
 

@@ -7,7 +7,6 @@ secret is picked up without a restart.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -69,6 +68,3 @@ class CredentialStore:
         with self._lock:
             self._cache[ref] = (stat.st_mtime_ns, stat.st_size, secret)
         return secret
-
-    def exists(self) -> bool:
-        return os.access(self._dir, os.R_OK | os.X_OK)

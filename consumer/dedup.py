@@ -140,6 +140,9 @@ class Dedup:
     def restoring(self) -> set[int]:
         return set(self._restoring)
 
+    def is_restoring(self, partition: int) -> bool:
+        return partition in self._restoring
+
     def restore_step(self, max_records: int = 20_000) -> list[int]:
         """Apply a slice of the results; return the partitions now restored."""
         if not self._restoring or self._consumer is None:

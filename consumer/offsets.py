@@ -54,10 +54,6 @@ class OffsetTracker:
                 ready[key] = released
         return ready
 
-    def committable(self) -> dict[tuple[str, int], int]:
-        """For each partition that advanced: the next offset to consume (last done + 1)."""
-        return {key: offsets[-1] + 1 for key, offsets in self.release().items()}
-
     def pending(self, topic: str, partition: int) -> int:
         state = self._partitions.get((topic, partition))
         return 0 if state is None else len(state.order) - len(state.done)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,34 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
-
-from consumer.config import Topics
-
-
-def service_env(
-    bootstrap: str, topics: Topics, graph_url: str, creds: Path, group: str, **extra: str
-) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "CAPI_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "CAPI_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "CAPI_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-        "CAPI_GROUP_ID": group,
-        "CAPI_TOPIC_TRIGGERED": topics.triggered,
-        "CAPI_TOPIC_CONNECTIONS": topics.connections,
-        "CAPI_TOPIC_CONTACTS": topics.contacts,
-        "CAPI_TOPIC_REFERRALS": topics.referrals,
-        "CAPI_TOPIC_RESULTS": topics.results,
-        "CAPI_TOPIC_DLQ": topics.dlq,
-        "CAPI_GRAPH_URL": graph_url,
-        "CAPI_CREDENTIALS_DIR": str(creds),
-        "CAPI_METRICS_PORT": "0",
-        "CAPI_BATCH_SIZE": "100",
-        "CAPI_BATCH_LINGER_MS": "50",
-        "CAPI_LOG_LEVEL": "INFO",
-    }
-    env.update(extra)
-    return env
 
 
 class Service:

@@ -24,8 +24,8 @@ from consumer.config import Topics
 from consumer.demo import ResultReader, produce_sample_traffic
 from consumer.samples import SampleWorld, sandbox_config
 from consumer.sandbox.process import SandboxProcess
-from tests.chaos.harness import Service, input_offsets, service_env, verdict, wait_for_all
-from tests.integration.harness import write_credentials
+from tests.chaos.harness import Service, input_offsets, verdict, wait_for_all
+from tests.integration.harness import service_env, write_credentials
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(900)]
 CODEC = AvroCodec(SchemaStore())

@@ -14,7 +14,7 @@ from consumer.codec import AvroCodec, SchemaStore
 from consumer.demo import ResultReader, produce_sample_traffic
 from consumer.samples import SampleWorld, sandbox_config
 from consumer.sandbox.process import SandboxProcess
-from tests.integration.harness import write_credentials
+from tests.integration.harness import service_env, write_credentials
 
 pytestmark = pytest.mark.integration
 CODEC = AvroCodec(SchemaStore())
@@ -44,22 +44,10 @@ def test_run_exposes_metrics_and_drains_on_sigterm(kafka_bootstrap, topics, tmp_
         expected = produce_sample_traffic(
             kafka_bootstrap, topics, CODEC, world.triggers(200, seed=21), world.connections()
         )
-        env = {
-            **os.environ,
-            "CAPI_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "CAPI_KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "CAPI_GROUP_ID": f"cli-{topics.triggered}",
-            "CAPI_TOPIC_TRIGGERED": topics.triggered,
-            "CAPI_TOPIC_CONNECTIONS": topics.connections,
-            "CAPI_TOPIC_CONTACTS": topics.contacts,
-            "CAPI_TOPIC_REFERRALS": topics.referrals,
-            "CAPI_TOPIC_RESULTS": topics.results,
-            "CAPI_TOPIC_DLQ": topics.dlq,
-            "CAPI_GRAPH_URL": sandbox.url,
-            "CAPI_CREDENTIALS_DIR": str(creds),
-            "CAPI_METRICS_PORT": str(port),
-            "CAPI_STATE_DIR": str(tmp_path / "state"),
-        }
+        env = service_env(
+            kafka_bootstrap, topics, sandbox.url, creds, f"cli-{topics.triggered}",
+            CAPI_METRICS_PORT=str(port), CAPI_STATE_DIR=str(tmp_path / "state"),
+        )  # fmt: skip
         proc = subprocess.Popen(
             [sys.executable, "-m", "consumer.cli", "run"],
             env=env,

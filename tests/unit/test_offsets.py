@@ -9,12 +9,12 @@ def test_offset_advances_only_past_a_contiguous_done_prefix():
         tracker.track("t", 0, offset)
     tracker.done("t", 0, 11)
     tracker.done("t", 0, 13)
-    assert tracker.committable() == {}
+    assert tracker.release() == {}
     tracker.done("t", 0, 10)
-    assert tracker.committable() == {("t", 0): 12}
-    assert tracker.committable() == {}
+    assert tracker.release() == {("t", 0): [10, 11]}  # the next offset to consume is 12
+    assert tracker.release() == {}
     tracker.done("t", 0, 12)
-    assert tracker.committable() == {("t", 0): 14}
+    assert tracker.release() == {("t", 0): [12, 13]}
     assert len(tracker) == 0
 
 
@@ -33,7 +33,7 @@ def test_partitions_are_independent():
     tracker.track("t", 0, 5)
     tracker.track("t", 1, 7)
     tracker.done("t", 1, 7)
-    assert tracker.committable() == {("t", 1): 8}
+    assert tracker.release() == {("t", 1): [7]}
     assert tracker.pending("t", 0) == 1
 
 
@@ -42,7 +42,7 @@ def test_forgotten_partition_commits_nothing():
     tracker.track("t", 0, 5)
     tracker.forget("t", 0)
     tracker.done("t", 0, 5)
-    assert tracker.committable() == {}
+    assert tracker.release() == {}
 
 
 def test_offsets_going_backwards_are_a_bug():
