@@ -80,6 +80,9 @@ def service_env(
         "CAPI_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "CAPI_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "CAPI_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        # also the group's rebalance timeout: Tansu 0.6 sometimes misses a member's LeaveGroup
+        # and waits that long for it to rejoin (300 s by default); the drain on revoke needs 30
+        "CAPI_KAFKA_MAX_POLL_INTERVAL_MS": "45000",
         "CAPI_GROUP_ID": group,
         "CAPI_TOPIC_TRIGGERED": topics.triggered,
         "CAPI_TOPIC_CONNECTIONS": topics.connections,
