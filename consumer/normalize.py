@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import operator
 import re
 import string
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 
@@ -109,7 +110,36 @@ def is_sha256(value: str) -> bool:
 def normalize_customer_info(
     info: CustomerInfo, *, contact_country: str | None = None, default_region: str | None = None
 ) -> UserData:
-    """Normalize and hash every present field of `info`."""
+    """Normalize and hash every present field of `info`.
+
+    Cached as a whole, keyed by a hash of every raw value: the same customer converts again
+    (a lead, then a purchase), and one lookup then replaces eleven.
+    """
+    key = _info_key(info, contact_country, default_region)
+    found = _infos.get(key)
+    if found is None:
+        if len(_infos) >= _CACHE_SIZE:
+            _infos.clear()
+        out = _normalize_info(info, contact_country, default_region)
+        found = _infos[key] = (tuple(out.hashed.items()), tuple(out.dropped))
+    hashed, dropped = found
+    return UserData(dict(hashed), list(dropped))
+
+
+def _info_key(info: CustomerInfo, contact_country: str | None, region: str | None) -> bytes:
+    values = (*_values(info), contact_country, region)
+    text = "\x00".join(["\x01" if v is None else v for v in values])
+    if text.count("\x00") != len(values) - 1 or text.count("\x01") != values.count(None):
+        text = repr(values)  # a value holding a separator: the unambiguous, slower form
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+_values: Callable[[CustomerInfo], tuple[str | None, ...]] = operator.attrgetter(*_KEYS)
+
+
+def _normalize_info(
+    info: CustomerInfo, contact_country: str | None, default_region: str | None
+) -> UserData:
     out = UserData()
     country = _country_or_none(info.country) or _country_or_none(contact_country)
     region = (country or default_region or "").upper() or None
@@ -126,16 +156,21 @@ def normalize_customer_info(
 
 
 _CACHE_SIZE = 65_536
+_COSTLY = frozenset({"phone", "date_of_birth", "state"})
 _cache: dict[tuple[str, bytes, str | None], tuple[str | None, str | None]] = {}
+_infos: dict[bytes, tuple[tuple[tuple[str, str], ...], tuple[Dropped, ...]]] = {}
 
 
 def _digest(name: str, raw: str, region: str | None) -> tuple[str | None, str | None]:
     """(digest, None), or (None, why it was dropped), or (None, None) for a blank value.
 
-    Cached: customers convert again and contacts fill the same fields, so the same raw values
-    come back, and parsing a phone number costs tens of microseconds. The cache is keyed by a
-    hash of the raw value and holds digests: no customer information in clear stays in it.
+    The costly fields are cached on their own too (a new customer often shares a state or a
+    birth date with earlier ones; parsing a phone number costs 10-40 µs); the others cost less
+    than a cache lookup. Caches are keyed by a hash of the raw value and hold digests: no
+    customer information in clear stays in them.
     """
+    if name not in _COSTLY:
+        return _digest_uncached(name, raw, region)
     key = (name, hashlib.blake2b(raw.encode(), digest_size=16).digest(), region)
     found = _cache.get(key)
     if found is None:
@@ -213,6 +248,12 @@ def normalize_phone(raw: str, region: str | None) -> str:
         text = "+" + text[2:]
     if not any(c.isdigit() for c in text):
         raise _Invalid("invalid_phone")
+    quick = _quick_phone(text, region)
+    return quick if quick is not None else _parsed_phone(text, region)
+
+
+def _parsed_phone(text: str, region: str | None) -> str:
+    """`normalize_phone` through libphonenumber's parser: every written form it reads."""
     if text.startswith("+"):
         number = _parse_phone(text, None)
         if number is not None and phonenumbers.is_valid_number(number):
@@ -227,6 +268,61 @@ def normalize_phone(raw: str, region: str | None) -> str:
     if number is not None and phonenumbers.is_valid_number(number):
         return _e164_digits(number)
     raise _Invalid("invalid_phone")
+
+
+_PHONE_SEPARATORS = str.maketrans("", "", " -().")
+
+
+def _quick_phone(text: str, region: str | None) -> str | None:
+    """The common case without libphonenumber's parser (which costs ~14 µs): None if unsure.
+
+    Plain digits and separators, written `+<country code><number>` or, with a region, as a
+    national number that has no national prefix, no leading zero and does not start with the
+    region's country code. Anything else (letters, extensions, trunk prefixes, carrier codes,
+    Italian leading zeros) goes through `phonenumbers.parse`. The number built here is exactly
+    the one `parse` builds for such input (a property test holds them equal), and it must
+    still be valid by libphonenumber's metadata.
+    """
+    international = text[0] == "+"
+    digits = (text[1:] if international else text).translate(_PHONE_SEPARATORS)
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 17:
+        return None
+    if international:
+        for size in (1, 2, 3):
+            code = int(digits[:size])
+            if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                national = digits[size:]
+                break
+        else:
+            return None
+    elif region:
+        code = phonenumbers.country_code_for_region(region)
+        if code == 0 or digits.startswith(str(code)):
+            return None
+        national = digits
+    else:
+        return None
+    prefix = _national_prefix(code)
+    if not national or national[0] == "0" or prefix is None or prefix.match(national):
+        return None
+    number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return f"{code}{national}"
+
+
+_NEVER = re.compile(r"(?!)")
+
+
+@cache
+def _national_prefix(code: int) -> re.Pattern[str] | None:
+    """What `parse` may strip from a national number of this country code (None: unknown)."""
+    region = phonenumbers.region_code_for_country_code(code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region, None)
+    if metadata is None:
+        return None
+    pattern = metadata.national_prefix_for_parsing
+    return re.compile(pattern) if pattern else _NEVER
 
 
 def _parse_phone(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:

@@ -213,7 +213,7 @@ class SampleWorld:
         first, last = person.choice(_FIRST), person.choice(_LAST)
         selected: dict[str, str | None] = dict.fromkeys(("WHATSAPP", "MESSENGER", "INSTAGRAM"))
         selected[account.channel] = account.account_id
-        phone = f"+1 (650) 555-{k:04d}" if person.random() < 0.5 else f"650 555 {k:04d}"
+        phone = _phone(country, k, person.random())
         return {
             "event_id": f"evt-{i:08d}-{rng.getrandbits(32):08x}",
             "occurred_at": now_ms - rng.randint(1_000, 3_600_000),
@@ -246,6 +246,19 @@ class SampleWorld:
             "ctwa_clid": f"ARAkLkA8rmlFeiCktEJQ{i:06d}" if account.channel == "WHATSAPP" else None,
             "test_event_code": None,
         }
+
+
+def _phone(country: str, k: int, roll: float) -> str:
+    """A number as the customer typed it: international or national, valid in their country;
+    one in fifty is a typo that matches nobody."""
+    if roll < 0.02:
+        return f"555-{k:04d}"
+    written = {
+        "US": (f"+1 (650) 555-{k:04d}", f"650 555 {k:04d}"),
+        "BR": (f"+55 11 98{k % 1000:03d}-{k:04d}", f"(11) 98{k % 1000:03d}-{k:04d}"),
+        "MX": (f"+52 55 5{k % 1000:03d} {k:04d}", f"55 5{k % 1000:03d} {k:04d}"),
+    }[country]
+    return written[0] if roll < 0.5 else written[1]
 
 
 def _referral_waba(k: int) -> str:

@@ -1,10 +1,12 @@
 import hashlib
 import re
 
+import phonenumbers
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer import normalize
 from consumer.normalize import (
     HASHED_KEYS,
     normalize_city,
@@ -255,3 +257,58 @@ def test_no_plaintext_value_is_ever_emitted(info):
         raw = getattr(info, name)
         if raw and raw.strip() and not re.fullmatch(r"[0-9a-fA-F]{64}", raw.strip()):
             assert raw.strip() not in out.hashed.values()
+
+
+def _slow_phone(text, region):
+    try:
+        return normalize._parsed_phone(text, region)
+    except ValueError:
+        return None
+
+
+def _written_forms():
+    """Every region's example numbers of every type, as people write them, in every format."""
+    formats = (
+        phonenumbers.PhoneNumberFormat.E164,
+        phonenumbers.PhoneNumberFormat.INTERNATIONAL,
+        phonenumbers.PhoneNumberFormat.NATIONAL,
+    )
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in (
+            phonenumbers.PhoneNumberType.MOBILE,
+            phonenumbers.PhoneNumberType.FIXED_LINE,
+            phonenumbers.PhoneNumberType.TOLL_FREE,
+        ):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            for fmt in formats:
+                yield region, phonenumbers.format_number(example, fmt)
+
+
+def test_quick_phone_path_agrees_with_libphonenumbers_parser():
+    taken = 0
+    for region, text in _written_forms():
+        for read_in in (region, "US", "BR", None):
+            quick = normalize._quick_phone(text, read_in)
+            if quick is not None:
+                taken += 1
+                assert quick == _slow_phone(text, read_in), (text, read_in)
+    assert taken > 500  # the quick path is really taken for most well-written numbers
+
+
+@settings(max_examples=1500)
+@given(
+    st.sampled_from(["", "+", "00", "+1", "+44", "+49", "+55", "+52", "+39", "+54", "+91"]),
+    st.text(alphabet="0123456789 -().", min_size=1, max_size=16),
+    st.sampled_from([None, "US", "GB", "DE", "BR", "MX", "IT", "AR", "IN", "FR"]),
+)
+def test_quick_phone_path_never_disagrees_on_any_digits(prefix, rest, region):
+    text = (prefix + rest).strip()
+    if not text or not any(c.isdigit() for c in text):
+        return
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    quick = normalize._quick_phone(text, region)
+    if quick is not None:
+        assert quick == _slow_phone(text, region)
