@@ -83,8 +83,10 @@ class App:
         codec: AvroCodec,
         client: CapiClient,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self._on_ready = on_ready
         self.metrics = metrics or Metrics()
         self._codec = codec
         self._client = client
@@ -190,6 +192,8 @@ class App:
                 s.group_id,
                 s.instance_id,
             )
+            if self._on_ready is not None:
+                self._on_ready()
             self.ready.set()
             while not self._stop.is_set():
                 self._step()
@@ -653,7 +657,11 @@ def _source(msg: Message) -> SourceRef:
     return SourceRef(topic, partition, offset)
 
 
-def build_app(settings: Settings, metrics: Metrics | None = None) -> App:
+def build_app(
+    settings: Settings,
+    metrics: Metrics | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> App:
     """An `App` with production collaborators built from `settings` (no I/O yet)."""
     registry = None
     if settings.schema_registry_url:
@@ -669,4 +677,4 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> App:
         max_connections=settings.max_in_flight_requests * 2,
         throttle_backoff_s=settings.throttle_backoff_s,
     )
-    return App(settings, metrics=metrics, codec=codec, client=client)
+    return App(settings, metrics=metrics, codec=codec, client=client, on_ready=on_ready)

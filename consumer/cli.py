@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -41,6 +42,15 @@ def main() -> None:
     """Conversions from WhatsApp, Messenger and Instagram conversations to Meta's CAPI."""
 
 
+def _collect_less() -> None:
+    """Garbage collection for a streaming loop: what start-up built (tables, schemas, caches)
+    lives as long as the process, so it leaves the collector's sight; and the young
+    generation is collected every 20,000 allocations instead of 700, since most objects of
+    an event die with it (reference counting frees them; the collector only finds cycles)."""
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 @main.command()
 def run() -> None:
     """Run the service (configured by CAPI_* environment variables)."""
@@ -54,7 +64,7 @@ def run() -> None:
 
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series
     metrics = Metrics()
-    app = build_app(settings, metrics)
+    app = build_app(settings, metrics, on_ready=_collect_less)
     if settings.metrics_port:
         server = HealthServer(
             settings.metrics_port,

@@ -11,7 +11,7 @@ from consumer.dispatch import Dispatcher
 from consumer.metrics import Metrics
 from consumer.policy import Approved
 from consumer.records import Trigger
-from consumer.sending import Sender
+from consumer.sending import BACKLOG_LINGER_S, Sender
 from tests.factories import trigger_record
 
 CREDS = Credentials(Secret("tok"))
@@ -80,5 +80,31 @@ def test_drop_removes_waiting_and_batched_events_of_a_partition():
         sender.flush()
         done = _collect(sender, 1)
         assert [(i.source.partition, o.status.value) for i, o in done] == [(1, "SENT")]
+    finally:
+        sender.close()
+
+
+def test_with_a_backlog_batches_wait_to_fill_up():
+    now = [time.monotonic()]
+    client = CapiClient("https://graph.example", "v24.0", transport=httpx.MockTransport(_handler))
+    dispatcher = Dispatcher(client, Metrics(CollectorRegistry()), retry_deadline_s=3600)
+    sender = Sender(
+        dispatcher, Batcher(1000, 0.05, clock=lambda: now[0]), max_in_flight=2, clock=lambda: now[0]
+    )
+    sender.start()
+    try:
+        for i in range(10):
+            sender.add(BatchKey("ds-ok", CREDS, None), _item(i))
+        now[0] += 0.1  # past the linger, but more events are waiting in Kafka
+        assert sender.step(backlog=True) == []
+        assert sender.in_flight_requests() == 0 and sender.events() == 10
+        now[0] += BACKLOG_LINGER_S
+        done = sender.step(backlog=True)  # waited long enough: goes, not full
+        done += _collect(sender, 10 - len(done))
+        assert sorted(item.source.offset for item, _ in done) == list(range(10))
+        # without a backlog a batch goes as soon as it has lingered
+        sender.add(BatchKey("ds-ok", CREDS, None), _item(10))
+        now[0] += 0.06
+        assert [item.source.offset for item, _ in _collect(sender, 1)] == [10]
     finally:
         sender.close()
