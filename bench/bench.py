@@ -53,7 +53,7 @@ CODEC = AvroCodec(SchemaStore())
 WORLD = SampleWorld()
 TICK = os.sysconf("SC_CLK_TCK")
 PROFILE_DIR: Path | None = None
-PARTS = ("payloads", "ceiling", "drain", "drain_300ms", "latency")
+PARTS = ("payloads", "ceiling", "drain", "drain_300ms", "latency", "plain_latency")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -321,6 +321,75 @@ def ceiling(broker: str, triggers: list[dict[str, Any]]) -> dict[str, Any]:
     return {"events": count, "seconds": round(seconds, 2), "events_per_s": round(count / seconds)}
 
 
+def plain_latency(broker: str, rate: int, seconds: int) -> dict[str, Any]:
+    """The broker's share of the latency: the same offered load through a plain relay (consume,
+    produce one message per input, nothing else), produced-to-readable, two broker hops as in
+    the service."""
+    source = f"plain-lat-in-{uuid.uuid4().hex[:8]}"
+    sink = f"plain-lat-out-{uuid.uuid4().hex[:8]}"
+    create_topics(broker, [source, sink], partitions=3)
+    total = rate * seconds
+    stop = threading.Event()
+
+    def relay() -> None:
+        consumer = Consumer(
+            {"bootstrap.servers": broker, "group.id": uuid.uuid4().hex,
+             "auto.offset.reset": "earliest", "fetch.wait.max.ms": "100"}
+        )  # fmt: skip
+        producer = Producer({"bootstrap.servers": broker, "linger.ms": "5"})
+        parts = consumer.list_topics(source, timeout=10).topics[source].partitions
+        consumer.assign([TopicPartition(source, p, 0) for p in parts])
+        while not stop.is_set():
+            for msg in consumer.consume(1000, 0.05):
+                if msg.error() is None:
+                    producer.produce(sink, key=msg.key(), value=msg.value())
+            producer.poll(0)
+        producer.flush(10)
+        consumer.close()
+
+    reader = Consumer(
+        {"bootstrap.servers": broker, "group.id": uuid.uuid4().hex,
+         "isolation.level": "read_committed", "fetch.wait.max.ms": "10"}
+    )  # fmt: skip
+    partitions = reader.list_topics(sink, timeout=10).topics[sink].partitions
+    reader.assign([TopicPartition(sink, p, 0) for p in partitions])
+    relaying = threading.Thread(target=relay)
+    relaying.start()
+    time.sleep(1)  # the relay is assigned and fetching
+
+    def offer() -> None:
+        producer = Producer({"bootstrap.servers": broker, "linger.ms": "1"})
+        started = time.monotonic()
+        for i in range(total):
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            producer.produce(source, key=str(i % 5000).encode(), value=str(time.time() * 1000))
+            producer.poll(0)
+        producer.flush(30)
+
+    offering = threading.Thread(target=offer)
+    offering.start()
+    latencies: list[float] = []
+    deadline = time.monotonic() + seconds + 60
+    while len(latencies) < total and time.monotonic() < deadline:
+        for msg in reader.consume(10_000, 0.2):
+            if msg.error() is None:
+                latencies.append(time.time() * 1000 - float(msg.value()))
+    offering.join()
+    stop.set()
+    relaying.join()
+    reader.close()
+    lat = sorted(latencies)
+    return {
+        "offered_per_s": rate,
+        "events": len(lat),
+        "p50_ms": round(statistics.median(lat)),
+        "p99_ms": round(lat[int(len(lat) * 0.99) - 1]),
+        "max_ms": round(lat[-1]),
+    }
+
+
 def payloads(count: int) -> dict[str, Any]:
     """Building, normalizing, hashing and serializing events: ours against Meta's SDK, one core."""
     import orjson
@@ -459,6 +528,9 @@ def main() -> None:
         if "latency" in parts:
             print(f"latency at {args.rate} events/s for {args.seconds} s ...", flush=True)
             figures["latency"] = latency(bs, tmp, args.rate, args.seconds)
+        if "plain_latency" in parts:
+            print(f"plain relay latency at {args.rate} events/s for {args.seconds} s ...")
+            figures["plain_latency"] = plain_latency(bs, args.rate, args.seconds)
     if "drain" in figures and "ceiling" in figures:
         share = figures["drain"]["events_per_s"] / figures["ceiling"]["events_per_s"]
         figures["drain_share_of_ceiling"] = round(share, 3)
@@ -474,7 +546,7 @@ def report(f: dict[str, Any]) -> None:
     def get(part: str, name: str) -> Any:
         return f.get(part, {}).get(name, "-")
 
-    rate = get("latency", "offered_per_s")
+    rate = f.get("latency", f.get("plain_latency", {})).get("offered_per_s", "-")
     rows = [
         ("drain throughput (events/s)", get("drain", "events_per_s"), ">= 20000"),
         ("drain / plain loop", f.get("drain_share_of_ceiling", "-"), ">= 0.08"),
@@ -488,6 +560,8 @@ def report(f: dict[str, Any]) -> None:
         (f"latency p99 at {rate}/s (ms)", get("latency", "p99_ms"), "<= 500"),
         ("  of which to result built, p50 (ms)", get("latency", "built_p50_ms"), ""),
         ("  of which to result built, p99 (ms)", get("latency", "built_p99_ms"), ""),
+        (f"plain relay latency p50 at {rate}/s (ms)", get("plain_latency", "p50_ms"), ""),
+        (f"plain relay latency p99 at {rate}/s (ms)", get("plain_latency", "p99_ms"), ""),
         ("payloads: ours (events/s, one core)", get("payloads", "ours_events_per_s"), ""),
         ("payloads: Meta SDK (events/s, one core)", get("payloads", "sdk_events_per_s"), ""),
         ("payloads: ours / SDK", get("payloads", "ratio"), ">= 5"),
