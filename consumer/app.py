@@ -204,6 +204,7 @@ class App:
     def _close(self) -> None:
         self._closing = True
         self._sender.close()
+        self.metrics.flush()
         for closer in (self._consumer, self._tables, self._dedup, self._publisher, self._store):
             if closer is not None:
                 try:
@@ -228,17 +229,36 @@ class App:
         timeout = idle if wait is None else min(idle, wait)
         skip: set[Partition] = set()
         msgs = self._consumer.consume(num_messages=_CONSUME_BATCH, timeout=timeout)
-        for msg in msgs:
-            if (msg.topic(), msg.partition()) not in skip and not self._handle(msg):
+        # decoded first, so that the batch's event ids are looked up in one query
+        decoded = [self._decode(msg) for msg in msgs]
+        self._dedup.look_up(
+            d["event_id"]
+            for d in decoded
+            if isinstance(d, dict) and isinstance(d.get("event_id"), str)
+        )
+        for msg, data in zip(msgs, decoded, strict=True):
+            if (msg.topic(), msg.partition()) not in skip and not self._handle(msg, data):
                 skip.add((msg.topic() or "", msg.partition() or 0))
+        self._dedup.forget_looked_up()
         for item, outcome in self._sender.step(backlog=len(msgs) == _CONSUME_BATCH):
             self._resolve(item, outcome)
         assert self._outbox is not None
         self._outbox.flush()
         self._publisher.poll()
         self._maybe_commit()
+        self.metrics.flush()
 
-    def _handle(self, msg: Message) -> bool:
+    def _decode(self, msg: Message) -> dict[str, Any] | CapiConsumerError | None:
+        """The message's record, or why it has none (None: not a record but an error event)."""
+        if msg.error() is not None:
+            return None
+        try:
+            data = self._codec.decode(msg.value(), "ConversionTriggered")
+        except (SchemaUnavailableError, DecodeError) as exc:
+            return exc
+        return data
+
+    def _handle(self, msg: Message, data: dict[str, Any] | CapiConsumerError | None) -> bool:
         """Process one message; False when its partition must be read again from it."""
         error = msg.error()
         if error is not None:
@@ -247,6 +267,7 @@ class App:
             if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", error)
             return True
+        assert data is not None
         source = _source(msg)
         assert self._dedup is not None
         if self._dedup.is_restoring(source.partition):
@@ -264,24 +285,21 @@ class App:
             self._recover(source)
             return True
         now_ms = self._clock_ms()
-        try:
-            data = self._codec.decode(msg.value(), "ConversionTriggered")
-        except SchemaUnavailableError as exc:
+        if isinstance(data, SchemaUnavailableError):
             log.warning(
                 "schema registry unavailable topic=%s partition=%d offset=%d: %s",
                 source.topic,
                 source.partition,
                 source.offset,
-                exc,
+                data,
             )
             self._schema_wait[(source.topic, source.partition)] = time.monotonic() + _SCHEMA_RETRY_S
             self._rewind(source)
             return False
-        except DecodeError as exc:
-            self._track(source)
-            self._undecodable(msg, source, str(exc), now_ms)
-            return True
         self._track(source)
+        if isinstance(data, CapiConsumerError):  # a DecodeError
+            self._undecodable(msg, source, str(data), now_ms)
+            return True
         try:
             trigger = Trigger.from_avro(data)
         except (KeyError, ValueError, TypeError) as exc:
@@ -343,7 +361,7 @@ class App:
 
     def _track(self, source: SourceRef) -> None:
         self._tracker.track(source.topic, source.partition, source.offset)
-        self.metrics.counter(self.metrics.consumed, source.topic).inc()
+        self.metrics.tally(self.metrics.consumed, source.topic)
 
     def _rewind(self, source: SourceRef) -> None:
         """Read the partition again from this message once it may go on (it stays paused)."""
@@ -370,16 +388,16 @@ class App:
             referral = self.tables.referrals.get(referral_key(trigger))
         result = enrich(trigger, contact, referral, self._window_ms)
         m = self.metrics
-        m.counter(m.enrichment, "contacts", _lookup(contact, result.contact_used)).inc()
+        m.tally(m.enrichment, "contacts", _lookup(contact, result.contact_used))
         if wants_referral:
-            m.counter(m.enrichment, "referrals", _lookup(referral, result.referral_used)).inc()
+            m.tally(m.enrichment, "referrals", _lookup(referral, result.referral_used))
         return result.trigger
 
     def _enqueue(self, item: Pending, connection: MetaConnection) -> None:
         trigger, approved = item.trigger, item.approved
         for entry in approved.dropped:
             field_key, _, reason = entry.partition(":")
-            self.metrics.fields_dropped.labels(field_key, reason).inc()
+            self.metrics.tally(self.metrics.fields_dropped, field_key, reason)
         try:
             credentials = self._credentials.for_connection(connection)
         except MissingCredentialsError as exc:
@@ -454,10 +472,10 @@ class App:
             out.append(
                 OutRecord(topics.dlq, dead_letter[0], dead_letter[1], partition, headers=headers)
             )
-            self.metrics.dead_letters.labels(reason or "").inc()
+            self.metrics.tally(self.metrics.dead_letters, reason or "")
         self._held[(source.topic, source.partition, source.offset)] = _Held(out, dedup)
         self._tracker.done(source.topic, source.partition, source.offset)
-        self.metrics.counter(self.metrics.results, status, reason or "").inc()
+        self.metrics.tally(self.metrics.results, status, reason or "")
 
     def _result_delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is None and self._dedup is not None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicCollection, TopicPartition
@@ -70,19 +70,25 @@ class Dedup:
         self._resolved: dict[int, set[int]] = {}  # partition -> input offsets with a result
         self._in_progress: set[str] = set()
         self._uncommitted: dict[str, tuple[str, int, int]] = {}  # id -> (status, at, partition)
+        # the table's rows for the ids of the batch being handled, read in one query
+        self._looked_up: set[str] = set()
+        self._found: dict[str, tuple[str, int]] = {}
         self._result_offsets: dict[int, int] = {}
         self.partitions = 0
         self.records_restored = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Create the local table; reset it when the results topic is new."""
-        db = self._store.db
-        db.execute(
+    def create_table(self) -> None:
+        self._store.db.execute(
             "CREATE TABLE IF NOT EXISTS dedup (event_id TEXT PRIMARY KEY, status TEXT NOT NULL,"
             " at INTEGER NOT NULL, partition INTEGER NOT NULL) WITHOUT ROWID"
         )
+
+    def open(self) -> None:
+        """Create the local table; reset it when the results topic is new."""
+        db = self._store.db
+        self.create_table()
         admin = AdminClient(self._admin_config)  # keep it alive until the answer is in
         future = admin.describe_topics(TopicCollection([self.topic]))
         try:
@@ -159,6 +165,7 @@ class Dedup:
             if row is not None:
                 rows.append(row)
         if msgs:
+            self.forget_looked_up()
             with self._store.transaction():
                 self._store.db.executemany(
                     "INSERT OR REPLACE INTO dedup (event_id, status, at, partition) "
@@ -229,6 +236,26 @@ class Dedup:
         resolved = self._resolved.get(partition)
         return bool(resolved) and offset in resolved  # type: ignore[operator]
 
+    def look_up(self, event_ids: Iterable[str]) -> None:
+        """Read the table's rows for a consumed batch in one query per 500 ids; `seen` answers
+        from them until `forget_looked_up` (the table changes only at commit and restore)."""
+        ids = list(set(event_ids))
+        self._looked_up = set(ids)
+        self._found = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._store.db.execute(
+                f"SELECT event_id, status, at FROM dedup WHERE event_id IN ({marks})",  # noqa: S608 - only placeholders
+                chunk,
+            )
+            for event_id, status, at in rows:
+                self._found[event_id] = (str(status), int(at))
+
+    def forget_looked_up(self) -> None:
+        self._looked_up = set()
+        self._found = {}
+
     def seen(self, event_id: str) -> str | None:
         """How this event_id was resolved before ("IN_PROGRESS" if it is being processed)."""
         if event_id in self._in_progress:
@@ -236,9 +263,12 @@ class Dedup:
         entry = self._uncommitted.get(event_id)
         if entry is not None:
             return entry[0]
-        row = self._store.db.execute(
-            "SELECT status, at FROM dedup WHERE event_id = ?", (event_id,)
-        ).fetchone()
+        if event_id in self._looked_up:
+            row = self._found.get(event_id)
+        else:
+            row = self._store.db.execute(
+                "SELECT status, at FROM dedup WHERE event_id = ?", (event_id,)
+            ).fetchone()
         if row is None or int(row[1]) < self._clock_ms() - self._window_ms:
             return None
         return str(row[0])
@@ -264,6 +294,7 @@ class Dedup:
         """The transaction committed: its entries are durable; keep them locally."""
         if not self._uncommitted and not self._result_offsets:
             return
+        self.forget_looked_up()
         rows = [(e, s, at, p) for e, (s, at, p) in self._uncommitted.items()]
         with self._store.transaction():
             self._store.db.executemany(
@@ -284,6 +315,7 @@ class Dedup:
     def purge(self) -> int:
         """Delete entries older than the window; return how many."""
         cutoff = self._clock_ms() - self._window_ms
+        self.forget_looked_up()
         with self._store.transaction():
             cursor = self._store.db.execute("DELETE FROM dedup WHERE at < ?", (cutoff,))
         return cursor.rowcount

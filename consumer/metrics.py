@@ -26,8 +26,21 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    def tally(self, metric: Counter, *labels: str) -> None:
+        """Count one, applied at the next `flush`: a dict update per event, one increment per
+        series and loop turn."""
+        key = (metric, labels)
+        self._tallies[key] = self._tallies.get(key, 0) + 1
+
+    def flush(self) -> None:
+        """Apply the tallies (the loop calls this every turn, and before it stops)."""
+        for (metric, labels), count in self._tallies.items():
+            self.counter(metric, *labels).inc(count)
+        self._tallies.clear()
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._tallies: dict[tuple[Counter, tuple[str, ...]], int] = {}
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.consumed = Counter(

@@ -288,6 +288,8 @@ def _quick_phone(text: str, region: str | None) -> str | None:
     if not (digits.isascii() and digits.isdigit()) or len(digits) > 17:
         return None
     if international:
+        if digits[:1] == "0":  # no country code starts with 0
+            return None
         for size in (1, 2, 3):
             code = int(digits[:size])
             if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:

@@ -125,14 +125,16 @@ class Outbox:
 
     def committed(self, released: dict[tuple[str, int], list[int]]) -> None:
         """Those offsets are committed: their entries are not needed any more."""
-        rows = [(t, p, o) for (t, p), offsets in released.items() for o in offsets]
-        if not rows:
+        # released offsets are a partition's next contiguous run: everything up to the last
+        # one is committed, so one range delete per partition does
+        ends = [(t, p, max(offsets)) for (t, p), offsets in released.items() if offsets]
+        if not ends:
             return
         with self._store.transaction():
             self._store.db.executemany(
-                "DELETE FROM outbox WHERE topic = ? AND partition = ? AND offset = ?", rows
+                "DELETE FROM outbox WHERE topic = ? AND partition = ? AND offset <= ?", ends
             )
-        for topic, partition, offset in rows:
+        for topic, partition, end in ends:
             known = self._known.get((topic, partition))
             if known:
-                known.discard(offset)
+                known.difference_update([o for o in known if o <= end])

@@ -73,7 +73,11 @@ def test_one_thousand_triggers(kafka_bootstrap, topics, tmp_path):
         assert info["email"].strip() not in bodies
         assert normalize_email(info["email"]) not in bodies
         assert info["phone"] not in bodies
-        assert normalize_phone(info["phone"], "US") not in digit_runs
+        try:
+            digits = normalize_phone(info["phone"], info["country"])
+        except ValueError:  # one in fifty sample phones is a typo: its digits as typed
+            digits = re.sub(r"\D", "", info["phone"])
+        assert digits not in digit_runs
         for name in (info["first_name"], info["last_name"], info["city"]):
             assert name not in strings
             assert name.lower() not in strings

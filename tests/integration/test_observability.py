@@ -1,5 +1,6 @@
 """Metrics catalogue, health endpoints and logs, on the running service."""
 
+import contextlib
 import io
 import logging
 import re
@@ -86,8 +87,9 @@ def test_metrics_logs_and_health(kafka_bootstrap, topics, tmp_path):
         info = trigger["customer_info"]
         if info["email"]:
             secrets |= {info["email"].strip(), normalize_email(info["email"])}
-            secrets.add(normalize_phone(info["phone"], "US"))
             secrets.add(info["phone"])
+            with contextlib.suppress(ValueError):  # one in fifty sample phones is a typo
+                secrets.add(normalize_phone(info["phone"], info["country"]))
     for contact in WORLD.contacts():
         secrets.add(contact["email"])
     leaked = sorted(s for s in secrets if s and s in text)

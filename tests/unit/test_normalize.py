@@ -286,6 +286,15 @@ def _written_forms():
                 yield region, phonenumbers.format_number(example, fmt)
 
 
+@pytest.mark.parametrize(
+    ("text", "region"),
+    [("+0307000000000", None), ("+1 650 555 1212 ext 3", None), ("020 7946 0958", "GB"),
+     ("16505551212", "US"), ("+39 06 6982 1234", None), ("1-800-FLOWERS", "US")],
+)  # fmt: skip
+def test_quick_phone_path_leaves_the_unusual_to_the_parser(text, region):
+    assert normalize._quick_phone(text, region) is None
+
+
 def test_quick_phone_path_agrees_with_libphonenumbers_parser():
     taken = 0
     for region, text in _written_forms():
@@ -312,3 +321,32 @@ def test_quick_phone_path_never_disagrees_on_any_digits(prefix, rest, region):
     quick = normalize._quick_phone(text, region)
     if quick is not None:
         assert quick == _slow_phone(text, region)
+
+
+@given(
+    st.builds(
+        CustomerInfo,
+        **{
+            f: st.one_of(st.none(), st.text(alphabet="ab\x00\x01 @.+1", max_size=4))
+            for f in CUSTOMER_FIELDS
+        },
+    ),
+    st.sampled_from([None, "US", "BR"]),
+)
+def test_the_whole_info_cache_answers_what_normalizing_would(info, region):
+    """Values holding the key's separators, or shifting between fields, never share a key."""
+    fresh = normalize._normalize_info(info, None, region)
+    for _ in range(2):  # computed, then from the cache
+        out = normalize_customer_info(info, default_region=region)
+        assert out.hashed == fresh.hashed and out.dropped == fresh.dropped
+    out.hashed.clear()  # what a caller does to its copy does not reach the cache
+    assert normalize_customer_info(info, default_region=region).hashed == fresh.hashed
+
+
+def test_values_that_run_together_alike_are_told_apart():
+    a = CustomerInfo(first_name="a\x00", last_name="b")
+    b = CustomerInfo(first_name="a", last_name="\x00b")
+    assert normalize._info_key(a, None, None) != normalize._info_key(b, None, None)
+    assert normalize._info_key(CustomerInfo(city="\x01"), None, None) != normalize._info_key(
+        CustomerInfo(), None, None
+    )
