@@ -53,7 +53,9 @@ CODEC = AvroCodec(SchemaStore())
 WORLD = SampleWorld()
 TICK = os.sysconf("SC_CLK_TCK")
 PROFILE_DIR: Path | None = None
-PARTS = ("payloads", "ceiling", "drain", "drain_300ms", "latency", "plain_latency")
+PARTS = (
+    "payloads", "ceiling", "drain", "drain_300ms", "drain_2", "latency", "plain_latency"
+)  # fmt: skip
 
 
 def cpu_seconds(pid: int) -> float:
@@ -75,13 +77,15 @@ def new_topics() -> Topics:
     )
 
 
-def service(bootstrap: str, topics: Topics, graph_url: str, creds: Path, state: Path) -> Any:
+def service(
+    bootstrap: str, topics: Topics, graph_url: str, creds: Path, state: Path, instance: int = 0
+) -> Any:
     env = {
         **os.environ,
         "CAPI_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "CAPI_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "CAPI_GROUP_ID": f"bench-{topics.triggered}",
-        "CAPI_INSTANCE_ID": f"bench-{topics.triggered}",
+        "CAPI_INSTANCE_ID": f"bench-{topics.triggered}-{instance}",
         "CAPI_TOPIC_TRIGGERED": topics.triggered,
         "CAPI_TOPIC_CONTACTS": topics.contacts,
         "CAPI_TOPIC_REFERRALS": topics.referrals,
@@ -171,10 +175,11 @@ class Results:
 
 
 def drain(
-    broker: str, triggers: list[dict[str, Any]], tmp: Path, latency_ms: int
+    broker: str, triggers: list[dict[str, Any]], tmp: Path, latency_ms: int, instances: int = 1
 ) -> dict[str, Any]:
+    """The backlog drained by `instances` service processes (one consumer group)."""
     topics = new_topics()
-    create_service_topics(broker, topics, partitions=3)
+    create_service_topics(broker, topics, partitions=6)
     expected = produce_sample_traffic(
         broker,
         topics,
@@ -189,28 +194,30 @@ def drain(
     with SandboxProcess(config, light=True) as sandbox:
         sandbox_cpu = cpu_seconds(sandbox.pid)
         reader = Results(broker, topics.results)
-        proc = service(broker, topics, sandbox.url, creds, tmp / f"state-{topics.triggered}")
-        pid = service_pid(proc)
-        started_cpu = None
+        procs = [
+            service(broker, topics, sandbox.url, creds, tmp / f"state-{topics.triggered}-{i}", i)
+            for i in range(instances)
+        ]
+        pids = [service_pid(proc) for proc in procs]
         while reader.count == 0:
             reader.read_until(1, 1)
-            if started_cpu is None:
-                started_cpu = cpu_seconds(pid)
-        service_cpu_at_first = cpu_seconds(pid)
+        cpu_at_first = sum(cpu_seconds(pid) for pid in pids)
         assert reader.read_until(expected, 900), f"{reader.count}/{expected} results"
-        service_cpu = cpu_seconds(pid) - service_cpu_at_first
-        rss = peak_rss_mb(pid)
+        service_cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_at_first
+        rss = [peak_rss_mb(pid) for pid in pids]
         stats = sandbox.stats()
         sandbox_cpu = cpu_seconds(sandbox.pid) - sandbox_cpu
-        stop_service(proc)
+        for proc in procs:
+            stop_service(proc)
         reader.close()
     seconds = (reader.last_ms - reader.first_ms) / 1000
     return {
         "events": expected,
+        "instances": instances,
         "seconds": round(seconds, 2),
         "events_per_s": round(expected / seconds),
         "cpu_s_per_1000": round(service_cpu / expected * 1000, 3),
-        "peak_rss_mb": round(rss),
+        "peak_rss_mb": round(max(rss)),
         "events_per_request": round(
             stats["accepted_events"] / max(1, stats["accepted_requests"]), 1
         ),
@@ -525,6 +532,9 @@ def main() -> None:
         if "drain_300ms" in parts:
             print(f"drain of {args.events} triggers, the Graph API answering after 300 ms ...")
             figures["drain_300ms"] = drain(bs, triggers, tmp, 300)
+        if "drain_2" in parts:
+            print(f"drain of {args.events} triggers by two service processes ...", flush=True)
+            figures["drain_2"] = drain(bs, triggers, tmp, 0, instances=2)
         if "latency" in parts:
             print(f"latency at {args.rate} events/s for {args.seconds} s ...", flush=True)
             figures["latency"] = latency(bs, tmp, args.rate, args.seconds)
@@ -552,6 +562,7 @@ def report(f: dict[str, Any]) -> None:
         ("drain / plain loop", f.get("drain_share_of_ceiling", "-"), ">= 0.08"),
         ("plain loop (messages/s)", get("ceiling", "events_per_s"), ""),
         ("drain, Graph API at 300 ms (events/s)", get("drain_300ms", "events_per_s"), ""),
+        ("drain, two service processes (events/s)", get("drain_2", "events_per_s"), ""),
         ("CPU s per 1,000 events", get("drain", "cpu_s_per_1000"), ""),
         ("peak resident memory (MB)", get("drain", "peak_rss_mb"), "<= 400"),
         ("events per Graph API request", get("drain", "events_per_request"), ">= 500"),
