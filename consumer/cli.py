@@ -52,10 +52,23 @@ def _collect_less() -> None:
 
 
 @main.command()
-def run() -> None:
+@click.option("--worker", type=int, hidden=True, help="Set by the supervisor: this worker's index.")
+def run(worker: int | None) -> None:
     """Run the service (configured by CAPI_* environment variables)."""
     settings = _settings()
     _setup_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1 and worker is None:
+        from .workers import Supervisor
+
+        supervisor = Supervisor(settings)
+
+        def on_stop_signal(signum: int, _frame: object) -> None:
+            log.info("signal %s: stopping the workers", signal.Signals(signum).name)
+            supervisor.stop()
+
+        signal.signal(signal.SIGTERM, on_stop_signal)
+        signal.signal(signal.SIGINT, on_stop_signal)
+        sys.exit(supervisor.run())
     from prometheus_client import disable_created_metrics
 
     from .app import build_app
@@ -71,6 +84,7 @@ def run() -> None:
             metrics.registry,
             app.monitor.alive_problems,
             app.monitor.ready_problems,
+            host="0.0.0.0" if worker is None else "127.0.0.1",  # a worker: its supervisor asks
         )
         server.start()
         log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", settings.metrics_port)

@@ -128,6 +128,7 @@ class Settings:
     commit_interval_ms: int = 50
     drain_timeout_s: float = 30.0
     max_pending_events: int = 50_000
+    workers: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, check_dirs: bool = True) -> Settings:
@@ -196,7 +197,12 @@ class Settings:
             max_pending_events=reader.integer(
                 "CAPI_MAX_PENDING_EVENTS", defaults.max_pending_events, 1000, 10_000_000
             ),
+            workers=reader.integer("CAPI_WORKERS", defaults.workers, 1, 64),
         )
+        if settings.workers > 1 and settings.metrics_port + settings.workers > 65535:
+            raise ConfigError(
+                "CAPI_WORKERS", "out of range: workers listen on CAPI_METRICS_PORT + 1 + index"
+            )
         if check_dirs:
             _check_readable_dir("CAPI_CREDENTIALS_DIR", settings.credentials_dir)
         return settings

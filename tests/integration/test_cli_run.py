@@ -1,10 +1,13 @@
 """`capi-consumer run` as an operator starts it: environment only, /metrics, SIGTERM drains."""
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -107,3 +110,97 @@ def test_check_reports_what_is_missing_one_line_each(kafka_bootstrap, topics, tm
     assert "capi-consumer check: CAPI_KAFKA_SASL_USERNAME: required with SASL PLAIN" in lines
     assert "capi-consumer check: CAPI_KAFKA_SASL_PASSWORD: required with SASL PLAIN" in lines
     assert any("unreachable" in line or "no-such-topic" in line for line in lines)
+
+
+def _worker_pids(pid, count, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        if len(children) == count:
+            return children
+        time.sleep(0.1)
+    raise AssertionError(f"{count} workers did not start")
+
+
+def _wait_healthy(port, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise AssertionError("the service did not become ready")
+
+
+def test_two_workers_share_the_partitions_and_answer_as_one_service(
+    kafka_bootstrap, topics, tmp_path
+):
+    world = SampleWorld()
+    port = _free_port()
+    with SandboxProcess(sandbox_config(world)) as sandbox:
+        creds = write_credentials(tmp_path / "creds", world.credentials)
+        env = service_env(
+            kafka_bootstrap, topics, sandbox.url, creds, f"workers-{topics.triggered}",
+            CAPI_METRICS_PORT=str(port), CAPI_STATE_DIR=str(tmp_path / "state"),
+            CAPI_WORKERS="2",
+        )  # fmt: skip
+        proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "run"], env=env,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            workers = _worker_pids(proc.pid, 2)
+            _wait_healthy(port)
+            expected = produce_sample_traffic(
+                kafka_bootstrap, topics, CODEC, world.triggers(300, seed=23), world.connections()
+            )
+            reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
+            assert reader.read_until(expected, 120)
+            time.sleep(1)  # every worker's metrics are applied at its next loop turn
+            _, samples = _scrape(port)
+            os.kill(workers[1], signal.SIGKILL)  # a worker dies: the service stops whole
+            _, stderr = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        reader.read_until(expected + 1, 3)
+        reader.close()
+        accepted = sandbox.stats()["accepted_events"]
+
+    assert proc.returncode == 1, stderr[-2000:]
+    assert "worker 1 exited" in stderr
+    assert not Path(f"/proc/{workers[0]}").exists()  # the other one drained and exited
+    consumed = {
+        labels: value
+        for (name, labels), value in samples.items()
+        if name == "capi_messages_consumed_total"
+    }
+    assert {dict(labels)["worker"] for labels in consumed} == {"0", "1"}  # both got partitions
+    assert sum(consumed.values()) == expected
+    assert len(reader.results) == expected  # one result per input, none twice
+    sent = sum(v for (name, labels), v in samples.items() if name == "capi_results_total"
+               and ("status", "SENT") in labels)  # fmt: skip
+    assert sent == accepted
+    assert {(tmp_path / "state" / f"worker-{i}").is_dir() for i in (0, 1)} == {True}
+
+
+def test_sigterm_drains_every_worker(kafka_bootstrap, topics, tmp_path):
+    world = SampleWorld()
+    port = _free_port()
+    creds = write_credentials(tmp_path / "creds", world.credentials)
+    env = service_env(
+        kafka_bootstrap, topics, "http://127.0.0.1:9", creds, f"term-{topics.triggered}",
+        CAPI_METRICS_PORT=str(port), CAPI_STATE_DIR=str(tmp_path / "state"), CAPI_WORKERS="2",
+    )  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "run"], env=env,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        workers = _worker_pids(proc.pid, 2)
+        _wait_healthy(port)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).text.strip() == "ok"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-2000:]
+    assert stderr.count("draining pending=") == 2  # each worker drained
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)

@@ -79,6 +79,8 @@ def test_passthrough_is_split_by_client_role(tmp_path):
         ("CAPI_RESTRICTED_COUNTRIES", "DE,Germany", "not ISO 3166-1 alpha-2"),
         ("CAPI_GROUP_ID", " ", "must not be empty"),
         ("CAPI_LOG_LEVEL", "LOUD", "not one of"),
+        ("CAPI_WORKERS", "0", "out of range"),
+        ("CAPI_WORKERS", "65", "out of range"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path, variable, value, message):
@@ -87,6 +89,14 @@ def test_bad_values_name_the_variable(tmp_path, variable, value, message):
         Settings.from_env(env)
     assert info.value.variable == variable
     assert message in str(info.value)
+
+
+def test_workers_need_room_for_their_ports(tmp_path):
+    env = {"CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_WORKERS": "4", "CAPI_METRICS_PORT": "65533"}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert info.value.variable == "CAPI_WORKERS"
+    assert Settings.from_env({**env, "CAPI_METRICS_PORT": "0"}).workers == 4
 
 
 def test_unreadable_credentials_dir_is_refused(tmp_path):
