@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -98,20 +100,19 @@ class CustomerInfo:
         return cls(**{name: data.get(name) for name in CUSTOMER_FIELDS})
 
     def merged_over(self, other: CustomerInfo) -> CustomerInfo:
-        """These values, with the blanks filled from `other`."""
-        return CustomerInfo(
-            **{
-                name: _present(getattr(self, name)) or getattr(other, name)
-                for name in CUSTOMER_FIELDS
-            }
+        """These values, with the blanks filled from `other` (self when nothing is filled)."""
+        mine = _customer_values(self)
+        merged = tuple(
+            v if v is not None and v.strip() else theirs
+            for v, theirs in zip(mine, _customer_values(other), strict=True)
         )
+        return self if merged == mine else CustomerInfo(*merged)
 
 
 CUSTOMER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CustomerInfo))
-
-
-def _present(value: str | None) -> str | None:
-    return value if value is not None and value.strip() else None
+_customer_values: Callable[[CustomerInfo], tuple[str | None, ...]] = operator.attrgetter(
+    *CUSTOMER_FIELDS
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,9 @@ class BootstrapTimeout(CapiConsumerError):
     """A table did not catch up with its topic in time."""
 
 
+_UNKNOWN: Any = object()
+
+
 class Table(Generic[V]):
     """The latest value per key of one compacted topic.
 
@@ -71,7 +74,7 @@ class Table(Generic[V]):
         self._decode = decode
         self._build = build
         self._cache_size = cache_size
-        self._cache: dict[str, V] = {}
+        self._cache: dict[str, V | None] = {}
         self._kv: KeyValue | None = None
         self.errors = 0
 
@@ -88,14 +91,13 @@ class Table(Generic[V]):
         return self.kv.count()
 
     def get(self, key: str) -> V | None:
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+        cached = self._cache.get(key, _UNKNOWN)
+        if cached is not _UNKNOWN:
+            return cached  # a record, or None: known absent
         raw = self.kv.get(key)
-        if raw is None:
-            return None
-        record = self._build(orjson.loads(raw))
+        record = None if raw is None else self._build(orjson.loads(raw))
         if self._cache_size:
+            # absent keys are kept too (anonymous contacts come back); `apply` evicts either
             if len(self._cache) >= self._cache_size:
                 self._cache.clear()
             self._cache[key] = record
