@@ -137,10 +137,10 @@ def decide(
             f"the step did not select the {_ASSET_LABEL[channel]} {trigger.channel_account_id}",
         )
     asset = connection.asset(trigger.channel_account_id)
-    label = f"{_ASSET_LABEL[channel]} {trigger.channel_account_id}"
     if asset is None or asset.asset_type is not _ASSET_TYPE[channel]:
         return _fail(
-            "ASSET_NOT_LINKED", f"{label} is not an asset of connection {connection.connection_id}"
+            "ASSET_NOT_LINKED",
+            f"{_label(trigger)} is not an asset of connection {connection.connection_id}",
         )
     if channel in _REGION_RESTRICTED_CHANNELS and (
         asset.registration_country.upper() in rules.restricted_countries
@@ -148,15 +148,15 @@ def decide(
     ):
         return _skip(
             "RESTRICTED_REGION",
-            f"{label} is registered in {asset.registration_country.upper()}, where the "
-            "ePrivacy Directive rules out Conversions API for business messaging",
+            f"{_label(trigger)} is registered in {asset.registration_country.upper()}, where "
+            "the ePrivacy Directive rules out Conversions API for business messaging",
         )
     dataset = connection.dataset(trigger.dataset_id)
     if dataset is None or asset.asset_id not in dataset.linked_asset_ids:
         return _fail(
             "ASSET_NOT_LINKED",
-            f"dataset {trigger.dataset_id} is not linked to {label}: link the dataset to it "
-            "in Meta Events Manager",
+            f"dataset {trigger.dataset_id} is not linked to {_label(trigger)}: link the dataset "
+            "to it in Meta Events Manager",
         )
     age_s = (now_ms - trigger.occurred_at) / 1000
     if age_s > rules.max_event_age_s:
@@ -198,6 +198,10 @@ def decide(
         user_data_keys=tuple(combined),
         dropped=tuple(f"{d.key}:{d.reason}" for d in user_data.dropped),
     )
+
+
+def _label(trigger: Trigger) -> str:
+    return f"{_ASSET_LABEL[trigger.channel]} {trigger.channel_account_id}"
 
 
 def _channel_ids(trigger: Trigger, require_click_id: bool) -> dict[str, str] | Refusal:
