@@ -122,6 +122,15 @@ def _worker_pids(pid, count, timeout=30):
     raise AssertionError(f"{count} workers did not start")
 
 
+def _two_workers(kafka_bootstrap, topics, graph_url, creds, port, tmp_path):
+    env = service_env(
+        kafka_bootstrap, topics, graph_url, creds, f"workers-{topics.triggered}",
+        CAPI_METRICS_PORT=str(port), CAPI_STATE_DIR=str(tmp_path / "state"), CAPI_WORKERS="2",
+    )  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "consumer.cli", "run"], env=env,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
 def _wait_healthy(port, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -139,13 +148,7 @@ def test_two_workers_share_the_partitions_and_answer_as_one_service(
     port = _free_port()
     with SandboxProcess(sandbox_config(world)) as sandbox:
         creds = write_credentials(tmp_path / "creds", world.credentials)
-        env = service_env(
-            kafka_bootstrap, topics, sandbox.url, creds, f"workers-{topics.triggered}",
-            CAPI_METRICS_PORT=str(port), CAPI_STATE_DIR=str(tmp_path / "state"),
-            CAPI_WORKERS="2",
-        )  # fmt: skip
-        proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "run"], env=env,
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        proc = _two_workers(kafka_bootstrap, topics, sandbox.url, creds, port, tmp_path)
         try:
             workers = _worker_pids(proc.pid, 2)
             _wait_healthy(port)
@@ -186,12 +189,7 @@ def test_sigterm_drains_every_worker(kafka_bootstrap, topics, tmp_path):
     world = SampleWorld()
     port = _free_port()
     creds = write_credentials(tmp_path / "creds", world.credentials)
-    env = service_env(
-        kafka_bootstrap, topics, "http://127.0.0.1:9", creds, f"term-{topics.triggered}",
-        CAPI_METRICS_PORT=str(port), CAPI_STATE_DIR=str(tmp_path / "state"), CAPI_WORKERS="2",
-    )  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "run"], env=env,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = _two_workers(kafka_bootstrap, topics, "http://127.0.0.1:9", creds, port, tmp_path)
     try:
         workers = _worker_pids(proc.pid, 2)
         _wait_healthy(port)
