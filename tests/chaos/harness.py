@@ -14,6 +14,19 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+_started: list[Service] = []
+
+
+def kill_leftovers() -> list[str]:
+    """Kill the services a test left running (a failed assertion skips its own stops)."""
+    killed = []
+    while _started:
+        service = _started.pop()
+        if service.alive():
+            service.kill()
+            killed.append(service.name)
+    return killed
+
 
 class Service:
     """One `capi-consumer run` process with its own instance id and state folder."""
@@ -34,6 +47,7 @@ class Service:
             stderr=log,
         )
         self.starts += 1
+        _started.append(self)
         return self
 
     def kill(self) -> None:
