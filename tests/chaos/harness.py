@@ -63,6 +63,12 @@ class Service:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def assignments(self) -> int:
+        """Rebalances this service has completed (each logs its assignment, even an empty one)."""
+        if not self._log.exists():
+            return 0
+        return self._log.read_text(errors="replace").count(" consumer.app assigned ")
+
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
 
