@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import operator
 import re
 import string
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 
@@ -127,14 +126,11 @@ def normalize_customer_info(
 
 
 def _info_key(info: CustomerInfo, contact_country: str | None, region: str | None) -> bytes:
-    values = (*_values(info), contact_country, region)
+    values = (*info.values(), contact_country, region)
     text = "\x00".join(["\x01" if v is None else v for v in values])
     if text.count("\x00") != len(values) - 1 or text.count("\x01") != values.count(None):
         text = repr(values)  # a value holding a separator: the unambiguous, slower form
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
-
-_values: Callable[[CustomerInfo], tuple[str | None, ...]] = operator.attrgetter(*_KEYS)
 
 
 def _normalize_info(

@@ -101,12 +101,16 @@ class CustomerInfo:
 
     def merged_over(self, other: CustomerInfo) -> CustomerInfo:
         """These values, with the blanks filled from `other` (self when nothing is filled)."""
-        mine = _customer_values(self)
+        mine = self.values()
         merged = tuple(
             v if v is not None and v.strip() else theirs
-            for v, theirs in zip(mine, _customer_values(other), strict=True)
+            for v, theirs in zip(mine, other.values(), strict=True)
         )
         return self if merged == mine else CustomerInfo(*merged)
+
+    def values(self) -> tuple[str | None, ...]:
+        """Every field's value, in `CUSTOMER_FIELDS` order."""
+        return _customer_values(self)
 
 
 CUSTOMER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CustomerInfo))
