@@ -157,35 +157,34 @@ class Publisher:
             log.error("transactional producer failed (%s): starting a new one", error)
             self._producer.flush(0)
             self.start()
+            self._replay(owned)
         else:
             log.warning("transaction aborted (%s): producing its records again", error)
-            try:
-                self._producer.abort_transaction(30)
-            except KafkaException as abort_error:
-                log.error("abort failed (%s): starting a new producer", abort_error)
-                self.start()
-        self._open = False
-        kept = [r for r in self._pending if owned(r.source)]
-        dropped = len(self._pending) - len(kept)
-        if dropped:
-            log.warning("dropped %d records of partitions no longer ours", dropped)
-        self._pending = []
-        for record in kept:
-            self.produce(record)
+            self._abort_and_replay(owned)
         return [tp for tp in offsets if owned((tp.topic, tp.partition))]
 
     def redo(self, owned: Callable[[tuple[str, int]], bool]) -> None:
         """Abort the open transaction and produce again what is still ours (partitions lost)."""
-        if not self._open:
-            return
+        if self._open:
+            self._abort_and_replay(owned)
+
+    def _abort_and_replay(self, owned: Callable[[tuple[str, int]], bool]) -> None:
         assert self._producer is not None
         try:
             self._producer.abort_transaction(30)
         except KafkaException as exc:
             log.error("abort failed (%s): starting a new producer", exc)
             self.start()
+        self._replay(owned)
+
+    def _replay(self, owned: Callable[[tuple[str, int]], bool]) -> None:
+        """The transaction is gone: produce its records again in a new one, but for those of
+        partitions no longer ours."""
         self._open = False
         kept = [r for r in self._pending if owned(r.source)]
+        dropped = len(self._pending) - len(kept)
+        if dropped:
+            log.warning("dropped %d records of partitions no longer ours", dropped)
         self._pending = []
         for record in kept:
             self.produce(record)
