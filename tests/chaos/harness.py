@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
+
+from tests.cli import start_cli
 
 _started: list[Service] = []
 
@@ -40,12 +41,7 @@ class Service:
 
     def start(self) -> Service:
         log = self._log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "consumer.cli", "run"],
-            env=self._env,
-            stdout=log,
-            stderr=log,
-        )
+        self.proc = start_cli(self._env, "run", stdout=log, stderr=log)
         self.starts += 1
         _started.append(self)
         return self
@@ -133,3 +129,16 @@ def wait_for_all(reader: Any, inputs: set[tuple[int, int]], timeout: float) -> b
         if inputs <= sources:
             return True
     return False
+
+
+def settle(reader: Any, inputs: set[tuple[int, int]], sandbox: Any, services: list[Service]) -> Any:
+    """The end of a chaos run: a result for every input, the services still meant to run
+    alive and stopping cleanly, then the verdict on what was published and accepted."""
+    tails = "\n".join(s.log_tail() for s in services)
+    assert wait_for_all(reader, inputs, 300), tails
+    for service in services:
+        assert service.alive(), service.log_tail()
+        assert service.terminate() == 0, service.log_tail()
+    reader.read(2.0)
+    reader.close()
+    return verdict(inputs, reader.results, sandbox.events())

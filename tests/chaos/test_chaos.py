@@ -24,7 +24,7 @@ from consumer.config import Topics
 from consumer.demo import ResultReader, produce_sample_traffic
 from consumer.samples import SampleWorld, sandbox_config
 from consumer.sandbox.process import SandboxProcess
-from tests.chaos.harness import Service, input_offsets, verdict, wait_for_all
+from tests.chaos.harness import Service, input_offsets, settle
 from tests.integration.harness import service_env, write_credentials
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(900)]
@@ -80,12 +80,7 @@ def test_sigkill_repeatedly_while_events_flow(kafka_bootstrap, topics, tmp_path,
             kills += 1
             service.start()
         inputs = input_offsets(kafka_bootstrap, topics.triggered, expected)
-        assert wait_for_all(reader, inputs, 300), service.log_tail()
-        assert service.terminate() == 0, service.log_tail()
-        reader.read(2.0)
-        reader.close()
-        accepted = sandbox.events()
-    v = verdict(inputs, reader.results, accepted)
+        v = settle(reader, inputs, sandbox, [service])
     bound = kills * (IN_FLIGHT + 1) * BATCH_SIZE
     _report(capsys, "sigkill", f"kills={kills} bound={bound} {v}")
     assert kills >= 3
@@ -114,13 +109,7 @@ def test_broker_frozen_for_30_seconds(tmp_path, capsys):
             time.sleep(30)
             broker.thaw()
             inputs = input_offsets(broker.bootstrap_servers, topics.triggered, expected)
-            assert wait_for_all(reader, inputs, 300), service.log_tail()
-            assert service.alive(), service.log_tail()
-            assert service.terminate() == 0, service.log_tail()
-            reader.read(2.0)
-            reader.close()
-            accepted = sandbox.events()
-    v = verdict(inputs, reader.results, accepted)
+            v = settle(reader, inputs, sandbox, [service])
     _report(capsys, "broker frozen 30 s", str(v))
     _check(v)
 
@@ -177,14 +166,7 @@ def test_three_consumers_joining_and_leaving(kafka_bootstrap, topics, tmp_path, 
         assert services["a"].terminate() == 0, services["a"].log_tail()
         producer.join()
         inputs = input_offsets(kafka_bootstrap, topics.triggered, total)
-        assert wait_for_all(reader, inputs, 300), services["c"].log_tail()
-        for service in services.values():
-            if service.alive():
-                assert service.terminate() == 0, service.log_tail()
-        reader.read(2.0)
-        reader.close()
-        accepted = sandbox.events()
-    v = verdict(inputs, reader.results, accepted)
+        v = settle(reader, inputs, sandbox, [services["b"], services["c"]])
     _report(capsys, "three consumers", str(v))
     _check(v)
 
@@ -206,13 +188,8 @@ def test_every_sandbox_fault(kafka_bootstrap, topics, tmp_path, capsys):
         service = Service(env, tmp_path, "faulty").start()
         reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
         inputs = input_offsets(kafka_bootstrap, topics.triggered, expected)
-        assert wait_for_all(reader, inputs, 300), service.log_tail()
-        assert service.terminate() == 0, service.log_tail()
-        reader.read(2.0)
-        reader.close()
-        accepted = sandbox.events()
+        v = settle(reader, inputs, sandbox, [service])
         stats = sandbox.stats()
-    v = verdict(inputs, reader.results, accepted)
     _report(capsys, "sandbox faults", f"{v} faults={stats['faults']}")
     _check(v)
     for kind in ("500", "503", "1", "2", "4", "17", "613", "80004", "190", "timeout", "drop"):

@@ -5,7 +5,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from consumer.codec import AvroCodec, SchemaStore
 from consumer.demo import ResultReader, produce_sample_traffic
 from consumer.samples import SampleWorld, sandbox_config
 from consumer.sandbox.process import SandboxProcess
+from tests.cli import run_cli, start_cli
 from tests.integration.harness import service_env, write_credentials
 
 pytestmark = pytest.mark.integration
@@ -51,12 +51,7 @@ def test_run_exposes_metrics_and_drains_on_sigterm(kafka_bootstrap, topics, tmp_
             kafka_bootstrap, topics, sandbox.url, creds, f"cli-{topics.triggered}",
             CAPI_METRICS_PORT=str(port), CAPI_STATE_DIR=str(tmp_path / "state"),
         )  # fmt: skip
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "consumer.cli", "run"],
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_cli(env, "run", stderr=subprocess.PIPE, text=True)
         try:
             reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
             assert reader.read_until(expected, 90)
@@ -98,13 +93,11 @@ def test_check_reports_what_is_missing_one_line_each(kafka_bootstrap, topics, tm
         "CAPI_TOPIC_DLQ": topics.dlq,
         "CAPI_CREDENTIALS_DIR": str(tmp_path),
     }
-    ok = subprocess.run([sys.executable, "-m", "consumer.cli", "check"], env=env,
-                        capture_output=True, text=True, timeout=60)  # fmt: skip
+    ok = run_cli(env, "check", timeout=60)
     assert (ok.returncode, ok.stdout.strip()) == (0, "capi-consumer check: ok"), ok.stderr
     env.update(CAPI_TOPIC_DLQ="no-such-topic", CAPI_KAFKA_SECURITY_PROTOCOL="SASL_SSL",
                CAPI_KAFKA_SASL_MECHANISM="PLAIN")  # fmt: skip
-    bad = subprocess.run([sys.executable, "-m", "consumer.cli", "check"], env=env,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    bad = run_cli(env, "check", timeout=60)
     assert bad.returncode == 1
     lines = bad.stderr.strip().splitlines()
     assert "capi-consumer check: CAPI_KAFKA_SASL_USERNAME: required with SASL PLAIN" in lines
@@ -127,8 +120,7 @@ def _two_workers(kafka_bootstrap, topics, graph_url, creds, port, tmp_path):
         kafka_bootstrap, topics, graph_url, creds, f"workers-{topics.triggered}",
         CAPI_METRICS_PORT=str(port), CAPI_STATE_DIR=str(tmp_path / "state"), CAPI_WORKERS="2",
     )  # fmt: skip
-    return subprocess.Popen([sys.executable, "-m", "consumer.cli", "run"], env=env,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return start_cli(env, "run", stderr=subprocess.PIPE, text=True)
 
 
 def _wait_healthy(port, timeout=60):

@@ -1,8 +1,6 @@
 """Dead letters replayed after the cause is fixed: processed again, once."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -10,6 +8,7 @@ from consumer.codec import AvroCodec, SchemaStore
 from consumer.demo import ResultReader, produce_sample_traffic
 from consumer.samples import SampleWorld, sandbox_config
 from consumer.sandbox.process import SandboxProcess
+from tests.cli import run_cli
 from tests.integration.harness import RunningApp, settings_for, write_credentials
 
 pytestmark = pytest.mark.integration
@@ -41,10 +40,7 @@ def test_replay_after_the_connection_appears(kafka_bootstrap, topics, tmp_path):
         }
 
         def replay(*args):
-            return subprocess.run(
-                [sys.executable, "-m", "consumer.cli", "replay-dlq", *args],
-                env=env, capture_output=True, text=True, timeout=120,
-            )  # fmt: skip
+            return run_cli(env, "replay-dlq", *args)
 
         with RunningApp(settings):
             assert reader.read_until(10, 60)

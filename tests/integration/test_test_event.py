@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -11,6 +9,7 @@ from consumer.codec import AvroCodec, SchemaStore
 from consumer.demo import produce_sample_traffic
 from consumer.samples import SampleWorld, sandbox_config
 from consumer.sandbox.process import SandboxProcess
+from tests.cli import run_cli
 from tests.integration.harness import write_credentials
 
 pytestmark = pytest.mark.integration
@@ -35,10 +34,7 @@ def run_test_event(kafka_bootstrap, topics, tmp_path):
         }
 
         def run(*args):
-            return subprocess.run(
-                [sys.executable, "-m", "consumer.cli", "test-event", *args],
-                env=env, capture_output=True, text=True, timeout=120,
-            )  # fmt: skip
+            return run_cli(env, "test-event", *args)
 
         run.sandbox = sandbox
         yield run

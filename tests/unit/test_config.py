@@ -1,10 +1,8 @@
-import subprocess
-import sys
-
 import pytest
 
 from consumer.config import DEFAULT_RESTRICTED_COUNTRIES, Secret, Settings
 from consumer.errors import ConfigError
+from tests.cli import run_cli
 
 
 def test_defaults_match_the_contract(tmp_path):
@@ -121,13 +119,7 @@ def test_secret_never_prints_its_value():
 
 def test_cli_exits_2_with_one_line_naming_the_variable(tmp_path):
     env = {"PATH": "", "CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_BATCH_SIZE": "5000"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "consumer.cli", "run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_cli(env, "run", timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
