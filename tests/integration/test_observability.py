@@ -4,7 +4,6 @@ import contextlib
 import io
 import logging
 import re
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,17 +16,11 @@ from consumer.normalize import normalize_email, normalize_phone
 from consumer.samples import SampleWorld, sandbox_config
 from consumer.sandbox.process import SandboxProcess
 from tests.integration.harness import RunningApp, settings_for, write_credentials
+from tests.readme import documented_metrics
 
 pytestmark = pytest.mark.integration
 CODEC = AvroCodec(SchemaStore())
 WORLD = SampleWorld()
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def _documented_metrics():
-    text = README.read_text()
-    section = text.split("### Metrics", 1)[1].split("###", 1)[0]
-    return set(re.findall(r"^\| `(capi_[a-z_]+)` \|", section, re.MULTILINE))
 
 
 def test_metrics_logs_and_health(kafka_bootstrap, topics, tmp_path):
@@ -77,7 +70,7 @@ def test_metrics_logs_and_health(kafka_bootstrap, topics, tmp_path):
     # every documented metric is exported, and every exported one is documented
     exported = set(re.findall(r"^# TYPE (capi_[a-z_]+) ", exposition, re.MULTILINE))
     exported = {re.sub(r"_total$", "", n) for n in exported if not n.endswith("_created")}
-    documented = {re.sub(r"_total$", "", name) for name in _documented_metrics()}
+    documented = {re.sub(r"_total$", "", name) for name in documented_metrics()}
     assert documented == exported
     # logs: JSON lines with context fields, and no customer information or secret
     text = logs.getvalue()

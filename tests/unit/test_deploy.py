@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.readme import documented_metrics
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 
 def _catalogue():
-    section = (ROOT / "README.md").read_text().split("### Metrics", 1)[1].split("###", 1)[0]
-    names = set(re.findall(r"^\| `(capi_[a-z_]+)` \|", section, re.MULTILINE))
+    names = documented_metrics()
     assert len(names) > 15
     return names
 
