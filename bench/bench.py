@@ -216,7 +216,6 @@ def drain(
         sandbox_cpu = cpu_seconds(sandbox.pid)
         reader = Results(broker, topics.results)
         state = tmp / f"state-{topics.triggered}"
-        state.mkdir()
         proc = service(broker, topics, sandbox.url, creds, state, workers)
         pids = service_pids(proc, workers)
         while reader.count == 0:

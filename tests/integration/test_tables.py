@@ -32,6 +32,12 @@ def _produce(bootstrap, topic, schema, items):
     assert producer.flush(30) == 0
 
 
+def _contacts(bootstrap, topics, emails):
+    """Contacts by id with these emails; an email of None is a tombstone."""
+    items = [(c, None if e is None else _contact(c, e)) for c, e in emails.items()]
+    _produce(bootstrap, topics.contacts, "Contact", items)
+
+
 class Tables:
     """Opens the store and a reader over all three tables, like the service does."""
 
@@ -62,8 +68,7 @@ def test_bootstrap_reads_everything_then_applies_live_updates(kafka_bootstrap, t
     _produce(kafka_bootstrap, topics.connections, "MetaConnection",
              [(f"conn-{i}", connection_record(connection_id=f"conn-{i}")) for i in range(50)]
              + [("conn-3", None)])  # fmt: skip
-    _produce(kafka_bootstrap, topics.contacts, "Contact",
-             [(f"c-{i}", _contact(f"c-{i}", f"p{i}@example.com")) for i in range(300)])  # fmt: skip
+    _contacts(kafka_bootstrap, topics, {f"c-{i}": f"p{i}@example.com" for i in range(300)})
     with Tables(kafka_bootstrap, topics, tmp_path / "state") as t:
         assert len(t.tables.connections) == 49
         assert t.tables.connections.get("conn-3") is None
@@ -78,8 +83,7 @@ def test_bootstrap_reads_everything_then_applies_live_updates(kafka_bootstrap, t
             "MetaConnection",
             [("conn-7", connection_record(connection_id="conn-7", status="DISCONNECTED"))],
         )
-        _produce(kafka_bootstrap, topics.contacts, "Contact",
-                 [("c-42", _contact("c-42", "new42@example.com"))])  # fmt: skip
+        _contacts(kafka_bootstrap, topics, {"c-42": "new42@example.com"})
         t.poll_until(
             lambda: (
                 t.tables.connections.get("conn-7").status.value == "DISCONNECTED"
@@ -90,20 +94,10 @@ def test_bootstrap_reads_everything_then_applies_live_updates(kafka_bootstrap, t
 
 def test_restart_resumes_from_the_stored_offsets(kafka_bootstrap, topics, tmp_path):
     state = tmp_path / "state"
-    _produce(
-        kafka_bootstrap,
-        topics.contacts,
-        "Contact",
-        [(f"c-{i}", _contact(f"c-{i}", f"p{i}@example.com")) for i in range(200)],
-    )
+    _contacts(kafka_bootstrap, topics, {f"c-{i}": f"p{i}@example.com" for i in range(200)})
     with Tables(kafka_bootstrap, topics, state) as first:
         assert first.reader.records_read == 200
-    _produce(
-        kafka_bootstrap,
-        topics.contacts,
-        "Contact",
-        [(f"c-new-{i}", _contact(f"c-new-{i}", "n@example.com")) for i in range(7)],
-    )
+    _contacts(kafka_bootstrap, topics, {f"c-new-{i}": "n@example.com" for i in range(7)})
     with Tables(kafka_bootstrap, topics, state) as second:
         assert second.reader.records_read == 7
         assert len(second.tables.contacts) == 207
@@ -114,21 +108,14 @@ def test_restart_resumes_from_the_stored_offsets(kafka_bootstrap, topics, tmp_pa
 
 def test_a_recreated_topic_resets_its_table(kafka_bootstrap, topics, tmp_path):
     state = tmp_path / "state"
-    _produce(
-        kafka_bootstrap,
-        topics.contacts,
-        "Contact",
-        [(f"c-{i}", _contact(f"c-{i}", "x@example.com")) for i in range(20)],
-    )
+    _contacts(kafka_bootstrap, topics, {f"c-{i}": "x@example.com" for i in range(20)})
     with Tables(kafka_bootstrap, topics, state) as t:
         assert len(t.tables.contacts) == 20
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.delete_topics([topics.contacts])[topics.contacts].result()
     time.sleep(0.5)
     create_topics(kafka_bootstrap, [topics.contacts], partitions=3, compacted=[topics.contacts])
-    _produce(
-        kafka_bootstrap, topics.contacts, "Contact", [("c-0", _contact("c-0", "y@example.com"))]
-    )
+    _contacts(kafka_bootstrap, topics, {"c-0": "y@example.com"})
     with Tables(kafka_bootstrap, topics, state) as t:
         assert len(t.tables.contacts) == 1
         assert t.tables.contacts.get("c-0").customer_info.email == "y@example.com"
@@ -137,13 +124,11 @@ def test_a_recreated_topic_resets_its_table(kafka_bootstrap, topics, tmp_path):
 def test_tombstone_erases_the_contact_from_the_store_file(kafka_bootstrap, topics, tmp_path):
     state = tmp_path / "state"
     secret_email = "erase.me.please@example.com"
-    _produce(kafka_bootstrap, topics.contacts, "Contact",
-             [("c-keep", _contact("c-keep", "keep@example.com")),
-              ("c-erase", _contact("c-erase", secret_email))])  # fmt: skip
+    _contacts(kafka_bootstrap, topics, {"c-keep": "keep@example.com", "c-erase": secret_email})
     with Tables(kafka_bootstrap, topics, state) as t:
         assert t.tables.contacts.get("c-erase") is not None
         assert secret_email.encode() in (state / "tables.sqlite3").read_bytes()
-        _produce(kafka_bootstrap, topics.contacts, "Contact", [("c-erase", None)])
+        _contacts(kafka_bootstrap, topics, {"c-erase": None})
         t.poll_until(lambda: t.tables.contacts.get("c-erase") is None)
         assert t.tables.contacts.get("c-keep") is not None
     for path in state.iterdir():
