@@ -27,7 +27,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -62,7 +61,7 @@ class Supervisor:
             **os.environ,
             "CAPI_WORKERS": "1",
             "CAPI_INSTANCE_ID": f"{s.instance_id}-{index}",
-            "CAPI_STATE_DIR": str(_worker_state_dir(s, index)),
+            "CAPI_STATE_DIR": str(s.state_dir / f"worker-{index}"),
             "CAPI_METRICS_PORT": str(self.worker_port(index)),
         }
 
@@ -77,7 +76,6 @@ class Supervisor:
         """Start the workers and watch them; the exit code of the service."""
         s = self._settings
         for index in range(s.workers):
-            _worker_state_dir(s, index).mkdir(parents=True, exist_ok=True)
             self._procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "consumer.cli", "run", "--worker", str(index)],
@@ -190,7 +188,3 @@ def _die_with_parent() -> None:
         pr_set_pdeathsig = 1
         libc: Any = ctypes.CDLL(None, use_errno=True)
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def _worker_state_dir(settings: Settings, index: int) -> Path:
-    return settings.state_dir / f"worker-{index}"
