@@ -4,9 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The Kubernetes version deploy/k8s/*.yaml are validated against: one whose schemas the pinned
+# kubernetes-validate ships (1.25.0 to 1.37.0), named here so that upgrading the tool does not move it.
+K8S_VERSION ?= 1.37.0
 
 .DEFAULT_GOAL := help
-.PHONY: help install promtool run test test-unit test-chaos bench bench-tables lint fmt sandbox clean
+.PHONY: help install promtool run test test-unit test-chaos bench bench-tables lint lint-deploy fmt sandbox clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -44,10 +47,19 @@ bench: $(STAMP) ## The benchmark: drain, slow Graph API, latency at fixed load, 
 bench-tables: $(STAMP) ## Benchmark the reference tables: 1,000,000 contacts bootstrapped and looked up
 	$(BIN)/python bench/tables_bench.py
 
-lint: $(STAMP) ## Ruff, format check and mypy --strict; changes nothing
+lint: $(STAMP) promtool ## Ruff, format check and mypy --strict, then lint-deploy; changes nothing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	@$(MAKE) --no-print-directory lint-deploy
+
+lint-deploy: $(STAMP) promtool ## hadolint, kubernetes-validate --strict, compose-spec schema, promtool on deploy/
+	$(BIN)/hadolint --no-color deploy/Dockerfile
+	$(BIN)/kubernetes-validate --strict --kubernetes-version $(K8S_VERSION) deploy/k8s/*.yaml
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
+	promtool check rules deploy/prometheus/alerts.yaml
+	promtool test rules deploy/prometheus/alerts_test.yaml
+	promtool check config --syntax-only deploy/prometheus/prometheus.yml
 
 fmt: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

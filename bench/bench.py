@@ -44,12 +44,12 @@ sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
-from consumer.broker import EmbeddedBroker, create_service_topics, create_topics  # noqa: E402
-from consumer.codec import AvroCodec, SchemaStore  # noqa: E402
-from consumer.config import DEFAULT_RESTRICTED_COUNTRIES, Topics  # noqa: E402
-from consumer.demo import produce_sample_traffic  # noqa: E402
-from consumer.samples import SampleWorld, sandbox_config  # noqa: E402
-from consumer.sandbox.process import SandboxProcess  # noqa: E402
+from consumer.kafka.codec import AvroCodec, SchemaStore  # noqa: E402
+from consumer.settings import DEFAULT_RESTRICTED_COUNTRIES, Topics  # noqa: E402
+from consumer.tools.demo import produce_sample_traffic  # noqa: E402
+from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics, create_topics  # noqa: E402
+from consumer.tools.samples import SampleWorld, sandbox_config  # noqa: E402
+from consumer.tools.sandbox.process import SandboxProcess  # noqa: E402
 
 CODEC = AvroCodec(SchemaStore())
 WORLD = SampleWorld()
@@ -102,7 +102,7 @@ def service(
         "CAPI_LOG_LEVEL": "WARNING",
         "CAPI_MAX_IN_FLIGHT_REQUESTS": "8",
     }
-    command = [sys.executable, "-m", "consumer.cli", "run"]
+    command = [sys.executable, "-m", "consumer.tools.cli", "run"]
     if PROFILE_DIR is not None:  # sampled by py-spy, every thread, native frames left out
         out = PROFILE_DIR / f"{topics.triggered}.txt"
         spy = str(Path(sys.executable).parent / "py-spy")
@@ -419,9 +419,9 @@ def payloads(count: int) -> dict[str, Any]:
     """Building, normalizing, hashing and serializing events: ours against Meta's SDK, one core."""
     import orjson
 
-    from consumer import normalize
-    from consumer.policy import Approved, Rules, decide
-    from consumer.records import MetaConnection, Trigger
+    from consumer.events import normalize
+    from consumer.events.policy import Approved, Rules, decide
+    from consumer.events.records import MetaConnection, Trigger
 
     now_ms = int(time.time() * 1000)
     raws = WORLD.triggers(count, seed=17, now_ms=now_ms, only_valid=True)

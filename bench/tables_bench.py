@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import Producer  # noqa: E402
 
-from consumer.broker import EmbeddedBroker, create_topics  # noqa: E402
-from consumer.codec import AvroCodec, SchemaStore  # noqa: E402
-from consumer.config import Topics  # noqa: E402
+from consumer.kafka.codec import AvroCodec, SchemaStore  # noqa: E402
+from consumer.settings import Topics  # noqa: E402
+from consumer.tools.embedded_broker import EmbeddedBroker, create_topics  # noqa: E402
 
 
 def produce_contacts(bootstrap: str, topic: str, count: int) -> float:
@@ -65,9 +65,9 @@ def produce_contacts(bootstrap: str, topic: str, count: int) -> float:
 
 def child(bootstrap: str, topic: str, count: int, lookups: int) -> None:
     """Runs in a fresh process: bootstrap, then lookups; prints JSON."""
-    from consumer.reference import ReferenceTables
-    from consumer.state import StateStore
-    from consumer.tables import TableReader
+    from consumer.store.reference_tables import ReferenceTables
+    from consumer.store.sqlite import StateStore
+    from consumer.store.table_reader import TableReader
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     topics = Topics(contacts=topic)

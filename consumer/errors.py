@@ -2,6 +2,8 @@
 
     CapiConsumerError
     ├── ConfigError            a setting is invalid; the service stops with exit code 2
+    ├── FatalError             the service cannot go on safely (a fatal Kafka error, a topic
+    │                          with too few partitions); it stops, the orchestrator restarts it
     ├── DecodeError            bytes that are not a message we can read (-> UNDECODABLE)
     ├── SchemaUnavailableError the Schema Registry did not answer; the message waits
     └── CapiError              the Graph API refused or could not be reached
@@ -25,6 +27,7 @@ __all__ = [
     "CapiError",
     "ConfigError",
     "DecodeError",
+    "FatalError",
     "MetaErrorInfo",
     "PermanentError",
     "RejectedError",
@@ -46,6 +49,10 @@ class ConfigError(CapiConsumerError):
         super().__init__(f"{variable}: {problem}")
         self.variable = variable
         self.problem = problem
+
+
+class FatalError(CapiConsumerError):
+    """The service cannot go on safely."""
 
 
 class DecodeError(CapiConsumerError):

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-_COMMAND = [sys.executable, "-m", "consumer.cli"]
+_COMMAND = [sys.executable, "-m", "consumer.tools.cli"]
 
 
 def run_cli(env: Mapping[str, str], *args: str, timeout: float = 120) -> Any:

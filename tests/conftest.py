@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumer.broker import EmbeddedBroker, create_service_topics
-from consumer.config import Topics
+from consumer.settings import Topics
+from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics
 
 
 def _docker_engine_answers() -> bool:

@@ -18,12 +18,12 @@ import time
 
 import pytest
 
-from consumer.broker import EmbeddedBroker, create_service_topics
-from consumer.codec import AvroCodec, SchemaStore
-from consumer.config import Topics
-from consumer.demo import ResultReader, produce_sample_traffic
-from consumer.samples import SampleWorld, sandbox_config
-from consumer.sandbox.process import SandboxProcess
+from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.settings import Topics
+from consumer.tools.demo import ResultReader, produce_sample_traffic
+from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics
+from consumer.tools.samples import SampleWorld, sandbox_config
+from consumer.tools.sandbox.process import SandboxProcess
 from tests.chaos.harness import Service, input_offsets, settle
 from tests.integration.harness import service_env, write_credentials
 

@@ -6,11 +6,11 @@ from collections import Counter
 import orjson
 import pytest
 
-from consumer.codec import AvroCodec, SchemaStore
-from consumer.demo import ResultReader, produce_sample_traffic
-from consumer.normalize import normalize_email, normalize_phone
-from consumer.samples import SampleWorld, sandbox_config
-from consumer.sandbox.process import SandboxProcess
+from consumer.events.normalize import normalize_email, normalize_phone
+from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.tools.demo import ResultReader, produce_sample_traffic
+from consumer.tools.samples import SampleWorld, sandbox_config
+from consumer.tools.sandbox.process import SandboxProcess
 from tests.integration.harness import RunningApp, settings_for, write_credentials
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

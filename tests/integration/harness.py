@@ -10,9 +10,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from consumer.app import App, build_app
-from consumer.config import Settings, Topics
-from consumer.metrics import Metrics
+from consumer.ops.metrics import Metrics
+from consumer.service.loop import Service, build_service
+from consumer.settings import Settings, Topics
 
 FAST_GROUP = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}
 
@@ -29,7 +29,7 @@ class RunningApp:
 
     def __init__(self, settings: Settings) -> None:
         self.metrics = Metrics(CollectorRegistry())
-        self.app: App = build_app(settings, self.metrics)
+        self.app: Service = build_service(settings, self.metrics)
         self.errors: list[BaseException] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
 

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.codec import AvroCodec, SchemaStore
-from consumer.demo import ResultReader, produce_sample_traffic
-from consumer.samples import SampleWorld, sandbox_config
-from consumer.sandbox.process import SandboxProcess
+from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.tools.demo import ResultReader, produce_sample_traffic
+from consumer.tools.samples import SampleWorld, sandbox_config
+from consumer.tools.sandbox.process import SandboxProcess
 from tests.cli import run_cli, start_cli
 from tests.integration.harness import service_env, write_credentials
 

@@ -6,11 +6,11 @@ import time
 import orjson
 import pytest
 
-from consumer.codec import AvroCodec, SchemaStore
-from consumer.demo import ResultReader, produce_sample_traffic
-from consumer.normalize import sha256_hex
-from consumer.samples import SampleWorld, sandbox_config
-from consumer.sandbox.process import SandboxProcess
+from consumer.events.normalize import sha256_hex
+from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.tools.demo import ResultReader, produce_sample_traffic
+from consumer.tools.samples import SampleWorld, sandbox_config
+from consumer.tools.sandbox.process import SandboxProcess
 from tests.integration.harness import RunningApp, settings_for, write_credentials
 
 pytestmark = pytest.mark.integration

@@ -8,13 +8,13 @@ import re
 import httpx
 import pytest
 
-from consumer.codec import AvroCodec, SchemaStore
-from consumer.demo import ResultReader, produce_sample_traffic
-from consumer.health import HealthServer
-from consumer.logs import JsonFormatter
-from consumer.normalize import normalize_email, normalize_phone
-from consumer.samples import SampleWorld, sandbox_config
-from consumer.sandbox.process import SandboxProcess
+from consumer.events.normalize import normalize_email, normalize_phone
+from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.ops.endpoint import HealthServer
+from consumer.ops.logs import JsonFormatter
+from consumer.tools.demo import ResultReader, produce_sample_traffic
+from consumer.tools.samples import SampleWorld, sandbox_config
+from consumer.tools.sandbox.process import SandboxProcess
 from tests.integration.harness import RunningApp, settings_for, write_credentials
 from tests.readme import documented_metrics
 

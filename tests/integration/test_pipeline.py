@@ -6,10 +6,10 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from consumer.codec import AvroCodec, SchemaStore
-from consumer.demo import ResultReader, produce_sample_traffic
-from consumer.samples import SampleWorld, sandbox_config
-from consumer.sandbox.process import SandboxProcess
+from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.tools.demo import ResultReader, produce_sample_traffic
+from consumer.tools.samples import SampleWorld, sandbox_config
+from consumer.tools.sandbox.process import SandboxProcess
 from tests.integration.harness import RunningApp, settings_for, write_credentials
 
 pytestmark = pytest.mark.integration

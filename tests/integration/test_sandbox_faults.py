@@ -5,7 +5,7 @@ import time
 import httpx
 import pytest
 
-from consumer.sandbox.process import SandboxProcess
+from consumer.tools.sandbox.process import SandboxProcess
 
 TOKEN = "EAAB-fault-token"
 EVENT = {

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from consumer.codec import AvroCodec, SchemaStore
+from consumer.kafka.codec import AvroCodec, SchemaStore
 from tests.factories import trigger_record
 
 pytestmark = pytest.mark.integration

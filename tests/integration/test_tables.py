@@ -6,11 +6,11 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from consumer.broker import create_topics
-from consumer.codec import AvroCodec, SchemaStore
-from consumer.reference import ReferenceTables
-from consumer.state import StateStore
-from consumer.tables import TableReader
+from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.store.reference_tables import ReferenceTables
+from consumer.store.sqlite import StateStore
+from consumer.store.table_reader import TableReader
+from consumer.tools.embedded_broker import create_topics
 from tests.factories import connection_record
 
 pytestmark = pytest.mark.integration

@@ -5,10 +5,10 @@ import os
 
 import pytest
 
-from consumer.codec import AvroCodec, SchemaStore
-from consumer.demo import produce_sample_traffic
-from consumer.samples import SampleWorld, sandbox_config
-from consumer.sandbox.process import SandboxProcess
+from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.tools.demo import produce_sample_traffic
+from consumer.tools.samples import SampleWorld, sandbox_config
+from consumer.tools.sandbox.process import SandboxProcess
 from tests.cli import run_cli
 from tests.integration.harness import write_credentials
 

@@ -1,0 +1,253 @@
+"""What may be sent: the rules of DESIGN.md and capi-reference.md as one pure decision.
+
+`decide(trigger, connection, now_ms, rules)` returns either a `Refusal` (SKIPPED by design, or
+FAILED needing attention, with a reason code and a human-readable detail that never carries
+customer information) or an `Approved` CAPI server event ready to batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from typing import Any
+
+import pycountry
+
+from consumer.events.normalize import Dropped, UserData, normalize_customer_info
+from consumer.events.records import (
+    AssetType,
+    Channel,
+    ConnectionStatus,
+    EventType,
+    MetaConnection,
+    ResultStatus,
+    Trigger,
+)
+from consumer.events.results import ConversionResult, Reason, SourceRef
+
+__all__ = [
+    "BUSINESS_MESSAGING_EVENTS",
+    "Approved",
+    "Decision",
+    "Refusal",
+    "Rules",
+    "decide",
+    "is_currency",
+]
+
+_ASSET_TYPE = {
+    Channel.WHATSAPP: AssetType.WHATSAPP_BUSINESS_ACCOUNT,
+    Channel.MESSENGER: AssetType.FACEBOOK_PAGE,
+    Channel.INSTAGRAM: AssetType.INSTAGRAM_ACCOUNT,
+}
+_ASSET_LABEL = {
+    Channel.WHATSAPP: "WhatsApp Business Account",
+    Channel.MESSENGER: "Facebook Page",
+    Channel.INSTAGRAM: "Instagram account",
+}
+# The event names Meta accepts for business messaging (capi-reference.md); others are rejected.
+BUSINESS_MESSAGING_EVENTS = frozenset(
+    {
+        "Purchase", "LeadSubmitted", "QualifiedLead", "InitiateCheckout", "AddToCart",
+        "ViewContent", "OrderCreated", "OrderShipped", "OrderDelivered", "OrderCanceled",
+        "OrderReturned", "CartAbandoned", "RatingProvided", "ReviewProvided",
+    }
+)  # fmt: skip
+# Only Pages and Instagram accounts fall under the ePrivacy restriction.
+_REGION_RESTRICTED_CHANNELS = frozenset({Channel.MESSENGER, Channel.INSTAGRAM})
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The configurable parts of the rules (from Settings)."""
+
+    restricted_countries: frozenset[str]
+    max_event_age_s: int = 7 * 24 * 3600
+    future_skew_s: int = 300
+    default_phone_region: str | None = None
+    # False only for `capi-consumer test-event`: a test may check a WhatsApp setup without an ad
+    require_click_id: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why an event is not sent: SKIPPED by design, or FAILED needing attention."""
+
+    skipped: bool
+    reason: Reason
+    detail: str
+
+    def result(self, source: SourceRef, trigger: Trigger, processed_at: int) -> ConversionResult:
+        status = ResultStatus.SKIPPED if self.skipped else ResultStatus.FAILED
+        return ConversionResult(source, status, processed_at, self.reason, self.detail, trigger)
+
+
+@dataclass(frozen=True, slots=True)
+class Approved:
+    """A CAPI server event that passed every rule."""
+
+    event: dict[str, Any]
+    event_name: str
+    user_data_keys: tuple[str, ...]
+    dropped: tuple[Dropped, ...] = field(default=())
+
+
+Decision = Refusal | Approved
+
+
+def _skip(reason: Reason, detail: str) -> Refusal:
+    return Refusal(True, reason, detail)
+
+
+def _fail(reason: Reason, detail: str) -> Refusal:
+    return Refusal(False, reason, detail)
+
+
+def decide(
+    trigger: Trigger,
+    connection: MetaConnection | None,
+    now_ms: int,
+    rules: Rules,
+    restricted_assets: Collection[str] = (),
+) -> Decision:
+    """Refuse what must not reach Meta, or build the server event."""
+    channel = trigger.channel
+    if not trigger.event_id.strip():
+        return _fail(Reason.INVALID_EVENT, "event_id is empty")
+    if trigger.event_type.event_name not in BUSINESS_MESSAGING_EVENTS:
+        return _fail(
+            Reason.INVALID_EVENT,
+            f"{trigger.event_type.event_name} is not a business messaging event",
+        )
+    if connection is None or connection.connection_id != trigger.connection_id:
+        return _fail(Reason.UNKNOWN_CONNECTION, f"connection {trigger.connection_id} is not known")
+    if connection.status is ConnectionStatus.DISCONNECTED:
+        return _skip(
+            Reason.CONNECTION_DISCONNECTED, f"connection {connection.connection_id} is disconnected"
+        )
+    if trigger.selected_account_id != trigger.channel_account_id:
+        return _skip(
+            Reason.CHANNEL_NOT_SELECTED,
+            f"the step did not select the {_ASSET_LABEL[channel]} {trigger.channel_account_id}",
+        )
+    asset = connection.asset(trigger.channel_account_id)
+    if asset is None or asset.asset_type is not _ASSET_TYPE[channel]:
+        return _fail(
+            Reason.ASSET_NOT_LINKED,
+            f"{_label(trigger)} is not an asset of connection {connection.connection_id}",
+        )
+    if channel in _REGION_RESTRICTED_CHANNELS and (
+        asset.registration_country.upper() in rules.restricted_countries
+        or asset.asset_id in restricted_assets
+    ):
+        return _skip(
+            Reason.RESTRICTED_REGION,
+            f"{_label(trigger)} is registered in {asset.registration_country.upper()}, where "
+            "the ePrivacy Directive rules out Conversions API for business messaging",
+        )
+    dataset = connection.dataset(trigger.dataset_id)
+    if dataset is None or asset.asset_id not in dataset.linked_asset_ids:
+        return _fail(
+            Reason.ASSET_NOT_LINKED,
+            f"dataset {trigger.dataset_id} is not linked to {_label(trigger)}: link the dataset "
+            "to it in Meta Events Manager",
+        )
+    age_s = (now_ms - trigger.occurred_at) / 1000
+    if age_s > rules.max_event_age_s:
+        return _fail(
+            Reason.EVENT_TOO_OLD,
+            f"occurred {age_s / 86400:.1f} days ago; Meta refuses events older than "
+            f"{rules.max_event_age_s / 86400:g} days",
+        )
+    if -age_s > rules.future_skew_s:
+        return _fail(Reason.INVALID_EVENT, f"occurred_at is {-age_s:.0f} s in the future")
+    custom_data = _custom_data(trigger)
+    if isinstance(custom_data, Refusal):
+        return custom_data
+    channel_ids = _channel_ids(trigger, rules.require_click_id)
+    if isinstance(channel_ids, Refusal):
+        return channel_ids
+    user_data: UserData = normalize_customer_info(
+        trigger.customer_info, default_region=rules.default_phone_region
+    )
+    if not user_data.hashed:
+        return _skip(
+            Reason.NO_CUSTOMER_INFORMATION,
+            "no customer information field is present after normalization",
+        )
+    combined = {**user_data.hashed, **channel_ids}
+    event: dict[str, Any] = {
+        "event_name": trigger.event_type.event_name,
+        "event_time": trigger.occurred_at // 1000,
+        "event_id": trigger.event_id,
+        "action_source": "business_messaging",
+        "messaging_channel": channel.messaging_channel,
+        "user_data": combined,
+    }
+    if custom_data:
+        event["custom_data"] = custom_data
+    return Approved(
+        event=event,
+        event_name=trigger.event_type.event_name,
+        user_data_keys=tuple(combined),
+        dropped=tuple(user_data.dropped),
+    )
+
+
+def _label(trigger: Trigger) -> str:
+    return f"{_ASSET_LABEL[trigger.channel]} {trigger.channel_account_id}"
+
+
+def _channel_ids(trigger: Trigger, require_click_id: bool) -> dict[str, str] | Refusal:
+    user_id = (trigger.channel_user_id or "").strip()
+    if trigger.channel is Channel.WHATSAPP:
+        ids = {"whatsapp_business_account_id": trigger.channel_account_id}
+        clid = (trigger.ctwa_clid or "").strip()
+        if clid:
+            ids["ctwa_clid"] = clid
+        elif require_click_id:
+            return _skip(
+                Reason.NOT_AD_ATTRIBUTED,
+                "WhatsApp conversation without a click-to-WhatsApp ad click id",
+            )
+        return ids
+    if trigger.channel is Channel.MESSENGER:
+        if not user_id:
+            return _fail(Reason.INVALID_EVENT, "Messenger event without the page-scoped user id")
+        return {"page_id": trigger.channel_account_id, "page_scoped_user_id": user_id}
+    if not user_id:
+        return _fail(Reason.INVALID_EVENT, "Instagram event without the Instagram-scoped user id")
+    return {"ig_account_id": trigger.channel_account_id, "ig_sid": user_id}
+
+
+def _custom_data(trigger: Trigger) -> dict[str, Any] | Refusal:
+    currency = (trigger.currency or "").strip().upper()
+    raw_value = (trigger.value or "").strip()
+    if trigger.event_type is EventType.PURCHASE and not (currency and raw_value):
+        return _fail(Reason.INVALID_EVENT, "a Purchase needs a currency and a value")
+    data: dict[str, Any] = {}
+    if currency:
+        if not is_currency(currency):
+            return _fail(Reason.INVALID_EVENT, f"currency {currency[:8]!r} is not an ISO 4217 code")
+        data["currency"] = currency
+    if raw_value:
+        try:
+            value = Decimal(raw_value)
+        except InvalidOperation:
+            return _fail(Reason.INVALID_EVENT, "value is not a decimal number")
+        if not value.is_finite() or value < 0 or not math.isfinite(float(value)):
+            return _fail(Reason.INVALID_EVENT, "value must be a finite, non-negative number")
+        data["value"] = float(value)
+    return data
+
+
+@cache
+def _currencies() -> frozenset[str]:
+    return frozenset(c.alpha_3 for c in pycountry.currencies)
+
+
+def is_currency(code: str) -> bool:
+    return code in _currencies()

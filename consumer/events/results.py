@@ -1,0 +1,168 @@
+"""What the service says about each input message: exactly one `ConversionResult`, with a reason
+code, and for what an operator can fix a dead letter of the received bytes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from consumer.errors import MetaErrorInfo
+from consumer.events.records import ResultStatus, Trigger
+
+__all__ = [
+    "DEAD_LETTER_REASONS",
+    "REPLAY_HEADER",
+    "ConversionResult",
+    "DeadLetter",
+    "DedupEntry",
+    "MetaResponse",
+    "Reason",
+    "SourceRef",
+]
+
+
+class Reason(enum.StrEnum):
+    """The `reason` of a result: why it was SKIPPED (by design) or FAILED (needs attention)."""
+
+    RESTRICTED_REGION = "RESTRICTED_REGION"
+    CHANNEL_NOT_SELECTED = "CHANNEL_NOT_SELECTED"
+    NO_CUSTOMER_INFORMATION = "NO_CUSTOMER_INFORMATION"
+    NOT_AD_ATTRIBUTED = "NOT_AD_ATTRIBUTED"
+    DUPLICATE = "DUPLICATE"
+    CONNECTION_DISCONNECTED = "CONNECTION_DISCONNECTED"
+    UNDECODABLE = "UNDECODABLE"
+    INVALID_EVENT = "INVALID_EVENT"
+    EVENT_TOO_OLD = "EVENT_TOO_OLD"
+    UNKNOWN_CONNECTION = "UNKNOWN_CONNECTION"
+    ASSET_NOT_LINKED = "ASSET_NOT_LINKED"
+    MISSING_CREDENTIALS = "MISSING_CREDENTIALS"
+    META_AUTH_ERROR = "META_AUTH_ERROR"
+    META_REJECTED = "META_REJECTED"
+    RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+
+
+# FAILED results an operator can fix and replay get a dead-letter copy of their input.
+DEAD_LETTER_REASONS: frozenset[Reason] = frozenset(
+    {
+        Reason.UNDECODABLE,
+        Reason.UNKNOWN_CONNECTION,
+        Reason.ASSET_NOT_LINKED,
+        Reason.MISSING_CREDENTIALS,
+        Reason.META_AUTH_ERROR,
+        Reason.RETRIES_EXHAUSTED,
+    }
+)
+# A replayed message may be processed again when its earlier outcome was FAILED.
+REPLAY_HEADER = "capi.replay"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where an input message came from."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def topic_partition(self) -> tuple[str, int]:
+        return self.topic, self.partition
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """The received key and value, unchanged, for an operator to fix and replay."""
+
+    key: bytes | None
+    value: bytes | None
+
+
+class DedupEntry(NamedTuple):
+    """An `event_id` and how it was resolved: what makes a later copy a DUPLICATE."""
+
+    event_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetaResponse:
+    """Meta's answer to a request that it accepted."""
+
+    events_received: int
+    fbtrace_id: str
+    messages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionResult:
+    """The one record published for an input message (the `ConversionResult` schema)."""
+
+    source: SourceRef
+    status: ResultStatus
+    processed_at: int
+    reason: Reason | None = None
+    detail: str | None = None
+    trigger: Trigger | None = None
+    user_data_keys: tuple[str, ...] = ()
+    meta_response: MetaResponse | None = None
+    meta_error: MetaErrorInfo | None = None
+    attempts: int = 0
+
+    @property
+    def event_id(self) -> str | None:
+        return None if self.trigger is None else self.trigger.event_id
+
+    @property
+    def dedup_entry(self) -> DedupEntry | None:
+        """What this result adds to the dedup table (nothing for a duplicate or no event id)."""
+        event_id = self.event_id
+        if not event_id or self.reason is Reason.DUPLICATE:
+            return None
+        return DedupEntry(event_id, self.status)
+
+    def dead_letter_error(self) -> str:
+        """The `capi.error` header of the dead letter."""
+        return f"{self.reason}: {self.detail or ''}"
+
+    def to_avro(self) -> dict[str, Any]:
+        t = self.trigger
+        record: dict[str, Any] = {
+            "event_id": None if t is None else t.event_id,
+            "workspace_id": None if t is None else t.workspace_id,
+            "contact_id": None if t is None else t.contact_id,
+            "dataset_id": None if t is None else t.dataset_id,
+            "channel": None if t is None else str(t.channel),
+            "event_name": None if t is None else t.event_type.event_name,
+            "status": str(self.status),
+            "reason": None if self.reason is None else str(self.reason),
+            "detail": self.detail,
+            "test_event_code": None if t is None else t.test_event_code,
+            "user_data_keys": list(self.user_data_keys),
+            "meta_response": None,
+            "meta_error": None,
+            "attempts": self.attempts,
+            "source_topic": self.source.topic,
+            "source_partition": self.source.partition,
+            "source_offset": self.source.offset,
+            "triggered_at": None if t is None else t.occurred_at,
+            "processed_at": self.processed_at,
+        }
+        if self.meta_response is not None:
+            r = self.meta_response
+            record["meta_response"] = {
+                "events_received": r.events_received,
+                "fbtrace_id": r.fbtrace_id,
+                "messages": list(r.messages),
+            }
+        if self.meta_error is not None:
+            e = self.meta_error
+            record["meta_error"] = {
+                "code": e.code,
+                "subcode": e.subcode,
+                "type": e.type,
+                "message": e.message,
+                "user_title": e.user_title,
+                "user_msg": e.user_msg,
+            }
+        return record

@@ -1,0 +1,59 @@
+"""The parts of librdkafka's clients the service uses, as protocols: the service is written
+against these, production passes `confluent_kafka.Consumer` and `Producer`, tests pass fakes."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from confluent_kafka import Message, TopicPartition
+
+__all__ = ["InputConsumer", "TransactionalProducer"]
+
+
+class InputConsumer(Protocol):
+    """The group member reading the input topic."""
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]: ...
+
+    def pause(self, partitions: list[TopicPartition]) -> None: ...
+
+    def resume(self, partitions: list[TopicPartition]) -> None: ...
+
+    def seek(self, partition: TopicPartition) -> None: ...
+
+    def committed(
+        self, partitions: list[TopicPartition], timeout: float = -1
+    ) -> list[TopicPartition]: ...
+
+    def consumer_group_metadata(self) -> Any: ...
+
+
+class TransactionalProducer(Protocol):
+    """A producer with a `transactional.id`."""
+
+    def init_transactions(self, timeout: float = -1) -> None: ...
+
+    def begin_transaction(self) -> None: ...
+
+    def produce(
+        self,
+        topic: str,
+        *,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int = -1,
+        on_delivery: Any = None,
+        headers: Any = None,
+    ) -> None: ...
+
+    def poll(self, timeout: float = -1) -> int: ...
+
+    def send_offsets_to_transaction(
+        self, positions: list[TopicPartition], group_metadata: Any, timeout: float = -1
+    ) -> None: ...
+
+    def commit_transaction(self, timeout: float = -1) -> None: ...
+
+    def abort_transaction(self, timeout: float = -1) -> None: ...
+
+    def flush(self, timeout: float = -1) -> int: ...

@@ -1,0 +1,223 @@
+"""Avro decoding and encoding in the two framings of DESIGN.md.
+
+- Confluent framing: magic byte 0, a 4-byte big-endian schema id, the body. Used with a
+  Schema Registry (`CAPI_SCHEMA_REGISTRY_URL`).
+- Single-object encoding: bytes C3 01, the 8-byte little-endian CRC-64-AVRO fingerprint of the
+  writer schema, the body. Writer schemas are resolved from `schemas/` (and `schemas/history/`
+  for older versions still in flight).
+
+Readers accept both framings whatever the configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import fastavro
+import fastavro.schema
+
+from consumer.errors import DecodeError, SchemaUnavailableError
+
+__all__ = [
+    "DEFAULT_SCHEMA_DIR",
+    "AvroCodec",
+    "RegistryClient",
+    "SchemaStore",
+]
+
+
+def _schema_dir() -> Path:
+    """`schemas/` of the source tree, else the copy an installed wheel carries."""
+    source = Path(__file__).resolve().parents[2] / "schemas"
+    if source.is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "capi-consumer" / "schemas"
+
+
+DEFAULT_SCHEMA_DIR = _schema_dir()
+
+_SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+_CONFLUENT_MAGIC = 0
+
+
+class RegistryClient(Protocol):
+    """The part of `confluent_kafka.schema_registry.SchemaRegistryClient` we use."""
+
+    def get_schema(self, schema_id: int) -> Any: ...
+
+    def register_schema(self, subject_name: str, schema: Any) -> int: ...
+
+
+def _strip_logical_types(schema: Any) -> Any:
+    """The schema without `logicalType`s, so timestamps stay plain epoch-millis ints.
+
+    The Parsing Canonical Form ignores logical types, so fingerprints are unchanged.
+    """
+    if isinstance(schema, dict):
+        return {k: _strip_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [_strip_logical_types(v) for v in schema]
+    return schema
+
+
+def _parse(schema_json: Any) -> Any:
+    return fastavro.parse_schema(_strip_logical_types(copy.deepcopy(schema_json)))
+
+
+def _fingerprint(schema_json: Any) -> bytes:
+    canonical = fastavro.schema.to_parsing_canonical_form(schema_json)
+    # fastavro prints the CRC-64-AVRO value's bytes in little-endian order, as the spec frames it.
+    return bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
+
+
+class SchemaStore:
+    """The contract's schemas, by record name and by fingerprint."""
+
+    def __init__(self, directory: Path = DEFAULT_SCHEMA_DIR) -> None:
+        self._texts: dict[str, str] = {}
+        self._parsed: dict[str, Any] = {}
+        self._fingerprints: dict[str, bytes] = {}
+        self._by_fingerprint: dict[bytes, tuple[str, Any]] = {}
+        paths = sorted(directory.glob("*.avsc")) + sorted(directory.glob("history/*.avsc"))
+        if not paths:
+            raise FileNotFoundError(f"no Avro schemas in {directory}")
+        for path in paths:
+            text = path.read_text(encoding="utf-8")
+            schema_json = json.loads(text)
+            name = schema_json["name"]
+            parsed = _parse(schema_json)
+            fingerprint = _fingerprint(schema_json)
+            self._by_fingerprint[fingerprint] = (name, parsed)
+            if path.parent == directory:
+                self._texts[name] = text
+                self._parsed[name] = parsed
+                self._fingerprints[name] = fingerprint
+
+    def parsed(self, name: str) -> Any:
+        return self._parsed[name]
+
+    def text(self, name: str) -> str:
+        return self._texts[name]
+
+    def fingerprint(self, name: str) -> bytes:
+        return self._fingerprints[name]
+
+    def by_fingerprint(self, fingerprint: bytes) -> tuple[str, Any] | None:
+        return self._by_fingerprint.get(fingerprint)
+
+
+class AvroCodec:
+    """Encodes records for one of the contract's schemas and decodes either framing.
+
+    Without a registry, writes single-object encoding; with one, Confluent framing under the
+    subject `<topic>-value`. Thread-safe.
+    """
+
+    def __init__(self, store: SchemaStore, registry: RegistryClient | None = None) -> None:
+        self._store = store
+        self._registry = registry
+        self._registry_writers: dict[int, Any] = {}
+        self._registered_ids: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def decode(self, data: bytes | None, name: str) -> dict[str, Any]:
+        """The record in `data`, read with the reader schema `name`."""
+        if not data:
+            raise DecodeError("empty message value")
+        reader = self._store.parsed(name)
+        if data[:2] == _SINGLE_OBJECT_MAGIC:
+            if len(data) < 10:
+                raise DecodeError("truncated single-object header")
+            found = self._store.by_fingerprint(bytes(data[2:10]))
+            if found is None:
+                raise DecodeError(
+                    f"unknown writer schema fingerprint {data[2:10].hex()} (single-object)"
+                )
+            writer_name, writer = found
+            if writer_name != name:
+                raise DecodeError(f"message is a {writer_name}, expected a {name}")
+            return self._read(data, 10, writer, reader)
+        if data[0] == _CONFLUENT_MAGIC and len(data) >= 5:
+            schema_id = int.from_bytes(data[1:5], "big")
+            return self._read(data, 5, self._registry_writer(schema_id), reader)
+        raise DecodeError(f"unknown framing (first byte 0x{data[0]:02x})")
+
+    def encode(self, name: str, record: dict[str, Any], topic: str) -> bytes:
+        """`record` as bytes in this codec's framing."""
+        parsed = self._store.parsed(name)
+        if self._registry is None:
+            header = _SINGLE_OBJECT_MAGIC + self._store.fingerprint(name)
+        else:
+            header = bytes([_CONFLUENT_MAGIC]) + self._schema_id(name, topic).to_bytes(4, "big")
+        buf = io.BytesIO()
+        buf.write(header)
+        fastavro.schemaless_writer(buf, parsed, record)
+        return buf.getvalue()
+
+    def encoder(self, name: str, topic: str) -> Callable[[dict[str, Any]], bytes]:
+        """A function encoding records of `name` for `topic`."""
+        return lambda record: self.encode(name, record, topic)
+
+    def _read(self, data: bytes, offset: int, writer: Any, reader: Any) -> dict[str, Any]:
+        buf = io.BytesIO(data)
+        buf.seek(offset)
+        try:
+            if writer is reader:
+                record = fastavro.schemaless_reader(buf, writer, None)
+            else:
+                record = fastavro.schemaless_reader(buf, writer, reader)
+        except Exception as exc:  # fastavro raises many types on corrupt bytes
+            raise DecodeError(f"corrupt Avro body: {type(exc).__name__}") from exc
+        if buf.tell() != len(data):
+            raise DecodeError(f"{len(data) - buf.tell()} trailing bytes after the Avro body")
+        if not isinstance(record, dict):
+            raise DecodeError("Avro body is not a record")
+        return record
+
+    def _registry_writer(self, schema_id: int) -> Any:
+        with self._lock:
+            cached = self._registry_writers.get(schema_id)
+        if cached is not None:
+            return cached
+        if self._registry is None:
+            raise DecodeError(
+                f"Confluent-framed message (schema id {schema_id}) but no "
+                "CAPI_SCHEMA_REGISTRY_URL is configured"
+            )
+        try:
+            schema = self._registry.get_schema(schema_id)
+        except Exception as exc:  # registry client errors vary; the message says which id
+            status = getattr(exc, "http_status_code", None)
+            if status is not None and 400 <= int(status) < 500:
+                raise DecodeError(f"schema id {schema_id} not in the registry: {exc}") from exc
+            raise SchemaUnavailableError(f"schema id {schema_id}: registry error: {exc}") from exc
+        try:
+            writer = _parse(json.loads(schema.schema_str))
+        except Exception as exc:  # a registered schema fastavro cannot use
+            raise DecodeError(f"schema id {schema_id} is not a usable Avro schema") from exc
+        with self._lock:
+            self._registry_writers[schema_id] = writer
+        return writer
+
+    def _schema_id(self, name: str, topic: str) -> int:
+        key = (name, topic)
+        with self._lock:
+            cached = self._registered_ids.get(key)
+        if cached is not None:
+            return cached
+        from confluent_kafka.schema_registry import Schema
+
+        assert self._registry is not None
+        schema_id = self._registry.register_schema(
+            f"{topic}-value", Schema(self._store.text(name), "AVRO")
+        )
+        with self._lock:
+            self._registered_ids[key] = schema_id
+        return schema_id

@@ -1,0 +1,207 @@
+"""Publishing results and dead letters with the input offsets, atomically.
+
+One Kafka transaction at a time: every record goes into the open transaction and is also kept
+in memory until the transaction commits together with the consumed offsets
+(`send_offsets_to_transaction`). A reader with `isolation.level=read_committed` therefore sees a
+result exactly when its input offset is committed, and never twice.
+
+When a commit fails with an abortable error (a broker that stopped answering, a transaction
+timeout), the transaction is aborted and the same records are produced again in a new one, so
+nothing that was already sent to Meta has to be sent again. A fatal producer error gets a new
+producer with the same `transactional.id`, which fences the old one. Records whose partitions
+are no longer ours are dropped instead (the new owner processes those inputs again).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from consumer.errors import CapiConsumerError
+from consumer.kafka.clients import InputConsumer, TransactionalProducer
+
+__all__ = ["OutRecord", "PublishError", "Publisher"]
+
+log = logging.getLogger(__name__)
+
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class PublishError(CapiConsumerError):
+    """The transaction could not be committed within the allowed time."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    source: tuple[str, int]  # the input partition this record answers for
+    partition: int | None = None
+    headers: list[tuple[str, str | bytes | None]] | None = None
+    on_delivery: DeliveryCallback | None = None
+
+
+class Publisher:
+    """Results and dead letters in Kafka transactions committed with the input offsets; keeps
+    each open transaction's records to produce them again when the transaction is lost."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        transactional_id: str,
+        *,
+        commit_timeout_s: float = 120.0,
+        producer_factory: Callable[[dict[str, Any]], TransactionalProducer] = Producer,
+    ) -> None:
+        self._config = {
+            "linger.ms": "5",
+            "compression.type": "lz4",
+            **config,
+            "transactional.id": transactional_id,
+            "enable.idempotence": "true",
+            "acks": "all",
+        }
+        self._commit_timeout_s = commit_timeout_s
+        self._producer_factory = producer_factory
+        self._producer: TransactionalProducer | None = None
+        self._pending: list[OutRecord] = []
+        self._open = False
+        self.commits = 0
+        self.aborts = 0
+
+    def start(self) -> None:
+        self._producer = self._producer_factory(self._config)
+        self._producer.init_transactions(60)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def produce(self, record: OutRecord) -> None:
+        self._pending.append(record)
+        self._send(record)
+
+    def _send(self, record: OutRecord) -> None:
+        producer = self._ensure_open()
+        kwargs: dict[str, Any] = {"key": record.key, "value": record.value}
+        if record.partition is not None:
+            kwargs["partition"] = record.partition
+        if record.headers:
+            kwargs["headers"] = record.headers
+        if record.on_delivery is not None:
+            kwargs["on_delivery"] = record.on_delivery
+        while True:
+            try:
+                producer.produce(record.topic, **kwargs)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    def _ensure_open(self) -> TransactionalProducer:
+        assert self._producer is not None, "publisher not started"
+        if not self._open:
+            self._producer.begin_transaction()
+            self._open = True
+        return self._producer
+
+    def poll(self) -> None:
+        if self._producer is not None:
+            self._producer.poll(0)
+
+    def commit(
+        self,
+        offsets: list[TopicPartition],
+        consumer: InputConsumer,
+        owned: Callable[[tuple[str, int]], bool],
+    ) -> None:
+        """Commit the open transaction with `offsets`; retry, re-produce or recreate as needed.
+
+        `owned` says whether an input partition is still ours; records and offsets of
+        partitions that are not are dropped when the transaction must be redone.
+        """
+        if not self._pending and not offsets:
+            return
+        deadline = time.monotonic() + self._commit_timeout_s
+        while True:
+            producer = self._ensure_open()
+            try:
+                if offsets:
+                    producer.send_offsets_to_transaction(
+                        offsets, consumer.consumer_group_metadata(), 30
+                    )
+                producer.commit_transaction(30)
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if time.monotonic() > deadline:
+                    raise PublishError(f"transaction not committed: {error}") from exc
+                offsets = self._recover(error, offsets, owned)
+                continue
+            self._open = False
+            self._pending.clear()
+            self.commits += 1
+            return
+
+    def _recover(
+        self,
+        error: KafkaError,
+        offsets: list[TopicPartition],
+        owned: Callable[[tuple[str, int]], bool],
+    ) -> list[TopicPartition]:
+        assert self._producer is not None
+        if error.retriable() and not error.txn_requires_abort() and not error.fatal():
+            log.warning("transaction commit retried: %s", error)
+            time.sleep(0.5)
+            return offsets
+        self.aborts += 1
+        if error.fatal():
+            log.error("transactional producer failed (%s): starting a new one", error)
+            self._producer.flush(0)
+            self.start()
+            self._replay(owned)
+        else:
+            log.warning("transaction aborted (%s): producing its records again", error)
+            self._abort_and_replay(owned)
+        return [tp for tp in offsets if owned((tp.topic, tp.partition))]
+
+    def redo(self, owned: Callable[[tuple[str, int]], bool]) -> None:
+        """Abort the open transaction and produce again what is still ours (partitions lost)."""
+        if self._open:
+            self._abort_and_replay(owned)
+
+    def _abort_and_replay(self, owned: Callable[[tuple[str, int]], bool]) -> None:
+        assert self._producer is not None
+        try:
+            self._producer.abort_transaction(30)
+        except KafkaException as exc:
+            log.error("abort failed (%s): starting a new producer", exc)
+            self.start()
+        self._replay(owned)
+
+    def _replay(self, owned: Callable[[tuple[str, int]], bool]) -> None:
+        """The transaction is gone: produce its records again in a new one, but for those of
+        partitions no longer ours."""
+        self._open = False
+        kept = [r for r in self._pending if owned(r.source)]
+        dropped = len(self._pending) - len(kept)
+        if dropped:
+            log.warning("dropped %d records of partitions no longer ours", dropped)
+        self._pending = []
+        for record in kept:
+            self.produce(record)
+
+    def close(self) -> None:
+        if self._producer is None:
+            return
+        if self._open:
+            try:
+                self._producer.abort_transaction(10)
+            except KafkaException as exc:
+                log.warning("abort at close failed: %s", exc)
+        self._producer.flush(5)
+        self._producer = None

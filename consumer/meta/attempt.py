@@ -1,0 +1,259 @@
+"""Sending a batch to Meta and deciding each event's outcome. Never sleeps: a batch that must
+be tried again comes back with the time it may be tried (`Attempt.not_before`), so a worker is
+never held by a backoff and one throttled dataset does not stall the others.
+
+- Accepted: every event is SENT with Meta's response.
+- Retryable errors (timeouts, dropped connections, 5xx, codes 1 and 2): exponential backoff with
+  jitter; throttling (4, 17, 32, 613, 80004, 341, 368) waits at least what Meta's usage headers
+  ask and holds back the whole dataset. Past the retry deadline: FAILED/RETRIES_EXHAUSTED.
+- Token or permission errors: every event FAILED/META_AUTH_ERROR.
+- An invalid request: Meta rejects the whole batch for one bad event, so the batch is split in
+  halves and each half resent (as soon as a worker is free) until the offending events stand
+  alone (FAILED/META_REJECTED).
+- "Messaging Event Within Messaging Restrictive Region": split the same way; the lone event is
+  SKIPPED/RESTRICTED_REGION and its asset is remembered so later events skip locally.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from consumer.errors import (
+    AuthError,
+    CapiError,
+    MetaErrorInfo,
+    RejectedError,
+    RestrictedRegionError,
+    RetryableError,
+    ThrottledError,
+)
+from consumer.events.records import ResultStatus
+from consumer.events.results import ConversionResult, MetaResponse, Reason
+from consumer.meta.batching import Batch, Pending
+from consumer.meta.client import CapiClient
+from consumer.ops.metrics import Metrics
+
+__all__ = ["Attempt", "Delivery", "Dispatcher", "Outcome"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: ResultStatus
+    reason: Reason | None = None
+    detail: str | None = None
+    meta_response: MetaResponse | None = None
+    meta_error: MetaErrorInfo | None = None
+    attempts: int = 1
+
+    def result_for(self, item: Pending, processed_at: int) -> ConversionResult:
+        return ConversionResult(
+            item.source,
+            self.status,
+            processed_at,
+            self.reason,
+            self.detail,
+            item.trigger,
+            item.approved.user_data_keys,
+            self.meta_response,
+            self.meta_error,
+            self.attempts,
+        )
+
+
+@dataclass(slots=True)
+class Attempt:
+    """A batch on its way to Meta: how often it was tried, until when it may be."""
+
+    batch: Batch
+    deadline: float
+    attempts: int = 0  # requests that carried these events (splits included)
+    not_before: float = 0.0
+    last_error: CapiError | None = None
+    failures: int = 0  # temporary failures so far: what the backoff grows with
+
+
+@dataclass(slots=True)
+class Delivery:
+    done: list[tuple[Pending, Outcome]] = field(default_factory=list)
+    retry: list[Attempt] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Delivers batches through a `CapiClient`; safe to call from several threads."""
+
+    def __init__(
+        self,
+        client: CapiClient,
+        metrics: Metrics,
+        *,
+        retry_deadline_s: float,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_restricted: Callable[[str], None] = lambda asset_id: None,
+    ) -> None:
+        self._client = client
+        self._metrics = metrics
+        self._deadline_s = retry_deadline_s
+        self._base = backoff_base_s
+        self._max = backoff_max_s
+        self._clock = clock
+        self._on_restricted = on_restricted
+        self._throttled: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def attempt(self, batch: Batch) -> Attempt:
+        """A first attempt for `batch`, with its retry deadline."""
+        return Attempt(batch, self._clock() + self._deadline_s)
+
+    def throttled_until(self, dataset_id: str) -> float:
+        with self._lock:
+            return self._throttled.get(dataset_id, 0.0)
+
+    def deliver(self, attempt: Attempt) -> Delivery:
+        """Try `attempt` once (splitting it when Meta rejects it); never sleeps."""
+        delivery = Delivery()
+        self._try(attempt, delivery)
+        return delivery
+
+    def expire(self, attempt: Attempt) -> list[tuple[Pending, Outcome]]:
+        """The outcome of an attempt whose deadline passed while it waited."""
+        error = attempt.last_error or RetryableError("retry deadline passed")
+        return self._all(
+            attempt.batch.items,
+            ResultStatus.FAILED,
+            Reason.RETRIES_EXHAUSTED,
+            error,
+            attempt.attempts,
+        )
+
+    def _try(self, attempt: Attempt, delivery: Delivery) -> None:
+        batch, items = attempt.batch, attempt.batch.items
+        key = batch.key
+        attempt.attempts += 1
+        started = self._clock()
+        try:
+            response = self._client.send(
+                key.dataset_id, [i.event for i in items], key.credentials, key.test_event_code
+            )
+        except ThrottledError as exc:
+            self._count(started, "throttled", exc.meta)
+            # the dataset waits what Meta asks; this batch also backs off on its own count
+            with self._lock:
+                until = self._clock() + exc.retry_after
+                self._throttled[key.dataset_id] = max(until, self._throttled.get(key.dataset_id, 0))
+            attempt.failures += 1
+            delay = max(exc.retry_after, self._backoff(attempt.failures))
+            self._retry(attempt, delay, exc, delivery)
+        except RetryableError as exc:
+            self._count(started, "retryable", exc.meta)
+            attempt.failures += 1
+            self._retry(attempt, self._backoff(attempt.failures), exc, delivery)
+        except AuthError as exc:
+            self._count(started, "auth_error", exc.meta)
+            log.error(
+                "meta refused credentials dataset=%s events=%d error=%s",
+                key.dataset_id,
+                len(items),
+                exc,
+            )
+            delivery.done += self._all(
+                items, ResultStatus.FAILED, Reason.META_AUTH_ERROR, exc, attempt.attempts
+            )
+        except RestrictedRegionError as exc:
+            self._count(started, "restricted_region", exc.meta)
+            if len(items) > 1:
+                self._split(attempt, delivery)
+                return
+            self._on_restricted(items[0].trigger.channel_account_id)
+            delivery.done += self._all(
+                items, ResultStatus.SKIPPED, Reason.RESTRICTED_REGION, exc, attempt.attempts
+            )
+        except RejectedError as exc:
+            self._count(started, "rejected", exc.meta)
+            if len(items) > 1:
+                self._split(attempt, delivery)
+                return
+            log.warning(
+                "meta rejected event dataset=%s event_id=%s error=%s",
+                key.dataset_id,
+                items[0].trigger.event_id,
+                exc,
+            )
+            delivery.done += self._all(
+                items, ResultStatus.FAILED, Reason.META_REJECTED, exc, attempt.attempts
+            )
+        else:
+            self._count(started, "success", None)
+            self._metrics.batch_size.observe(len(items))
+            test = str(key.test_event_code is not None).lower()
+            self._metrics.events_sent.labels(test).inc(len(items))
+            self._metrics.last_success.set(time.time())
+            outcome = Outcome(ResultStatus.SENT, meta_response=response, attempts=attempt.attempts)
+            delivery.done += [(item, outcome) for item in items]
+
+    def _retry(self, attempt: Attempt, delay: float, error: CapiError, delivery: Delivery) -> None:
+        attempt.last_error = error
+        if self._clock() + delay > attempt.deadline:
+            log.error(
+                "retries exhausted dataset=%s events=%d attempts=%d error=%s",
+                attempt.batch.key.dataset_id,
+                len(attempt.batch),
+                attempt.attempts,
+                error,
+            )
+            delivery.done += self.expire(attempt)
+            return
+        self._metrics.retries.inc()
+        log.warning(
+            "retry dataset=%s events=%d attempt=%d in=%.2fs error=%s",
+            attempt.batch.key.dataset_id,
+            len(attempt.batch),
+            attempt.attempts,
+            delay,
+            error,
+        )
+        attempt.not_before = self._clock() + delay
+        delivery.retry.append(attempt)
+
+    def _split(self, attempt: Attempt, delivery: Delivery) -> None:
+        """Both halves come back to be sent at once, each on its own: the events of a half
+        Meta accepts are resolved without waiting for the search in the other half."""
+        items = attempt.batch.items
+        half = len(items) // 2
+        for part in (items[:half], items[half:]):
+            delivery.retry.append(
+                Attempt(
+                    Batch(attempt.batch.key, attempt.batch.opened_at, list(part)),
+                    attempt.deadline,
+                    attempt.attempts,
+                    failures=attempt.failures,
+                )
+            )
+
+    def _backoff(self, attempts: int) -> float:
+        ceiling = min(self._max, self._base * 2 ** (attempts - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _count(self, started: float, outcome: str, meta: MetaErrorInfo | None) -> None:
+        self._metrics.request_duration.observe(self._clock() - started)
+        self._metrics.requests.labels(outcome, str(meta.code) if meta else "").inc()
+
+    @staticmethod
+    def _all(
+        items: Sequence[Pending],
+        status: ResultStatus,
+        reason: Reason,
+        error: Exception,
+        attempts: int,
+    ) -> list[tuple[Pending, Outcome]]:
+        meta = getattr(error, "meta", None)
+        outcome = Outcome(status, reason, str(error), meta_error=meta, attempts=attempts)
+        return [(item, outcome) for item in items]

@@ -1,0 +1,70 @@
+"""Access tokens and app secrets read from files under `CAPI_CREDENTIALS_DIR`.
+
+A connection names its files (`credential_ref`, `app_secret_ref`). Files are re-read when they
+change (their modification time or size, looked at no more than once a second), so a rotated
+secret is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from consumer.events.records import MetaConnection
+from consumer.meta.client import Credentials
+from consumer.settings import Secret
+
+__all__ = ["CredentialStore", "MissingCredentialsError"]
+
+_RECHECK_S = 1.0
+
+
+class MissingCredentialsError(LookupError):
+    """A credential file is missing, unreadable, empty or not a plain file name."""
+
+
+class CredentialStore:
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+        self._cache: dict[str, tuple[int, int, Secret]] = {}
+        self._checked: dict[str, float] = {}  # ref -> when its file was last looked at
+        self._lock = threading.Lock()
+
+    def for_connection(self, connection: MetaConnection) -> Credentials:
+        token = self._read(connection.credential_ref, "access token")
+        secret = (
+            self._read(connection.app_secret_ref, "app secret")
+            if connection.app_secret_ref
+            else None
+        )
+        return Credentials(token, secret)
+
+    def _read(self, ref: str, what: str) -> Secret:
+        if not ref or ref in (".", "..") or "/" in ref or "\\" in ref or "\0" in ref:
+            raise MissingCredentialsError(f"{what} reference {ref!r} is not a plain file name")
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(ref)
+            if cached is not None and now - self._checked.get(ref, 0.0) < _RECHECK_S:
+                return cached[2]
+            self._checked[ref] = now
+        path = self._dir / ref
+        try:
+            stat = path.stat()
+        except OSError:
+            raise MissingCredentialsError(f"{what} file {ref!r} not found") from None
+        with self._lock:
+            cached = self._cache.get(ref)
+        if cached is not None and cached[:2] == (stat.st_mtime_ns, stat.st_size):
+            return cached[2]
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            raise MissingCredentialsError(f"{what} file {ref!r} is not readable") from None
+        if not value:
+            raise MissingCredentialsError(f"{what} file {ref!r} is empty")
+        secret = Secret(value)
+        with self._lock:
+            self._cache[ref] = (stat.st_mtime_ns, stat.st_size, secret)
+        return secret

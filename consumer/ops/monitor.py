@@ -1,0 +1,91 @@
+"""What the service tells its operators: the gauges fed from librdkafka statistics and the
+tables, and the answers of `/healthz` and `/readyz`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Collection
+
+from consumer.ops.metrics import Metrics
+from consumer.store.table_reader import Table, TableReader
+
+__all__ = ["Monitor"]
+
+
+class Monitor:
+    def __init__(self, metrics: Metrics, input_topic: str, ready: threading.Event) -> None:
+        self._metrics = metrics
+        self._topic = input_topic
+        self._ready = ready
+        self._last_turn = time.monotonic()
+        self._brokers_up: int | None = None  # from librdkafka statistics; None before any
+        self._commits_seen = (0, 0)
+        self._due = (0.0, 0.0)  # when to look at table lag, at table sizes
+
+    def turned(self) -> None:
+        """The main loop turned once more."""
+        self._last_turn = time.monotonic()
+
+    def on_stats(self, stats_json: str, owned: Collection[tuple[str, int]]) -> None:
+        """librdkafka statistics (every 5 s): consumer lag per partition, brokers up."""
+        try:
+            stats = json.loads(stats_json)
+        except ValueError:
+            return
+        brokers = stats.get("brokers", {}).values()
+        self._brokers_up = sum(1 for b in brokers if b.get("state") == "UP")
+        partitions = stats.get("topics", {}).get(self._topic, {}).get("partitions", {})
+        for number, data in partitions.items():
+            partition = int(number)
+            lag = data.get("consumer_lag", -1)
+            if partition >= 0 and (self._topic, partition) in owned and lag >= 0:
+                self._metrics.consumer_lag.labels(self._topic, str(partition)).set(lag)
+
+    def released(self, topic: str, partition: int) -> None:
+        with contextlib.suppress(KeyError):
+            self._metrics.consumer_lag.remove(topic, str(partition))
+
+    def transactions(self, commits: int, aborts: int) -> None:
+        """The publisher's running totals: count what is new."""
+        seen_commits, seen_aborts = self._commits_seen
+        self._metrics.transactions.labels("committed").inc(commits - seen_commits)
+        self._metrics.transactions.labels("aborted").inc(aborts - seen_aborts)
+        self._commits_seen = (commits, aborts)
+
+    def tables(
+        self, reader: TableReader, tables: list[Table[object]], counts: bool = False
+    ) -> None:
+        """Lag every few seconds; key counts (a scan) every minute."""
+        now = time.monotonic()
+        lag_due, count_due = self._due
+        if now >= lag_due:
+            for name, lag in reader.lag().items():
+                self._metrics.table_lag.labels(name).set(lag)
+            lag_due = now + 5
+        if counts or now >= count_due:
+            for table in tables:
+                self._metrics.table_keys.labels(table.name).set(len(table))
+            count_due = now + 60
+        self._due = (lag_due, count_due)
+
+    def alive_problems(self, stuck_after_s: float = 120.0) -> list[str]:
+        """What makes this process unhealthy (an empty list when it is fine)."""
+        idle = time.monotonic() - self._last_turn
+        if self._ready.is_set() and idle > stuck_after_s:
+            return [f"main loop has not turned for {idle:.0f} s"]
+        return []
+
+    def ready_problems(self, stuck_after_s: float = 30.0) -> list[str]:
+        """What keeps this instance from taking traffic (an empty list when ready)."""
+        if not self._ready.is_set():
+            return ["reference tables are not caught up yet"]
+        problems = []
+        if self._brokers_up == 0:
+            problems.append("no Kafka broker is reachable")
+        idle = time.monotonic() - self._last_turn
+        if idle > stuck_after_s:
+            problems.append(f"main loop has not turned for {idle:.0f} s")
+        return problems

@@ -1,0 +1,232 @@
+"""The commit protocol: results held until their offsets are released, then published with them.
+
+A resolved message's result (and dead letter) is held until every earlier message of its
+partition is resolved too; then it goes into the open Kafka transaction, which commits with the
+input offsets every `CAPI_COMMIT_INTERVAL_MS`. A reader with `read_committed` therefore sees a
+result exactly when its input offset is committed, and never twice. Meta's answers are also
+kept in the outbox (local disk) until their transaction commits, so that a crash in between does
+not mean sending the same events again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, TopicPartition
+
+from consumer.events.results import (
+    DEAD_LETTER_REASONS,
+    ConversionResult,
+    DeadLetter,
+    DedupEntry,
+    SourceRef,
+)
+from consumer.kafka.clients import InputConsumer
+from consumer.kafka.offsets import OffsetTracker
+from consumer.kafka.publisher import OutRecord, Publisher
+from consumer.meta.attempt import Outcome
+from consumer.meta.batching import Pending
+from consumer.ops.metrics import Metrics
+from consumer.ops.monitor import Monitor
+from consumer.settings import Topics
+from consumer.store.dedup import Dedup
+from consumer.store.outbox import Outbox
+
+__all__ = ["Checkpoint", "Partition"]
+
+log = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
+# a commit is due earlier when this many records wait in the open transaction
+_PENDING_RECORDS_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """What a resolved message publishes, and the dedup entry it makes, once released."""
+
+    records: list[OutRecord]
+    dedup: DedupEntry | None
+
+
+class Checkpoint:
+    """Holds results behind unresolved offsets and commits them with the offsets they release.
+
+    `owned` is the live set of input partitions this instance owns (kept by the rebalance).
+    """
+
+    def __init__(
+        self,
+        *,
+        consumer: InputConsumer,
+        publisher: Publisher,
+        outbox: Outbox,
+        dedup: Dedup,
+        owned: Collection[Partition],
+        topics: Topics,
+        encode_result: Callable[[dict[str, Any]], bytes],
+        metrics: Metrics,
+        monitor: Monitor,
+        commit_interval_s: float,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._consumer = consumer
+        self._publisher = publisher
+        self._outbox = outbox
+        self._dedup = dedup
+        self._owned = owned
+        self._topics = topics
+        self._encode_result = encode_result
+        self._metrics = metrics
+        self._monitor = monitor
+        self._interval_s = commit_interval_s
+        self._clock_ms = clock_ms
+        self._tracker = OffsetTracker()
+        self._held: dict[tuple[str, int, int], _Held] = {}
+        self._last_commit = 0.0
+
+    def __len__(self) -> int:
+        """Messages consumed whose result is not resolved yet."""
+        return len(self._tracker)
+
+    # -- what the loop hands over --------------------------------------------------------------
+
+    def consumed(self, source: SourceRef) -> None:
+        """A message is being processed: its offset waits for its result."""
+        self._tracker.track(source.topic, source.partition, source.offset)
+        self._metrics.tally(self._metrics.consumed, source.topic)
+
+    def already_resolved(self, source: SourceRef) -> None:
+        """A message whose result is visible already: nothing to publish, its offset may go."""
+        self._tracker.track(source.topic, source.partition, source.offset)
+        self._tracker.done(source.topic, source.partition, source.offset)
+        self._metrics.already_resolved.inc()
+
+    def recover(self, source: SourceRef) -> None:
+        """Publish what the outbox kept for this message."""
+        records, dedup = self._outbox.take(source.topic, source.partition, source.offset)
+        records = [
+            replace(r, on_delivery=self._result_delivered) if r.topic == self._topics.results else r
+            for r in records
+        ]
+        self._tracker.track(source.topic, source.partition, source.offset)
+        self._tracker.done(source.topic, source.partition, source.offset)
+        if dedup is not None:
+            self._dedup.begin(dedup.event_id)
+        self._held[(source.topic, source.partition, source.offset)] = _Held(records, dedup)
+        self._metrics.outbox_recovered.inc()
+
+    def answered(self, item: Pending, outcome: Outcome) -> None:
+        """Meta's outcome for an event: hold its result, and keep it in the outbox."""
+        self._metrics.in_flight.dec()
+        result = outcome.result_for(item, self._clock_ms())
+        letter = item.received if outcome.reason in DEAD_LETTER_REASONS else None
+        if self.resolve(result, letter):
+            src = item.source
+            held = self._held[(src.topic, src.partition, src.offset)]
+            self._outbox.add(src.topic, src.partition, src.offset, held.records, held.dedup)
+
+    def resolve(self, result: ConversionResult, dead_letter: DeadLetter | None) -> bool:
+        """Hold the result (and its dead letter) until it can go out with its offset; False when
+        its partition is no longer ours (the new owner processes the message again)."""
+        source = result.source
+        dedup = result.dedup_entry
+        if source.topic_partition not in self._owned:
+            log.info("result dropped: partition %s[%d] is no longer ours offset=%d",
+                     source.topic, source.partition, source.offset)  # fmt: skip
+            if dedup is not None:
+                self._dedup.abandon(dedup.event_id)
+            return False
+        key = (result.event_id or "").encode("utf-8")
+        value = self._encode_result(result.to_avro())
+        records = [
+            OutRecord(self._topics.results, key, value, source.topic_partition,
+                      partition=source.partition, on_delivery=self._result_delivered)
+        ]  # fmt: skip
+        reason = result.reason or ""
+        if dead_letter is not None:
+            records.append(self._dead_letter(result, dead_letter))
+            self._metrics.tally(self._metrics.dead_letters, reason)
+        self._held[(source.topic, source.partition, source.offset)] = _Held(records, dedup)
+        self._tracker.done(source.topic, source.partition, source.offset)
+        self._metrics.tally(self._metrics.results, result.status, reason)
+        return True
+
+    def _dead_letter(self, result: ConversionResult, letter: DeadLetter) -> OutRecord:
+        source = result.source
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("capi.error", result.dead_letter_error().encode()),
+            ("capi.source.topic", source.topic.encode()),
+            ("capi.source.partition", str(source.partition).encode()),
+            ("capi.source.offset", str(source.offset).encode()),
+        ]
+        return OutRecord(
+            self._topics.dlq, letter.key, letter.value, source.topic_partition, headers=headers
+        )
+
+    def _result_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self._dedup.delivered(msg.partition() or 0, msg.offset() or 0)
+
+    # -- the commit ------------------------------------------------------------------------------
+
+    def turn(self) -> None:
+        """Once per loop turn: keep Meta's answers on disk, serve the producer, commit if due."""
+        self._outbox.flush()
+        self._publisher.poll()
+        self.commit()
+
+    def commit(self, force: bool = False) -> None:
+        """Commit what is released, when due (or now with `force`)."""
+        now = time.monotonic()
+        due = now - self._last_commit >= self._interval_s
+        if not (force or due or self._publisher.pending >= _PENDING_RECORDS_LIMIT):
+            return
+        # 1. Meta's answers are on disk before anything else can go wrong
+        self._outbox.flush()
+        # 2. the offsets behind which every message is resolved leave the tracker
+        released = self._tracker.release()
+        offsets = []
+        for (topic, partition), run in released.items():
+            # 3. their results and dead letters go into the open transaction, and their
+            #    dedup entries into the open transaction's view of the dedup table
+            for offset in run:
+                held = self._held.pop((topic, partition, offset), None)
+                if held is None:
+                    continue
+                for record in held.records:
+                    self._publisher.produce(record)
+                if held.dedup is not None:
+                    self._dedup.record(held.dedup, partition)
+            if (topic, partition) in self._owned:
+                offsets.append(TopicPartition(topic, partition, run[-1] + 1))
+        # 4. the transaction commits the records with the input offsets, atomically
+        self._publisher.commit(offsets, self._consumer, self._owned.__contains__)
+        self._monitor.transactions(self._publisher.commits, self._publisher.aborts)
+        # 5. now durable in Kafka: the dedup entries go to the local table, and the outbox
+        #    entries of the committed offsets are not needed any more
+        self._dedup.committed()
+        self._outbox.committed(released)
+        self._last_commit = now
+
+    # -- partitions that leave -------------------------------------------------------------------
+
+    def release(self, gone: set[Partition]) -> None:
+        """Partitions no longer ours: drop what is held and tracked for them."""
+        for key in [k for k in self._held if (k[0], k[1]) in gone]:
+            held = self._held.pop(key)
+            if held.dedup is not None:
+                self._dedup.abandon(held.dedup.event_id)
+        for topic, partition in gone:
+            self._tracker.forget(topic, partition)
+            self._outbox.forget(topic, partition)
+            self._monitor.released(topic, partition)
+
+    def lost(self, gone: set[Partition]) -> None:
+        """Partitions lost without a revoke: the open transaction may hold records of theirs."""
+        self._dedup.drop_uncommitted({p for _, p in gone})
+        self._publisher.redo(self._owned.__contains__)

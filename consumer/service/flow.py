@@ -1,0 +1,103 @@
+"""Flow control: which of the owned input partitions are paused, and why.
+
+A partition waits while its dedup entries are being restored, for a few seconds after the
+Schema Registry did not answer, and, with every other one, while too many messages are
+unresolved (backpressure: paused at `CAPI_MAX_PENDING_EVENTS`, resumed at half of it). A paused
+partition is still polled, so the consumer stays in its group.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+
+from confluent_kafka import TopicPartition
+
+from consumer.events.results import SourceRef
+from consumer.kafka.clients import InputConsumer
+from consumer.ops.metrics import Metrics
+from consumer.store.dedup_restore import DedupRestore
+
+__all__ = ["SCHEMA_RETRY_S", "FlowControl"]
+
+Partition = tuple[str, int]
+SCHEMA_RETRY_S = 5.0
+
+
+class FlowControl:
+    """Pauses and resumes the consumer's partitions; `owned` is the live set of partitions."""
+
+    def __init__(
+        self,
+        *,
+        consumer: InputConsumer,
+        restore: DedupRestore,
+        owned: Collection[Partition],
+        max_pending: int,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._consumer = consumer
+        self._restore = restore
+        self._owned = owned
+        self._max_pending = max_pending
+        self._metrics = metrics
+        self._clock = clock
+        self._backpressure = False
+        self._schema_wait: dict[Partition, float] = {}  # partition -> retry at
+        self._apply_due = False
+
+    def turn(self, pending: int) -> None:
+        """Once per loop turn: restore a slice of dedup entries, apply backpressure for
+        `pending` unresolved messages, end schema waits that are over."""
+        changed = bool(self._restore.step()) or self._apply_due
+        limit = self._max_pending
+        if not self._backpressure and pending >= limit:
+            self._backpressure = changed = True
+        elif self._backpressure and pending <= limit // 2:
+            self._backpressure = False
+            changed = True
+        now = self._clock()
+        due = [p for p, at in self._schema_wait.items() if at <= now]
+        for partition in due:
+            del self._schema_wait[partition]
+        if changed or due:
+            self.apply()
+
+    def rewind(self, source: SourceRef, schema_unavailable: bool = False) -> None:
+        """Read the partition again from this message once it may go on (it stays paused)."""
+        if schema_unavailable:
+            self._schema_wait[source.topic_partition] = self._clock() + SCHEMA_RETRY_S
+        self.apply()
+        self._consumer.seek(TopicPartition(source.topic, source.partition, source.offset))
+
+    def assigned(self) -> None:
+        """The assignment takes effect after the rebalance callback: pause on the next turn (a
+        message fetched before that is rewound by triage)."""
+        self._apply_due = True
+
+    def forget(self, gone: set[Partition]) -> None:
+        for partition in gone:
+            self._schema_wait.pop(partition, None)
+
+    def pause_all(self) -> None:
+        self._consumer.pause([TopicPartition(t, p) for t, p in self._owned])
+
+    def apply(self) -> None:
+        """Pause what must wait, resume the rest."""
+        self._apply_due = False
+        restoring = self._restore.restoring()
+        pause: list[TopicPartition] = []
+        resume: list[TopicPartition] = []
+        for topic, partition in self._owned:
+            waiting = (
+                self._backpressure
+                or partition in restoring
+                or (topic, partition) in self._schema_wait
+            )
+            (pause if waiting else resume).append(TopicPartition(topic, partition))
+        self._metrics.paused_partitions.set(len(pause))
+        if pause:
+            self._consumer.pause(pause)
+        if resume:
+            self._consumer.resume(resume)

@@ -1,0 +1,257 @@
+"""Triage: one consumed message in, what to do with it out. Publishes nothing, sends nothing.
+
+Order of the questions, each answered from local state: may the partition be processed yet
+(dedup restore, schema registry)? Was this message resolved before a crash, with a visible
+result or with Meta's answer kept in the outbox? Can it be decoded? Is its `event_id` a
+duplicate? Then enrichment, the rules, and the credentials: a result now, or an event to send.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, Message
+
+from consumer.errors import CapiConsumerError, DecodeError, FatalError, SchemaUnavailableError
+from consumer.events.enrich import enrich, referral_key
+from consumer.events.policy import Refusal, Rules, decide
+from consumer.events.records import Channel, ResultStatus, Trigger
+from consumer.events.results import (
+    DEAD_LETTER_REASONS,
+    REPLAY_HEADER,
+    ConversionResult,
+    DeadLetter,
+    Reason,
+    SourceRef,
+)
+from consumer.kafka.codec import AvroCodec
+from consumer.meta.batching import BatchKey, Pending
+from consumer.meta.credentials import CredentialStore, MissingCredentialsError
+from consumer.ops.metrics import Metrics
+from consumer.store.dedup import Dedup
+from consumer.store.dedup_restore import DedupRestore
+from consumer.store.outbox import Outbox
+from consumer.store.reference_tables import ReferenceTables
+
+__all__ = [
+    "AlreadyResolved",
+    "Recover",
+    "Resolved",
+    "Rewind",
+    "Send",
+    "Triage",
+    "Verdict",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Rewind:
+    """The partition may not be processed yet: read it again from this message later."""
+
+    source: SourceRef
+    schema_unavailable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadyResolved:
+    """A result for this message is visible already (its instance died before committing)."""
+
+    source: SourceRef
+
+
+@dataclass(frozen=True, slots=True)
+class Recover:
+    """Meta answered this message before a crash: publish the kept answer, send nothing."""
+
+    source: SourceRef
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The message's result is known now."""
+
+    result: ConversionResult
+    dead_letter: DeadLetter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """An approved event for Meta."""
+
+    item: Pending
+    key: BatchKey
+
+
+Verdict = Rewind | AlreadyResolved | Recover | Resolved | Send
+
+
+class Triage:
+    """Decides each consumed message from the dedup table, the outbox and the reference tables."""
+
+    def __init__(
+        self,
+        *,
+        codec: AvroCodec,
+        dedup: Dedup,
+        restore: DedupRestore,
+        outbox: Outbox,
+        tables: ReferenceTables,
+        credentials: CredentialStore,
+        rules: Rules,
+        restricted_assets: Collection[str],
+        attribution_window_s: int,
+        metrics: Metrics,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._codec = codec
+        self._dedup = dedup
+        self._restore = restore
+        self._outbox = outbox
+        self._tables = tables
+        self._credentials = credentials
+        self._rules = rules
+        self._restricted_assets = restricted_assets
+        self._window_ms = attribution_window_s * 1000
+        self._metrics = metrics
+        self._clock_ms = clock_ms
+
+    def batch(self, msgs: list[Message]) -> list[Verdict]:
+        """The verdicts of a consumed batch, in order; after a `Rewind`, the partition's later
+        messages get none (they are read again)."""
+        # decoded first, so that the batch's event ids are looked up in one query
+        decoded = [_decode(self._codec, msg) for msg in msgs]
+        self._dedup.look_up(
+            d["event_id"]
+            for d in decoded
+            if isinstance(d, dict) and isinstance(d.get("event_id"), str)
+        )
+        verdicts: list[Verdict] = []
+        rewound: set[tuple[str, int]] = set()
+        for msg, data in zip(msgs, decoded, strict=True):
+            if (msg.topic(), msg.partition()) in rewound:
+                continue
+            verdict = self.message(msg, data)
+            if isinstance(verdict, Rewind):
+                rewound.add(verdict.source.topic_partition)
+            if verdict is not None:
+                verdicts.append(verdict)
+        self._dedup.forget_looked_up()
+        return verdicts
+
+    def message(
+        self, msg: Message, data: dict[str, Any] | CapiConsumerError | None
+    ) -> Verdict | None:
+        """What to do with one message (None: an error event of the consumer, not a message)."""
+        error = msg.error()
+        if error is not None:
+            if error.fatal():
+                raise FatalError(f"consumer fatal error: {error}")
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error)
+            return None
+        source = _source(msg)
+        if self._restore.is_restoring(source.partition):
+            return Rewind(source)  # assigned a moment ago: its dedup entries are not restored
+        if self._restore.already_resolved(source.partition, source.offset):
+            return AlreadyResolved(source)
+        if self._outbox.has(source.topic, source.partition, source.offset):
+            return Recover(source)
+        if isinstance(data, SchemaUnavailableError):
+            log.warning("schema registry unavailable topic=%s partition=%d offset=%d: %s",
+                        source.topic, source.partition, source.offset, data)  # fmt: skip
+            return Rewind(source, schema_unavailable=True)
+        received = DeadLetter(msg.key(), msg.value())
+        now_ms = self._clock_ms()
+        if not isinstance(data, dict):  # a DecodeError
+            return _undecodable(source, str(data), received, now_ms)
+        try:
+            trigger = Trigger.from_avro(data)
+        except (KeyError, ValueError, TypeError) as exc:
+            return _undecodable(source, f"bad record: {exc!r}"[:200], received, now_ms)
+        prior = self._dedup.seen(trigger.event_id)
+        if prior is not None and not (prior == ResultStatus.FAILED and _is_replay(msg)):
+            detail = f"event_id was already processed ({prior})"
+            return Resolved(Refusal(True, Reason.DUPLICATE, detail).result(source, trigger, now_ms))
+        self._dedup.begin(trigger.event_id)
+        return self._decide(source, self._enrich(trigger), received, now_ms)
+
+    def _decide(
+        self, source: SourceRef, trigger: Trigger, received: DeadLetter, now_ms: int
+    ) -> Resolved | Send:
+        connection = self._tables.connections.get(trigger.connection_id)
+        try:
+            decision = decide(trigger, connection, now_ms, self._rules, self._restricted_assets)
+        except Exception as exc:  # an unforeseen rule break must not stop the partition
+            log.exception("rule evaluation failed topic=%s partition=%d offset=%d event_id=%s",
+                          source.topic, source.partition, source.offset,
+                          trigger.event_id)  # fmt: skip
+            detail = f"unexpected error evaluating the event: {type(exc).__name__}"
+            refusal = Refusal(False, Reason.INVALID_EVENT, detail)
+            return Resolved(refusal.result(source, trigger, now_ms), received)
+        if isinstance(decision, Refusal):
+            letter = received if decision.reason in DEAD_LETTER_REASONS else None
+            return Resolved(decision.result(source, trigger, now_ms), letter)
+        assert connection is not None  # decide() approves only with a connection
+        for dropped in decision.dropped:
+            self._metrics.tally(self._metrics.fields_dropped, dropped.key, dropped.reason)
+        try:
+            credentials = self._credentials.for_connection(connection)
+        except MissingCredentialsError as exc:
+            refusal = Refusal(False, Reason.MISSING_CREDENTIALS, str(exc))
+            return Resolved(refusal.result(source, trigger, self._clock_ms()), received)
+        key = BatchKey(trigger.dataset_id, credentials, trigger.test_event_code)
+        return Send(Pending(source, trigger, decision, received), key)
+
+    def _enrich(self, trigger: Trigger) -> Trigger:
+        contact = self._tables.contacts.get(trigger.contact_id)
+        referral = None
+        wants_referral = trigger.channel is Channel.WHATSAPP and not trigger.ctwa_clid
+        if wants_referral:
+            referral = self._tables.referrals.get(referral_key(trigger))
+        result = enrich(trigger, contact, referral, self._window_ms)
+        m = self._metrics
+        m.tally(m.enrichment, "contacts", _lookup(contact, result.contact_used))
+        if wants_referral:
+            m.tally(m.enrichment, "referrals", _lookup(referral, result.referral_used))
+        return result.trigger
+
+
+def _decode(codec: AvroCodec, msg: Message) -> dict[str, Any] | CapiConsumerError | None:
+    """The message's record, or why it has none (None: not a record but an error event)."""
+    if msg.error() is not None:
+        return None
+    try:
+        data = codec.decode(msg.value(), "ConversionTriggered")
+    except (SchemaUnavailableError, DecodeError) as exc:
+        return exc
+    return data
+
+
+def _undecodable(source: SourceRef, detail: str, received: DeadLetter, now_ms: int) -> Resolved:
+    result = ConversionResult(source, ResultStatus.FAILED, now_ms, Reason.UNDECODABLE, detail)
+    return Resolved(result, received)
+
+
+def _lookup(record: object, used: bool) -> str:
+    if record is None:
+        return "miss"
+    return "hit" if used else "unused"
+
+
+def _is_replay(msg: Message) -> bool:
+    headers = msg.headers() or []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return any(name == REPLAY_HEADER for name, _ in items)
+
+
+def _source(msg: Message) -> SourceRef:
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:
+        raise FatalError("consumer returned a message without topic, partition or offset")
+    return SourceRef(topic, partition, offset)

@@ -1,0 +1,314 @@
+"""Settings: one frozen object built from the environment at the entry point.
+
+Every variable is `CAPI_*` (DESIGN.md's table, plus the service's own tuning knobs). Any
+`CAPI_KAFKA_<SETTING>` passes through to librdkafka with `_` read as `.`. A bad value raises
+`ConfigError` naming the variable; the CLI turns that into one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from consumer.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_RESTRICTED_COUNTRIES",
+    "MAX_BATCH_SIZE",
+    "SUPPORTED_GRAPH_VERSIONS",
+    "Secret",
+    "Settings",
+    "Topics",
+]
+
+MAX_BATCH_SIZE = 1000
+# Graph API versions Meta supports today (capi-reference.md); v19.0 and v20.0 have expired.
+SUPPORTED_GRAPH_VERSIONS: tuple[str, ...] = ("v22.0", "v23.0", "v24.0", "v25.0", "v26.0")
+DEFAULT_GRAPH_VERSION = "v24.0"
+
+# ePrivacy Directive: EU-27, Norway, Iceland, Liechtenstein, United Kingdom, Japan.
+DEFAULT_RESTRICTED_COUNTRIES: frozenset[str] = frozenset(
+    [
+        "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE",
+        "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "NO",
+        "IS", "LI", "GB", "JP"
+    ]
+)  # fmt: skip
+
+_KAFKA_PREFIX = "CAPI_KAFKA_"
+# librdkafka warns when a client gets another role's setting; the passthrough is split by role.
+_CONSUMER_ONLY = frozenset(
+    [
+        "group.id", "group.instance.id", "session.timeout.ms", "heartbeat.interval.ms",
+        "max.poll.interval.ms", "auto.offset.reset", "enable.auto.commit",
+        "auto.commit.interval.ms", "enable.auto.offset.store", "partition.assignment.strategy",
+        "isolation.level", "fetch.min.bytes", "fetch.max.bytes", "fetch.wait.max.ms",
+        "max.partition.fetch.bytes", "queued.min.messages", "queued.max.messages.kbytes",
+        "enable.partition.eof", "check.crcs", "group.protocol", "group.remote.assignor"
+    ]
+)  # fmt: skip
+_PRODUCER_ONLY = frozenset(
+    [
+        "acks", "request.required.acks", "linger.ms", "queue.buffering.max.ms", "batch.size",
+        "batch.num.messages", "compression.type", "compression.codec", "enable.idempotence",
+        "message.timeout.ms", "delivery.timeout.ms", "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes", "retries", "message.send.max.retries", "transactional.id",
+        "transaction.timeout.ms", "partitioner", "sticky.partitioning.linger.ms"
+    ]
+)  # fmt: skip
+_SERVICE_VARIABLES = {"CAPI_KAFKA_BOOTSTRAP_SERVERS"}
+
+
+class Secret:
+    """A secret string that prints as `***` in reprs, logs and tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    triggered: str = "conversions.triggered"
+    contacts: str = "contacts"
+    referrals: str = "ad-referrals"
+    connections: str = "meta-connections"
+    results: str = "conversions.results"
+    dlq: str = "conversions.dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    bootstrap_servers: str = "localhost:9092"
+    kafka: Mapping[str, str] = field(default_factory=dict)
+    group_id: str = "capi-consumer"
+    topics: Topics = field(default_factory=Topics)
+    schema_registry_url: str | None = None
+    graph_url: str = "https://graph.facebook.com"
+    graph_api_version: str = DEFAULT_GRAPH_VERSION
+    credentials_dir: Path = Path("/var/run/secrets/capi")
+    metrics_port: int = 9464
+    state_dir: Path = Path("./state")
+    batch_size: int = MAX_BATCH_SIZE
+    batch_linger_ms: int = 50
+    max_in_flight_requests: int = 8
+    request_timeout_s: float = 10.0
+    retry_deadline_s: float = 120.0
+    throttle_backoff_s: float = 60.0
+    partner_agent: str | None = "capi-consumer"
+    restricted_countries: frozenset[str] = DEFAULT_RESTRICTED_COUNTRIES
+    default_phone_region: str | None = None
+    attribution_window_s: int = 7 * 24 * 3600
+    max_event_age_s: int = 7 * 24 * 3600
+    future_skew_s: int = 300
+    log_level: str = "INFO"
+    log_format: str = "text"
+    instance_id: str = field(default_factory=socket.gethostname)
+    commit_interval_ms: int = 50
+    drain_timeout_s: float = 30.0
+    max_pending_events: int = 50_000
+    workers: int = 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, check_dirs: bool = True) -> Settings:
+        """Settings from `env` (default `os.environ`), validated."""
+        env = os.environ if env is None else env
+        reader = _Reader(env)
+        defaults = cls()
+        topics = Topics(
+            triggered=reader.text("CAPI_TOPIC_TRIGGERED", defaults.topics.triggered),
+            contacts=reader.text("CAPI_TOPIC_CONTACTS", defaults.topics.contacts),
+            referrals=reader.text("CAPI_TOPIC_REFERRALS", defaults.topics.referrals),
+            connections=reader.text("CAPI_TOPIC_CONNECTIONS", defaults.topics.connections),
+            results=reader.text("CAPI_TOPIC_RESULTS", defaults.topics.results),
+            dlq=reader.text("CAPI_TOPIC_DLQ", defaults.topics.dlq),
+        )
+        settings = cls(
+            bootstrap_servers=reader.text(
+                "CAPI_KAFKA_BOOTSTRAP_SERVERS", defaults.bootstrap_servers
+            ),
+            kafka=_kafka_passthrough(env),
+            group_id=reader.text("CAPI_GROUP_ID", defaults.group_id),
+            topics=topics,
+            schema_registry_url=reader.url("CAPI_SCHEMA_REGISTRY_URL", None),
+            graph_url=reader.url("CAPI_GRAPH_URL", defaults.graph_url) or defaults.graph_url,
+            graph_api_version=reader.graph_version("CAPI_GRAPH_API_VERSION"),
+            credentials_dir=Path(
+                reader.text("CAPI_CREDENTIALS_DIR", str(defaults.credentials_dir))
+            ),
+            metrics_port=reader.integer("CAPI_METRICS_PORT", defaults.metrics_port, 0, 65535),
+            state_dir=Path(reader.text("CAPI_STATE_DIR", str(defaults.state_dir))),
+            batch_size=reader.integer("CAPI_BATCH_SIZE", defaults.batch_size, 1, MAX_BATCH_SIZE),
+            batch_linger_ms=reader.integer(
+                "CAPI_BATCH_LINGER_MS", defaults.batch_linger_ms, 0, 60_000
+            ),
+            max_in_flight_requests=reader.integer(
+                "CAPI_MAX_IN_FLIGHT_REQUESTS", defaults.max_in_flight_requests, 1, 64
+            ),
+            request_timeout_s=reader.number(
+                "CAPI_REQUEST_TIMEOUT_S", defaults.request_timeout_s, 0.1, 300
+            ),
+            retry_deadline_s=reader.number(
+                "CAPI_RETRY_DEADLINE_S", defaults.retry_deadline_s, 0, 7 * 24 * 3600
+            ),
+            throttle_backoff_s=reader.number(
+                "CAPI_THROTTLE_BACKOFF_S", defaults.throttle_backoff_s, 0, 3600
+            ),
+            partner_agent=env.get("CAPI_PARTNER_AGENT", defaults.partner_agent) or None,
+            restricted_countries=reader.countries(
+                "CAPI_RESTRICTED_COUNTRIES", defaults.restricted_countries
+            ),
+            default_phone_region=reader.region("CAPI_DEFAULT_PHONE_REGION"),
+            attribution_window_s=reader.integer(
+                "CAPI_ATTRIBUTION_WINDOW_S", defaults.attribution_window_s, 0, 90 * 24 * 3600
+            ),
+            log_level=reader.choice(
+                "CAPI_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
+            log_format=reader.choice("CAPI_LOG_FORMAT", "TEXT", ("TEXT", "JSON")).lower(),
+            instance_id=reader.text("CAPI_INSTANCE_ID", defaults.instance_id),
+            commit_interval_ms=reader.integer(
+                "CAPI_COMMIT_INTERVAL_MS", defaults.commit_interval_ms, 10, 60_000
+            ),
+            drain_timeout_s=reader.number(
+                "CAPI_DRAIN_TIMEOUT_S", defaults.drain_timeout_s, 0, 3600
+            ),
+            max_pending_events=reader.integer(
+                "CAPI_MAX_PENDING_EVENTS", defaults.max_pending_events, 1000, 10_000_000
+            ),
+            workers=reader.integer("CAPI_WORKERS", defaults.workers, 1, 64),
+        )
+        if settings.workers > 1 and settings.metrics_port + settings.workers > 65535:
+            raise ConfigError(
+                "CAPI_WORKERS", "out of range: workers listen on CAPI_METRICS_PORT + 1 + index"
+            )
+        if check_dirs:
+            _check_readable_dir("CAPI_CREDENTIALS_DIR", settings.credentials_dir)
+        return settings
+
+    def kafka_config(self, role: Literal["consumer", "producer", "admin"]) -> dict[str, str]:
+        """librdkafka settings for one kind of client: the passthrough settings that apply."""
+        skip = {
+            "consumer": _PRODUCER_ONLY,
+            "producer": _CONSUMER_ONLY,
+            "admin": _PRODUCER_ONLY | _CONSUMER_ONLY,
+        }[role]
+        passthrough = {k: v for k, v in self.kafka.items() if k not in skip}
+        return {"bootstrap.servers": self.bootstrap_servers, **passthrough}
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str, default: str) -> str:
+        value = self._env.get(name, default).strip()
+        if not value:
+            raise ConfigError(name, "must not be empty")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(name, f"{raw!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ConfigError(name, f"{value} is out of range [{low}, {high}]")
+        return value
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ConfigError(name, f"{raw!r} is not a number") from None
+        if not low <= value <= high:
+            raise ConfigError(name, f"{value} is out of range [{low}, {high}]")
+        return value
+
+    def url(self, name: str, default: str | None) -> str | None:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        value = raw.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(name, f"{value!r} is not an http(s) URL with a host")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ConfigError(name, "must not carry credentials, a query or a fragment")
+        return value
+
+    def graph_version(self, name: str) -> str:
+        value = self._env.get(name, DEFAULT_GRAPH_VERSION).strip()
+        if not re.fullmatch(r"v\d+\.\d+", value):
+            raise ConfigError(name, f"{value!r} is not a Graph API version like v24.0")
+        if value not in SUPPORTED_GRAPH_VERSIONS:
+            supported = ", ".join(SUPPORTED_GRAPH_VERSIONS)
+            raise ConfigError(name, f"{value} is not a supported version ({supported})")
+        return value
+
+    def countries(self, name: str, default: frozenset[str]) -> frozenset[str]:
+        raw = self._env.get(name)
+        if raw is None:
+            return default
+        codes = {c.strip().upper() for c in raw.replace(";", ",").split(",") if c.strip()}
+        bad = sorted(c for c in codes if not re.fullmatch(r"[A-Z]{2}", c))
+        if bad:
+            raise ConfigError(name, f"not ISO 3166-1 alpha-2 codes: {', '.join(bad)}")
+        return frozenset(codes)
+
+    def region(self, name: str) -> str | None:
+        raw = self._env.get(name, "").strip().upper()
+        if not raw:
+            return None
+        if not re.fullmatch(r"[A-Z]{2}", raw):
+            raise ConfigError(name, f"{raw!r} is not an ISO 3166-1 alpha-2 code")
+        return raw
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self._env.get(name, default).strip().upper()
+        if value not in choices:
+            raise ConfigError(name, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+
+def _kafka_passthrough(env: Mapping[str, str]) -> dict[str, str]:
+    """`CAPI_KAFKA_SECURITY_PROTOCOL=SASL_SSL` -> `{"security.protocol": "SASL_SSL"}`."""
+    return {
+        name[len(_KAFKA_PREFIX) :].lower().replace("_", "."): value
+        for name, value in env.items()
+        if name.startswith(_KAFKA_PREFIX) and name not in _SERVICE_VARIABLES
+    }
+
+
+def _check_readable_dir(name: str, path: Path) -> None:
+    if not path.is_dir():
+        raise ConfigError(name, f"{path} is not a directory")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ConfigError(name, f"{path} is not readable")

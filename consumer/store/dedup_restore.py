@@ -1,0 +1,196 @@
+"""The dedup table rebuilt from the results topic when input partitions are assigned.
+
+Results are written to the partition with the number of their input partition, in the
+transaction that commits the input offset, so results partition `p` holds everything decided for
+input partition `p`: the results topic is the dedup changelog. When a partition is assigned, its
+results partition is read (from where the local state store stopped, or from the beginning)
+before any of its messages is processed:
+
+- every `event_id` found goes into the local dedup table;
+- every input offset at or after the committed input offset that already has a result is
+  remembered: such a message was resolved by an instance that died before committing its
+  offset, and whose result is nevertheless visible. On Apache Kafka that cannot happen (the
+  new producer's `init_transactions` aborts the dead one's transaction), but some brokers
+  (Tansu 0.6) leave a fenced transaction's records visible. Skipping those messages keeps
+  exactly one result per input, and no second send, on either.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from consumer.errors import CapiConsumerError, DecodeError
+from consumer.events.results import Reason
+from consumer.kafka.codec import AvroCodec
+from consumer.store.dedup import Dedup, DedupRow
+from consumer.store.table_reader import reader_config
+
+__all__ = ["DedupRestore"]
+
+log = logging.getLogger(__name__)
+
+_RESTORE_STALL_S = 30.0
+
+
+class DedupRestore:
+    """Reads results partitions into the dedup table; says which input partitions may not be
+    processed yet (`is_restoring`) and which input offsets already have a visible result."""
+
+    def __init__(
+        self,
+        dedup: Dedup,
+        codec: AvroCodec,
+        kafka_config: Mapping[str, Any],
+        admin_config: Mapping[str, Any],
+    ) -> None:
+        self._dedup = dedup
+        self._topic = dedup.topic
+        self._codec = codec
+        self._config = reader_config(kafka_config, "dedup-restore")
+        self._admin_config = dict(admin_config)
+        self._consumer: Consumer | None = None
+        self._restoring: dict[int, int] = {}  # partition -> end offset to reach
+        self._progress = (0.0, -1)  # when the record count last moved, and the count
+        self._committed_input: dict[int, int] = {}  # partition -> committed input offset
+        self._resolved: dict[int, set[int]] = {}  # partition -> input offsets with a result
+        self.partitions = 0
+        self.records_restored = 0
+
+    def open(self) -> None:
+        """Learn the results topic's partitions; reset the table when the topic is new."""
+        admin = AdminClient(self._admin_config)  # keep it alive until the answer is in
+        future = admin.describe_topics(TopicCollection([self._topic]))
+        try:
+            description = future[self._topic].result()
+        except Exception as exc:  # any failure means the topic is unusable
+            raise CapiConsumerError(f"results topic {self._topic} is not available: {exc}") from exc
+        self.partitions = len(description.partitions)
+        topic_id = str(description.topic_id)
+        if self._dedup.stored_topic_id() != topic_id:
+            self._dedup.reset(topic_id)
+        self._consumer = Consumer(self._config)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def start(self, committed_input: Mapping[int, int]) -> None:
+        """Start reading the results of newly assigned input partitions.
+
+        `committed_input` gives each partition's committed input offset (0 for none).
+        """
+        assert self._consumer is not None, "open() first"
+        stored = self._dedup.stored_offsets()
+        for partition, committed in committed_input.items():
+            self._committed_input[partition] = committed
+            self._resolved[partition] = set()
+            tp = TopicPartition(self._topic, partition)
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=30)
+            start = stored.get(partition, OFFSET_BEGINNING)
+            if start != OFFSET_BEGINNING and start < low:
+                start = OFFSET_BEGINNING
+            if high > max(start, low, 0):
+                self._restoring[partition] = high
+        self._reassign(stored)
+        self._progress = (time.monotonic(), self.records_restored)
+
+    def _reassign(self, stored: Mapping[int, int]) -> None:
+        assert self._consumer is not None, "open() first"
+        self._consumer.assign(
+            [
+                TopicPartition(self._topic, p, stored.get(p, OFFSET_BEGINNING))
+                for p in self._restoring
+            ]
+        )
+
+    def restoring(self) -> set[int]:
+        return set(self._restoring)
+
+    def is_restoring(self, partition: int) -> bool:
+        return partition in self._restoring
+
+    def already_resolved(self, partition: int, offset: int) -> bool:
+        """This input message has a visible result already (see the module docstring)."""
+        resolved = self._resolved.get(partition)
+        return bool(resolved) and offset in resolved  # type: ignore[operator]
+
+    def step(self, max_records: int = 20_000) -> list[int]:
+        """Apply a slice of the results; return the partitions now restored."""
+        if not self._restoring or self._consumer is None:
+            return []
+        msgs = self._consumer.consume(num_messages=max_records, timeout=0.05)
+        rows: list[DedupRow] = []
+        offsets: dict[int, int] = {}
+        for msg in msgs:
+            partition, offset = msg.partition(), msg.offset()
+            if msg.error() is not None or partition is None or offset is None:
+                continue
+            offsets[partition] = offset + 1
+            row = self._apply(msg.value(), partition)
+            if row is not None:
+                rows.append(row)
+        if msgs:
+            self._dedup.store(rows, offsets)
+            self.records_restored += len(msgs)
+        return self._finished_partitions()
+
+    def _apply(self, value: bytes | None, partition: int) -> DedupRow | None:
+        try:
+            result = self._codec.decode(value, "ConversionResult")
+        except DecodeError:
+            log.warning("undecodable result while restoring partition=%d", partition)
+            return None
+        source = int(result["source_partition"])
+        if source == partition and result["source_offset"] >= self._committed_input.get(
+            partition, 0
+        ):
+            self._resolved.setdefault(partition, set()).add(int(result["source_offset"]))
+        event_id = result.get("event_id")
+        if not event_id or result.get("reason") == Reason.DUPLICATE:
+            return None
+        return event_id, result["status"], int(result["processed_at"]), partition
+
+    def _finished_partitions(self) -> list[int]:
+        assert self._consumer is not None, "open() first"
+        done = []
+        for tp in self._consumer.position(
+            [TopicPartition(self._topic, p) for p in self._restoring]
+        ):
+            if tp.offset >= self._restoring[tp.partition]:
+                done.append(tp.partition)
+        now = time.monotonic()
+        last_move, last_count = self._progress
+        if self.records_restored != last_count or done:
+            self._progress = (now, self.records_restored)
+        elif now - last_move > _RESTORE_STALL_S:
+            # read_committed stops at the last stable offset: an open transaction of a dead
+            # instance holds it until the broker aborts it. What lies behind is uncommitted.
+            log.warning("dedup restore stalled partitions=%s; going on with what is committed",
+                        sorted(self._restoring))  # fmt: skip
+            done = list(self._restoring)
+        for partition in done:
+            del self._restoring[partition]
+        if done:
+            self._reassign(self._dedup.stored_offsets())
+            log.info("dedup restored partitions=%s records=%d resolved_uncommitted=%d",
+                     done, self.records_restored,
+                     sum(len(self._resolved.get(p, ())) for p in done))  # fmt: skip
+        return done
+
+    def forget(self, partitions: list[int]) -> None:
+        """Partitions that are no longer ours: stop restoring them."""
+        changed = False
+        for partition in partitions:
+            self._resolved.pop(partition, None)
+            self._committed_input.pop(partition, None)
+            if self._restoring.pop(partition, None) is not None:
+                changed = True
+        if changed:
+            self._reassign(self._dedup.stored_offsets())

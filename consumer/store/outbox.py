@@ -1,0 +1,144 @@
+"""The outbox: what Meta already answered, kept on local disk until it is committed to Kafka.
+
+A result is published only when every earlier message of its partition is resolved (so that
+it commits with its offset), which can take a while when an earlier event waits for a retry.
+If the process dies meanwhile, the input is read again. Without the outbox that would mean
+sending those events to Meta a second time; with it, a restarted instance (same state folder)
+finds Meta's answer here and publishes it instead. What remains at risk after a SIGKILL is
+only what was on the wire: requests in flight, and answers that arrived within the last turn
+of the loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterable
+
+import orjson
+
+from consumer.events.results import DedupEntry
+from consumer.kafka.publisher import OutRecord
+from consumer.store.sqlite import StateStore
+
+__all__ = ["Outbox"]
+
+log = logging.getLogger(__name__)
+
+
+def _b64(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode()
+
+
+def _unb64(value: str | None) -> bytes | None:
+    return None if value is None else base64.b64decode(value)
+
+
+class Outbox:
+    """Meta's answers by input offset, in the state store: written each loop turn (`flush`),
+    read back for a message processed again (`take`), deleted once committed (`committed`)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self._pending: list[tuple[str, int, int, bytes]] = []
+        self._known: dict[tuple[str, int], set[int]] = {}
+
+    def open(self) -> None:
+        self._store.db.execute(
+            "CREATE TABLE IF NOT EXISTS outbox (topic TEXT NOT NULL, partition INTEGER NOT NULL,"
+            " offset INTEGER NOT NULL, entry BLOB NOT NULL, PRIMARY KEY (topic, partition, offset))"
+            " WITHOUT ROWID"
+        )
+
+    def load(self, topic: str, partition: int, committed: int) -> None:
+        """Remember which offsets of a newly assigned partition have an entry; drop the ones
+        before the committed offset (another instance finished them)."""
+        with self._store.transaction():
+            self._store.db.execute(
+                "DELETE FROM outbox WHERE topic = ? AND partition = ? AND offset < ?",
+                (topic, partition, committed),
+            )
+        rows = self._store.db.execute(
+            "SELECT offset FROM outbox WHERE topic = ? AND partition = ?", (topic, partition)
+        ).fetchall()
+        self._known[(topic, partition)] = {int(r[0]) for r in rows}
+        if rows:
+            log.info("outbox entries to publish topic=%s partition=%d count=%d",
+                     topic, partition, len(rows))  # fmt: skip
+
+    def forget(self, topic: str, partition: int) -> None:
+        self._known.pop((topic, partition), None)
+
+    def has(self, topic: str, partition: int, offset: int) -> bool:
+        known = self._known.get((topic, partition))
+        return bool(known) and offset in known  # type: ignore[operator]
+
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        records: Iterable[OutRecord],
+        dedup: DedupEntry | None,
+    ) -> None:
+        """Queue an entry; `flush` writes the queued entries in one transaction."""
+        entry = orjson.dumps(
+            {
+                "records": [
+                    {"topic": r.topic, "key": _b64(r.key), "value": _b64(r.value),
+                     "partition": r.partition,
+                     "headers": [[k, _b64(v if isinstance(v, bytes) else str(v or "").encode())]
+                                 for k, v in (r.headers or [])]}
+                    for r in records
+                ],
+                "dedup": None if dedup is None else list(dedup),
+            }
+        )  # fmt: skip
+        self._pending.append((topic, partition, offset, entry))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        with self._store.transaction():
+            self._store.db.executemany(
+                "INSERT OR REPLACE INTO outbox (topic, partition, offset, entry) VALUES (?,?,?,?)",
+                self._pending,
+            )
+        self._pending.clear()
+
+    def take(
+        self, topic: str, partition: int, offset: int
+    ) -> tuple[list[OutRecord], DedupEntry | None]:
+        """The records and dedup entry kept for an input message."""
+        row = self._store.db.execute(
+            "SELECT entry FROM outbox WHERE topic = ? AND partition = ? AND offset = ?",
+            (topic, partition, offset),
+        ).fetchone()
+        data = orjson.loads(row[0])
+        source = (topic, partition)
+        records = [
+            OutRecord(
+                r["topic"], _unb64(r["key"]), _unb64(r["value"]), source,
+                partition=r["partition"],
+                headers=[(k, _unb64(v)) for k, v in r["headers"]] or None,
+            )
+            for r in data["records"]
+        ]  # fmt: skip
+        dedup = DedupEntry(str(data["dedup"][0]), str(data["dedup"][1])) if data["dedup"] else None
+        return records, dedup
+
+    def committed(self, released: dict[tuple[str, int], list[int]]) -> None:
+        """Those offsets are committed: their entries are not needed any more."""
+        # released offsets are a partition's next contiguous run: everything up to the last
+        # one is committed, so one range delete per partition does
+        ends = [(t, p, max(offsets)) for (t, p), offsets in released.items() if offsets]
+        if not ends:
+            return
+        with self._store.transaction():
+            self._store.db.executemany(
+                "DELETE FROM outbox WHERE topic = ? AND partition = ? AND offset <= ?", ends
+            )
+        for topic, partition, end in ends:
+            known = self._known.get((topic, partition))
+            if known:
+                known.difference_update([o for o in known if o <= end])

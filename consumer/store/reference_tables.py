@@ -1,0 +1,50 @@
+"""The three reference tables of DESIGN.md, decoded from their compacted topics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from consumer.events.records import AdReferral, Contact, MetaConnection
+from consumer.kafka.codec import AvroCodec
+from consumer.settings import Topics
+from consumer.store.table_reader import Table
+
+__all__ = ["ReferenceTables"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceTables:
+    connections: Table[MetaConnection]
+    contacts: Table[Contact]
+    referrals: Table[AdReferral]
+
+    @classmethod
+    def for_topics(cls, codec: AvroCodec, topics: Topics) -> ReferenceTables:
+        return cls(
+            connections=Table(
+                "connections",
+                topics.connections,
+                lambda b: codec.decode(b, "MetaConnection"),
+                MetaConnection.from_avro,
+                cache_size=10_000,
+            ),
+            # hot contacts and referrals stay decoded in memory (bounded; updates evict them)
+            contacts=Table(
+                "contacts",
+                topics.contacts,
+                lambda b: codec.decode(b, "Contact"),
+                Contact.from_avro,
+                cache_size=20_000,
+            ),
+            referrals=Table(
+                "referrals",
+                topics.referrals,
+                lambda b: codec.decode(b, "AdReferral"),
+                AdReferral.from_avro,
+                cache_size=20_000,
+            ),
+        )
+
+    def all(self) -> list[Table[Any]]:
+        return [self.connections, self.contacts, self.referrals]

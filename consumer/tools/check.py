@@ -1,0 +1,94 @@
+"""`capi-consumer check`: what is wrong with the configuration, one line per problem.
+
+Pure checks of the settings (security protocol, SASL and TLS files, URLs) come first; then the
+broker is asked for the topics the service needs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from consumer.settings import Settings
+
+__all__ = ["broker_problems", "settings_problems"]
+
+_PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+_MECHANISMS = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"}
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def settings_problems(settings: Settings) -> list[str]:
+    kafka = {k.lower(): v for k, v in settings.kafka.items()}
+    problems: list[str] = []
+    protocol = kafka.get("security.protocol", "PLAINTEXT").upper()
+    if protocol not in _PROTOCOLS:
+        choices = ", ".join(sorted(_PROTOCOLS))
+        problems.append(f"CAPI_KAFKA_SECURITY_PROTOCOL: {protocol!r} is not one of {choices}")
+    uses_sasl = protocol.startswith("SASL")
+    uses_tls = protocol.endswith("SSL")
+    sasl_keys = [k for k in kafka if k.startswith("sasl.")]
+    if sasl_keys and not uses_sasl:
+        problems.append(
+            f"CAPI_KAFKA_SECURITY_PROTOCOL: {protocol} ignores the SASL settings "
+            f"({', '.join(sorted(sasl_keys))}); use SASL_SSL"
+        )
+    if uses_sasl:
+        mechanism = kafka.get("sasl.mechanism", kafka.get("sasl.mechanisms", "GSSAPI")).upper()
+        if mechanism not in _MECHANISMS:
+            problems.append(f"CAPI_KAFKA_SASL_MECHANISM: {mechanism!r} is not a SASL mechanism")
+        if mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            for key in ("sasl.username", "sasl.password"):
+                if not kafka.get(key):
+                    variable = "CAPI_KAFKA_" + key.upper().replace(".", "_")
+                    problems.append(f"{variable}: required with SASL {mechanism}")
+        if protocol == "SASL_PLAINTEXT" and mechanism != "GSSAPI":
+            problems.append(
+                "CAPI_KAFKA_SECURITY_PROTOCOL: SASL_PLAINTEXT sends the SASL credentials "
+                "unencrypted; use SASL_SSL"
+            )
+    for key in ("ssl.ca.location", "ssl.certificate.location", "ssl.key.location"):
+        value = kafka.get(key)
+        variable = "CAPI_KAFKA_" + key.upper().replace(".", "_")
+        if value and not uses_tls:
+            problems.append(f"{variable}: set, but {protocol} does not use TLS")
+        if value and not _readable_file(value):
+            problems.append(f"{variable}: {value} is not a readable file")
+    if bool(kafka.get("ssl.certificate.location")) != bool(kafka.get("ssl.key.location")):
+        problems.append(
+            "CAPI_KAFKA_SSL_CERTIFICATE_LOCATION and CAPI_KAFKA_SSL_KEY_LOCATION go together"
+        )
+    for variable, url in (
+        ("CAPI_GRAPH_URL", settings.graph_url),
+        ("CAPI_SCHEMA_REGISTRY_URL", settings.schema_registry_url),
+    ):
+        if url and urlsplit(url).scheme == "http" and urlsplit(url).hostname not in _LOCAL_HOSTS:
+            problems.append(f"{variable}: plain http to a remote host; use https")
+    if not os.access(settings.credentials_dir, os.R_OK | os.X_OK):
+        problems.append(f"CAPI_CREDENTIALS_DIR: {settings.credentials_dir} is not readable")
+    return problems
+
+
+def _readable_file(value: str) -> bool:
+    path = Path(value)
+    return path.is_file() and os.access(path, os.R_OK)
+
+
+def broker_problems(settings: Settings, metadata: Any) -> list[str]:
+    """What the broker's metadata says is missing for the service."""
+    t = settings.topics
+    problems = []
+    for topic in (t.triggered, t.results, t.dlq, t.connections, t.contacts, t.referrals):
+        if topic not in metadata.topics:
+            problems.append(f"topic {topic}: does not exist")
+    if t.triggered in metadata.topics and t.results in metadata.topics:
+        inputs = len(metadata.topics[t.triggered].partitions)
+        results = len(metadata.topics[t.results].partitions)
+        if results < inputs:
+            problems.append(
+                f"topic {t.results}: {results} partitions, fewer than the {inputs} of "
+                f"{t.triggered} (results go to the partition numbered like their input)"
+            )
+    return problems

@@ -1,0 +1,338 @@
+"""The `capi-consumer` command: run, demo, sandbox, check."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from consumer.errors import CapiConsumerError, ConfigError
+from consumer.settings import Settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("consumer")
+
+
+def _setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    from consumer.ops.logs import setup_logging
+
+    setup_logging(level, fmt)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings.from_env(**overrides)
+    except ConfigError as exc:
+        click.echo(f"capi-consumer: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="capi-consumer")
+def main() -> None:
+    """Conversions from WhatsApp, Messenger and Instagram conversations to Meta's CAPI."""
+
+
+def _collect_less() -> None:
+    """Garbage collection for a streaming loop: what start-up built (tables, schemas, caches)
+    lives as long as the process, so it leaves the collector's sight; and the young
+    generation is collected every 20,000 allocations instead of 700, since most objects of
+    an event die with it (reference counting frees them; the collector only finds cycles)."""
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
+@main.command()
+@click.option("--worker", type=int, hidden=True, help="Set by the supervisor: this worker's index.")
+def run(worker: int | None) -> None:
+    """Run the service (configured by CAPI_* environment variables)."""
+    settings = _settings()
+    _setup_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1 and worker is None:
+        from consumer.ops.workers import Supervisor
+
+        supervisor = Supervisor(settings)
+
+        def on_stop_signal(signum: int, _frame: object) -> None:
+            log.info("signal %s: stopping the workers", signal.Signals(signum).name)
+            supervisor.stop()
+
+        signal.signal(signal.SIGTERM, on_stop_signal)
+        signal.signal(signal.SIGINT, on_stop_signal)
+        sys.exit(supervisor.run())
+    from prometheus_client import disable_created_metrics
+
+    from consumer.ops.endpoint import HealthServer
+    from consumer.ops.metrics import Metrics
+    from consumer.service.loop import build_service
+
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series
+    metrics = Metrics()
+    app = build_service(settings, metrics, on_ready=_collect_less)
+    if settings.metrics_port:
+        server = HealthServer(
+            settings.metrics_port,
+            metrics.registry,
+            app.monitor.alive_problems,
+            app.monitor.ready_problems,
+            host="0.0.0.0" if worker is None else "127.0.0.1",  # a worker: its supervisor asks
+        )
+        server.start()
+        log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", settings.metrics_port)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s: draining", signal.Signals(signum).name)
+        app.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        app.run()
+    except CapiConsumerError as exc:
+        log.error("stopping: %s", exc)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--triggers", default=300, show_default=True, help="Sample triggers to produce.")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for results.")
+def demo(triggers: int, timeout: float) -> None:
+    """The embedded default: local broker, Graph API sandbox, sample traffic, a summary."""
+    _setup_logging("WARNING")
+    from consumer.tools.demo import run_demo
+
+    sys.exit(run_demo(triggers, timeout))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8800, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON: tokens (with datasets and app_secret), restricted_assets, linked_assets.",
+)
+@click.option("--token", "tokens", multiple=True, help="An accepted access token (any dataset).")
+@click.option("--record-bodies", is_flag=True, help="Keep raw request bodies for inspection.")
+@click.option("--seed", type=int, help="Seed of the fault plan's random draws.")
+@click.option("--light", is_flag=True, help="Benchmarks: check one event in 100, keep counts only.")
+def sandbox(
+    host: str,
+    port: int,
+    config_path: Path | None,
+    tokens: tuple[str, ...],
+    record_bodies: bool,
+    seed: int | None,
+    light: bool,
+) -> None:
+    """A local Graph API stand-in that validates like Meta and injects faults on demand."""
+    _setup_logging("WARNING")
+    from consumer.tools.sandbox import Sandbox, SandboxConfig
+    from consumer.tools.sandbox.faults import FaultPlan
+
+    data: dict[str, Any] = {}
+    if config_path is not None:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+    data.setdefault("tokens", {}).update({t: {"datasets": "*"} for t in tokens})
+    server = Sandbox(
+        SandboxConfig.from_json(data),
+        host,
+        port,
+        record_bodies=record_bodies,
+        faults=FaultPlan(data.get("faults", {}), seed),
+        light=light,
+    )
+    click.echo(f"sandbox listening on {server.url}")
+    sys.stdout.flush()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+_CHANNELS = click.Choice(["WHATSAPP", "MESSENGER", "INSTAGRAM"], case_sensitive=False)
+_EVENT_TYPES = click.Choice(
+    ["PURCHASE", "LEAD_SUBMITTED", "QUALIFIED_LEAD", "INITIATE_CHECKOUT", "ADD_TO_CART",
+     "VIEW_CONTENT", "ORDER_CREATED", "ORDER_SHIPPED", "ORDER_DELIVERED", "ORDER_CANCELED",
+     "ORDER_RETURNED", "CART_ABANDONED", "RATING_PROVIDED", "REVIEW_PROVIDED"],
+    case_sensitive=False,
+)  # fmt: skip
+_CUSTOMER_OPTIONS = ("email", "phone", "first_name", "last_name", "gender", "date_of_birth",
+                     "city", "state", "zip", "country", "external_id")  # fmt: skip
+
+
+@main.command("test-event")
+@click.option("--connection", "connection_id", required=True, help="Meta connection id.")
+@click.option("--dataset", "dataset_id", required=True, help="Dataset (pixel) id.")
+@click.option("--test-event-code", required=True, help="From Events Manager > Test events.")
+@click.option("--channel", type=_CHANNELS, default="WHATSAPP", show_default=True)
+@click.option("--account", "account_id", help="WABA, Page or Instagram account id "
+              "[default: the first of the channel linked to the dataset].")  # fmt: skip
+@click.option("--event-type", type=_EVENT_TYPES, default="LEAD_SUBMITTED", show_default=True)
+@click.option("--currency", help="ISO 4217, for a Purchase.")
+@click.option("--value", help="Total value, for a Purchase.")
+@click.option("--user-id", help="PSID (Messenger) or IGSID (Instagram).")
+@click.option("--ctwa-clid", help="Click-to-WhatsApp ad click id.")
+@click.option("--contact-id", help="Fill customer information and user id from this contact.")
+@click.option("--email")
+@click.option("--phone")
+@click.option("--first-name")
+@click.option("--last-name")
+@click.option("--gender")
+@click.option("--date-of-birth")
+@click.option("--city")
+@click.option("--state")
+@click.option("--zip")
+@click.option("--country")
+@click.option("--external-id")
+def test_event(**options: Any) -> None:
+    """Send one test event to Meta's Test Events tool and print Meta's response."""
+    settings = _settings()
+    _setup_logging("WARNING")
+    from consumer.events.policy import Rules
+    from consumer.events.records import Channel, CustomerInfo, EventType
+    from consumer.kafka.codec import AvroCodec, SchemaStore
+    from consumer.meta.client import CapiClient
+    from consumer.meta.credentials import CredentialStore
+    from consumer.store.reference_tables import ReferenceTables
+    from consumer.store.sqlite import StateStore
+    from consumer.store.table_reader import TableReader
+    from consumer.tools.send_test_event import TestEventRequest, send_test_event
+
+    tables = ReferenceTables.for_topics(AvroCodec(SchemaStore()), settings.topics)
+    # a throwaway state: the service's own state folder may be in use by a running instance
+    scratch = tempfile.TemporaryDirectory(prefix="capi-test-event-")
+    store = StateStore(Path(scratch.name)).open()
+    needed = [tables.connections] + ([tables.contacts] if options["contact_id"] else [])
+    reader = TableReader(
+        needed,
+        {**settings.kafka_config("consumer"), "log_level": "0"},
+        store,
+        admin_config=settings.kafka_config("admin"),
+    )
+    try:
+        reader.bootstrap(timeout_s=120)
+    except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback
+        _fail(f"cannot read the reference tables: {exc}")
+    finally:
+        reader.close()
+    contact = tables.contacts.get(options["contact_id"]) if options["contact_id"] else None
+    if options["contact_id"] and contact is None:
+        _fail(f"contact {options['contact_id']} is not in {settings.topics.contacts}")
+    request = TestEventRequest(
+        contact=contact,
+        connection_id=options["connection_id"],
+        dataset_id=options["dataset_id"],
+        test_event_code=options["test_event_code"],
+        channel=Channel(options["channel"].upper()),
+        account_id=options["account_id"],
+        event_type=EventType(options["event_type"].upper()),
+        customer_info=CustomerInfo(**{k: options[k] for k in _CUSTOMER_OPTIONS}),
+        user_id=options["user_id"],
+        ctwa_clid=options["ctwa_clid"],
+        currency=options["currency"],
+        value=options["value"],
+    )
+    client = CapiClient(
+        settings.graph_url,
+        settings.graph_api_version,
+        timeout_s=settings.request_timeout_s,
+        partner_agent=settings.partner_agent,
+    )
+    rules = Rules(
+        restricted_countries=settings.restricted_countries,
+        default_phone_region=settings.default_phone_region,
+        require_click_id=False,
+    )
+    try:
+        result = send_test_event(
+            request,
+            tables.connections.get(request.connection_id),
+            CredentialStore(settings.credentials_dir),
+            client,
+            rules,
+        )
+    finally:
+        client.close()
+        store.close()
+        scratch.cleanup()
+    if result.refusal is not None:
+        _fail(f"not sent: {result.refusal.reason}: {result.refusal.detail}")
+    if result.ok:
+        click.echo(
+            "Conversions API test event sent. Go to your Meta Events Manager to view the "
+            "test event."
+        )
+        click.echo("")
+        click.echo("Response")
+        click.echo(result.response_json())
+        return
+    click.echo("Meta refused the test event.", err=True)
+    click.echo("")
+    click.echo("Response")
+    click.echo(result.response_json() if result.error else result.error_text or "")
+    sys.exit(1)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"capi-consumer: {message}", err=True)
+    sys.exit(1)
+
+
+@main.command("replay-dlq")
+@click.option(
+    "--reason",
+    "reasons",
+    multiple=True,
+    help="Replay only dead letters with this reason (repeatable); default: all.",
+)
+@click.option("--from-beginning", is_flag=True, help="Ignore what earlier replays committed.")
+@click.option("--dry-run", is_flag=True, help="Count what would be replayed; produce nothing.")
+def replay_dlq(reasons: tuple[str, ...], from_beginning: bool, dry_run: bool) -> None:
+    """Re-publish dead letters (all, or by reason) to the input topic."""
+    settings = _settings()
+    _setup_logging("WARNING")
+    from consumer.tools.replay_dlq import replay_dead_letters
+
+    report = replay_dead_letters(settings, reasons, from_beginning=from_beginning, dry_run=dry_run)
+    lines = report.lines()
+    if dry_run:
+        lines[0] = "(dry run) would have " + lines[0]
+    for line in lines:
+        click.echo(line)
+
+
+@main.command()
+def check() -> None:
+    """Validate the configuration and reach the broker; one line per problem."""
+    settings = _settings()
+    from confluent_kafka.admin import AdminClient
+
+    from consumer.tools.check import broker_problems, settings_problems
+
+    problems = settings_problems(settings)
+    try:
+        admin = AdminClient({**settings.kafka_config("admin"), "log_level": "0"})
+        metadata = admin.list_topics(timeout=10)
+    except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
+        problems.append(f"broker {settings.bootstrap_servers}: unreachable ({exc})")
+    else:
+        problems += broker_problems(settings, metadata)
+    for line in problems:
+        click.echo(f"capi-consumer check: {line}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("capi-consumer check: ok")
+
+
+if __name__ == "__main__":
+    main()

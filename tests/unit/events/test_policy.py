@@ -1,0 +1,165 @@
+import pytest
+
+from consumer.events.normalize import sha256_hex
+from consumer.events.policy import Approved, Refusal, Rules, decide
+from consumer.events.records import MetaConnection, Trigger
+from consumer.settings import DEFAULT_RESTRICTED_COUNTRIES
+from tests.factories import NOW_MS, connection_record, customer_info, trigger_record
+
+RULES = Rules(restricted_countries=DEFAULT_RESTRICTED_COUNTRIES)
+CONNECTION = MetaConnection.from_avro(connection_record())
+
+
+def _decide(connection=CONNECTION, restricted=(), **overrides):
+    return decide(
+        Trigger.from_avro(trigger_record(**overrides)), connection, NOW_MS, RULES, restricted
+    )
+
+
+MESSENGER = {
+    "channel": "MESSENGER",
+    "channel_account_id": "page-1",
+    "channel_user_id": "psid-1",
+    "selected_whatsapp_business_account_id": None,
+    "selected_page_id": "page-1",
+}
+INSTAGRAM = {
+    "channel": "INSTAGRAM",
+    "channel_account_id": "ig-1",
+    "channel_user_id": "igsid-1",
+    "selected_whatsapp_business_account_id": None,
+    "selected_instagram_account_id": "ig-1",
+}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "skipped", "reason"),
+    [
+        ({"event_id": " "}, False, "INVALID_EVENT"),
+        ({"connection_id": "conn-unknown"}, False, "UNKNOWN_CONNECTION"),
+        ({"selected_whatsapp_business_account_id": None}, True, "CHANNEL_NOT_SELECTED"),
+        ({"selected_whatsapp_business_account_id": "waba-other"}, True, "CHANNEL_NOT_SELECTED"),
+        ({**MESSENGER, "selected_page_id": None}, True, "CHANNEL_NOT_SELECTED"),
+        (
+            {**MESSENGER, "channel_account_id": "page-de", "selected_page_id": "page-de"},
+            True,
+            "RESTRICTED_REGION",
+        ),
+        (
+            {**INSTAGRAM, "channel_account_id": "ig-jp", "selected_instagram_account_id": "ig-jp"},
+            True,
+            "RESTRICTED_REGION",
+        ),
+        (
+            {
+                "channel_account_id": "waba-unknown",
+                "selected_whatsapp_business_account_id": "waba-unknown",
+            },
+            False,
+            "ASSET_NOT_LINKED",
+        ),
+        ({**MESSENGER, "dataset_id": "ds-2"}, False, "ASSET_NOT_LINKED"),
+        ({"dataset_id": "ds-unknown"}, False, "ASSET_NOT_LINKED"),
+        ({"occurred_at": NOW_MS - 8 * 86_400_000}, False, "EVENT_TOO_OLD"),
+        ({"occurred_at": NOW_MS + 3_600_000}, False, "INVALID_EVENT"),
+        ({"event_type": "PURCHASE"}, False, "INVALID_EVENT"),
+        ({"event_type": "PURCHASE", "currency": "USD"}, False, "INVALID_EVENT"),
+        ({"event_type": "PURCHASE", "currency": "XYZ", "value": "1"}, False, "INVALID_EVENT"),
+        ({"event_type": "PURCHASE", "currency": "USD", "value": "-1"}, False, "INVALID_EVENT"),
+        ({"event_type": "PURCHASE", "currency": "USD", "value": "NaN"}, False, "INVALID_EVENT"),
+        ({"event_type": "PURCHASE", "currency": "USD", "value": "1e999"}, False, "INVALID_EVENT"),
+        ({"event_type": "PURCHASE", "currency": "USD", "value": "ten"}, False, "INVALID_EVENT"),
+        ({"ctwa_clid": None}, True, "NOT_AD_ATTRIBUTED"),
+        ({**MESSENGER, "channel_user_id": None}, False, "INVALID_EVENT"),
+        ({**INSTAGRAM, "channel_user_id": None}, False, "INVALID_EVENT"),
+        ({"customer_info": customer_info()}, True, "NO_CUSTOMER_INFORMATION"),
+        ({"customer_info": customer_info(email=" ", phone="n/a")}, True, "NO_CUSTOMER_INFORMATION"),
+    ],
+)
+def test_refusals(overrides, skipped, reason):
+    decision = _decide(**overrides)
+    assert isinstance(decision, Refusal)
+    assert (decision.skipped, decision.reason) == (skipped, reason)
+
+
+def test_disconnected_connection_is_skipped():
+    conn = MetaConnection.from_avro(connection_record(status="DISCONNECTED"))
+    decision = _decide(connection=conn)
+    assert isinstance(decision, Refusal)
+    assert (decision.skipped, decision.reason) == (True, "CONNECTION_DISCONNECTED")
+
+
+def test_asset_remembered_as_restricted_is_skipped_even_in_an_open_country():
+    decision = _decide(restricted={"page-1"}, **MESSENGER)
+    assert isinstance(decision, Refusal)
+    assert decision.reason == "RESTRICTED_REGION"
+
+
+def test_whatsapp_in_a_restricted_country_is_not_region_restricted():
+    decision = _decide(
+        channel_account_id="waba-fr", selected_whatsapp_business_account_id="waba-fr"
+    )
+    assert isinstance(decision, Approved)
+
+
+def test_unlinked_dataset_detail_tells_the_user_what_to_do():
+    decision = _decide(**{**MESSENGER, "dataset_id": "ds-2"})
+    assert isinstance(decision, Refusal)
+    assert "link the dataset" in decision.detail
+    assert "Events Manager" in decision.detail
+
+
+def test_whatsapp_event_is_exactly_what_meta_specifies():
+    decision = _decide(event_type="PURCHASE", currency="usd", value="19.90")
+    assert isinstance(decision, Approved)
+    assert decision.event == {
+        "event_name": "Purchase",
+        "event_time": (NOW_MS - 60_000) // 1000,
+        "event_id": "evt-1",
+        "action_source": "business_messaging",
+        "messaging_channel": "whatsapp",
+        "user_data": {
+            "em": sha256_hex("john_smith@gmail.com"),
+            "ph": sha256_hex("16505551212"),
+            "whatsapp_business_account_id": "waba-1",
+            "ctwa_clid": "ARAkLkA8rmlFeiCktEJQ",
+        },
+        "custom_data": {"currency": "USD", "value": 19.9},
+    }
+    assert decision.user_data_keys == ("em", "ph", "whatsapp_business_account_id", "ctwa_clid")
+
+
+def test_messenger_event_user_data():
+    decision = _decide(**MESSENGER)
+    assert isinstance(decision, Approved)
+    assert decision.event["messaging_channel"] == "messenger"
+    assert decision.event["event_name"] == "LeadSubmitted"
+    ud = decision.event["user_data"]
+    assert (ud["page_id"], ud["page_scoped_user_id"]) == ("page-1", "psid-1")
+    assert "custom_data" not in decision.event
+
+
+def test_instagram_event_user_data():
+    decision = _decide(**INSTAGRAM)
+    assert isinstance(decision, Approved)
+    assert decision.event["messaging_channel"] == "instagram"
+    ud = decision.event["user_data"]
+    assert (ud["ig_account_id"], ud["ig_sid"]) == ("ig-1", "igsid-1")
+
+
+def test_details_never_carry_customer_information():
+    decision = _decide(customer_info=customer_info(email="bad@@", phone="secret-phone"))
+    assert isinstance(decision, Refusal)
+    assert "bad@@" not in decision.detail
+    assert "secret-phone" not in decision.detail
+
+
+def test_every_event_type_maps_to_an_allowed_meta_event_name():
+    from consumer.events.policy import BUSINESS_MESSAGING_EVENTS
+    from consumer.events.records import EventType
+
+    names = {t.event_name for t in EventType}
+    assert names == BUSINESS_MESSAGING_EVENTS
+    assert EventType.PURCHASE.event_name == "Purchase"
+    assert EventType.LEAD_SUBMITTED.event_name == "LeadSubmitted"
+    assert EventType.ORDER_CANCELED.event_name == "OrderCanceled"

@@ -1,0 +1,179 @@
+import httpx
+import orjson
+from prometheus_client import CollectorRegistry
+
+from consumer.events.policy import Approved
+from consumer.events.records import Trigger
+from consumer.events.results import DeadLetter, SourceRef
+from consumer.meta.attempt import Dispatcher
+from consumer.meta.batching import Batch, BatchKey, Pending
+from consumer.meta.client import CapiClient, Credentials
+from consumer.ops.metrics import Metrics
+from consumer.settings import Secret
+from tests.factories import trigger_record
+
+OK = {"events_received": 0, "fbtrace_id": "F", "messages": []}
+
+
+class FakeTime:
+    def __init__(self):
+        self.now = 0.0
+
+    def clock(self):
+        return self.now
+
+
+def _batch(n, account="page-1", dataset="ds-1"):
+    items = [
+        Pending(
+            SourceRef("t", 0, i),
+            Trigger.from_avro(trigger_record(event_id=f"e{i}", channel_account_id=account)),
+            Approved({"event_id": f"e{i}"}, "LeadSubmitted", ("em",)),
+            DeadLetter(None, None),
+        )
+        for i in range(n)
+    ]
+    return Batch(BatchKey(dataset, Credentials(Secret("tok")), None), 0.0, items)
+
+
+def _dispatcher(handler, deadline=60.0, restricted=None):
+    t = FakeTime()
+    client = CapiClient("https://graph.example", "v24.0", transport=httpx.MockTransport(handler))
+    metrics = Metrics(CollectorRegistry())
+    dispatcher = Dispatcher(
+        client,
+        metrics,
+        retry_deadline_s=deadline,
+        clock=t.clock,
+        on_restricted=(restricted.append if restricted is not None else lambda a: None),
+    )
+    return dispatcher, t, metrics
+
+
+def _run(dispatcher, t, batch):
+    """Deliver until every event has an outcome, moving the clock to each retry's time."""
+    done, waits = [], []
+    attempts = [dispatcher.attempt(batch)]
+    while attempts:
+        attempt = attempts.pop(0)
+        if attempt.not_before > t.now:
+            waits.append(attempt.not_before - t.now)
+            t.now = attempt.not_before
+        delivery = dispatcher.deliver(attempt)
+        done += delivery.done
+        attempts += delivery.retry
+    return done, waits
+
+
+def _ids(request):
+    return [e["event_id"] for e in orjson.loads(request.content)["data"]]
+
+
+def test_success_sends_each_event_once():
+    calls = []
+
+    def handler(request):
+        calls.append(_ids(request))
+        return httpx.Response(200, json={**OK, "events_received": len(calls[-1])})
+
+    dispatcher, t, metrics = _dispatcher(handler)
+    outcomes, waits = _run(dispatcher, t, _batch(5))
+    assert calls == [["e0", "e1", "e2", "e3", "e4"]]
+    assert waits == []
+    assert {o.status.value for _, o in outcomes} == {"SENT"}
+    assert outcomes[0][1].meta_response.events_received == 5
+    assert metrics.registry.get_sample_value("capi_events_sent_total", {"test": "false"}) == 5
+
+
+def test_retryable_errors_come_back_with_a_backoff_then_succeed():
+    answers = [
+        httpx.Response(500, json={"error": {"code": 2, "message": "temporary"}}),
+        httpx.Response(503),
+        httpx.Response(200, json={**OK, "events_received": 2}),
+    ]
+    dispatcher, t, _ = _dispatcher(lambda r: answers.pop(0))
+    outcomes, waits = _run(dispatcher, t, _batch(2))
+    assert [o.status.value for _, o in outcomes] == ["SENT", "SENT"]
+    assert outcomes[0][1].attempts == 3
+    assert len(waits) == 2
+    assert 0.25 <= waits[0] <= 0.5
+    assert 0.5 <= waits[1] <= 1.0
+
+
+def test_retries_stop_at_the_deadline():
+    dispatcher, t, _ = _dispatcher(lambda r: httpx.Response(500), deadline=5.0)
+    outcomes, _ = _run(dispatcher, t, _batch(3))
+    assert {(o.status.value, o.reason) for _, o in outcomes} == {("FAILED", "RETRIES_EXHAUSTED")}
+    assert outcomes[0][1].attempts > 2
+    assert t.now <= 5.0
+
+
+def test_throttling_waits_what_meta_asks_and_holds_the_dataset_back():
+    answers = [
+        httpx.Response(
+            400,
+            json={"error": {"code": 80004, "message": "too many"}},
+            headers={
+                "X-Business-Use-Case-Usage": '{"1": [{"estimated_time_to_regain_access": 2}]}'
+            },
+        ),
+        httpx.Response(200, json={**OK, "events_received": 1}),
+    ]
+    dispatcher, t, _ = _dispatcher(lambda r: answers.pop(0), deadline=600)
+    attempt = dispatcher.attempt(_batch(1))
+    delivery = dispatcher.deliver(attempt)
+    assert delivery.done == []
+    assert delivery.retry[0].not_before == 120.0
+    assert dispatcher.throttled_until("ds-1") == 120.0
+    assert dispatcher.throttled_until("ds-other") == 0.0
+    t.now = 120.0
+    assert dispatcher.deliver(delivery.retry[0]).done[0][1].status.value == "SENT"
+
+
+def test_one_bad_event_is_isolated_and_the_rest_is_sent():
+    sent = []
+
+    def handler(request):
+        ids = _ids(request)
+        if "e5" in ids:
+            return httpx.Response(
+                400,
+                json={"error": {"code": 100, "error_subcode": 2804064, "message": "Invalid"}},
+            )
+        sent.extend(ids)
+        return httpx.Response(200, json={**OK, "events_received": len(ids)})
+
+    dispatcher, t, _ = _dispatcher(handler)
+    outcomes, _ = _run(dispatcher, t, _batch(8))
+    by_id = {item.trigger.event_id: o for item, o in outcomes}
+    assert sorted(sent) == ["e0", "e1", "e2", "e3", "e4", "e6", "e7"]
+    assert (by_id["e5"].status.value, by_id["e5"].reason) == ("FAILED", "META_REJECTED")
+    assert by_id["e5"].meta_error.subcode == 2804064
+    assert all(by_id[f"e{i}"].status.value == "SENT" for i in (0, 1, 2, 3, 4, 6, 7))
+
+
+def test_restrictive_region_answer_is_skipped_and_remembered():
+    remembered = []
+
+    def handler(request):
+        message = "Messaging Event Within Messaging Restrictive Region"
+        return httpx.Response(400, json={"error": {"code": 100, "message": message}})
+
+    dispatcher, t, _ = _dispatcher(handler, restricted=remembered)
+    outcomes, _ = _run(dispatcher, t, _batch(1, account="page-9"))
+    assert (outcomes[0][1].status.value, outcomes[0][1].reason) == ("SKIPPED", "RESTRICTED_REGION")
+    assert remembered == ["page-9"]
+
+
+def test_auth_error_fails_the_batch_without_retrying():
+    calls = []
+
+    def handler(request):
+        calls.append(1)
+        return httpx.Response(401, json={"error": {"code": 190, "message": "Invalid OAuth"}})
+
+    dispatcher, t, _ = _dispatcher(handler)
+    outcomes, _ = _run(dispatcher, t, _batch(4))
+    assert len(calls) == 1
+    assert {o.reason for _, o in outcomes} == {"META_AUTH_ERROR"}
+    assert outcomes[0][1].meta_error.code == 190

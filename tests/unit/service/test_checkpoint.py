@@ -1,0 +1,193 @@
+"""The commit protocol with a fake producer and consumer: what each transaction carries."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError
+
+from consumer.events.policy import Approved
+from consumer.events.records import ResultStatus, Trigger
+from consumer.events.results import ConversionResult, DeadLetter, MetaResponse, Reason, SourceRef
+from consumer.kafka.publisher import Publisher
+from consumer.meta.attempt import Outcome
+from consumer.meta.batching import Pending
+from consumer.ops.monitor import Monitor
+from consumer.service.checkpoint import Checkpoint
+from consumer.store.dedup import Dedup
+from consumer.store.outbox import Outbox
+from consumer.store.sqlite import StateStore
+from tests.factories import NOW_MS, trigger_record
+from tests.unit.service.fakes import (
+    CODEC,
+    IN,
+    TOPICS,
+    FakeConsumer,
+    FakeProducer,
+    metrics,
+)
+
+
+class World:
+    """A checkpoint over a state folder; `restart()` builds a new one over the same folder."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.state = tmp_path / "state"
+        self.owned = {(IN, 0), (IN, 1)}
+        self.restart()
+
+    def restart(self) -> None:
+        store = StateStore(self.state).open()
+        self.dedup = Dedup(store, TOPICS.results, clock_ms=lambda: NOW_MS)
+        self.dedup.create_table()
+        self.outbox = Outbox(store)
+        self.outbox.open()
+        for _, partition in self.owned:
+            self.outbox.load(IN, partition, 0)
+        self.producer = FakeProducer()
+        publisher = Publisher({}, "txn-1", producer_factory=lambda config: self.producer)
+        publisher.start()
+        m = metrics()
+        self.checkpoint = Checkpoint(
+            consumer=FakeConsumer(), publisher=publisher, outbox=self.outbox, dedup=self.dedup,
+            owned=self.owned, topics=TOPICS,
+            encode_result=CODEC.encoder("ConversionResult", TOPICS.results), metrics=m,
+            monitor=Monitor(m, IN, threading.Event()), commit_interval_s=0.0,
+            clock_ms=lambda: NOW_MS,
+        )  # fmt: skip
+
+    def results(self, txn_index: int = -1) -> list[tuple[int, str, str | None]]:
+        """(source offset, status, reason) of the results in a transaction."""
+        out = []
+        for topic, _, value in self.producer.transactions[txn_index].records:
+            if topic == TOPICS.results:
+                r = CODEC.decode(value, "ConversionResult")
+                out.append((r["source_offset"], r["status"], r["reason"]))
+        return out
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def _skipped(offset: int, partition: int = 0, event_id: str = "") -> ConversionResult:
+    trigger = Trigger.from_avro(trigger_record(event_id=event_id or f"e{partition}-{offset}"))
+    source = SourceRef(IN, partition, offset)
+    return ConversionResult(source, ResultStatus.SKIPPED, NOW_MS, Reason.NOT_AD_ATTRIBUTED,
+                            "no click id", trigger)  # fmt: skip
+
+
+def _pending(offset: int, partition: int = 0) -> Pending:
+    trigger = Trigger.from_avro(trigger_record(event_id=f"e{partition}-{offset}"))
+    approved = Approved({"event_id": trigger.event_id}, "LeadSubmitted", ("em",))
+    return Pending(SourceRef(IN, partition, offset), trigger, approved, DeadLetter(b"k", b"raw"))
+
+
+SENT = Outcome(ResultStatus.SENT, meta_response=MetaResponse(1, "trace"), attempts=1)
+
+
+def test_a_result_waits_for_every_earlier_message_of_its_partition(world):
+    cp = world.checkpoint
+    for offset in (0, 1):
+        cp.consumed(SourceRef(IN, 0, offset))
+    cp.resolve(_skipped(1), None)
+    cp.commit()
+    assert world.producer.transactions == []  # offset 0 is unresolved: nothing may go yet
+    cp.resolve(_skipped(0), None)
+    cp.commit()
+    [txn] = world.producer.committed
+    assert world.results() == [
+        (0, "SKIPPED", "NOT_AD_ATTRIBUTED"),
+        (1, "SKIPPED", "NOT_AD_ATTRIBUTED"),
+    ]
+    assert txn.offsets == [(IN, 0, 2)]
+    assert world.dedup.seen("e0-1") == "SKIPPED"  # in the table once committed
+
+
+def test_partitions_advance_independently(world):
+    cp = world.checkpoint
+    cp.consumed(SourceRef(IN, 0, 5))
+    cp.consumed(SourceRef(IN, 1, 8))
+    cp.resolve(_skipped(8, partition=1), None)
+    cp.commit()
+    [txn] = world.producer.committed
+    assert txn.offsets == [(IN, 1, 9)]
+    assert len(cp) == 1  # partition 0's message is still unresolved
+
+
+def test_a_dead_letter_goes_with_its_result(world):
+    cp = world.checkpoint
+    cp.consumed(SourceRef(IN, 0, 0))
+    failed = ConversionResult(
+        SourceRef(IN, 0, 0), ResultStatus.FAILED, NOW_MS, Reason.UNDECODABLE, "bad"
+    )
+    cp.resolve(failed, DeadLetter(b"key", b"\x00bytes"))
+    cp.commit()
+    [txn] = world.producer.committed
+    assert [(topic, value) for topic, _, value in txn.records][1] == (TOPICS.dlq, b"\x00bytes")
+    assert txn.records[0][:2] == (TOPICS.results, 0)  # results go to the input's partition number
+
+
+@pytest.mark.parametrize(
+    ("error", "transactions"),
+    [
+        (KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True), ["committed"]),
+        (KafkaError(KafkaError._STATE, "abort", txn_requires_abort=True), ["aborted", "committed"]),
+    ],
+    ids=["retriable: the same transaction again", "abortable: replayed in a new one"],
+)
+def test_a_failed_commit_publishes_the_same_records_once(world, error, transactions):
+    cp = world.checkpoint
+    cp.consumed(SourceRef(IN, 0, 0))
+    cp.resolve(_skipped(0), None)
+    world.producer.fail_commits = [error]
+    cp.commit()
+    assert [t.state for t in world.producer.transactions] == transactions
+    assert world.results() == [(0, "SKIPPED", "NOT_AD_ATTRIBUTED")]
+    assert world.producer.committed[0].offsets == [(IN, 0, 1)]
+
+
+def test_meta_answers_are_kept_until_committed_and_recovered_after_a_crash(world):
+    cp = world.checkpoint
+    for offset in (0, 1):
+        cp.consumed(SourceRef(IN, 0, offset))
+    cp.answered(_pending(1), SENT)  # offset 0 still out: the answer waits on disk
+    cp.turn()
+    assert world.producer.transactions == []
+    world.restart()  # a crash: the input is read again from offset 0
+    assert world.outbox.has(IN, 0, 1)  # on disk, found by the restarted instance
+    cp = world.checkpoint
+    cp.consumed(SourceRef(IN, 0, 0))
+    cp.recover(SourceRef(IN, 0, 1))  # no second send: Meta's answer comes from the outbox
+    cp.resolve(_skipped(0), None)
+    cp.commit()
+    assert world.results() == [(0, "SKIPPED", "NOT_AD_ATTRIBUTED"), (1, "SENT", None)]
+    assert world.producer.committed[0].offsets == [(IN, 0, 2)]
+    world.outbox.load(IN, 0, 0)
+    assert not world.outbox.has(IN, 0, 1)  # committed: the entry is gone from disk
+
+
+def test_a_result_of_a_partition_no_longer_ours_is_dropped(world):
+    cp = world.checkpoint
+    cp.consumed(SourceRef(IN, 1, 0))
+    world.dedup.begin("e1-0")
+    world.owned.discard((IN, 1))
+    assert cp.resolve(_skipped(0, partition=1), None) is False
+    cp.commit(force=True)
+    assert world.producer.transactions == []
+    assert world.dedup.seen("e1-0") is None  # abandoned: the new owner processes it
+
+
+def test_released_partitions_publish_nothing_held(world):
+    cp = world.checkpoint
+    for offset in (0, 1):
+        cp.consumed(SourceRef(IN, 1, offset))
+    cp.resolve(_skipped(1, partition=1), None)
+    world.owned.discard((IN, 1))
+    cp.release({(IN, 1)})
+    assert len(cp) == 0
+    cp.commit(force=True)
+    assert world.producer.transactions == []

@@ -1,0 +1,173 @@
+"""Triage: one message in, one verdict out, from local state alone (no broker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError
+
+from consumer.errors import FatalError
+from consumer.events.policy import Rules
+from consumer.events.records import MetaConnection
+from consumer.events.results import REPLAY_HEADER, DedupEntry
+from consumer.meta.credentials import CredentialStore
+from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send, Triage
+from consumer.settings import DEFAULT_RESTRICTED_COUNTRIES
+from consumer.store.dedup import Dedup
+from consumer.store.outbox import Outbox
+from consumer.store.sqlite import StateStore
+from tests.factories import NOW_MS, connection_record, trigger_record
+from tests.unit.service.fakes import CODEC, IN, FakeRestore, message, metrics, trigger_bytes
+
+
+class _Table:
+    def __init__(self, rows: dict[str, Any]) -> None:
+        self.rows = rows
+
+    def get(self, key: str) -> Any:
+        return self.rows.get(key)
+
+
+class _Tables:
+    def __init__(self) -> None:
+        self.connections = _Table({"conn-1": MetaConnection.from_avro(connection_record())})
+        self.contacts = _Table({})
+        self.referrals = _Table({})
+
+
+class World:
+    def __init__(self, tmp_path: Path) -> None:
+        store = StateStore(tmp_path / "state").open()
+        self.dedup = Dedup(store, "results", clock_ms=lambda: NOW_MS)
+        self.dedup.create_table()
+        self.outbox = Outbox(store)
+        self.outbox.open()
+        self.restore = FakeRestore()
+        self.tables = _Tables()
+        creds = tmp_path / "creds"
+        creds.mkdir()
+        (creds / "token-1").write_text("tok")
+        self.triage = Triage(
+            codec=CODEC,
+            dedup=self.dedup, restore=self.restore, outbox=self.outbox, tables=self.tables,
+            credentials=CredentialStore(creds),
+            rules=Rules(restricted_countries=DEFAULT_RESTRICTED_COUNTRIES),
+            restricted_assets=set(), attribution_window_s=7 * 86400, metrics=metrics(),
+            clock_ms=lambda: NOW_MS,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+PAGE = {"channel": "MESSENGER", "channel_account_id": "page-1", "channel_user_id": "psid-1",
+        "selected_whatsapp_business_account_id": None, "selected_page_id": "page-1"}  # fmt: skip
+
+
+# (case, trigger overrides, verdict type, status, reason, dead-lettered)
+TOO_OLD = NOW_MS - 8 * 86_400_000
+DECISIONS = [
+    ("approved", {}, Send, None, None, False),
+    ("unknown connection", {"connection_id": "conn-9"},
+     Resolved, "FAILED", "UNKNOWN_CONNECTION", True),
+    ("restricted page", {**PAGE, "channel_account_id": "page-de", "selected_page_id": "page-de"},
+     Resolved, "SKIPPED", "RESTRICTED_REGION", False),
+    ("not selected", {"selected_whatsapp_business_account_id": None},
+     Resolved, "SKIPPED", "CHANNEL_NOT_SELECTED", False),
+    ("too old", {"occurred_at": TOO_OLD}, Resolved, "FAILED", "EVENT_TOO_OLD", False),
+    ("purchase without value", {"event_type": "PURCHASE"},
+     Resolved, "FAILED", "INVALID_EVENT", False),
+    ("no credentials", {"connection_id": "conn-2"},
+     Resolved, "FAILED", "MISSING_CREDENTIALS", True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("overrides", "kind", "status", "reason", "dead_letter"),
+    [case[1:] for case in DECISIONS],
+    ids=[case[0] for case in DECISIONS],
+)
+def test_a_decodable_message_is_decided_from_the_tables(
+    world, overrides, kind, status, reason, dead_letter
+):
+    world.tables.connections.rows["conn-2"] = MetaConnection.from_avro(
+        connection_record(connection_id="conn-2", credential_ref="missing")
+    )
+    value = trigger_bytes(trigger_record(**overrides))
+    [verdict] = world.triage.batch([message(7, value)])
+    assert type(verdict) is kind
+    if isinstance(verdict, Resolved):
+        assert (verdict.result.status, verdict.result.reason) == (status, reason)
+        assert verdict.result.source.offset == 7
+        assert (verdict.dead_letter is not None) == dead_letter
+        if dead_letter:
+            assert verdict.dead_letter.value == value  # the received bytes, unchanged
+    else:
+        assert verdict.item.trigger.event_id == "evt-1"
+        assert verdict.key.dataset_id == "ds-1"
+        assert verdict.item.received.value == value
+        assert world.dedup.seen("evt-1") == "IN_PROGRESS"
+
+
+def test_local_state_answers_before_decoding(world):
+    world.restore.restoring_partitions = {1}
+    world.restore.resolved = {(0, 3)}
+    world.outbox.load(IN, 0, 0)
+    world.outbox.add(IN, 0, 4, [], DedupEntry("evt-1", "SENT"))
+    world.outbox.flush()
+    world.outbox.load(IN, 0, 0)
+    value = trigger_bytes(trigger_record())
+    verdicts = world.triage.batch(
+        [message(3, value), message(4, value), message(9, value, partition=1)]
+    )
+    assert [type(v) for v in verdicts] == [AlreadyResolved, Recover, Rewind]
+    assert [v.source.offset for v in verdicts] == [3, 4, 9]
+    assert world.dedup.seen("evt-1") is None  # none of them began processing the event
+
+
+def test_after_a_rewind_the_partition_gets_no_more_verdicts_in_the_batch(world):
+    world.restore.restoring_partitions = {0}
+    value = trigger_bytes(trigger_record())
+    verdicts = world.triage.batch(
+        [message(1, value), message(2, value), message(5, value, partition=1)]
+    )
+    assert [(type(v), v.source.partition if isinstance(v, Rewind) else 1) for v in verdicts] == [
+        (Rewind, 0),
+        (Send, 1),
+    ]
+
+
+def test_undecodable_bytes_fail_with_a_dead_letter(world):
+    [verdict] = world.triage.batch([message(0, b"\x00not avro")])
+    assert isinstance(verdict, Resolved)
+    assert (verdict.result.status, verdict.result.reason) == ("FAILED", "UNDECODABLE")
+    assert verdict.result.event_id is None
+    assert verdict.dead_letter.value == b"\x00not avro"
+
+
+def test_a_second_copy_is_a_duplicate_unless_a_replay_of_a_failure(world):
+    value = trigger_bytes(trigger_record())
+    first, second = world.triage.batch([message(0, value), message(1, value)])
+    assert isinstance(first, Send)
+    assert (second.result.status, second.result.reason) == ("SKIPPED", "DUPLICATE")
+    assert second.result.dedup_entry is None  # a duplicate does not overwrite the first's entry
+    world.dedup.record(DedupEntry("evt-1", "FAILED"), 0)
+    replay = message(2, value, headers=[(REPLAY_HEADER, b"1")])
+    plain = message(3, value)
+    assert isinstance(world.triage.batch([replay])[0], Send)
+    world.dedup.record(DedupEntry("evt-1", "FAILED"), 0)
+    assert world.triage.batch([plain])[0].result.reason == "DUPLICATE"
+
+
+def test_a_fatal_consumer_error_stops_the_service_and_eof_is_ignored(world):
+    eof = message(0, None)
+    eof.set_error(KafkaError(KafkaError._PARTITION_EOF, "end"))
+    assert world.triage.batch([eof]) == []
+    fatal = message(0, None)
+    fatal.set_error(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
+    with pytest.raises(FatalError):
+        world.triage.batch([fatal])

@@ -1,0 +1,126 @@
+import pytest
+
+from consumer.errors import ConfigError
+from consumer.settings import DEFAULT_RESTRICTED_COUNTRIES, Secret, Settings
+from tests.cli import run_cli
+
+
+def test_defaults_match_the_contract(tmp_path):
+    s = Settings.from_env({"CAPI_CREDENTIALS_DIR": str(tmp_path)})
+    assert s.bootstrap_servers == "localhost:9092"
+    assert s.group_id == "capi-consumer"
+    assert s.topics.triggered == "conversions.triggered"
+    assert s.topics.contacts == "contacts"
+    assert s.topics.referrals == "ad-referrals"
+    assert s.topics.connections == "meta-connections"
+    assert s.topics.results == "conversions.results"
+    assert s.topics.dlq == "conversions.dlq"
+    assert s.schema_registry_url is None
+    assert s.graph_url == "https://graph.facebook.com"
+    assert s.metrics_port == 9464
+    assert str(s.state_dir) == "state"
+    assert s.batch_size == 1000
+    assert len(DEFAULT_RESTRICTED_COUNTRIES) == 32
+
+
+def test_librdkafka_passthrough_reads_underscores_as_dots(tmp_path):
+    s = Settings.from_env(
+        {
+            "CAPI_CREDENTIALS_DIR": str(tmp_path),
+            "CAPI_KAFKA_BOOTSTRAP_SERVERS": "b1:9093,b2:9093",
+            "CAPI_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "CAPI_KAFKA_SASL_MECHANISM": "PLAIN",
+        }
+    )
+    assert s.bootstrap_servers == "b1:9093,b2:9093"
+    assert s.kafka == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+    assert s.kafka_config("consumer")["bootstrap.servers"] == "b1:9093,b2:9093"
+
+
+def test_passthrough_is_split_by_client_role(tmp_path):
+    s = Settings.from_env(
+        {
+            "CAPI_CREDENTIALS_DIR": str(tmp_path),
+            "CAPI_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "CAPI_KAFKA_LINGER_MS": "20",
+            "CAPI_KAFKA_SSL_CA_LOCATION": "/ca.pem",
+        }
+    )
+    assert s.kafka_config("consumer") == {
+        "bootstrap.servers": "localhost:9092",
+        "session.timeout.ms": "6000",
+        "ssl.ca.location": "/ca.pem",
+    }
+    assert s.kafka_config("producer") == {
+        "bootstrap.servers": "localhost:9092",
+        "linger.ms": "20",
+        "ssl.ca.location": "/ca.pem",
+    }
+    assert s.kafka_config("admin") == {
+        "bootstrap.servers": "localhost:9092",
+        "ssl.ca.location": "/ca.pem",
+    }
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("CAPI_BATCH_SIZE", "1001", "out of range"),
+        ("CAPI_BATCH_SIZE", "0", "out of range"),
+        ("CAPI_BATCH_SIZE", "ten", "not a whole number"),
+        ("CAPI_GRAPH_URL", "graph.facebook.com", "not an http(s) URL"),
+        ("CAPI_GRAPH_URL", "https://user:pw@graph.facebook.com", "credentials"),
+        ("CAPI_SCHEMA_REGISTRY_URL", "ftp://registry", "not an http(s) URL"),
+        ("CAPI_GRAPH_API_VERSION", "v19.0", "not a supported version"),
+        ("CAPI_GRAPH_API_VERSION", "24", "not a Graph API version"),
+        ("CAPI_METRICS_PORT", "70000", "out of range"),
+        ("CAPI_RESTRICTED_COUNTRIES", "DE,Germany", "not ISO 3166-1 alpha-2"),
+        ("CAPI_GROUP_ID", " ", "must not be empty"),
+        ("CAPI_LOG_LEVEL", "LOUD", "not one of"),
+        ("CAPI_WORKERS", "0", "out of range"),
+        ("CAPI_WORKERS", "65", "out of range"),
+    ],
+)
+def test_bad_values_name_the_variable(tmp_path, variable, value, message):
+    env = {"CAPI_CREDENTIALS_DIR": str(tmp_path), variable: value}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert info.value.variable == variable
+    assert message in str(info.value)
+
+
+def test_workers_need_room_for_their_ports(tmp_path):
+    env = {"CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_WORKERS": "4", "CAPI_METRICS_PORT": "65533"}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert info.value.variable == "CAPI_WORKERS"
+    assert Settings.from_env({**env, "CAPI_METRICS_PORT": "0"}).workers == 4
+
+
+def test_unreadable_credentials_dir_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="CAPI_CREDENTIALS_DIR"):
+        Settings.from_env({"CAPI_CREDENTIALS_DIR": str(tmp_path / "missing")})
+
+
+def test_restricted_countries_are_configurable(tmp_path):
+    s = Settings.from_env(
+        {"CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_RESTRICTED_COUNTRIES": "de, fr"}
+    )
+    assert s.restricted_countries == frozenset({"DE", "FR"})
+
+
+def test_secret_never_prints_its_value():
+    secret = Secret("EAAB-very-secret")
+    assert "EAAB" not in repr(secret)
+    assert "EAAB" not in str(secret)
+    assert "EAAB" not in f"{secret}"
+    assert secret.reveal() == "EAAB-very-secret"
+
+
+def test_cli_exits_2_with_one_line_naming_the_variable(tmp_path):
+    env = {"PATH": "", "CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_BATCH_SIZE": "5000"}
+    proc = run_cli(env, "run", timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "CAPI_BATCH_SIZE" in lines[0]

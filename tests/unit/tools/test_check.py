@@ -1,0 +1,72 @@
+import pytest
+
+from consumer.settings import Settings
+from consumer.tools.check import broker_problems, settings_problems
+
+
+def _settings(tmp_path, **env):
+    return Settings.from_env({"CAPI_CREDENTIALS_DIR": str(tmp_path), **env})
+
+
+def test_a_sound_sasl_ssl_setup_has_no_problem(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = _settings(
+        tmp_path,
+        CAPI_KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+        CAPI_KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+        CAPI_KAFKA_SASL_USERNAME="capi",
+        CAPI_KAFKA_SASL_PASSWORD="secret",
+        CAPI_KAFKA_SSL_CA_LOCATION=str(ca),
+    )
+    assert settings_problems(settings) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"CAPI_KAFKA_SECURITY_PROTOCOL": "TLS"}, "CAPI_KAFKA_SECURITY_PROTOCOL: 'TLS' is not"),
+        ({"CAPI_KAFKA_SASL_MECHANISM": "PLAIN"}, "ignores the SASL settings"),
+        ({"CAPI_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "CAPI_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256"},
+         "CAPI_KAFKA_SASL_USERNAME: required with SASL SCRAM-SHA-256"),
+        ({"CAPI_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "CAPI_KAFKA_SASL_MECHANISM": "MD5"},
+         "CAPI_KAFKA_SASL_MECHANISM: 'MD5' is not a SASL mechanism"),
+        ({"CAPI_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "CAPI_KAFKA_SASL_MECHANISM": "PLAIN",
+          "CAPI_KAFKA_SASL_USERNAME": "u", "CAPI_KAFKA_SASL_PASSWORD": "p"}, "unencrypted"),
+        ({"CAPI_KAFKA_SECURITY_PROTOCOL": "SSL", "CAPI_KAFKA_SSL_CA_LOCATION": "/nope/ca.pem"},
+         "CAPI_KAFKA_SSL_CA_LOCATION: /nope/ca.pem is not a readable file"),
+        ({"CAPI_KAFKA_SSL_CA_LOCATION": "/nope/ca.pem"}, "PLAINTEXT does not use TLS"),
+        ({"CAPI_KAFKA_SECURITY_PROTOCOL": "SSL", "CAPI_KAFKA_SSL_CERTIFICATE_LOCATION": "/c"},
+         "go together"),
+        ({"CAPI_GRAPH_URL": "http://graph.example.com"}, "CAPI_GRAPH_URL: plain http"),
+    ],
+)  # fmt: skip
+def test_each_problem_is_one_line_naming_the_variable(tmp_path, env, expected):
+    problems = settings_problems(_settings(tmp_path, **env))
+    assert any(expected in p for p in problems), problems
+    assert all("\n" not in p for p in problems)
+
+
+def test_a_local_sandbox_over_http_is_fine(tmp_path):
+    assert settings_problems(_settings(tmp_path, CAPI_GRAPH_URL="http://127.0.0.1:8800")) == []
+
+
+class _Topic:
+    def __init__(self, n):
+        self.partitions = dict.fromkeys(range(n))
+
+
+class _Metadata:
+    def __init__(self, topics):
+        self.topics = {name: _Topic(n) for name, n in topics.items()}
+
+
+def test_broker_problems_missing_topics_and_too_few_result_partitions(tmp_path):
+    settings = _settings(tmp_path)
+    metadata = _Metadata({"conversions.triggered": 6, "conversions.results": 3,
+                          "meta-connections": 1, "contacts": 1, "ad-referrals": 1})  # fmt: skip
+    assert broker_problems(settings, metadata) == [
+        "topic conversions.dlq: does not exist",
+        "topic conversions.results: 3 partitions, fewer than the 6 of conversions.triggered "
+        "(results go to the partition numbered like their input)",
+    ]
