@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 K8S_VERSION ?= 1.37.0
 
 .DEFAULT_GOAL := help
-.PHONY: help install promtool run test test-unit test-chaos bench bench-tables lint lint-deploy fmt sandbox clean
+.PHONY: help install promtool run test test-unit test-chaos test-package bench bench-tables lint lint-deploy fmt sandbox clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -32,13 +32,16 @@ run: $(STAMP) ## Run the embedded default: local broker, Graph API sandbox, samp
 	$(BIN)/capi-consumer demo
 
 test: $(STAMP) promtool ## Install, then run the whole test suite (unit, integration on a real broker, end to end)
-	$(BIN)/python -m pytest -m "not chaos"
+	$(BIN)/python -m pytest -m "not chaos and not package"
 
 test-unit: $(STAMP) ## Unit tests only (nothing running)
 	$(BIN)/python -m pytest tests/unit
 
 test-chaos: $(STAMP) ## The slow fault-injection suite
 	$(BIN)/python -m pytest -m chaos
+
+test-package: $(STAMP) ## The wheel built, installed in a fresh venv, and its `demo` run (about a minute)
+	$(BIN)/python -m pytest -m package
 
 bench: $(STAMP) ## The benchmark: drain, slow Graph API, latency at fixed load, plain-loop ceiling, Meta SDK
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

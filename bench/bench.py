@@ -80,7 +80,7 @@ def new_topics() -> Topics:
 
 
 def service(
-    bootstrap: str, topics: Topics, graph_url: str, creds: Path, state: Path, workers: int = 1
+    bootstrap: str, topics: Topics, graph_url: str, creds: Path, state: Path, *, workers: int = 1
 ) -> Any:
     env = {
         **os.environ,
@@ -216,7 +216,7 @@ def drain(
         sandbox_cpu = cpu_seconds(sandbox.pid)
         reader = Results(broker, topics.results)
         state = tmp / f"state-{topics.triggered}"
-        proc = service(broker, topics, sandbox.url, creds, state, workers)
+        proc = service(broker, topics, sandbox.url, creds, state, workers=workers)
         pids = service_pids(proc, workers)
         while reader.count == 0:
             reader.read_until(1, 1)

@@ -90,6 +90,8 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class Topics:
+    """The service's topic names (each configurable)."""
+
     triggered: str = "conversions.triggered"
     contacts: str = "contacts"
     referrals: str = "ad-referrals"
@@ -100,6 +102,8 @@ class Topics:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Every setting of the service, read once from the environment at the entry point."""
+
     bootstrap_servers: str = "localhost:9092"
     kafka: Mapping[str, str] = field(default_factory=dict)
     group_id: str = "capi-consumer"

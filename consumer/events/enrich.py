@@ -20,6 +20,8 @@ _CLOCK_SKEW_MS = 5 * 60 * 1000
 
 @dataclass(frozen=True, slots=True)
 class Enrichment:
+    """The enriched trigger, and whether the contact and the referral added anything."""
+
     trigger: Trigger
     contact_used: bool
     referral_used: bool

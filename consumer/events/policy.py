@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pycountry
 
@@ -27,6 +27,9 @@ from consumer.events.records import (
     Trigger,
 )
 from consumer.events.results import ConversionResult, Reason, SourceRef
+
+if TYPE_CHECKING:
+    from consumer.settings import Settings
 
 __all__ = [
     "BUSINESS_MESSAGING_EVENTS",
@@ -71,6 +74,16 @@ class Rules:
     # False only for `capi-consumer test-event`: a test may check a WhatsApp setup without an ad
     require_click_id: bool = True
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, require_click_id: bool = True) -> Rules:
+        return cls(
+            restricted_countries=settings.restricted_countries,
+            max_event_age_s=settings.max_event_age_s,
+            future_skew_s=settings.future_skew_s,
+            default_phone_region=settings.default_phone_region,
+            require_click_id=require_click_id,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
@@ -114,7 +127,6 @@ def decide(
     restricted_assets: Collection[str] = (),
 ) -> Decision:
     """Refuse what must not reach Meta, or build the server event."""
-    channel = trigger.channel
     if not trigger.event_id.strip():
         return _fail(Reason.INVALID_EVENT, "event_id is empty")
     if trigger.event_type.event_name not in BUSINESS_MESSAGING_EVENTS:
@@ -122,6 +134,52 @@ def decide(
             Reason.INVALID_EVENT,
             f"{trigger.event_type.event_name} is not a business messaging event",
         )
+    refusal = _route_refusal(trigger, connection, rules, restricted_assets) or _time_refusal(
+        trigger, now_ms, rules
+    )
+    if refusal is not None:
+        return refusal
+    custom_data = _custom_data(trigger)
+    if isinstance(custom_data, Refusal):
+        return custom_data
+    channel_ids = _channel_ids(trigger, rules.require_click_id)
+    if isinstance(channel_ids, Refusal):
+        return channel_ids
+    user_data: UserData = normalize_customer_info(
+        trigger.customer_info, default_region=rules.default_phone_region
+    )
+    if not user_data.hashed:
+        return _skip(
+            Reason.NO_CUSTOMER_INFORMATION,
+            "no customer information field is present after normalization",
+        )
+    combined = {**user_data.hashed, **channel_ids}
+    event: dict[str, Any] = {
+        "event_name": trigger.event_type.event_name,
+        "event_time": trigger.occurred_at // 1000,
+        "event_id": trigger.event_id,
+        "action_source": "business_messaging",
+        "messaging_channel": trigger.channel.messaging_channel,
+        "user_data": combined,
+    }
+    if custom_data:
+        event["custom_data"] = custom_data
+    return Approved(
+        event=event,
+        event_name=trigger.event_type.event_name,
+        user_data_keys=tuple(combined),
+        dropped=tuple(user_data.dropped),
+    )
+
+
+def _route_refusal(
+    trigger: Trigger,
+    connection: MetaConnection | None,
+    rules: Rules,
+    restricted_assets: Collection[str],
+) -> Refusal | None:
+    """Why the event may not take its way (connection, account, region, dataset), if it may not."""
+    channel = trigger.channel
     if connection is None or connection.connection_id != trigger.connection_id:
         return _fail(Reason.UNKNOWN_CONNECTION, f"connection {trigger.connection_id} is not known")
     if connection.status is ConnectionStatus.DISCONNECTED:
@@ -155,6 +213,10 @@ def decide(
             f"dataset {trigger.dataset_id} is not linked to {_label(trigger)}: link the dataset "
             "to it in Meta Events Manager",
         )
+    return None
+
+
+def _time_refusal(trigger: Trigger, now_ms: int, rules: Rules) -> Refusal | None:
     age_s = (now_ms - trigger.occurred_at) / 1000
     if age_s > rules.max_event_age_s:
         return _fail(
@@ -164,37 +226,7 @@ def decide(
         )
     if -age_s > rules.future_skew_s:
         return _fail(Reason.INVALID_EVENT, f"occurred_at is {-age_s:.0f} s in the future")
-    custom_data = _custom_data(trigger)
-    if isinstance(custom_data, Refusal):
-        return custom_data
-    channel_ids = _channel_ids(trigger, rules.require_click_id)
-    if isinstance(channel_ids, Refusal):
-        return channel_ids
-    user_data: UserData = normalize_customer_info(
-        trigger.customer_info, default_region=rules.default_phone_region
-    )
-    if not user_data.hashed:
-        return _skip(
-            Reason.NO_CUSTOMER_INFORMATION,
-            "no customer information field is present after normalization",
-        )
-    combined = {**user_data.hashed, **channel_ids}
-    event: dict[str, Any] = {
-        "event_name": trigger.event_type.event_name,
-        "event_time": trigger.occurred_at // 1000,
-        "event_id": trigger.event_id,
-        "action_source": "business_messaging",
-        "messaging_channel": channel.messaging_channel,
-        "user_data": combined,
-    }
-    if custom_data:
-        event["custom_data"] = custom_data
-    return Approved(
-        event=event,
-        event_name=trigger.event_type.event_name,
-        user_data_keys=tuple(combined),
-        dropped=tuple(user_data.dropped),
-    )
+    return None
 
 
 def _label(trigger: Trigger) -> str:

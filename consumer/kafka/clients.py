@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 
-__all__ = ["InputConsumer", "TransactionalProducer"]
+__all__ = ["PARTITION_EOF", "InputConsumer", "TransactionalProducer"]
+
+# the error event a consumer reports at the end of a partition (librdkafka names it `_`-first)
+PARTITION_EOF: int = KafkaError._PARTITION_EOF  # noqa: SLF001
 
 
 class InputConsumer(Protocol):

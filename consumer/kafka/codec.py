@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import site
 import sys
 import threading
 from collections.abc import Callable
@@ -34,10 +35,15 @@ __all__ = [
 
 
 def _schema_dir() -> Path:
-    """`schemas/` of the source tree, else the copy an installed wheel carries."""
-    source = Path(__file__).resolve().parents[2] / "schemas"
-    if source.is_dir():
-        return source
+    """`schemas/` of the source tree, else the copy an installed wheel carries (in the
+    environment's `share/`, or the user's for `pip install --user`)."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "schemas").is_dir():
+        return root / "schemas"
+    for prefix in (sys.prefix, site.getuserbase()):
+        installed = Path(prefix) / "share" / "capi-consumer" / "schemas"
+        if installed.is_dir():
+            return installed
     return Path(sys.prefix) / "share" / "capi-consumer" / "schemas"
 
 

@@ -38,6 +38,8 @@ class PublishError(CapiConsumerError):
 
 @dataclass(frozen=True, slots=True)
 class OutRecord:
+    """A record to produce in the open transaction, and the input partition it answers for."""
+
     topic: str
     key: bytes | None
     value: bytes | None

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """What became of one event at Meta: its result's status, reason and Meta's answer."""
+
     status: ResultStatus
     reason: Reason | None = None
     detail: str | None = None
@@ -81,6 +83,8 @@ class Attempt:
 
 @dataclass(slots=True)
 class Delivery:
+    """What one try of a batch produced: outcomes now, and attempts to make later."""
+
     done: list[tuple[Pending, Outcome]] = field(default_factory=list)
     retry: list[Attempt] = field(default_factory=list)
 

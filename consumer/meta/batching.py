@@ -35,6 +35,8 @@ class Pending:
 
 @dataclass(frozen=True, slots=True)
 class BatchKey:
+    """What events must share to go in one request."""
+
     dataset_id: str
     credentials: Credentials
     test_event_code: str | None
@@ -42,6 +44,8 @@ class BatchKey:
 
 @dataclass(slots=True)
 class Batch:
+    """Events collected for one request."""
+
     key: BatchKey
     opened_at: float
     items: list[Pending] = field(default_factory=list)

@@ -25,6 +25,9 @@ class MissingCredentialsError(LookupError):
 
 
 class CredentialStore:
+    """Access tokens and app secrets read from files named by a connection, re-read when a
+    file changes."""
+
     def __init__(self, directory: Path) -> None:
         self._dir = directory
         self._cache: dict[str, tuple[int, int, Secret]] = {}

@@ -34,6 +34,9 @@ BACKLOG_LINGER_S = 1.0
 
 
 class Sender:
+    """Schedules batches onto a bounded pool of sender threads and holds retries until due;
+    used from the main loop only (the threads hand answers back through a queue)."""
+
     def __init__(
         self,
         dispatcher: Dispatcher,

@@ -21,6 +21,8 @@ Checks = Callable[[], list[str]]
 
 
 class HealthServer:
+    """Serves `/metrics`, `/healthz` and `/readyz` on a daemon thread."""
+
     def __init__(
         self,
         port: int,

@@ -16,6 +16,9 @@ __all__ = ["Monitor"]
 
 
 class Monitor:
+    """Feeds the gauges the loop does not own (librdkafka statistics, table lag and size,
+    transactions) and answers the health checks from when the loop last turned."""
+
     def __init__(self, metrics: Metrics, input_topic: str, ready: threading.Event) -> None:
         self._metrics = metrics
         self._topic = input_topic

@@ -46,6 +46,9 @@ _SCRAPE_TIMEOUT_S = 2.0
 
 
 class Supervisor:
+    """Runs `CAPI_WORKERS` worker processes, merges their metrics and health answers,
+    forwards SIGTERM, and stops the service when one dies."""
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._procs: list[subprocess.Popen[bytes]] = []

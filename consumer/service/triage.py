@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import Message
 
 from consumer.errors import CapiConsumerError, DecodeError, FatalError, SchemaUnavailableError
 from consumer.events.enrich import enrich, referral_key
@@ -28,6 +28,7 @@ from consumer.events.results import (
     Reason,
     SourceRef,
 )
+from consumer.kafka.clients import PARTITION_EOF
 from consumer.kafka.codec import AvroCodec
 from consumer.meta.batching import BatchKey, Pending
 from consumer.meta.credentials import CredentialStore, MissingCredentialsError
@@ -152,7 +153,7 @@ class Triage:
         if error is not None:
             if error.fatal():
                 raise FatalError(f"consumer fatal error: {error}")
-            if error.code() != KafkaError._PARTITION_EOF:
+            if error.code() != PARTITION_EOF:
                 log.warning("consumer error: %s", error)
             return None
         source = _source(msg)

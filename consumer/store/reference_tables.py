@@ -15,6 +15,8 @@ __all__ = ["ReferenceTables"]
 
 @dataclass(frozen=True, slots=True)
 class ReferenceTables:
+    """The three tables a trigger is joined with: connections, contacts, referrals."""
+
     connections: Table[MetaConnection]
     contacts: Table[Contact]
     referrals: Table[AdReferral]

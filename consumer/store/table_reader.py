@@ -18,10 +18,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicCollection, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from consumer.errors import CapiConsumerError, DecodeError
+from consumer.kafka.clients import PARTITION_EOF
 from consumer.store.sqlite import KeyValue, StateStore
 
 __all__ = ["BootstrapTimeout", "Table", "TableReader", "reader_config"]
@@ -226,7 +227,7 @@ class TableReader:
             for msg in msgs:
                 error = msg.error()
                 if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
+                    if error.code() != PARTITION_EOF:
                         log.warning("table consumer error topic=%s error=%s", msg.topic(), error)
                     continue
                 self._tables[msg.topic()].apply(msg.key(), msg.value())

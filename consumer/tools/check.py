@@ -22,44 +22,65 @@ _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 def settings_problems(settings: Settings) -> list[str]:
     kafka = {k.lower(): v for k, v in settings.kafka.items()}
-    problems: list[str] = []
     protocol = kafka.get("security.protocol", "PLAINTEXT").upper()
+    return [
+        *_protocol_problems(kafka, protocol),
+        *_sasl_problems(kafka, protocol),
+        *_tls_problems(kafka, protocol),
+        *_url_problems(settings),
+    ]
+
+
+def _protocol_problems(kafka: dict[str, str], protocol: str) -> list[str]:
+    problems: list[str] = []
     if protocol not in _PROTOCOLS:
         choices = ", ".join(sorted(_PROTOCOLS))
         problems.append(f"CAPI_KAFKA_SECURITY_PROTOCOL: {protocol!r} is not one of {choices}")
-    uses_sasl = protocol.startswith("SASL")
-    uses_tls = protocol.endswith("SSL")
     sasl_keys = [k for k in kafka if k.startswith("sasl.")]
-    if sasl_keys and not uses_sasl:
+    if sasl_keys and not protocol.startswith("SASL"):
         problems.append(
             f"CAPI_KAFKA_SECURITY_PROTOCOL: {protocol} ignores the SASL settings "
             f"({', '.join(sorted(sasl_keys))}); use SASL_SSL"
         )
-    if uses_sasl:
-        mechanism = kafka.get("sasl.mechanism", kafka.get("sasl.mechanisms", "GSSAPI")).upper()
-        if mechanism not in _MECHANISMS:
-            problems.append(f"CAPI_KAFKA_SASL_MECHANISM: {mechanism!r} is not a SASL mechanism")
-        if mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
-            for key in ("sasl.username", "sasl.password"):
-                if not kafka.get(key):
-                    variable = "CAPI_KAFKA_" + key.upper().replace(".", "_")
-                    problems.append(f"{variable}: required with SASL {mechanism}")
-        if protocol == "SASL_PLAINTEXT" and mechanism != "GSSAPI":
-            problems.append(
-                "CAPI_KAFKA_SECURITY_PROTOCOL: SASL_PLAINTEXT sends the SASL credentials "
-                "unencrypted; use SASL_SSL"
-            )
+    return problems
+
+
+def _sasl_problems(kafka: dict[str, str], protocol: str) -> list[str]:
+    if not protocol.startswith("SASL"):
+        return []
+    problems: list[str] = []
+    mechanism = kafka.get("sasl.mechanism", kafka.get("sasl.mechanisms", "GSSAPI")).upper()
+    if mechanism not in _MECHANISMS:
+        problems.append(f"CAPI_KAFKA_SASL_MECHANISM: {mechanism!r} is not a SASL mechanism")
+    if mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        for key in ("sasl.username", "sasl.password"):
+            if not kafka.get(key):
+                problems.append(f"{_variable(key)}: required with SASL {mechanism}")
+    if protocol == "SASL_PLAINTEXT" and mechanism != "GSSAPI":
+        problems.append(
+            "CAPI_KAFKA_SECURITY_PROTOCOL: SASL_PLAINTEXT sends the SASL credentials "
+            "unencrypted; use SASL_SSL"
+        )
+    return problems
+
+
+def _tls_problems(kafka: dict[str, str], protocol: str) -> list[str]:
+    problems: list[str] = []
     for key in ("ssl.ca.location", "ssl.certificate.location", "ssl.key.location"):
         value = kafka.get(key)
-        variable = "CAPI_KAFKA_" + key.upper().replace(".", "_")
-        if value and not uses_tls:
-            problems.append(f"{variable}: set, but {protocol} does not use TLS")
+        if value and not protocol.endswith("SSL"):
+            problems.append(f"{_variable(key)}: set, but {protocol} does not use TLS")
         if value and not _readable_file(value):
-            problems.append(f"{variable}: {value} is not a readable file")
+            problems.append(f"{_variable(key)}: {value} is not a readable file")
     if bool(kafka.get("ssl.certificate.location")) != bool(kafka.get("ssl.key.location")):
         problems.append(
             "CAPI_KAFKA_SSL_CERTIFICATE_LOCATION and CAPI_KAFKA_SSL_KEY_LOCATION go together"
         )
+    return problems
+
+
+def _url_problems(settings: Settings) -> list[str]:
+    problems: list[str] = []
     for variable, url in (
         ("CAPI_GRAPH_URL", settings.graph_url),
         ("CAPI_SCHEMA_REGISTRY_URL", settings.schema_registry_url),
@@ -69,6 +90,11 @@ def settings_problems(settings: Settings) -> list[str]:
     if not os.access(settings.credentials_dir, os.R_OK | os.X_OK):
         problems.append(f"CAPI_CREDENTIALS_DIR: {settings.credentials_dir} is not readable")
     return problems
+
+
+def _variable(key: str) -> str:
+    """The environment variable of a librdkafka setting."""
+    return "CAPI_KAFKA_" + key.upper().replace(".", "_")
 
 
 def _readable_file(value: str) -> bool:

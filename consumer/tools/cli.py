@@ -127,6 +127,7 @@ def demo(triggers: int, timeout: float) -> None:
 @click.option("--seed", type=int, help="Seed of the fault plan's random draws.")
 @click.option("--light", is_flag=True, help="Benchmarks: check one event in 100, keep counts only.")
 def sandbox(
+    *,
     host: str,
     port: int,
     config_path: Path | None,
@@ -248,11 +249,7 @@ def test_event(**options: Any) -> None:
         timeout_s=settings.request_timeout_s,
         partner_agent=settings.partner_agent,
     )
-    rules = Rules(
-        restricted_countries=settings.restricted_countries,
-        default_phone_region=settings.default_phone_region,
-        require_click_id=False,
-    )
+    rules = Rules.from_settings(settings, require_click_id=False)
     try:
         result = send_test_event(
             request,

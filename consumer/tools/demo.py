@@ -35,7 +35,7 @@ _PARTITIONS = 3
 
 def produce_sample_traffic(
     bootstrap: str, topics: Topics, codec: AvroCodec, triggers: list[dict[str, Any]],
-    connections: list[dict[str, Any]], garbage: int = 0, *,
+    connections: list[dict[str, Any]], *, garbage: int = 0,
     contacts: Sequence[dict[str, Any]] = (), referrals: Sequence[dict[str, Any]] = (),
 ) -> int:  # fmt: skip
     """Produce the tables' records, then triggers (and `garbage` undecodable values).

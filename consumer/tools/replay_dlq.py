@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class ReplayReport:
+    """What `replay-dlq` read, replayed and left."""
+
     replayed: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
 

@@ -51,7 +51,7 @@ _DISCONNECTED = _Account("WHATSAPP", "waba-900", "conn-off", "ds-9")
 _UNKNOWN = _Account("WHATSAPP", "waba-100", "conn-missing", "ds-1")
 
 
-def _connection(
+def _connection(  # noqa: PLR0917 - called as rows of a table of literal connections
     connection_id: str,
     status: str,
     credential_ref: str,
@@ -71,6 +71,13 @@ def _connection(
         "datasets": [{"dataset_id": d, "linked_asset_ids": ids} for d, ids in datasets.items()],
         "updated_at": int(time.time() * 1000),
     }
+
+
+_SELECTED_KEYS = (
+    "selected_whatsapp_business_account_id",
+    "selected_page_id",
+    "selected_instagram_account_id",
+)
 
 
 class SampleWorld:
@@ -164,43 +171,66 @@ class SampleWorld:
             roll = rng.random() if not only_valid else 1.0
             account = rng.choice(_GOOD)
             record = self._trigger(rng, i, account, now_ms)
-            if roll < 0.05:
-                record = self._trigger(rng, i, rng.choice(_RESTRICTED_LOCAL), now_ms)
-            elif roll < 0.06:
-                record = self._trigger(rng, i, _RESTRICTED_AT_META, now_ms)
-            elif roll < 0.10:  # nothing typed, and no contact to fill from
-                record["customer_info"] = _empty_info()
-                record["contact_id"] = f"c-anon-{i}"
-            elif roll < 0.13:  # an organic WhatsApp conversation: no click id anywhere
-                record = self._trigger(rng, i, _GOOD[0], now_ms)
-                record["ctwa_clid"] = None
-                record["contact_id"] = f"c-organic-{i}"
-            elif roll < 0.15:
-                record["selected_whatsapp_business_account_id"] = None
-                record["selected_page_id"] = None
-                record["selected_instagram_account_id"] = None
-            elif roll < 0.17:
-                record = self._trigger(rng, i, _DISCONNECTED, now_ms)
-            elif roll < 0.18:
-                record = self._trigger(rng, i, _UNKNOWN, now_ms)
-            elif roll < 0.20:
-                record = self._trigger(rng, i, _UNLINKED, now_ms)
-            elif roll < 0.21:
-                record["test_event_code"] = "TEST12345"
-            elif roll < 0.22 and out:  # the same conversion triggered again
-                record = dict(out[-1])
-            elif roll < 0.30:  # the click id comes from the contact's referral
-                k = 2 * rng.randrange(2500)
-                waba = _GOOD[0] if _referral_waba(k) == "waba-100" else _GOOD[3]
-                record = self._trigger(rng, i, waba, now_ms)
-                record.update(contact_id=f"c-{k}", ctwa_clid=None)
-            elif roll < 0.36:  # the PSID / IGSID comes from the contact
-                record = self._trigger(rng, i, rng.choice(_GOOD[1:3]), now_ms)
-                record["channel_user_id"] = None
-            elif roll < 0.40:  # the customer information comes from the contact
-                record["customer_info"] = _empty_info()
+            if roll < 0.20:
+                record = self._refused(rng, i, roll, record, now_ms)
+            else:
+                previous = out[-1] if out else None
+                record = self._varied(rng, i, roll, record, now_ms, previous=previous)
             out.append(record)
         return out
+
+    def _refused(
+        self, rng: random.Random, i: int, roll: float, record: dict[str, Any], now_ms: int
+    ) -> dict[str, Any]:
+        """One in five triggers: what the rules refuse."""
+        if roll < 0.05:
+            return self._trigger(rng, i, rng.choice(_RESTRICTED_LOCAL), now_ms)
+        if roll < 0.06:
+            return self._trigger(rng, i, _RESTRICTED_AT_META, now_ms)
+        if roll < 0.10:  # nothing typed, and no contact to fill from
+            return {**record, "customer_info": _empty_info(), "contact_id": f"c-anon-{i}"}
+        if roll < 0.13:  # an organic WhatsApp conversation: no click id anywhere
+            record = self._trigger(rng, i, _GOOD[0], now_ms)
+            return {**record, "ctwa_clid": None, "contact_id": f"c-organic-{i}"}
+        if roll < 0.15:
+            return {**record, **dict.fromkeys(_SELECTED_KEYS)}
+        if roll < 0.17:
+            return self._trigger(rng, i, _DISCONNECTED, now_ms)
+        if roll < 0.18:
+            return self._trigger(rng, i, _UNKNOWN, now_ms)
+        return self._trigger(rng, i, _UNLINKED, now_ms)
+
+    def _varied(
+        self,
+        rng: random.Random,
+        i: int,
+        roll: float,
+        record: dict[str, Any],
+        now_ms: int,
+        *,
+        previous: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """The others: test events, repeats, and what enrichment completes from the tables."""
+        if roll < 0.21:
+            return {**record, "test_event_code": "TEST12345"}
+        if roll < 0.22 and previous is not None:  # the same conversion triggered again
+            return dict(previous)
+        if roll < 0.30:  # the click id comes from the contact's referral
+            k = 2 * rng.randrange(2500)
+            waba = _GOOD[0] if _referral_waba(k) == "waba-100" else _GOOD[3]
+            return {
+                **self._trigger(rng, i, waba, now_ms),
+                "contact_id": f"c-{k}",
+                "ctwa_clid": None,
+            }
+        if roll < 0.36:  # the PSID / IGSID comes from the contact
+            return {
+                **self._trigger(rng, i, rng.choice(_GOOD[1:3]), now_ms),
+                "channel_user_id": None,
+            }
+        if roll < 0.40:  # the customer information comes from the contact
+            return {**record, "customer_info": _empty_info()}
+        return record
 
     def _trigger(
         self, rng: random.Random, i: int, account: _Account, now_ms: int

@@ -39,6 +39,8 @@ _ASSET_TYPE = {
 
 @dataclass(frozen=True, slots=True)
 class TestEventRequest:
+    """What `test-event` sends, as given on the command line."""
+
     connection_id: str
     dataset_id: str
     test_event_code: str
@@ -132,6 +134,7 @@ def send_test_event(
     credentials: CredentialStore,
     client: CapiClient,
     rules: Rules,
+    *,
     now_ms: int | None = None,
 ) -> TestEventResult:
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms

@@ -5,7 +5,8 @@ and codes, from capi-reference.md) so that it catches the service's mistakes ins
 sharing them.
 """
 
-from .rules import SandboxConfig, TokenGrant, ValidationFailure, validate_request
-from .server import Sandbox
+from consumer.tools.sandbox.config import SandboxConfig, TokenGrant
+from consumer.tools.sandbox.rules import ValidationFailure, validate_request
+from consumer.tools.sandbox.server import Sandbox
 
 __all__ = ["Sandbox", "SandboxConfig", "TokenGrant", "ValidationFailure", "validate_request"]

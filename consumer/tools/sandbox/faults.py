@@ -63,6 +63,9 @@ class Fault:
 
 @dataclass(slots=True)
 class FaultPlan:
+    """The faults the sandbox injects, per dataset or for all; replaced at run time through
+    `/_sandbox/faults`, drawn per request."""
+
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int | None = None
     _rng: random.Random = field(init=False)

@@ -6,17 +6,16 @@ import hashlib
 import hmac
 import re
 import time
-from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import pycountry
 
+from consumer.tools.sandbox.config import SandboxConfig
+
 __all__ = [
     "EVENT_NAMES",
     "SUPPORTED_VERSIONS",
-    "SandboxConfig",
-    "TokenGrant",
     "ValidationFailure",
     "validate_request",
 ]
@@ -39,10 +38,8 @@ _PLAIN_IDS = {
 }
 _ALL_PLAIN = frozenset(k for keys in _PLAIN_IDS.values() for k in keys)
 _FORBIDDEN = frozenset({"client_ip_address", "client_user_agent", "fbc", "fbp"})
-_EVENT_KEYS = frozenset(
-    {"event_name", "event_time", "event_id", "action_source", "messaging_channel",
-     "user_data", "custom_data"}
-)  # fmt: skip
+_EVENT_KEYS = frozenset({"event_name", "event_time", "event_id", "action_source",
+                        "messaging_channel", "user_data", "custom_data"})  # fmt: skip
 _BODY_KEYS = frozenset(
     {"data", "access_token", "test_event_code", "partner_agent", "appsecret_proof"}
 )
@@ -52,37 +49,6 @@ _MAX_EVENTS = 1000
 _MAX_AGE_S = 7 * 24 * 3600
 _MAX_FUTURE_S = 600
 RESTRICTIVE_REGION = "Messaging Event Within Messaging Restrictive Region"
-
-
-@dataclass(frozen=True, slots=True)
-class TokenGrant:
-    """An access token the sandbox accepts: for which datasets, with which app secret."""
-
-    datasets: frozenset[str] | None = None  # None: any dataset
-    app_secret: str | None = None
-
-
-@dataclass(slots=True)
-class SandboxConfig:
-    tokens: dict[str, TokenGrant] = field(default_factory=dict)
-    restricted_assets: set[str] = field(default_factory=set)
-    # dataset -> asset ids linked to it; datasets not listed accept any asset
-    linked_assets: dict[str, frozenset[str]] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SandboxConfig:
-        tokens = {}
-        for token, grant in data.get("tokens", {}).items():
-            datasets = grant.get("datasets")
-            tokens[token] = TokenGrant(
-                datasets=None if datasets in (None, "*") else frozenset(datasets),
-                app_secret=grant.get("app_secret"),
-            )
-        return cls(
-            tokens=tokens,
-            restricted_assets=set(data.get("restricted_assets", ())),
-            linked_assets={k: frozenset(v) for k, v in data.get("linked_assets", {}).items()},
-        )
 
 
 class ValidationFailure(Exception):
@@ -141,10 +107,37 @@ def validate_request(
     query: dict[str, str],
     body: dict[str, Any],
     config: SandboxConfig,
+    *,
     now: float | None = None,
 ) -> list[dict[str, Any]]:
     """The events of a valid request, or `ValidationFailure` with Meta's error."""
     now = time.time() if now is None else now
+    _authorize(version, dataset_id, query, body, config)
+    unknown = set(body) - _BODY_KEYS
+    if unknown:
+        raise _invalid(f"unknown parameters: {', '.join(sorted(unknown))}", subcode=None)
+    for key in ("test_event_code", "partner_agent"):
+        if key in body and not isinstance(body[key], str):
+            raise _invalid(f"param {key} must be a string", subcode=None)
+    data = body.get("data")
+    if not isinstance(data, list) or not data:
+        raise _invalid("The parameter data is required and must be a non-empty array", None)
+    if len(data) > _MAX_EVENTS:
+        raise _invalid(f"param data must be an array of at most {_MAX_EVENTS} events", None)
+    linked = config.linked_assets.get(dataset_id)
+    for index, event in enumerate(data):
+        _validate_event(index, event, now, config, linked)
+    return data
+
+
+def _authorize(
+    version: str,
+    dataset_id: str,
+    query: dict[str, str],
+    body: dict[str, Any],
+    config: SandboxConfig,
+) -> None:
+    """The version, the token and its proof, and the token's right to the dataset."""
     if version not in SUPPORTED_VERSIONS:
         raise ValidationFailure(
             f"(#2635) You are calling a deprecated or unknown version of the Graph API "
@@ -184,21 +177,6 @@ def validate_request(
             subcode=33,
             type_="GraphMethodException",
         )
-    unknown = set(body) - _BODY_KEYS
-    if unknown:
-        raise _invalid(f"unknown parameters: {', '.join(sorted(unknown))}", subcode=None)
-    for key in ("test_event_code", "partner_agent"):
-        if key in body and not isinstance(body[key], str):
-            raise _invalid(f"param {key} must be a string", subcode=None)
-    data = body.get("data")
-    if not isinstance(data, list) or not data:
-        raise _invalid("The parameter data is required and must be a non-empty array", None)
-    if len(data) > _MAX_EVENTS:
-        raise _invalid(f"param data must be an array of at most {_MAX_EVENTS} events", None)
-    linked = config.linked_assets.get(dataset_id)
-    for index, event in enumerate(data):
-        _validate_event(index, event, now, config, linked)
-    return data
 
 
 def _validate_event(
@@ -263,28 +241,7 @@ def _validate_user_data(
     # Meta answers a missing channel id before an unknown key: an Instagram event that names its
     # account `instagram_business_account_id` gets 2804079, one with a PSID instead of an
     # IGSID gets 2804075 (seen in live answers).
-    account_key, user_key = _PLAIN_IDS[channel]
-    account = user_data.get(account_key)
-    if channel == "whatsapp":
-        if not account:
-            raise _invalid(f"{where}.user_data.whatsapp_business_account_id is required")
-        clid = user_data.get("ctwa_clid")
-        if clid is not None and not (isinstance(clid, str) and _CLID.fullmatch(clid)):
-            raise _invalid(
-                f"{where}.user_data.ctwa_clid is invalid", subcode=2804087,
-                title="Messaging Event Invalid Ctwa Clid",
-            )  # fmt: skip
-    elif channel == "messenger":
-        if not account or not user_data.get(user_key):
-            raise _invalid(f"{where}.user_data needs page_id and page_scoped_user_id")
-    else:
-        if not account:
-            raise _invalid(
-                f"{where}.user_data.ig_account_id is required", subcode=2804079,
-                title="Missing IG account ID parameter",
-            )  # fmt: skip
-        if not user_data.get(user_key):
-            raise _invalid(f"{where}.user_data.ig_sid is required", subcode=2804075)
+    account_key, account = _validate_channel_ids(where, channel, user_data)
     unknown = set(user_data) - (_HASHED | set(_PLAIN_IDS[channel]))
     if unknown:
         raise _invalid(
@@ -313,6 +270,33 @@ def _validate_user_data(
 @cache
 def _currencies() -> frozenset[str]:
     return frozenset(c.alpha_3 for c in pycountry.currencies)
+
+
+def _validate_channel_ids(where: str, channel: str, user_data: dict[str, Any]) -> tuple[str, Any]:
+    """The channel's account and user ids are there; returns the account's key and value."""
+    account_key, user_key = _PLAIN_IDS[channel]
+    account = user_data.get(account_key)
+    if channel == "whatsapp":
+        if not account:
+            raise _invalid(f"{where}.user_data.whatsapp_business_account_id is required")
+        clid = user_data.get("ctwa_clid")
+        if clid is not None and not (isinstance(clid, str) and _CLID.fullmatch(clid)):
+            raise _invalid(
+                f"{where}.user_data.ctwa_clid is invalid", subcode=2804087,
+                title="Messaging Event Invalid Ctwa Clid",
+            )  # fmt: skip
+    elif channel == "messenger":
+        if not account or not user_data.get(user_key):
+            raise _invalid(f"{where}.user_data needs page_id and page_scoped_user_id")
+    else:
+        if not account:
+            raise _invalid(
+                f"{where}.user_data.ig_account_id is required", subcode=2804079,
+                title="Missing IG account ID parameter",
+            )  # fmt: skip
+        if not user_data.get(user_key):
+            raise _invalid(f"{where}.user_data.ig_sid is required", subcode=2804075)
+    return account_key, account
 
 
 def _validate_custom_data(where: str, name: str, custom: Any) -> None:

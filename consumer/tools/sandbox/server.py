@@ -15,6 +15,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,8 +23,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from .faults import Fault, FaultPlan, graph_error
-from .rules import SandboxConfig, ValidationFailure, validate_request
+from consumer.tools.sandbox.config import SandboxConfig
+from consumer.tools.sandbox.faults import Fault, FaultPlan, graph_error
+from consumer.tools.sandbox.rules import ValidationFailure, validate_request
 
 __all__ = ["Sandbox"]
 
@@ -199,89 +201,97 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
     return dict(form)
 
 
-def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "capi-sandbox"
+class _Handler(BaseHTTPRequestHandler):
+    """The sandbox's HTTP face; `sandbox` is set by `_handler_for`."""
 
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("sandbox %s", format % args)
+    sandbox: Sandbox
+    protocol_version = "HTTP/1.1"
+    server_version = "capi-sandbox"
 
-        def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            try:
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("sandbox %s", format % args)
 
-        def _read_body(self) -> bytes:
-            length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(length) if length > 0 else b""
+    def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
-        def do_GET(self) -> None:
-            path = urlsplit(self.path).path
-            if path == "/_sandbox/events":
-                self._reply(200, sandbox.events())
-            elif path == "/_sandbox/requests":
-                self._reply(200, sandbox.requests())
-            elif path == "/_sandbox/stats":
-                self._reply(200, sandbox.stats())
-            elif path == "/healthz":
-                self._reply(200, {"ok": True})
-            else:
-                self._reply(404, {"error": {"message": "Unknown path", "code": 803}})
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
 
-        def do_POST(self) -> None:
-            parts = urlsplit(self.path)
-            raw = self._read_body()
-            if parts.path == "/_sandbox/reset":
-                sandbox.reset()
-                self._reply(200, {"ok": True})
-                return
-            if parts.path == "/_sandbox/faults":
-                sandbox.faults.replace(orjson.loads(raw or b"{}"))
-                self._reply(200, {"ok": True})
-                return
-            segments = parts.path.strip("/").split("/")
-            if len(segments) != 3 or segments[2] != "events":
-                self._reply(
-                    400,
-                    {"error": {"message": "Unknown path components", "code": 2500,
-                               "type": "OAuthException"}},
-                )  # fmt: skip
-                return
-            if self._inject(sandbox.draw_fault(segments[1])):
-                return
-            query = dict(parse_qsl(parts.query, keep_blank_values=True))
-            status, payload = sandbox.handle_events(segments[0], segments[1], query, raw)
-            self._reply(status, payload)
+    def do_GET(self) -> None:
+        answers: dict[str, Callable[[], Any]] = {
+            "/_sandbox/events": self.sandbox.events,
+            "/_sandbox/requests": self.sandbox.requests,
+            "/_sandbox/stats": self.sandbox.stats,
+            "/healthz": _ok,
+        }
+        answer = answers.get(urlsplit(self.path).path)
+        if answer is None:
+            self._reply(404, {"error": {"message": "Unknown path", "code": 803}})
+        else:
+            self._reply(200, answer())
 
-        def _inject(self, fault: Fault) -> bool:
-            """Apply a fault; True when it answered (or dropped) the request."""
-            if fault.latency_s:
-                time.sleep(fault.latency_s)
-            if fault.kind == "none":
-                return False
-            if fault.kind == "drop":
-                self.close_connection = True
-                return True
-            if fault.kind == "timeout":
-                time.sleep(fault.timeout_s)
-                self._reply(504, b"{}")
-                self.close_connection = True
-                return True
-            if fault.kind == "status":
-                self._reply(fault.code, b"<html>Service Unavailable</html>")
-                return True
-            fbtrace_id = "A" + secrets.token_urlsafe(15)
-            status, body, headers = graph_error(fault.code, fbtrace_id, fault.regain_minutes)
-            self._reply(status, body, headers)
+    def do_POST(self) -> None:
+        parts = urlsplit(self.path)
+        raw = self._read_body()
+        if parts.path == "/_sandbox/reset":
+            self.sandbox.reset()
+            self._reply(200, {"ok": True})
+            return
+        if parts.path == "/_sandbox/faults":
+            self.sandbox.faults.replace(orjson.loads(raw or b"{}"))
+            self._reply(200, {"ok": True})
+            return
+        segments = parts.path.strip("/").split("/")
+        if len(segments) != 3 or segments[2] != "events":
+            self._reply(
+                400,
+                {"error": {"message": "Unknown path components", "code": 2500,
+                           "type": "OAuthException"}},
+            )  # fmt: skip
+            return
+        if self._inject(self.sandbox.draw_fault(segments[1])):
+            return
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        status, payload = self.sandbox.handle_events(segments[0], segments[1], query, raw)
+        self._reply(status, payload)
+
+    def _inject(self, fault: Fault) -> bool:
+        """Apply a fault; True when it answered (or dropped) the request."""
+        if fault.latency_s:
+            time.sleep(fault.latency_s)
+        if fault.kind == "none":
+            return False
+        if fault.kind == "drop":
+            self.close_connection = True
             return True
+        if fault.kind == "timeout":
+            time.sleep(fault.timeout_s)
+            self._reply(504, b"{}")
+            self.close_connection = True
+            return True
+        if fault.kind == "status":
+            self._reply(fault.code, b"<html>Service Unavailable</html>")
+            return True
+        fbtrace_id = "A" + secrets.token_urlsafe(15)
+        status, body, headers = graph_error(fault.code, fbtrace_id, fault.regain_minutes)
+        self._reply(status, body, headers)
+        return True
 
-    return Handler
+
+def _ok() -> dict[str, bool]:
+    return {"ok": True}
+
+
+def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
+    return type("Handler", (_Handler,), {"sandbox": sandbox})

@@ -4,7 +4,8 @@ import hmac
 
 import pytest
 
-from consumer.tools.sandbox.rules import SandboxConfig, ValidationFailure, validate_request
+from consumer.tools.sandbox.config import SandboxConfig
+from consumer.tools.sandbox.rules import ValidationFailure, validate_request
 
 NOW = 1_780_000_000
 H = "a" * 64

@@ -1,0 +1,162 @@
+"""The service's parts, opened in order and wired one way: triage and flow control read the
+local state; checkpoint publishes; rebalance calls checkpoint and flow control."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from confluent_kafka import Consumer
+
+from consumer.events.policy import Rules
+from consumer.kafka.codec import AvroCodec
+from consumer.kafka.publisher import Publisher
+from consumer.meta.attempt import Dispatcher
+from consumer.meta.batching import Batcher
+from consumer.meta.client import CapiClient
+from consumer.meta.credentials import CredentialStore
+from consumer.meta.senders import Sender
+from consumer.ops.metrics import Metrics
+from consumer.ops.monitor import Monitor
+from consumer.service.checkpoint import Checkpoint, Partition
+from consumer.service.flow import FlowControl
+from consumer.service.rebalance import Rebalance
+from consumer.service.triage import Triage
+from consumer.settings import Settings
+from consumer.store.dedup import Dedup
+from consumer.store.dedup_restore import DedupRestore
+from consumer.store.outbox import Outbox
+from consumer.store.reference_tables import ReferenceTables
+from consumer.store.sqlite import StateStore
+from consumer.store.table_reader import TableReader
+
+__all__ = ["Parts", "open_parts"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What one turn of the loop works with."""
+
+    consumer: Consumer
+    tables: TableReader
+    reference: ReferenceTables
+    triage: Triage
+    sender: Sender
+    checkpoint: Checkpoint
+    flow: FlowControl
+    rebalance: Rebalance
+
+
+def open_parts(
+    stack: contextlib.ExitStack,
+    s: Settings,
+    *,
+    codec: AvroCodec,
+    client: CapiClient,
+    reference: ReferenceTables,
+    metrics: Metrics,
+    monitor: Monitor,
+    clock_ms: Callable[[], int],
+) -> Parts:
+    """Open the state, the tables, the clients and wire the parts; `stack` closes them, in
+    reverse order."""
+    rdkafka_log: dict[str, Any] = {"logger": logging.getLogger("librdkafka")}
+    consumer_config = {**s.kafka_config("consumer"), **rdkafka_log}
+    admin_config = {**s.kafka_config("admin"), **rdkafka_log}
+    store = _closing(stack, StateStore(s.state_dir).open())
+    tables = _closing(
+        stack, TableReader(reference.all(), consumer_config, store, admin_config=admin_config)
+    )
+    took = tables.bootstrap()
+    for table in reference.all():
+        metrics.table_bootstrap_seconds.labels(table.name).set(took)
+    monitor.tables(tables, reference.all(), counts=True)
+    dedup = Dedup(store, s.topics.results)
+    dedup.create_table()
+    restore = DedupRestore(dedup, codec, consumer_config, admin_config)
+    restore.open()
+    stack.callback(_quietly, restore.close)
+    dedup.purge()
+    outbox = Outbox(store)
+    outbox.open()
+    publisher = Publisher(
+        {**s.kafka_config("producer"), **rdkafka_log},
+        f"capi-consumer-{s.group_id}-{s.instance_id}",
+    )
+    publisher.start()
+    stack.callback(_quietly, publisher.close)
+    owned: set[Partition] = set()
+    consumer = _closing(stack, Consumer(_consumer_config(s, consumer_config, monitor, owned)))
+    restricted_assets: set[str] = set()
+    dispatcher = Dispatcher(client, metrics, retry_deadline_s=s.retry_deadline_s,
+                            on_restricted=restricted_assets.add)  # fmt: skip
+    sender = Sender(dispatcher, Batcher(s.batch_size, s.batch_linger_ms / 1000),
+                    s.max_in_flight_requests)  # fmt: skip
+    sender.start()
+    stack.callback(_quietly, sender.close)
+    encode_result = codec.encoder("ConversionResult", s.topics.results)
+    checkpoint = Checkpoint(
+        consumer=consumer, publisher=publisher, outbox=outbox, dedup=dedup, owned=owned,
+        topics=s.topics, encode_result=encode_result,
+        metrics=metrics, monitor=monitor, commit_interval_s=s.commit_interval_ms / 1000,
+        clock_ms=clock_ms,
+    )  # fmt: skip
+    flow = FlowControl(consumer=consumer, restore=restore, owned=owned,
+                       max_pending=s.max_pending_events, metrics=metrics)  # fmt: skip
+    rebalance = Rebalance(
+        owned=owned, checkpoint=checkpoint, flow=flow, sender=sender, dedup=dedup,
+        restore=restore, outbox=outbox, topics=s.topics, drain_timeout_s=s.drain_timeout_s,
+        metrics=metrics,
+    )  # fmt: skip
+    stack.callback(metrics.flush)
+    stack.callback(rebalance.closing)
+    triage = Triage(
+        codec=codec, dedup=dedup, restore=restore, outbox=outbox, tables=reference,
+        credentials=CredentialStore(s.credentials_dir), rules=Rules.from_settings(s),
+        restricted_assets=restricted_assets, attribution_window_s=s.attribution_window_s,
+        metrics=metrics, clock_ms=clock_ms,
+    )  # fmt: skip
+    consumer.subscribe([s.topics.triggered], on_assign=rebalance.on_assign,
+                       on_revoke=rebalance.on_revoke, on_lost=rebalance.on_lost)  # fmt: skip
+    return Parts(consumer, tables, reference, triage, sender, checkpoint, flow, rebalance)
+
+
+def _consumer_config(
+    s: Settings, config: dict[str, Any], monitor: Monitor, owned: set[Partition]
+) -> dict[str, Any]:
+    return {
+        "group.id": s.group_id,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "fetch.wait.max.ms": "100",  # latency: a quiet partition answers soon
+        **config,
+        # offsets are committed by the transactions, nothing else
+        "enable.auto.commit": "false",
+        "isolation.level": "read_committed",
+        "statistics.interval.ms": "5000",
+        "stats_cb": lambda stats: monitor.on_stats(stats, owned),
+    }
+
+
+class _Closable(Protocol):
+    def close(self) -> Any: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+def _closing(stack: contextlib.ExitStack, closable: C) -> C:
+    stack.callback(_quietly, closable.close)
+    return closable
+
+
+def _quietly(close: Callable[[], Any]) -> None:
+    try:
+        close()
+    except Exception:  # closing must go on whatever one part says
+        log.exception("error while closing %s", getattr(close, "__self__", close))

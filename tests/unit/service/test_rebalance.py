@@ -1,0 +1,173 @@
+"""Rebalances with fake Kafka clients and the real sender over a mock Graph API."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from confluent_kafka import TopicPartition
+
+from consumer.errors import FatalError
+from consumer.events.policy import Approved
+from consumer.events.records import Trigger
+from consumer.events.results import DeadLetter, SourceRef
+from consumer.kafka.publisher import Publisher
+from consumer.meta.attempt import Dispatcher
+from consumer.meta.batching import Batcher, BatchKey, Pending
+from consumer.meta.client import CapiClient, Credentials
+from consumer.meta.senders import Sender
+from consumer.ops.monitor import Monitor
+from consumer.service.checkpoint import Checkpoint
+from consumer.service.flow import FlowControl
+from consumer.service.rebalance import Rebalance
+from consumer.settings import Secret
+from consumer.store.dedup import Dedup
+from consumer.store.outbox import Outbox
+from consumer.store.sqlite import StateStore
+from tests.factories import NOW_MS, trigger_record
+from tests.unit.service.fakes import (
+    CODEC,
+    IN,
+    TOPICS,
+    FakeConsumer,
+    FakeProducer,
+    FakeRestore,
+    metrics,
+)
+
+KEY = BatchKey("ds-1", Credentials(Secret("tok")), None)
+
+
+class World:
+    def __init__(self, tmp_path: Path) -> None:
+        self.meta_may_answer = threading.Event()
+        self.requests = 0
+        store = StateStore(tmp_path / "state").open()
+        self.dedup = Dedup(store, TOPICS.results, clock_ms=lambda: NOW_MS)
+        self.dedup.create_table()
+        self.outbox = Outbox(store)
+        self.outbox.open()
+        self.consumer = FakeConsumer()
+        self.producer = FakeProducer()
+        self.restore = FakeRestore(partitions=2)
+        self.owned: set[tuple[str, int]] = set()
+        m = metrics()
+        self.metrics = m
+        publisher = Publisher({}, "txn-1", producer_factory=lambda config: self.producer)
+        publisher.start()
+        self.checkpoint = Checkpoint(
+            consumer=self.consumer, publisher=publisher, outbox=self.outbox, dedup=self.dedup,
+            owned=self.owned, topics=TOPICS,
+            encode_result=CODEC.encoder("ConversionResult", TOPICS.results), metrics=m,
+            monitor=Monitor(m, IN, threading.Event()), commit_interval_s=3600,
+            clock_ms=lambda: NOW_MS,
+        )  # fmt: skip
+        self.flow = FlowControl(consumer=self.consumer, restore=self.restore, owned=self.owned,
+                                max_pending=1000, metrics=m)  # fmt: skip
+        client = CapiClient("https://graph.example", "v24.0",
+                            transport=httpx.MockTransport(self._meta))  # fmt: skip
+        self.sender = Sender(Dispatcher(client, m, retry_deadline_s=60), Batcher(10, 0.0), 2)
+        self.sender.start()
+        self.rebalance = Rebalance(
+            owned=self.owned, checkpoint=self.checkpoint, flow=self.flow, sender=self.sender,
+            dedup=self.dedup, restore=self.restore, outbox=self.outbox, topics=TOPICS,
+            drain_timeout_s=10, metrics=m,
+        )  # fmt: skip
+
+    def _meta(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        assert self.meta_may_answer.wait(10)
+        events = orjson.loads(request.content)["data"]
+        return httpx.Response(200, json={"events_received": len(events), "fbtrace_id": "F"})
+
+    def assign(self, *partitions: int) -> None:
+        self.rebalance.on_assign(self.consumer, [TopicPartition(IN, p) for p in partitions])
+
+    def send(self, partition: int, offset: int) -> None:
+        trigger = Trigger.from_avro(trigger_record(event_id=f"e{partition}-{offset}"))
+        approved = Approved({"event_id": trigger.event_id}, "LeadSubmitted", ("em",))
+        source = SourceRef(IN, partition, offset)
+        self.checkpoint.consumed(source)
+        self.dedup.begin(trigger.event_id)
+        self.sender.add(KEY, Pending(source, trigger, approved, DeadLetter(b"k", b"v")))
+
+    def results(self) -> list[tuple[int, int, str]]:
+        out = []
+        for txn in self.producer.committed:
+            for topic, _, value in txn.records:
+                if topic == TOPICS.results:
+                    r = CODEC.decode(value, "ConversionResult")
+                    out.append((r["source_partition"], r["source_offset"], r["status"]))
+        return out
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    w = World(tmp_path)
+    yield w
+    w.meta_may_answer.set()
+    w.sender.close()
+
+
+def test_an_assignment_starts_the_restore_from_the_committed_offsets(world):
+    world.consumer.committed_offsets = {(IN, 1): 40}
+    world.assign(0, 1)
+    assert world.owned == {(IN, 0), (IN, 1)}
+    assert world.restore.started == [{0: 0, 1: 40}]  # no committed offset: from the start
+
+
+def test_an_input_partition_without_a_results_partition_stops_the_service(world):
+    with pytest.raises(FatalError, match="needs at least as many"):
+        world.assign(0, 2)
+    assert world.owned == set()
+
+
+def test_a_revoke_waits_for_the_answers_in_flight_and_commits_them(world):
+    world.assign(0, 1)
+    world.send(0, 0)
+    world.send(1, 0)
+    world.sender.step()
+    world.sender.flush()  # both events are in one request to Meta, not answered yet
+    threading.Timer(0.3, world.meta_may_answer.set).start()
+    world.rebalance.on_revoke(world.consumer, [TopicPartition(IN, 0)])
+    assert world.requests == 1
+    # the answer went out with its offset before letting go (the commit takes what else is
+    # released too)
+    assert sorted(world.results()) == [(0, 0, "SENT"), (1, 0, "SENT")]
+    assert sorted(world.producer.committed[0].offsets) == [(IN, 0, 1), (IN, 1, 1)]
+    assert world.owned == {(IN, 1)}
+    assert world.restore.forgotten == [0]
+
+
+def test_a_lost_partition_sends_nothing_more_and_its_events_are_not_duplicates(world):
+    world.assign(0, 1)
+    world.send(1, 0)
+    world.send(1, 1)
+    world.rebalance.on_lost(world.consumer, [TopicPartition(IN, 1)])
+    world.meta_may_answer.set()
+    world.sender.flush()
+    assert world.sender.events() == 0
+    assert world.requests == 0
+    assert world.dedup.seen("e1-0") is None  # the new owner's copy will not be a duplicate
+    world.checkpoint.commit(force=True)
+    assert world.producer.transactions == []
+
+
+def test_the_drain_pauses_everything_and_publishes_every_answer(world):
+    world.assign(0, 1)
+    for offset in range(3):
+        world.send(0, offset)
+    world.send(1, 0)
+    world.meta_may_answer.set()
+    world.rebalance.drain()
+    assert world.consumer.paused == {(IN, 0), (IN, 1)}
+    assert sorted(world.results()) == [
+        (0, 0, "SENT"),
+        (0, 1, "SENT"),
+        (0, 2, "SENT"),
+        (1, 0, "SENT"),
+    ]
+    assert sorted(world.producer.committed[-1].offsets) == [(IN, 0, 3), (IN, 1, 1)]
