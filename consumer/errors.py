@@ -3,7 +3,8 @@
     CapiConsumerError
     ├── ConfigError            a setting is invalid; the service stops with exit code 2
     ├── FatalError             the service cannot go on safely (a fatal Kafka error, a topic
-    │                          with too few partitions); it stops, the orchestrator restarts it
+    │   │                      with too few partitions); it stops, the orchestrator restarts it
+    │   └── FencedError        another instance took this one's transactional id; exit code 3
     ├── DecodeError            bytes that are not a message we can read (-> UNDECODABLE)
     ├── SchemaUnavailableError the Schema Registry did not answer; the message waits
     └── CapiError              the Graph API refused or could not be reached
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "FatalError",
+    "FencedError",
     "MetaErrorInfo",
     "PermanentError",
     "RejectedError",
@@ -53,6 +55,11 @@ class ConfigError(CapiConsumerError):
 
 class FatalError(CapiConsumerError):
     """The service cannot go on safely."""
+
+
+class FencedError(FatalError):
+    """Another instance runs with this one's transactional id: this one stops, never fences the
+    other back."""
 
 
 class DecodeError(CapiConsumerError):

@@ -7,6 +7,7 @@ Every variable is `CAPI_*` (DESIGN.md's table, plus the service's own tuning kno
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -109,6 +110,10 @@ class Settings:
     group_id: str = "capi-consumer"
     topics: Topics = field(default_factory=Topics)
     schema_registry_url: str | None = None
+    # `run` looks the result schema up; registering needs write rights registries rarely grant
+    schema_registry_auto_register: bool = False
+    # the file in the credentials folder holding `user:password` for the registry, if any
+    schema_registry_credentials: str = "schema-registry"
     graph_url: str = "https://graph.facebook.com"
     graph_api_version: str = DEFAULT_GRAPH_VERSION
     credentials_dir: Path = Path("/var/run/secrets/capi")
@@ -156,6 +161,13 @@ class Settings:
             group_id=reader.text("CAPI_GROUP_ID", defaults.group_id),
             topics=topics,
             schema_registry_url=reader.url("CAPI_SCHEMA_REGISTRY_URL", None),
+            schema_registry_auto_register=reader.choice(
+                "CAPI_SCHEMA_REGISTRY_AUTO_REGISTER", "FALSE", ("TRUE", "FALSE")
+            )
+            == "TRUE",
+            schema_registry_credentials=reader.text(
+                "CAPI_SCHEMA_REGISTRY_CREDENTIALS", defaults.schema_registry_credentials
+            ),
             graph_url=reader.url("CAPI_GRAPH_URL", defaults.graph_url) or defaults.graph_url,
             graph_api_version=reader.graph_version("CAPI_GRAPH_API_VERSION"),
             credentials_dir=Path(
@@ -206,6 +218,12 @@ class Settings:
         if settings.workers > 1 and settings.metrics_port + settings.workers > 65535:
             raise ConfigError(
                 "CAPI_WORKERS", "out of range: workers listen on CAPI_METRICS_PORT + 1 + index"
+            )
+        if not _https_or_loopback(settings.graph_url):
+            raise ConfigError(
+                "CAPI_GRAPH_URL",
+                "must be https (plain http only to a loopback address, for the sandbox): "
+                "access tokens travel in the request body",
             )
         if check_dirs:
             _check_readable_dir("CAPI_CREDENTIALS_DIR", settings.credentials_dir)
@@ -316,3 +334,16 @@ def _check_readable_dir(name: str, path: Path) -> None:
         raise ConfigError(name, f"{path} is not a directory")
     if not os.access(path, os.R_OK | os.X_OK):
         raise ConfigError(name, f"{path} is not readable")
+
+
+def _https_or_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

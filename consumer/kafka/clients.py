@@ -7,10 +7,15 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
-__all__ = ["PARTITION_EOF", "InputConsumer", "TransactionalProducer"]
+__all__ = ["FENCED", "PARTITION_EOF", "InputConsumer", "TransactionalProducer"]
 
-# the error event a consumer reports at the end of a partition (librdkafka names it `_`-first)
+# librdkafka names its own error codes with a leading `_`
+# the error event a consumer reports at the end of a partition
 PARTITION_EOF: int = KafkaError._PARTITION_EOF  # noqa: SLF001
+# what a producer or a static group member is told when another one took its id
+FENCED = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}  # noqa: SLF001
+)
 
 
 class InputConsumer(Protocol):

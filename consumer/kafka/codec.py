@@ -60,6 +60,8 @@ class RegistryClient(Protocol):
 
     def register_schema(self, subject_name: str, schema: Any) -> int: ...
 
+    def lookup_schema(self, subject_name: str, schema: Any) -> Any: ...
+
 
 def _strip_logical_types(schema: Any) -> Any:
     """The schema without `logicalType`s, so timestamps stay plain epoch-millis ints.
@@ -123,12 +125,22 @@ class AvroCodec:
     """Encodes records for one of the contract's schemas and decodes either framing.
 
     Without a registry, writes single-object encoding; with one, Confluent framing under the
-    subject `<topic>-value`. Thread-safe.
+    subject `<topic>-value`, the schema looked up there (registered when `auto_register`).
+    `registry_problem` says why the registry did not answer last, until it answers again.
+    Thread-safe.
     """
 
-    def __init__(self, store: SchemaStore, registry: RegistryClient | None = None) -> None:
+    def __init__(
+        self,
+        store: SchemaStore,
+        registry: RegistryClient | None = None,
+        *,
+        auto_register: bool = False,
+    ) -> None:
         self._store = store
         self._registry = registry
+        self._auto_register = auto_register
+        self.registry_problem: str | None = None
         self._registry_writers: dict[int, Any] = {}
         self._registered_ids: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
@@ -161,7 +173,7 @@ class AvroCodec:
         if self._registry is None:
             header = _SINGLE_OBJECT_MAGIC + self._store.fingerprint(name)
         else:
-            header = bytes([_CONFLUENT_MAGIC]) + self._schema_id(name, topic).to_bytes(4, "big")
+            header = bytes([_CONFLUENT_MAGIC]) + self.schema_id(name, topic).to_bytes(4, "big")
         buf = io.BytesIO()
         buf.write(header)
         fastavro.schemaless_writer(buf, parsed, record)
@@ -200,10 +212,10 @@ class AvroCodec:
         try:
             schema = self._registry.get_schema(schema_id)
         except Exception as exc:  # registry client errors vary; the message says which id
-            status = getattr(exc, "http_status_code", None)
-            if status is not None and 400 <= int(status) < 500:
+            if _client_error(exc):
                 raise DecodeError(f"schema id {schema_id} not in the registry: {exc}") from exc
-            raise SchemaUnavailableError(f"schema id {schema_id}: registry error: {exc}") from exc
+            raise self._unavailable(f"schema id {schema_id}: registry error: {exc}") from exc
+        self.registry_problem = None
         try:
             writer = _parse(json.loads(schema.schema_str))
         except Exception as exc:  # a registered schema fastavro cannot use
@@ -212,7 +224,12 @@ class AvroCodec:
             self._registry_writers[schema_id] = writer
         return writer
 
-    def _schema_id(self, name: str, topic: str) -> int:
+    def schema_id(self, name: str, topic: str) -> int:
+        """The registry's id of schema `name` under `<topic>-value` (looked up once).
+
+        Raises `SchemaUnavailableError` while the registry does not answer, `DecodeError` when
+        it answers that the schema is not registered there.
+        """
         key = (name, topic)
         with self._lock:
             cached = self._registered_ids.get(key)
@@ -220,10 +237,36 @@ class AvroCodec:
             return cached
         from confluent_kafka.schema_registry import Schema
 
-        assert self._registry is not None
-        schema_id = self._registry.register_schema(
-            f"{topic}-value", Schema(self._store.text(name), "AVRO")
-        )
+        assert self._registry is not None, "no registry"
+        subject, schema = f"{topic}-value", Schema(self._store.text(name), "AVRO")
+        try:
+            if self._auto_register:
+                schema_id = int(self._registry.register_schema(subject, schema))
+            else:
+                schema_id = int(self._registry.lookup_schema(subject, schema).schema_id)
+        except Exception as exc:  # registry client errors vary
+            if _client_error(exc):
+                raise DecodeError(
+                    f"schema {name} is not registered under {subject} ({exc}); register it, or "
+                    "set CAPI_SCHEMA_REGISTRY_AUTO_REGISTER=true"
+                ) from exc
+            raise self._unavailable(f"subject {subject}: registry error: {exc}") from exc
+        self.registry_problem = None
         with self._lock:
             self._registered_ids[key] = schema_id
         return schema_id
+
+    def _unavailable(self, problem: str) -> SchemaUnavailableError:
+        self.registry_problem = problem
+        return SchemaUnavailableError(problem)
+
+
+# answers that say the registry cannot serve us now, not that the schema does not exist: the
+# readers wait (and `/readyz` says why) instead of failing messages
+_NOT_NOW = frozenset({401, 403, 408, 429})
+
+
+def _client_error(exc: Exception) -> bool:
+    """The registry answered that what was asked for does not exist: not a passing condition."""
+    status = getattr(exc, "http_status_code", None)
+    return status is not None and 400 <= int(status) < 500 and int(status) not in _NOT_NOW

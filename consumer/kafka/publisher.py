@@ -5,11 +5,15 @@ in memory until the transaction commits together with the consumed offsets
 (`send_offsets_to_transaction`). A reader with `isolation.level=read_committed` therefore sees a
 result exactly when its input offset is committed, and never twice.
 
-When a commit fails with an abortable error (a broker that stopped answering, a transaction
-timeout), the transaction is aborted and the same records are produced again in a new one, so
-nothing that was already sent to Meta has to be sent again. A fatal producer error gets a new
-producer with the same `transactional.id`, which fences the old one. Records whose partitions
-are no longer ours are dropped instead (the new owner processes those inputs again).
+A commit that times out (a broker that stopped answering) is resumed in the phase that failed:
+the offsets are not sent again while the commit is in progress, and it is retried with growing
+pauses for as long as the broker stays away (the liveness check says when the loop is stuck).
+When a commit fails with an abortable error (a transaction timeout), the transaction is aborted
+and the same records are produced again in a new one, so nothing that was already sent to Meta
+has to be sent again; records whose partitions are no longer ours are dropped instead (the new
+owner processes those inputs again). A fatal error, above all a producer fenced by another one
+with the same `transactional.id`, stops the instance (`FencedError`, `FatalError`): it never
+fences the other back.
 """
 
 from __future__ import annotations
@@ -22,18 +26,17 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from consumer.errors import CapiConsumerError
-from consumer.kafka.clients import InputConsumer, TransactionalProducer
+from consumer.errors import FatalError, FencedError
+from consumer.kafka.clients import FENCED, InputConsumer, TransactionalProducer
 
-__all__ = ["OutRecord", "PublishError", "Publisher"]
+__all__ = ["OutRecord", "Publisher"]
 
 log = logging.getLogger(__name__)
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
-class PublishError(CapiConsumerError):
-    """The transaction could not be committed within the allowed time."""
+_RETRY_PAUSE_MAX_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +61,6 @@ class Publisher:
         config: Mapping[str, Any],
         transactional_id: str,
         *,
-        commit_timeout_s: float = 120.0,
         producer_factory: Callable[[dict[str, Any]], TransactionalProducer] = Producer,
     ) -> None:
         self._config = {
@@ -69,7 +71,7 @@ class Publisher:
             "enable.idempotence": "true",
             "acks": "all",
         }
-        self._commit_timeout_s = commit_timeout_s
+        self._transactional_id = transactional_id
         self._producer_factory = producer_factory
         self._producer: TransactionalProducer | None = None
         self._pending: list[OutRecord] = []
@@ -122,54 +124,53 @@ class Publisher:
         consumer: InputConsumer,
         owned: Callable[[tuple[str, int]], bool],
     ) -> None:
-        """Commit the open transaction with `offsets`; retry, re-produce or recreate as needed.
+        """Commit the open transaction with `offsets`; resume, abort and replay, as needed.
 
         `owned` says whether an input partition is still ours; records and offsets of
         partitions that are not are dropped when the transaction must be redone.
         """
         if not self._pending and not offsets:
             return
-        deadline = time.monotonic() + self._commit_timeout_s
+        offsets_sent = False
+        pause = 0.5
         while True:
             producer = self._ensure_open()
             try:
-                if offsets:
+                if offsets and not offsets_sent:
                     producer.send_offsets_to_transaction(
                         offsets, consumer.consumer_group_metadata(), 30
                     )
+                    offsets_sent = True
                 producer.commit_transaction(30)
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
-                if time.monotonic() > deadline:
-                    raise PublishError(f"transaction not committed: {error}") from exc
-                offsets = self._recover(error, offsets, owned)
+                if error.fatal():
+                    raise self._fatal(error) from exc
+                if error.retriable() and not error.txn_requires_abort():
+                    # the phase that failed is resumed: offsets already sent are not sent again
+                    log.warning("transaction commit not done yet (%s): retrying in %.1f s",
+                                error.str(), pause)  # fmt: skip
+                    time.sleep(pause)
+                    pause = min(pause * 2, _RETRY_PAUSE_MAX_S)
+                    continue
+                self.aborts += 1
+                log.warning("transaction aborted (%s): producing its records again", error)
+                self._abort_and_replay(owned)
+                offsets = [tp for tp in offsets if owned((tp.topic, tp.partition))]
+                offsets_sent = False
                 continue
             self._open = False
             self._pending.clear()
             self.commits += 1
             return
 
-    def _recover(
-        self,
-        error: KafkaError,
-        offsets: list[TopicPartition],
-        owned: Callable[[tuple[str, int]], bool],
-    ) -> list[TopicPartition]:
-        assert self._producer is not None
-        if error.retriable() and not error.txn_requires_abort() and not error.fatal():
-            log.warning("transaction commit retried: %s", error)
-            time.sleep(0.5)
-            return offsets
-        self.aborts += 1
-        if error.fatal():
-            log.error("transactional producer failed (%s): starting a new one", error)
-            self._producer.flush(0)
-            self.start()
-            self._replay(owned)
-        else:
-            log.warning("transaction aborted (%s): producing its records again", error)
-            self._abort_and_replay(owned)
-        return [tp for tp in offsets if owned((tp.topic, tp.partition))]
+    def _fatal(self, error: KafkaError) -> FatalError:
+        if error.code() in FENCED:
+            return FencedError(
+                f"producer fenced: another instance uses the transactional id "
+                f"{self._transactional_id} (CAPI_INSTANCE_ID must differ between instances)"
+            )
+        return FatalError(f"transactional producer failed: {error}")
 
     def redo(self, owned: Callable[[tuple[str, int]], bool]) -> None:
         """Abort the open transaction and produce again what is still ours (partitions lost)."""
@@ -181,6 +182,9 @@ class Publisher:
         try:
             self._producer.abort_transaction(30)
         except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal():
+                raise self._fatal(error) from exc
             log.error("abort failed (%s): starting a new producer", exc)
             self.start()
         self._replay(owned)

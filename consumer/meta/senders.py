@@ -4,6 +4,10 @@ until their time, outcomes back to the main loop.
 The main loop calls `add` for each approved event and `step` on every turn; `step` returns the
 outcomes that arrived. Nothing here touches Kafka. A dataset that Meta throttles is held back
 as a whole (its new batches wait too) while the others keep flowing.
+
+A partition the instance gives up (`leave`) gets nothing more sent: its batched events and those
+waiting for a retry are handed back at once, and retries or split halves of its events that come
+back from requests in flight are handed back too (`take_abandoned`) instead of being sent.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class Sender:
         self._seq = itertools.count()
         self._in_flight: dict[Future[None], Attempt] = {}
         self._completed: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
+        self._left: set[Partition] = set()  # partitions given up: nothing more is sent for them
+        self._abandoned: list[Pending] = []
 
     def start(self) -> None:
         self._pool = ThreadPoolExecutor(self._max_in_flight, thread_name_prefix="capi-send")
@@ -100,8 +106,16 @@ class Sender:
                 break
             done += delivery.done
             for attempt in delivery.retry:
-                self._schedule(attempt)
+                if self._left:
+                    self._abandoned += _remove_items(attempt, self._left)
+                if attempt.batch.items:
+                    self._schedule(attempt)
         return done
+
+    def take_abandoned(self) -> list[Pending]:
+        """Events of partitions given up that came back for another try: not sent again."""
+        abandoned, self._abandoned = self._abandoned, []
+        return abandoned
 
     def next_wakeup(self) -> float | None:
         """Seconds until a batch lingers out or a retry is due; None when nothing waits."""
@@ -152,26 +166,40 @@ class Sender:
             return len(items) + len(self._batcher)
         return sum(1 for i in items if (i.source.topic, i.source.partition) in partitions)
 
+    def in_flight(self, partitions: set[Partition] | None = None) -> int:
+        """Events in requests on their way to Meta (of `partitions`, or all)."""
+        items = [i for a in list(self._in_flight.values()) for i in a.batch.items]
+        if partitions is None:
+            return len(items)
+        return sum(1 for i in items if i.source.topic_partition in partitions)
+
     def in_flight_requests(self) -> int:
         return len(self._in_flight)
 
-    def drop(self, partitions: set[Partition]) -> list[Pending]:
-        """Stop working for `partitions`: remove their batched and waiting events.
-
-        Requests already in flight finish; their outcomes come back and the caller ignores
-        what is not its own any more.
-        """
+    def leave(self, partitions: set[Partition]) -> list[Pending]:
+        """Give `partitions` up: their batched events and those waiting for a retry come back
+        now (not sent); requests already in flight finish, and what of theirs comes back for
+        another try is abandoned too (`take_abandoned`)."""
+        self._left |= partitions
         dropped = self._batcher.drop(partitions)
         kept: list[tuple[float, int, Attempt]] = []
         for entry in self._waiting:
-            attempt = entry[2]
-            mine = [
-                i for i in attempt.batch.items if (i.source.topic, i.source.partition) in partitions
-            ]
-            dropped += mine
-            attempt.batch.items = [i for i in attempt.batch.items if i not in mine]
-            if attempt.batch.items:
+            dropped += _remove_items(entry[2], partitions)
+            if entry[2].batch.items:
                 kept.append(entry)
         heapq.heapify(kept)
         self._waiting = kept
         return dropped
+
+    def join(self, partitions: set[Partition]) -> None:
+        """`partitions` are this instance's (again)."""
+        self._left -= partitions
+
+
+def _remove_items(attempt: Attempt, partitions: set[Partition]) -> list[Pending]:
+    """Take the events of `partitions` out of an attempt; return them."""
+    items = attempt.batch.items
+    mine = [i for i in items if i.source.topic_partition in partitions]
+    if mine:
+        attempt.batch.items = [i for i in items if i.source.topic_partition not in partitions]
+    return mine

@@ -145,6 +145,11 @@ class Metrics:
             ["source", "result"],
             registry=r,
         )
+        self.schema_registry_up = Gauge(
+            "capi_schema_registry_up",
+            "1 when the Schema Registry answered last (or none is used), 0 while it does not",
+            registry=r,
+        )
         self.last_success = Gauge(
             "capi_last_successful_send_timestamp_seconds",
             "When Meta last accepted a request (Unix seconds).",

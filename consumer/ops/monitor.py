@@ -7,7 +7,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from consumer.ops.metrics import Metrics
 from consumer.store.table_reader import Table, TableReader
@@ -19,10 +19,19 @@ class Monitor:
     """Feeds the gauges the loop does not own (librdkafka statistics, table lag and size,
     transactions) and answers the health checks from when the loop last turned."""
 
-    def __init__(self, metrics: Metrics, input_topic: str, ready: threading.Event) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        input_topic: str,
+        ready: threading.Event,
+        registry_problem: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self._metrics = metrics
         self._topic = input_topic
         self._ready = ready
+        self._registry_problem = registry_problem
+        self._registry_up: bool | None = None
+        self._starting = "starting"
         self._last_turn = time.monotonic()
         self._brokers_up: int | None = None  # from librdkafka statistics; None before any
         self._commits_seen = (0, 0)
@@ -31,6 +40,14 @@ class Monitor:
     def turned(self) -> None:
         """The main loop turned once more."""
         self._last_turn = time.monotonic()
+        up = self._registry_problem() is None
+        if up is not self._registry_up:
+            self._registry_up = up
+            self._metrics.schema_registry_up.set(1 if up else 0)
+
+    def starting(self, step: str) -> None:
+        """What the instance is doing before it takes traffic (said by `/readyz`)."""
+        self._starting = step
 
     def on_stats(self, stats_json: str, owned: Collection[tuple[str, int]]) -> None:
         """librdkafka statistics (every 5 s): consumer lag per partition, brokers up."""
@@ -84,8 +101,11 @@ class Monitor:
     def ready_problems(self, stuck_after_s: float = 30.0) -> list[str]:
         """What keeps this instance from taking traffic (an empty list when ready)."""
         if not self._ready.is_set():
-            return ["reference tables are not caught up yet"]
+            return [f"starting: {self._starting}"]
         problems = []
+        registry = self._registry_problem()
+        if registry is not None:
+            problems.append(f"schema registry does not answer: {registry}")
         if self._brokers_up == 0:
             problems.append("no Kafka broker is reachable")
         idle = time.monotonic() - self._last_turn

@@ -180,8 +180,14 @@ class Checkpoint:
         self._publisher.poll()
         self.commit()
 
-    def commit(self, force: bool = False) -> None:
-        """Commit what is released, when due (or now with `force`)."""
+    def commit(self, force: bool = False, letting_go: Collection[Partition] = ()) -> None:
+        """Commit what is released, when due (or now with `force`).
+
+        `letting_go`: partitions this instance gives up after this commit. Their results held
+        behind an unresolved offset go out too, past the committed offset: the next owner finds
+        them when it restores its dedup entries and skips those messages, so no answer Meta
+        gave is lost and no event is sent again.
+        """
         now = time.monotonic()
         due = now - self._last_commit >= self._interval_s
         if not (force or due or self._publisher.pending >= _PENDING_RECORDS_LIMIT):
@@ -204,6 +210,8 @@ class Checkpoint:
                     self._dedup.record(held.dedup, partition)
             if (topic, partition) in self._owned:
                 offsets.append(TopicPartition(topic, partition, run[-1] + 1))
+        # 3b. results of partitions let go of, held behind an unresolved offset, go too
+        ahead = self._publish_ahead(set(letting_go))
         # 4. the transaction commits the records with the input offsets, atomically
         self._publisher.commit(offsets, self._consumer, self._owned.__contains__)
         self._monitor.transactions(self._publisher.commits, self._publisher.aborts)
@@ -211,7 +219,30 @@ class Checkpoint:
         #    entries of the committed offsets are not needed any more
         self._dedup.committed()
         self._outbox.committed(released)
+        self._outbox.discard(ahead)
         self._last_commit = now
+
+    def _publish_ahead(self, partitions: set[Partition]) -> list[tuple[str, int, int]]:
+        """Produce the held results of `partitions` whatever their offsets; return which."""
+        if not partitions:
+            return []
+        ahead = sorted(k for k in self._held if (k[0], k[1]) in partitions)
+        for topic, partition, offset in ahead:
+            held = self._held.pop((topic, partition, offset))
+            for record in held.records:
+                self._publisher.produce(record)
+            if held.dedup is not None:
+                self._dedup.record(held.dedup, partition)
+        if ahead:
+            log.info("results published ahead of their offsets count=%d partitions=%s",
+                     len(ahead), sorted(partitions))  # fmt: skip
+        return ahead
+
+    def abandon(self, items: list[Pending]) -> None:
+        """Events given up before Meta answered them: the next owner processes them."""
+        for item in items:
+            self._dedup.abandon(item.trigger.event_id)
+            self._metrics.in_flight.dec()
 
     # -- partitions that leave -------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from consumer.errors import ConfigError
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.meta.client import CapiClient
 from consumer.ops.metrics import Metrics
@@ -29,7 +30,7 @@ from consumer.service.wiring import Parts, open_parts
 from consumer.settings import Settings
 from consumer.store.reference_tables import ReferenceTables
 
-__all__ = ["Service", "build_service"]
+__all__ = ["Service", "build_service", "registry_config"]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ class Service:
         self.metrics = metrics or Metrics()
         self.tables = ReferenceTables.for_topics(codec, settings.topics)
         self.ready = threading.Event()
-        self.monitor = Monitor(self.metrics, settings.topics.triggered, self.ready)
+        self.monitor = Monitor(self.metrics, settings.topics.triggered, self.ready,
+                               lambda: codec.registry_problem)  # fmt: skip
         self._codec = codec
         self._client = client
         self._clock_ms = clock_ms
@@ -68,7 +70,7 @@ class Service:
         with contextlib.ExitStack() as stack:
             parts = open_parts(stack, self.settings, codec=self._codec, client=self._client,
                                reference=self.tables, metrics=self.metrics, monitor=self.monitor,
-                               clock_ms=self._clock_ms)  # fmt: skip
+                               clock_ms=self._clock_ms, stopping=self._stop)  # fmt: skip
             log.info("consuming topic=%s group=%s instance=%s", self.settings.topics.triggered,
                      self.settings.group_id, self.settings.instance_id)  # fmt: skip
             if self._on_ready is not None:
@@ -109,6 +111,7 @@ class Service:
         # 5. send: batches go out, Meta's answers come back
         for item, outcome in p.sender.step(backlog=len(msgs) == _CONSUME_BATCH):
             p.checkpoint.answered(item, outcome)
+        p.checkpoint.abandon(p.sender.take_abandoned())
         # 6. checkpoint: results with their offsets, when due
         p.checkpoint.turn()
         self.metrics.flush()
@@ -124,8 +127,8 @@ def build_service(
     if settings.schema_registry_url:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
-        registry = SchemaRegistryClient({"url": settings.schema_registry_url})
-    codec = AvroCodec(SchemaStore(), registry)
+        registry = SchemaRegistryClient(registry_config(settings))
+    codec = AvroCodec(SchemaStore(), registry, auto_register=settings.schema_registry_auto_register)
     client = CapiClient(
         settings.graph_url,
         settings.graph_api_version,
@@ -135,3 +138,18 @@ def build_service(
         throttle_backoff_s=settings.throttle_backoff_s,
     )
     return Service(settings, metrics=metrics, codec=codec, client=client, on_ready=on_ready)
+
+
+def registry_config(settings: Settings) -> dict[str, str]:
+    """The Schema Registry client's settings: its URL, and basic authentication when the
+    credentials folder holds `CAPI_SCHEMA_REGISTRY_CREDENTIALS` (`user:password`)."""
+    config = {"url": settings.schema_registry_url or ""}
+    auth = settings.credentials_dir / settings.schema_registry_credentials
+    if auth.is_file():
+        user_info = auth.read_text(encoding="utf-8").strip()
+        if ":" not in user_info:
+            raise ConfigError(
+                "CAPI_SCHEMA_REGISTRY_CREDENTIALS", f"{auth.name} must hold user:password"
+            )
+        config["basic.auth.user.info"] = user_info
+    return config

@@ -2,10 +2,13 @@
 
 - Assigned: the committed offsets say where the outbox's entries start and from where the dedup
   entries are restored; the partitions wait (flow control) until that is done.
-- Revoked, and at shutdown (drain): what is batched is sent, Meta's answers are awaited (up to
-  `CAPI_DRAIN_TIMEOUT_S`) and committed with their offsets before the partitions go.
-- Lost (the group moved on without us): nothing of theirs may be committed any more; their
-  messages will be processed again by the new owner.
+- Revoked, and at shutdown (drain): nothing more is sent for the partitions; events not sent
+  yet (batched, or waiting for a retry) are left to the next owner; the answers of requests in
+  flight are awaited (up to `CAPI_DRAIN_TIMEOUT_S`, never a backoff); then every answer Meta
+  gave is published in the last transaction, those behind an unresolved offset past the
+  committed offset, where the next owner finds them and skips their messages.
+- Lost (the group moved on without us): nothing of theirs may be committed or sent any more;
+  their messages will be processed again by the new owner.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from consumer.ops.metrics import Metrics
 from consumer.service.checkpoint import Checkpoint, Partition
 from consumer.service.flow import FlowControl
 from consumer.settings import Topics
-from consumer.store.dedup import Dedup
 from consumer.store.dedup_restore import DedupRestore
 from consumer.store.outbox import Outbox
 
@@ -43,7 +45,6 @@ class Rebalance:
         checkpoint: Checkpoint,
         flow: FlowControl,
         sender: Sender,
-        dedup: Dedup,
         restore: DedupRestore,
         outbox: Outbox,
         topics: Topics,
@@ -55,7 +56,6 @@ class Rebalance:
         self._checkpoint = checkpoint
         self._flow = flow
         self._sender = sender
-        self._dedup = dedup
         self._restore = restore
         self._outbox = outbox
         self._topics = topics
@@ -73,7 +73,9 @@ class Rebalance:
                 f"{self._topics.results} has {self._restore.partitions} partitions; it needs "
                 f"at least as many as {self._topics.triggered} (partition {too_high[0]})"
             )
-        self._owned |= {(tp.topic, tp.partition) for tp in partitions}
+        arrived = {(tp.topic, tp.partition) for tp in partitions}
+        self._owned |= arrived
+        self._sender.join(arrived)
         committed = consumer.committed(partitions, timeout=30) if partitions else []
         log.info("committed input offsets %s", _offsets(committed))
         for tp in committed:
@@ -86,7 +88,6 @@ class Rebalance:
         self._metrics.rebalances.labels("revoke").inc()
         if not self._closing:
             self._finish({(tp.topic, tp.partition) for tp in partitions})
-            self._checkpoint.commit(force=True)
         self._release(partitions)
 
     def on_lost(self, consumer: InputConsumer, partitions: list[TopicPartition]) -> None:
@@ -100,36 +101,34 @@ class Rebalance:
         """At shutdown: stop reading, finish what is under way, commit."""
         log.info("draining pending=%d", len(self._checkpoint))
         self._flow.pause_all()
-        self._finish(None)
-        self._checkpoint.commit(force=True)
+        self._finish(set(self._owned))
 
     def closing(self) -> None:
         """The consumer is closing: a revoke now only lets go (the drain has run)."""
         self._closing = True
 
-    def _finish(self, partitions: set[Partition] | None) -> None:
-        """Send what is batched and wait for outcomes (of `partitions`, or all), committing."""
-        self._sender.flush()
+    def _finish(self, partitions: set[Partition]) -> None:
+        """Let `partitions` go: send nothing more for them, wait for the answers in flight,
+        publish every answer and commit."""
+        self._checkpoint.abandon(self._sender.leave(partitions))
         deadline = self._clock() + self._drain_timeout_s
-        while self._sender.events(partitions) and self._clock() < deadline:
+        while True:
             for item, outcome in self._sender.step():
                 self._checkpoint.answered(item, outcome)
+            self._checkpoint.abandon(self._sender.take_abandoned())
+            left = self._sender.in_flight(partitions)
+            if not left or self._clock() >= deadline:
+                break
             self._checkpoint.turn()
             time.sleep(0.01)
-        for item, outcome in self._sender.step():
-            self._checkpoint.answered(item, outcome)
-        left = self._sender.events(partitions)
         if left:
-            log.warning(
-                "drain timed out: %d events left unresolved; their input will be processed again",
-                left,
-            )
+            log.warning("drain timed out after %.0f s: %d events in flight without an answer; "
+                        "the next owner sends them again", self._drain_timeout_s, left)  # fmt: skip
+        self._checkpoint.commit(force=True, letting_go=partitions)
 
     def _release(self, partitions: list[TopicPartition]) -> set[Partition]:
         gone = {(tp.topic, tp.partition) for tp in partitions}
-        for item in self._sender.drop(gone):
-            self._dedup.abandon(item.trigger.event_id)
-            self._metrics.in_flight.dec()
+        self._checkpoint.abandon(self._sender.leave(gone))
         self._owned -= gone
         self._checkpoint.release(gone)
         self._flow.forget(gone)

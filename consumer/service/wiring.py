@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Consumer
 
+from consumer.errors import DecodeError, FatalError, SchemaUnavailableError
 from consumer.events.policy import Rules
 from consumer.kafka.codec import AvroCodec
 from consumer.kafka.publisher import Publisher
+from consumer.kafka.registry_wait import REGISTRY_RETRY_S
 from consumer.meta.attempt import Dispatcher
 from consumer.meta.batching import Batcher
 from consumer.meta.client import CapiClient
@@ -62,6 +65,7 @@ def open_parts(
     metrics: Metrics,
     monitor: Monitor,
     clock_ms: Callable[[], int],
+    stopping: threading.Event,
 ) -> Parts:
     """Open the state, the tables, the clients and wire the parts; `stack` closes them, in
     reverse order."""
@@ -72,24 +76,32 @@ def open_parts(
     tables = _closing(
         stack, TableReader(reference.all(), consumer_config, store, admin_config=admin_config)
     )
+    monitor.starting("catching the reference tables up")
     took = tables.bootstrap()
     for table in reference.all():
         metrics.table_bootstrap_seconds.labels(table.name).set(took)
     monitor.tables(tables, reference.all(), counts=True)
     dedup = Dedup(store, s.topics.results)
     dedup.create_table()
-    restore = DedupRestore(dedup, codec, consumer_config, admin_config)
+    producer_config = {**s.kafka_config("producer"), **rdkafka_log}
+    transaction_timeout_s = float(producer_config.get("transaction.timeout.ms", 60_000)) / 1000
+    restore = DedupRestore(dedup, codec, consumer_config, admin_config,
+                           transaction_timeout_s=transaction_timeout_s)  # fmt: skip
     restore.open()
     stack.callback(_quietly, restore.close)
     dedup.purge()
     outbox = Outbox(store)
     outbox.open()
     publisher = Publisher(
-        {**s.kafka_config("producer"), **rdkafka_log},
+        producer_config,
         f"capi-consumer-{s.group_id}-{s.instance_id}",
     )
+    monitor.starting("starting the transactional producer")
     publisher.start()
     stack.callback(_quietly, publisher.close)
+    if s.schema_registry_url:
+        monitor.starting("looking the result schema up in the schema registry")
+        _wait_for_result_schema(codec, s.topics.results, stopping)
     owned: set[Partition] = set()
     consumer = _closing(stack, Consumer(_consumer_config(s, consumer_config, monitor, owned)))
     restricted_assets: set[str] = set()
@@ -109,7 +121,7 @@ def open_parts(
     flow = FlowControl(consumer=consumer, restore=restore, owned=owned,
                        max_pending=s.max_pending_events, metrics=metrics)  # fmt: skip
     rebalance = Rebalance(
-        owned=owned, checkpoint=checkpoint, flow=flow, sender=sender, dedup=dedup,
+        owned=owned, checkpoint=checkpoint, flow=flow, sender=sender,
         restore=restore, outbox=outbox, topics=s.topics, drain_timeout_s=s.drain_timeout_s,
         metrics=metrics,
     )  # fmt: skip
@@ -124,6 +136,20 @@ def open_parts(
     consumer.subscribe([s.topics.triggered], on_assign=rebalance.on_assign,
                        on_revoke=rebalance.on_revoke, on_lost=rebalance.on_lost)  # fmt: skip
     return Parts(consumer, tables, reference, triage, sender, checkpoint, flow, rebalance)
+
+
+def _wait_for_result_schema(codec: AvroCodec, topic: str, stopping: threading.Event) -> None:
+    """The result schema's id, before anything is consumed: wait while the registry does not
+    answer (no crash loop); stop when it answers that the schema is not registered."""
+    while not stopping.is_set():
+        try:
+            codec.schema_id("ConversionResult", topic)
+            return
+        except SchemaUnavailableError as exc:
+            log.warning("waiting for the schema registry: %s", exc)
+            stopping.wait(REGISTRY_RETRY_S)
+        except DecodeError as exc:
+            raise FatalError(str(exc)) from exc
 
 
 def _consumer_config(

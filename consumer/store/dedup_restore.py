@@ -13,29 +13,65 @@ before any of its messages is processed:
   new producer's `init_transactions` aborts the dead one's transaction), but some brokers
   (Tansu 0.6) leave a fenced transaction's records visible. Skipping those messages keeps
   exactly one result per input, and no second send, on either.
+
+A partition whose reading stops short of its end waits: a broker that does not answer holds
+every partition until it answers again. Only a partition stuck behind an open transaction (the
+broker answers, the position does not move) for longer than the producers' transaction timeout
+(`transaction.timeout.ms`; the broker aborts such a transaction by then) goes on with what is
+committed.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicCollection, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
-from consumer.errors import CapiConsumerError, DecodeError
+from consumer.errors import CapiConsumerError, DecodeError, SchemaUnavailableError
 from consumer.events.results import Reason
 from consumer.kafka.codec import AvroCodec
+from consumer.kafka.registry_wait import RegistryWait
 from consumer.store.dedup import Dedup, DedupRow
 from consumer.store.table_reader import reader_config
 
-__all__ = ["DedupRestore"]
+__all__ = ["DedupRestore", "RestoreConsumer"]
 
 log = logging.getLogger(__name__)
 
-_RESTORE_STALL_S = 30.0
+_STALL_MARGIN_S = 10.0
+
+
+class RestoreConsumer(Protocol):
+    """The part of a group-less `confluent_kafka.Consumer` the restore uses."""
+
+    def assign(self, partitions: list[TopicPartition]) -> None: ...
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]: ...
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
+
+    def seek(self, partition: TopicPartition) -> None: ...
+
+    def pause(self, partitions: list[TopicPartition]) -> None: ...
+
+    def resume(self, partitions: list[TopicPartition]) -> None: ...
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = -1, cached: bool = False
+    ) -> tuple[int, int]: ...
+
+    def close(self) -> None: ...
 
 
 class DedupRestore:
@@ -48,19 +84,25 @@ class DedupRestore:
         codec: AvroCodec,
         kafka_config: Mapping[str, Any],
         admin_config: Mapping[str, Any],
+        *,
+        transaction_timeout_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dedup = dedup
+        self._stall_s = transaction_timeout_s + _STALL_MARGIN_S
+        self._clock = clock
         self._topic = dedup.topic
         self._codec = codec
         self._config = reader_config(kafka_config, "dedup-restore")
         self._admin_config = dict(admin_config)
-        self._consumer: Consumer | None = None
+        self._consumer: RestoreConsumer | None = None
         self._restoring: dict[int, int] = {}  # partition -> end offset to reach
-        self._progress = (0.0, -1)  # when the record count last moved, and the count
+        self._progress: dict[int, tuple[float, int]] = {}  # partition -> when it moved, position
         self._committed_input: dict[int, int] = {}  # partition -> committed input offset
         self._resolved: dict[int, set[int]] = {}  # partition -> input offsets with a result
         self.partitions = 0
         self.records_restored = 0
+        self._registry_wait = RegistryWait("dedup restore")
 
     def open(self) -> None:
         """Learn the results topic's partitions; reset the table when the topic is new."""
@@ -70,11 +112,15 @@ class DedupRestore:
             description = future[self._topic].result()
         except Exception as exc:  # any failure means the topic is unusable
             raise CapiConsumerError(f"results topic {self._topic} is not available: {exc}") from exc
-        self.partitions = len(description.partitions)
         topic_id = str(description.topic_id)
         if self._dedup.stored_topic_id() != topic_id:
             self._dedup.reset(topic_id)
-        self._consumer = Consumer(self._config)
+        self.attach(Consumer(self._config), len(description.partitions))
+
+    def attach(self, consumer: RestoreConsumer, partitions: int) -> None:
+        """Read with `consumer` (group-less, assigned by hand) a topic of `partitions`."""
+        self._consumer = consumer
+        self.partitions = partitions
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -99,7 +145,9 @@ class DedupRestore:
             if high > max(start, low, 0):
                 self._restoring[partition] = high
         self._reassign(stored)
-        self._progress = (time.monotonic(), self.records_restored)
+        now = self._clock()
+        for partition in self._restoring:
+            self._progress.setdefault(partition, (now, -1))
 
     def _reassign(self, stored: Mapping[int, int]) -> None:
         assert self._consumer is not None, "open() first"
@@ -125,6 +173,7 @@ class DedupRestore:
         """Apply a slice of the results; return the partitions now restored."""
         if not self._restoring or self._consumer is None:
             return []
+        self._registry_wait.release_due(self._consumer)
         msgs = self._consumer.consume(num_messages=max_records, timeout=0.05)
         rows: list[DedupRow] = []
         offsets: dict[int, int] = {}
@@ -132,8 +181,14 @@ class DedupRestore:
             partition, offset = msg.partition(), msg.offset()
             if msg.error() is not None or partition is None or offset is None:
                 continue
+            if (self._topic, partition) in self._registry_wait:
+                continue  # read again from the message that waits
+            try:
+                row = self._apply(msg.value(), partition)
+            except SchemaUnavailableError as exc:
+                self._registry_wait.hold(self._consumer, self._topic, partition, offset, str(exc))
+                continue
             offsets[partition] = offset + 1
-            row = self._apply(msg.value(), partition)
             if row is not None:
                 rows.append(row)
         if msgs:
@@ -160,23 +215,27 @@ class DedupRestore:
     def _finished_partitions(self) -> list[int]:
         assert self._consumer is not None, "open() first"
         done = []
+        now = self._clock()
         for tp in self._consumer.position(
             [TopicPartition(self._topic, p) for p in self._restoring]
         ):
-            if tp.offset >= self._restoring[tp.partition]:
-                done.append(tp.partition)
-        now = time.monotonic()
-        last_move, last_count = self._progress
-        if self.records_restored != last_count or done:
-            self._progress = (now, self.records_restored)
-        elif now - last_move > _RESTORE_STALL_S:
-            # read_committed stops at the last stable offset: an open transaction of a dead
-            # instance holds it until the broker aborts it. What lies behind is uncommitted.
-            log.warning("dedup restore stalled partitions=%s; going on with what is committed",
-                        sorted(self._restoring))  # fmt: skip
-            done = list(self._restoring)
+            partition, position = tp.partition, tp.offset
+            if position >= self._restoring[partition]:
+                done.append(partition)
+            elif position != self._progress[partition][1] or (
+                (self._topic, partition) in self._registry_wait
+            ):
+                self._progress[partition] = (now, position)  # moving, or waiting for the registry
+            elif now - self._progress[partition][0] > self._stall_s and self._stuck(partition):
+                # read_committed stops at the last stable offset: an open transaction of a dead
+                # instance holds it until the broker aborts it. What lies behind is uncommitted.
+                log.warning("dedup restore stuck behind an open transaction partition=%d "
+                            "for %.0f s; going on with what is committed", partition,
+                            now - self._progress[partition][0])  # fmt: skip
+                done.append(partition)
         for partition in done:
             del self._restoring[partition]
+            self._progress.pop(partition, None)
         if done:
             self._reassign(self._dedup.stored_offsets())
             log.info("dedup restored partitions=%s records=%d resolved_uncommitted=%d",
@@ -184,12 +243,28 @@ class DedupRestore:
                      sum(len(self._resolved.get(p, ())) for p in done))  # fmt: skip
         return done
 
+    def _stuck(self, partition: int) -> bool:
+        """The broker answers, and there is more to read: an open transaction holds the
+        partition (not a broker that is away, which every partition waits for)."""
+        assert self._consumer is not None, "open() first"
+        try:
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self._topic, partition), timeout=5, cached=False
+            )
+        except KafkaException as exc:
+            log.info("dedup restore waits for the broker partition=%d: %s", partition, exc)
+            self._progress[partition] = (self._clock(), self._progress[partition][1])
+            return False
+        return bool(high > self._progress[partition][1])
+
     def forget(self, partitions: list[int]) -> None:
         """Partitions that are no longer ours: stop restoring them."""
         changed = False
         for partition in partitions:
             self._resolved.pop(partition, None)
             self._committed_input.pop(partition, None)
+            self._progress.pop(partition, None)
+            self._registry_wait.forget([(self._topic, partition)])
             if self._restoring.pop(partition, None) is not None:
                 changed = True
         if changed:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 import orjson
 
@@ -38,17 +39,38 @@ class Outbox:
     """Meta's answers by input offset, in the state store: written each loop turn (`flush`),
     read back for a message processed again (`take`), deleted once committed (`committed`)."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        window_s: int = 7 * 24 * 3600,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
         self._store = store
-        self._pending: list[tuple[str, int, int, bytes]] = []
+        self._window_ms = window_s * 1000
+        self._clock_ms = clock_ms
+        self._pending: list[tuple[str, int, int, bytes, int]] = []
         self._known: dict[tuple[str, int], set[int]] = {}
 
     def open(self) -> None:
-        self._store.db.execute(
+        """Create the table, and purge what is older than Meta's window: entries of partitions
+        this instance was never assigned again (an event that old would be refused anyway)."""
+        db = self._store.db
+        db.execute(
             "CREATE TABLE IF NOT EXISTS outbox (topic TEXT NOT NULL, partition INTEGER NOT NULL,"
-            " offset INTEGER NOT NULL, entry BLOB NOT NULL, PRIMARY KEY (topic, partition, offset))"
-            " WITHOUT ROWID"
+            " offset INTEGER NOT NULL, entry BLOB NOT NULL, at INTEGER NOT NULL DEFAULT 0,"
+            " PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID"
         )
+        now = self._clock_ms()
+        with self._store.transaction():
+            columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+            if "at" not in columns:  # a state folder of an earlier version: its entries are new
+                db.execute("ALTER TABLE outbox ADD COLUMN at INTEGER NOT NULL DEFAULT 0")
+                db.execute("UPDATE outbox SET at = ?", (now,))
+            purged = db.execute("DELETE FROM outbox WHERE at < ?", (now - self._window_ms,))
+        if purged.rowcount:
+            log.info("outbox entries older than the event window purged count=%d",
+                     purged.rowcount)  # fmt: skip
 
     def load(self, topic: str, partition: int, committed: int) -> None:
         """Remember which offsets of a newly assigned partition have an entry; drop the ones
@@ -94,14 +116,15 @@ class Outbox:
                 "dedup": None if dedup is None else list(dedup),
             }
         )  # fmt: skip
-        self._pending.append((topic, partition, offset, entry))
+        self._pending.append((topic, partition, offset, entry, self._clock_ms()))
 
     def flush(self) -> None:
         if not self._pending:
             return
         with self._store.transaction():
             self._store.db.executemany(
-                "INSERT OR REPLACE INTO outbox (topic, partition, offset, entry) VALUES (?,?,?,?)",
+                "INSERT OR REPLACE INTO outbox (topic, partition, offset, entry, at)"
+                " VALUES (?,?,?,?,?)",
                 self._pending,
             )
         self._pending.clear()
@@ -126,6 +149,19 @@ class Outbox:
         ]  # fmt: skip
         dedup = DedupEntry(str(data["dedup"][0]), str(data["dedup"][1])) if data["dedup"] else None
         return records, dedup
+
+    def discard(self, entries: list[tuple[str, int, int]]) -> None:
+        """These (topic, partition, offset) entries are published: not needed any more."""
+        if not entries:
+            return
+        with self._store.transaction():
+            self._store.db.executemany(
+                "DELETE FROM outbox WHERE topic = ? AND partition = ? AND offset = ?", entries
+            )
+        for topic, partition, offset in entries:
+            known = self._known.get((topic, partition))
+            if known:
+                known.discard(offset)
 
     def committed(self, released: dict[tuple[str, int], list[int]]) -> None:
         """Those offsets are committed: their entries are not needed any more."""

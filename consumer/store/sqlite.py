@@ -12,6 +12,8 @@ Deleting the folder is always safe: the tables are rebuilt from their compacted 
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import sqlite3
 import threading
@@ -20,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["KeyValue", "StateStore"]
+
+log = logging.getLogger(__name__)
 
 _SCHEMA_VERSION = 1
 
@@ -77,7 +81,7 @@ class StateStore:
         return self._db
 
     def open(self) -> StateStore:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _private(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA secure_delete = ON")
         db.execute("PRAGMA journal_mode = TRUNCATE")
@@ -140,3 +144,17 @@ class StateStore:
         self.db.execute(
             "INSERT OR REPLACE INTO topics (topic, topic_id) VALUES (?, ?)", (topic, topic_id)
         )
+
+
+def _private(path: Path) -> None:
+    """The state holds contact data: its folder 0700, its file 0600 (SQLite gives its journal
+    the file's mode)."""
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for target, mode in ((folder, 0o700), (path, 0o600)):
+        try:
+            os.chmod(target, mode)
+        except PermissionError:  # a folder another user owns (a mounted volume): leave it
+            log.warning("cannot restrict the permissions of %s to %o", target, mode)

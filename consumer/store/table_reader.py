@@ -21,8 +21,9 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from consumer.errors import CapiConsumerError, DecodeError
+from consumer.errors import CapiConsumerError, DecodeError, SchemaUnavailableError
 from consumer.kafka.clients import PARTITION_EOF
+from consumer.kafka.registry_wait import RegistryWait
 from consumer.store.sqlite import KeyValue, StateStore
 
 __all__ = ["BootstrapTimeout", "Table", "TableReader", "reader_config"]
@@ -149,6 +150,7 @@ class TableReader:
         self._assignment: list[TopicPartition] = []
         self.records_read = 0
         self.bootstrap_seconds = 0.0
+        self._registry_wait = RegistryWait("table reader")
 
     def bootstrap(self, timeout_s: float = 300.0) -> float:
         """Catch every table up with its topic; return the seconds it took."""
@@ -175,6 +177,7 @@ class TableReader:
         while targets:
             if time.monotonic() - started > timeout_s:
                 raise BootstrapTimeout(f"tables not caught up after {timeout_s:.0f}s")
+            self._registry_wait.release_due(consumer)
             self._apply(consumer.consume(num_messages=10_000, timeout=0.5))
             # Positions, not message offsets: compaction and transaction markers leave gaps.
             for tp in consumer.position([TopicPartition(t, p) for t, p in targets]):
@@ -215,6 +218,7 @@ class TableReader:
         """Apply what arrived since the last call without waiting; return how many."""
         if self._consumer is None:
             return 0
+        self._registry_wait.release_due(self._consumer)
         msgs = self._consumer.consume(num_messages=max_messages, timeout=0)
         self._apply(msgs)
         return len(msgs)
@@ -230,8 +234,16 @@ class TableReader:
                     if error.code() != PARTITION_EOF:
                         log.warning("table consumer error topic=%s error=%s", msg.topic(), error)
                     continue
-                self._tables[msg.topic()].apply(msg.key(), msg.value())
-                next_offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                if (topic, partition) in self._registry_wait:
+                    continue  # read again from the message that waits
+                try:
+                    self._tables[topic].apply(msg.key(), msg.value())
+                except SchemaUnavailableError as exc:
+                    assert self._consumer is not None
+                    self._registry_wait.hold(self._consumer, topic, partition, offset, str(exc))
+                    continue
+                next_offsets[(topic, partition)] = offset + 1
             for (topic, partition), offset in next_offsets.items():
                 self._store.save_offset(topic, partition, offset)
         self.records_read += len(msgs)

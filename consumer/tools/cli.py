@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
-from consumer.errors import CapiConsumerError, ConfigError
+from consumer.errors import CapiConsumerError, ConfigError, FencedError
 from consumer.settings import Settings
 
 __all__ = ["main"]
@@ -97,6 +97,9 @@ def run(worker: int | None) -> None:
     signal.signal(signal.SIGINT, on_signal)
     try:
         app.run()
+    except FencedError as exc:
+        log.error("stopping: %s", exc)
+        sys.exit(3)
     except CapiConsumerError as exc:
         log.error("stopping: %s", exc)
         sys.exit(1)

@@ -32,10 +32,16 @@ def kill_leftovers() -> list[str]:
 class Service:
     """One `capi-consumer run` process with its own instance id and state folder."""
 
-    def __init__(self, env: dict[str, str], workdir: Path, name: str) -> None:
+    def __init__(
+        self, env: dict[str, str], workdir: Path, name: str, state: str | None = None
+    ) -> None:
         self.name = name
-        self._env = {**env, "CAPI_INSTANCE_ID": name, "CAPI_STATE_DIR": str(workdir / name)}
-        self._log = workdir / f"{name}.log"
+        self._env = {
+            **env,
+            "CAPI_INSTANCE_ID": name,
+            "CAPI_STATE_DIR": str(workdir / (state or name)),
+        }
+        self._log = workdir / f"{state or name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -63,7 +69,7 @@ class Service:
         """Rebalances this service has completed (each logs its assignment, even an empty one)."""
         if not self._log.exists():
             return 0
-        return self._log.read_text(errors="replace").count(" consumer.app assigned ")
+        return self._log.read_text(errors="replace").count(" consumer.service.rebalance assigned ")
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])

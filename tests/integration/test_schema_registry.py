@@ -1,87 +1,80 @@
-"""The Confluent framing through the real `SchemaRegistryClient`, against a minimal registry.
-
-The registry here implements the two REST calls the codec needs (register a schema under a
-subject, fetch a schema by id), so the client library's real request and response handling is
-exercised.
-"""
-
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+"""The Confluent framing through the real `SchemaRegistryClient`, against a minimal registry:
+registration only when asked, lookups otherwise, basic authentication from the credentials
+folder, and an outage that is a passing condition."""
 
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from consumer.errors import ConfigError, DecodeError, SchemaUnavailableError
 from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.service.loop import registry_config
+from consumer.settings import Settings
 from tests.factories import trigger_record
+from tests.registry import MinimalRegistry
 
 pytestmark = pytest.mark.integration
 
 
-class _Registry(BaseHTTPRequestHandler):
-    schemas: list[str] = []
-    subjects: dict[str, list[int]] = {}
-
-    def log_message(self, *args):
-        pass
-
-    def _reply(self, status, payload):
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self):
-        parts = self.path.split("?")[0].strip("/").split("/")
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if len(parts) == 3 and parts[0] == "subjects" and parts[2] == "versions":
-            schema = body["schema"]
-            if schema not in self.schemas:
-                self.schemas.append(schema)
-            schema_id = self.schemas.index(schema) + 1
-            self.subjects.setdefault(parts[1], []).append(schema_id)
-            self._reply(200, {"id": schema_id})
-        else:
-            self._reply(404, {"error_code": 404, "message": "not found"})
-
-    def do_GET(self):
-        parts = self.path.split("?")[0].strip("/").split("/")
-        if len(parts) == 3 and parts[:2] == ["schemas", "ids"]:
-            schema_id = int(parts[2])
-            if 0 < schema_id <= len(self.schemas):
-                self._reply(200, {"schema": self.schemas[schema_id - 1], "schemaType": "AVRO"})
-                return
-            self._reply(404, {"error_code": 40403, "message": "Schema not found"})
-        else:
-            self._reply(404, {"error_code": 404, "message": "not found"})
-
-
 @pytest.fixture
-def registry_url():
-    _Registry.schemas, _Registry.subjects = [], {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def registry():
+    with MinimalRegistry() as running:
+        yield running
 
 
-def test_confluent_framing_through_the_real_registry_client(registry_url):
-    codec = AvroCodec(SchemaStore(), SchemaRegistryClient({"url": registry_url}))
+def _codec(url, **kwargs):
+    return AvroCodec(SchemaStore(), SchemaRegistryClient({"url": url}), **kwargs)
+
+
+def test_confluent_framing_through_the_real_registry_client(registry):
+    codec = _codec(registry.url, auto_register=True)
     record = trigger_record()
     data = codec.encode("ConversionTriggered", record, "conversions.triggered")
     assert data[0] == 0
-    assert _Registry.subjects == {"conversions.triggered-value": [1]}
+    assert registry.subjects == {"conversions.triggered-value": [1]}
     # a second codec (another process) resolves the writer schema by id from the registry
-    reader = AvroCodec(SchemaStore(), SchemaRegistryClient({"url": registry_url}))
-    assert reader.decode(data, "ConversionTriggered") == record
+    assert _codec(registry.url).decode(data, "ConversionTriggered") == record
 
 
-def test_unknown_schema_id_is_a_decode_error(registry_url):
-    from consumer.errors import DecodeError
+def test_the_service_looks_its_schema_up_and_registers_it_only_when_told(registry):
+    with pytest.raises(DecodeError, match="not registered under results-value"):
+        _codec(registry.url).schema_id("ConversionResult", "results")
+    assert registry.subjects == {}
+    registered = _codec(registry.url, auto_register=True).schema_id("ConversionResult", "results")
+    assert _codec(registry.url).schema_id("ConversionResult", "results") == registered
+    assert registry.subjects == {"results-value": [registered]}  # the lookup registered nothing
 
-    codec = AvroCodec(SchemaStore(), SchemaRegistryClient({"url": registry_url}))
+
+def test_unknown_schema_id_is_a_decode_error(registry):
     with pytest.raises(DecodeError, match="schema id 42"):
-        codec.decode(b"\x00\x00\x00\x00\x2a\x02", "ConversionTriggered")
+        _codec(registry.url).decode(b"\x00\x00\x00\x00\x2a\x02", "ConversionTriggered")
+
+
+def test_a_stopped_registry_is_waited_for(registry):
+    data = _codec(registry.url, auto_register=True).encode(
+        "ConversionTriggered", trigger_record(), "t"
+    )
+    codec = _codec(registry.url)
+    registry.stop()
+    with pytest.raises(SchemaUnavailableError):
+        codec.decode(data, "ConversionTriggered")
+    assert codec.registry_problem is not None
+    registry.start()  # the same port
+    assert codec.decode(data, "ConversionTriggered") == trigger_record()
+    assert codec.registry_problem is None
+
+
+def test_basic_authentication_read_from_the_credentials_folder(tmp_path):
+    (tmp_path / "schema-registry").write_text("svc-capi:s3cret\n")
+    with MinimalRegistry(user_info="svc-capi:s3cret") as registry:
+        settings = Settings(schema_registry_url=registry.url, credentials_dir=tmp_path)
+        authed = AvroCodec(SchemaStore(), SchemaRegistryClient(registry_config(settings)),
+                           auto_register=True)  # fmt: skip
+        assert authed.schema_id("ConversionResult", "results") == 1
+        anonymous = _codec(registry.url, auto_register=True)
+        with pytest.raises(SchemaUnavailableError):  # waited for, never a failed message
+            anonymous.schema_id("ConversionResult", "results")
+        assert "401" in anonymous.registry_problem
+    (tmp_path / "schema-registry").write_text("no separator")
+    with pytest.raises(ConfigError, match="user:password"):
+        registry_config(settings)
+    assert "s3cret" not in repr(settings)

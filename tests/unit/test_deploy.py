@@ -91,8 +91,9 @@ def test_dockerfile_is_slim_and_non_root():
     assert 'ENTRYPOINT ["capi-consumer"]' in text
 
 
-def test_deployment_probes_secrets_and_disruption_budget():
-    deployment = yaml.safe_load((DEPLOY / "k8s" / "deployment.yaml").read_text())
+def test_statefulset_probes_secrets_state_and_disruption_budget():
+    deployment = yaml.safe_load((DEPLOY / "k8s" / "statefulset.yaml").read_text())
+    assert deployment["kind"] == "StatefulSet"  # stable CAPI_INSTANCE_ID and state per pod
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -104,12 +105,20 @@ def test_deployment_probes_secrets_and_disruption_budget():
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "secret" in volumes["credentials"]
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["terminationGracePeriodSeconds"] > 30  # the default drain timeout
+    drain = float(_configmap()["CAPI_DRAIN_TIMEOUT_S"])
+    assert pod["terminationGracePeriodSeconds"] >= drain + 30  # the drain, then the last commit
+    assert mounts["state"]["mountPath"] == "/var/lib/capi/state"  # the image's CAPI_STATE_DIR
+    assert "state" not in volumes  # not an emptyDir: a volume claim per pod keeps the outbox
+    claims = {c["metadata"]["name"] for c in deployment["spec"]["volumeClaimTemplates"]}
+    assert claims == {"state"}
+    service = yaml.safe_load((DEPLOY / "k8s" / "service.yaml").read_text())
+    assert deployment["spec"]["serviceName"] == service["metadata"]["name"]
     instance = next(e for e in container["env"] if e["name"] == "CAPI_INSTANCE_ID")
     assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     pdb = yaml.safe_load((DEPLOY / "k8s" / "pdb.yaml").read_text())
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
     hpa = yaml.safe_load((DEPLOY / "k8s" / "hpa.yaml").read_text())
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
     metric = hpa["spec"]["metrics"][0]["external"]["metric"]["name"]
     assert metric in _catalogue()
 
@@ -124,3 +133,7 @@ def test_compose_runs_the_full_stack():
     for mount in services["prometheus"]["volumes"] + services["grafana"]["volumes"]:
         source = mount.split(":", 1)[0]
         assert (DEPLOY / source).exists(), source
+
+
+def _configmap() -> dict[str, str]:
+    return yaml.safe_load((DEPLOY / "k8s" / "configmap.yaml").read_text())["data"]

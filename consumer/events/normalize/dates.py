@@ -87,7 +87,7 @@ def _parse_date(text: str, region: str | None, today: dt.date) -> dt.date | None
         if first > 12 or (second <= 12 and region != "US"):
             return dt.date(year, second, first)
         return dt.date(year, first, second)
-    except ValueError:
+    except (ValueError, OverflowError):  # a day or year past what a date (or a C long) holds
         return None
 
 

@@ -22,6 +22,7 @@ from consumer.events.normalize import (
     sha256_hex,
 )
 from consumer.events.records import CUSTOMER_FIELDS, CustomerInfo
+from tests.factories import customer_info
 
 
 def test_meta_published_digests():
@@ -106,8 +107,12 @@ def test_date_of_birth(raw, region, expected):
 
 
 @pytest.mark.parametrize(
-    "raw", ["31/02/1990", "yesterday", "1800-01-01", "2999-01-01", "13/13/1990", "1990", "4 5"]
-)
+    "raw",
+    [
+        "31/02/1990", "yesterday", "1800-01-01", "2999-01-01", "13/13/1990", "1990", "4 5",
+        "1990-01-99999999999", "99999999999999999999-01-01", "01/01/99999999999999999999",
+    ],
+)  # fmt: skip
 def test_impossible_date_of_birth_is_refused(raw):
     with pytest.raises(ValueError, match="invalid_date_of_birth"):
         normalize_date_of_birth(raw)
@@ -350,3 +355,12 @@ def test_values_that_run_together_alike_are_told_apart():
     assert normalize._info_key(CustomerInfo(city="\x01"), None, None) != normalize._info_key(
         CustomerInfo(), None, None
     )
+
+
+def test_a_date_of_birth_past_what_a_date_holds_drops_only_that_field():
+    info = CustomerInfo.from_avro(
+        customer_info(email="a@b.co", date_of_birth="1990-01-99999999999")
+    )
+    out = normalize_customer_info(info)
+    assert set(out.hashed) == {"em"}
+    assert [(d.key, d.reason) for d in out.dropped] == [("db", "invalid_date_of_birth")]

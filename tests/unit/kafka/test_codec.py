@@ -4,8 +4,8 @@ import json
 import fastavro
 import pytest
 
-from consumer.errors import DecodeError
-from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.errors import DecodeError, SchemaUnavailableError
+from consumer.kafka.codec import DEFAULT_SCHEMA_DIR, AvroCodec, SchemaStore
 from tests.factories import trigger_record
 
 STORE = SchemaStore()
@@ -94,8 +94,21 @@ class FakeRegistry:
 
     def __init__(self):
         self.schemas = {}
+        self.down = False
+
+    def lookup_schema(self, subject_name, schema):
+        self._answer()
+        for schema_id, (subject, known) in self.schemas.items():
+            if subject == subject_name and known.schema_str == schema.schema_str:
+                return type("Registered", (), {"schema_id": schema_id})
+        raise _Refused(404)
+
+    def _answer(self):
+        if self.down:
+            raise ConnectionError("connection refused")
 
     def register_schema(self, subject_name, schema):
+        self._answer()
         for schema_id, (_subject, known) in self.schemas.items():
             if known.schema_str == schema.schema_str:
                 return schema_id
@@ -104,12 +117,19 @@ class FakeRegistry:
         return schema_id
 
     def get_schema(self, schema_id):
+        self._answer()
         return self.schemas[schema_id][1]
+
+
+class _Refused(Exception):
+    def __init__(self, status):
+        super().__init__(f"HTTP {status}")
+        self.http_status_code = status
 
 
 def test_confluent_framing_with_a_registry_round_trips_and_plain_reader_accepts_both():
     registry = FakeRegistry()
-    with_registry = AvroCodec(STORE, registry)
+    with_registry = AvroCodec(STORE, registry, auto_register=True)
     record = trigger_record()
     framed = with_registry.encode("ConversionTriggered", record, "conversions.triggered")
     assert framed[0] == 0
@@ -138,3 +158,74 @@ def test_registry_writer_with_an_older_schema_is_resolved_to_the_reader():
     )
     assert decoded["test_event_code"] is None
     assert decoded["event_id"] == record["event_id"]
+
+
+def test_without_auto_registration_the_schema_is_looked_up_and_never_registered():
+    registry = FakeRegistry()
+    codec = AvroCodec(STORE, registry)
+    with pytest.raises(DecodeError, match="CAPI_SCHEMA_REGISTRY_AUTO_REGISTER=true"):
+        codec.encode("ConversionResult", {}, "results")
+    assert registry.schemas == {}
+    AvroCodec(STORE, registry, auto_register=True).schema_id("ConversionResult", "results")
+    assert codec.schema_id("ConversionResult", "results") == 1  # found once registered
+
+
+def test_a_registry_that_does_not_answer_is_a_passing_condition_said_until_it_answers():
+    registry = FakeRegistry()
+    framed = AvroCodec(STORE, registry, auto_register=True).encode(
+        "ConversionTriggered", trigger_record(), "t"
+    )
+    codec = AvroCodec(STORE, registry)
+    registry.down = True
+    with pytest.raises(SchemaUnavailableError):
+        codec.decode(framed, "ConversionTriggered")
+    assert "connection refused" in codec.registry_problem
+    registry.down = False
+    assert codec.decode(framed, "ConversionTriggered") == trigger_record()
+    assert codec.registry_problem is None
+
+
+def _newer(name, field):
+    """The schema `name` with one more optional field, as a newer producer writes it."""
+    schema = json.loads(STORE.text(name))
+    schema["fields"].append({"name": field, "type": ["null", "string"], "default": None})
+    return schema
+
+
+def test_a_newer_writer_schema_is_decoded_from_the_registry():
+    registry = FakeRegistry()
+    newer = _newer("ConversionTriggered", "campaign")
+
+    class Newer:
+        schema_str = json.dumps(newer)
+
+    registry.schemas[3] = ("t-value", Newer)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(
+        buf, fastavro.parse_schema(newer), {**trigger_record(), "campaign": "x"}
+    )
+    decoded = AvroCodec(STORE, registry).decode(b"\x00" + (3).to_bytes(4, "big") + buf.getvalue(),
+                                                 "ConversionTriggered")  # fmt: skip
+    assert decoded == trigger_record()  # the added field is not in our reader schema
+
+
+def test_a_newer_writer_schema_is_decoded_without_a_registry_when_kept_in_history(tmp_path):
+    newer = _newer("ConversionTriggered", "campaign")
+    for path in DEFAULT_SCHEMA_DIR.glob("*.avsc"):
+        (tmp_path / path.name).write_text(path.read_text())
+    writer = AvroCodec(SchemaStore(_store_with(tmp_path / "writer", newer)))
+    data = writer.encode("ConversionTriggered", {**trigger_record(), "campaign": "x"}, "t")
+    with pytest.raises(DecodeError, match="unknown writer schema fingerprint"):
+        AvroCodec(SchemaStore(tmp_path)).decode(data, "ConversionTriggered")
+    (tmp_path / "history").mkdir()
+    (tmp_path / "history" / "ConversionTriggered.v2.avsc").write_text(json.dumps(newer))
+    assert AvroCodec(SchemaStore(tmp_path)).decode(data, "ConversionTriggered") == trigger_record()
+
+
+def _store_with(directory, schema):
+    """A schema folder like ours, with `schema` in place of its current version."""
+    directory.mkdir()
+    for path in DEFAULT_SCHEMA_DIR.glob("*.avsc"):
+        (directory / path.name).write_text(path.read_text())
+    (directory / f"{schema['name']}.avsc").write_text(json.dumps(schema))
+    return directory

@@ -81,7 +81,7 @@ def test_drop_removes_waiting_and_batched_events_of_a_partition():
     try:
         sender.add(BatchKey("ds-ok", CREDS, None), _item(0, 0))
         sender.add(BatchKey("ds-ok", CREDS, None), _item(0, 1))
-        dropped = sender.drop({("t", 0)})
+        dropped = sender.leave({("t", 0)})
         assert [(i.source.partition, i.source.offset) for i in dropped] == [(0, 0)]
         sender.flush()
         done = _collect(sender, 1)

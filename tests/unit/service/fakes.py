@@ -80,6 +80,7 @@ class FakeProducer(TransactionalProducer):
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.transactions: list[Transaction] = []
         self.fail_commits: list[KafkaError] = []
+        self.offsets_sent = 0  # calls of send_offsets_to_transaction
         self._callbacks: list[tuple[Any, Message]] = []
 
     @property
@@ -119,6 +120,7 @@ class FakeProducer(TransactionalProducer):
     def send_offsets_to_transaction(
         self, positions: list[TopicPartition], group_metadata: Any, timeout: float = -1
     ) -> None:
+        self.offsets_sent += 1
         self.transactions[-1].offsets = [(p.topic, p.partition, p.offset) for p in positions]
 
     def commit_transaction(self, timeout: float = -1) -> None:

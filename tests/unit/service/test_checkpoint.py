@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError
 
+from consumer.errors import FencedError
 from consumer.events.policy import Approved
 from consumer.events.records import ResultStatus, Trigger
 from consumer.events.results import ConversionResult, DeadLetter, MetaResponse, Reason, SourceRef
@@ -47,7 +48,13 @@ class World:
         for _, partition in self.owned:
             self.outbox.load(IN, partition, 0)
         self.producer = FakeProducer()
-        publisher = Publisher({}, "txn-1", producer_factory=lambda config: self.producer)
+        self.producers_made = 0
+
+        def make(config):
+            self.producers_made += 1
+            return self.producer
+
+        publisher = Publisher({}, "txn-1", producer_factory=make)
         publisher.start()
         m = metrics()
         self.checkpoint = Checkpoint(
@@ -131,23 +138,46 @@ def test_a_dead_letter_goes_with_its_result(world):
     assert txn.records[0][:2] == (TOPICS.results, 0)  # results go to the input's partition number
 
 
+TIMED_OUT = KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True)
+ABORTABLE = KafkaError(KafkaError._STATE, "abort", txn_requires_abort=True)
+
+
 @pytest.mark.parametrize(
-    ("error", "transactions"),
+    ("errors", "transactions", "offsets_sent"),
     [
-        (KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True), ["committed"]),
-        (KafkaError(KafkaError._STATE, "abort", txn_requires_abort=True), ["aborted", "committed"]),
+        ([TIMED_OUT], ["committed"], 1),
+        ([TIMED_OUT, TIMED_OUT, TIMED_OUT], ["committed"], 1),
+        ([ABORTABLE], ["aborted", "committed"], 2),
+        ([TIMED_OUT, ABORTABLE], ["aborted", "committed"], 2),
     ],
-    ids=["retriable: the same transaction again", "abortable: replayed in a new one"],
+    ids=[
+        "timed out: the commit resumed, the offsets not sent again",
+        "a broker away for a while: resumed until it answers",
+        "abortable: replayed in a new transaction",
+        "timed out, then aborted by the broker: replayed",
+    ],
 )
-def test_a_failed_commit_publishes_the_same_records_once(world, error, transactions):
+def test_a_failed_commit_publishes_the_same_records_once(world, errors, transactions, offsets_sent):
     cp = world.checkpoint
     cp.consumed(SourceRef(IN, 0, 0))
     cp.resolve(_skipped(0), None)
-    world.producer.fail_commits = [error]
+    world.producer.fail_commits = list(errors)
     cp.commit()
     assert [t.state for t in world.producer.transactions] == transactions
     assert world.results() == [(0, "SKIPPED", "NOT_AD_ATTRIBUTED")]
     assert world.producer.committed[0].offsets == [(IN, 0, 1)]
+    assert world.producer.offsets_sent == offsets_sent
+
+
+def test_a_fenced_producer_stops_the_instance_and_fences_nobody_back(world):
+    cp = world.checkpoint
+    cp.consumed(SourceRef(IN, 0, 0))
+    cp.resolve(_skipped(0), None)
+    world.producer.fail_commits = [KafkaError(KafkaError._FENCED, "fenced", fatal=True)]
+    with pytest.raises(FencedError, match="CAPI_INSTANCE_ID"):
+        cp.commit()
+    assert world.producers_made == 1  # no new producer with the same transactional id
+    assert world.producer.committed == []
 
 
 def test_meta_answers_are_kept_until_committed_and_recovered_after_a_crash(world):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -39,6 +40,7 @@ from tests.unit.service.fakes import (
 )
 
 KEY = BatchKey("ds-1", Credentials(Secret("tok")), None)
+THROTTLED = BatchKey("ds-throttled", Credentials(Secret("tok")), None)
 
 
 class World:
@@ -69,16 +71,18 @@ class World:
                                 max_pending=1000, metrics=m)  # fmt: skip
         client = CapiClient("https://graph.example", "v24.0",
                             transport=httpx.MockTransport(self._meta))  # fmt: skip
-        self.sender = Sender(Dispatcher(client, m, retry_deadline_s=60), Batcher(10, 0.0), 2)
+        self.sender = Sender(Dispatcher(client, m, retry_deadline_s=3600), Batcher(10, 0.0), 2)
         self.sender.start()
         self.rebalance = Rebalance(
             owned=self.owned, checkpoint=self.checkpoint, flow=self.flow, sender=self.sender,
-            dedup=self.dedup, restore=self.restore, outbox=self.outbox, topics=TOPICS,
+            restore=self.restore, outbox=self.outbox, topics=TOPICS,
             drain_timeout_s=10, metrics=m,
         )  # fmt: skip
 
     def _meta(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
+        if "/ds-throttled/" in request.url.path:
+            return httpx.Response(400, json={"error": {"code": 17, "message": "slow down"}})
         assert self.meta_may_answer.wait(10)
         events = orjson.loads(request.content)["data"]
         return httpx.Response(200, json={"events_received": len(events), "fbtrace_id": "F"})
@@ -86,13 +90,13 @@ class World:
     def assign(self, *partitions: int) -> None:
         self.rebalance.on_assign(self.consumer, [TopicPartition(IN, p) for p in partitions])
 
-    def send(self, partition: int, offset: int) -> None:
+    def send(self, partition: int, offset: int, key: BatchKey = KEY) -> None:
         trigger = Trigger.from_avro(trigger_record(event_id=f"e{partition}-{offset}"))
         approved = Approved({"event_id": trigger.event_id}, "LeadSubmitted", ("em",))
         source = SourceRef(IN, partition, offset)
         self.checkpoint.consumed(source)
         self.dedup.begin(trigger.event_id)
-        self.sender.add(KEY, Pending(source, trigger, approved, DeadLetter(b"k", b"v")))
+        self.sender.add(key, Pending(source, trigger, approved, DeadLetter(b"k", b"v")))
 
     def results(self) -> list[tuple[int, int, str]]:
         out = []
@@ -156,7 +160,7 @@ def test_a_lost_partition_sends_nothing_more_and_its_events_are_not_duplicates(w
     assert world.producer.transactions == []
 
 
-def test_the_drain_pauses_everything_and_publishes_every_answer(world):
+def test_the_drain_sends_nothing_new_and_leaves_batched_events_to_the_next_owner(world):
     world.assign(0, 1)
     for offset in range(3):
         world.send(0, offset)
@@ -164,10 +168,26 @@ def test_the_drain_pauses_everything_and_publishes_every_answer(world):
     world.meta_may_answer.set()
     world.rebalance.drain()
     assert world.consumer.paused == {(IN, 0), (IN, 1)}
-    assert sorted(world.results()) == [
-        (0, 0, "SENT"),
-        (0, 1, "SENT"),
-        (0, 2, "SENT"),
-        (1, 0, "SENT"),
-    ]
-    assert sorted(world.producer.committed[-1].offsets) == [(IN, 0, 3), (IN, 1, 1)]
+    assert world.requests == 0
+    assert world.producer.transactions == []  # nothing answered: nothing to publish or commit
+    assert world.dedup.seen("e0-0") is None  # the next owner's copy is not a duplicate
+
+
+def test_answers_behind_an_unresolved_offset_are_published_ahead_of_it(world):
+    world.assign(0)
+    world.send(0, 0, key=THROTTLED)  # throttled: waits for a retry, left to the next owner
+    world.send(0, 1)
+    world.send(0, 2)
+    world.sender.step()  # both batches go; 1 and 2 are on their way to Meta
+    deadline = time.monotonic() + 5
+    while world.sender.in_flight() != 2:  # the throttled answer came back, the other is out
+        assert time.monotonic() < deadline
+        world.sender.step()
+    threading.Timer(0.3, world.meta_may_answer.set).start()
+    world.rebalance.drain()
+    assert world.requests == 2  # nothing was sent again or anew
+    assert sorted(world.results()) == [(0, 1, "SENT"), (0, 2, "SENT")]
+    assert world.producer.committed[0].offsets == []  # offset 0 is not resolved: not committed
+    assert world.dedup.seen("e0-0") is None
+    world.outbox.load(IN, 0, 0)
+    assert not world.outbox.has(IN, 0, 1)  # published: nothing kept for a restart

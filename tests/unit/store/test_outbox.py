@@ -62,3 +62,44 @@ def test_a_commit_drops_the_entries_up_to_its_offsets_and_keeps_later_ones(tmp_p
     assert outbox.has("in", 2, 4)  # another partition's entry at the same offset stays
     rows = store.db.execute("SELECT partition, offset FROM outbox ORDER BY 1, 2").fetchall()
     assert rows == [(1, 8), (2, 4)]
+
+
+def test_entries_older_than_meta_s_window_are_purged_at_open(tmp_path):
+    now = {"ms": 1_800_000_000_000}
+    store = StateStore(tmp_path).open()
+    outbox = Outbox(store, clock_ms=lambda: now["ms"])
+    outbox.open()
+    outbox.add("in", 0, 5, [], None)
+    outbox.flush()
+    now["ms"] += 6 * 86_400_000
+    outbox.add("in", 1, 9, [], None)
+    outbox.flush()
+    now["ms"] += 2 * 86_400_000  # the first entry is 8 days old, the second 2
+    Outbox(store, clock_ms=lambda: now["ms"]).open()
+    reopened = Outbox(store, clock_ms=lambda: now["ms"])
+    reopened.load("in", 0, committed=0)
+    reopened.load("in", 1, committed=0)
+    assert not reopened.has("in", 0, 5)
+    assert reopened.has("in", 1, 9)
+
+
+def test_a_state_folder_of_an_earlier_version_keeps_its_entries(tmp_path):
+    store = StateStore(tmp_path).open()
+    store.db.execute(
+        "CREATE TABLE outbox (topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT"
+        " NULL, entry BLOB NOT NULL, PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID"
+    )
+    store.db.execute(
+        "INSERT INTO outbox VALUES ('in', 0, 3, ?)", (b'{"records": [], "dedup": null}',)
+    )
+    outbox = Outbox(store)
+    outbox.open()
+    outbox.load("in", 0, committed=0)
+    assert outbox.has("in", 0, 3)
+
+
+def test_the_state_folder_is_private(tmp_path):
+    folder = tmp_path / "state"
+    StateStore(folder).open().close()
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert (folder / "tables.sqlite3").stat().st_mode & 0o777 == 0o600

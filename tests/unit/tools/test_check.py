@@ -38,7 +38,10 @@ def test_a_sound_sasl_ssl_setup_has_no_problem(tmp_path):
         ({"CAPI_KAFKA_SSL_CA_LOCATION": "/nope/ca.pem"}, "PLAINTEXT does not use TLS"),
         ({"CAPI_KAFKA_SECURITY_PROTOCOL": "SSL", "CAPI_KAFKA_SSL_CERTIFICATE_LOCATION": "/c"},
          "go together"),
-        ({"CAPI_GRAPH_URL": "http://graph.example.com"}, "CAPI_GRAPH_URL: plain http"),
+        (
+            {"CAPI_SCHEMA_REGISTRY_URL": "http://registry.example.com"},
+            "CAPI_SCHEMA_REGISTRY_URL: plain http",
+        ),
     ],
 )  # fmt: skip
 def test_each_problem_is_one_line_naming_the_variable(tmp_path, env, expected):

@@ -1,0 +1,216 @@
+"""Ordinary operations, as an orchestrator performs them every day: rolling restarts, scaling,
+a stalled broker, a misconfigured second instance. Each prints its figures; none may send an
+event twice (no SIGKILL here), lose an input, or publish two results for one."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.settings import Topics
+from consumer.tools.demo import ResultReader, produce_sample_traffic
+from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics
+from consumer.tools.samples import SampleWorld, sandbox_config
+from consumer.tools.sandbox.process import SandboxProcess
+from tests.chaos.harness import Service, input_offsets, settle
+from tests.integration.harness import service_env, write_credentials
+from tests.registry import MinimalRegistry
+
+pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(900)]
+CODEC = AvroCodec(SchemaStore())
+WORLD = SampleWorld()
+THROTTLED = "ds-3"  # the WhatsApp account of the second connection: a quarter of the events
+
+
+def _report(capsys, name, figures):
+    with capsys.disabled():
+        print(f"\n[chaos] {name}: {figures}")
+
+
+def _no_second_send(v):
+    assert v.missing == 0, v
+    assert v.duplicate_results == 0, v
+    assert v.duplicate_sends == 0, v
+    assert v.sent == v.sent_ids == v.accepted_ids == v.accepted_events, v
+
+
+class _Run:
+    """A sandbox, the tables, a reader, and triggers trickled in while the test operates."""
+
+    def __init__(self, bootstrap, topics, tmp_path, sandbox, **env):
+        self.bootstrap, self.topics, self.sandbox = bootstrap, topics, sandbox
+        produce_sample_traffic(bootstrap, topics, CODEC, [], WORLD.connections(),
+                               contacts=WORLD.contacts(), referrals=WORLD.referrals())  # fmt: skip
+        creds = write_credentials(tmp_path / "creds", WORLD.credentials)
+        self.env = service_env(bootstrap, topics, sandbox.url, creds, f"g-{topics.triggered}",
+                               **env)  # fmt: skip
+        self.tmp_path = tmp_path
+        self.reader = ResultReader(bootstrap, topics.results, CODEC)
+        self.produced = 0
+
+    def service(self, name, state=None):
+        return Service(self.env, self.tmp_path, name, state=state)
+
+    def trickle(self, total, per_second, seed):
+        triggers = WORLD.triggers(total, seed=seed)
+
+        def run():
+            step = max(1, per_second // 4)
+            for start in range(0, total, step):
+                produce_sample_traffic(self.bootstrap, self.topics, CODEC,
+                                       triggers[start:start + step], [])  # fmt: skip
+                time.sleep(0.25)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        self.produced += total
+        return thread
+
+    def read_for(self, seconds):
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            self.reader.read(0.2)
+
+    def joined(self, service, timeout=90):
+        """Start `service` and read until it completed its first assignment."""
+        service.start()
+        deadline = time.monotonic() + timeout
+        while service.assignments() == 0:
+            assert time.monotonic() < deadline, service.log_tail()
+            self.reader.read(0.2)
+        return service
+
+    def settle(self, services):
+        inputs = input_offsets(self.bootstrap, self.topics.triggered, self.produced)
+        return settle(self.reader, inputs, self.sandbox, services)
+
+
+def test_rolling_restart_while_meta_throttles_a_dataset(kafka_bootstrap, topics, tmp_path, capsys):
+    config = {**sandbox_config(WORLD), "faults": {THROTTLED: {"errors": {"17": 1.0}},
+                                                  "*": {"latency_ms": 50}}}  # fmt: skip
+    with SandboxProcess(config) as sandbox:
+        run = _Run(kafka_bootstrap, topics, tmp_path, sandbox, CAPI_THROTTLE_BACKOFF_S="10",
+                   CAPI_RETRY_DEADLINE_S="900")  # fmt: skip
+        throttled_until = time.monotonic() + 150
+        a = run.joined(run.service("a"))
+        producer = run.trickle(6_000, 200, seed=501)
+        run.read_for(5)
+        b = run.joined(run.service("b"))
+        run.read_for(3)
+        assert a.terminate() == 0, a.log_tail()
+        run.read_for(5)
+        c = run.joined(run.service("c"))
+        run.read_for(3)
+        assert b.terminate() == 0, b.log_tail()
+        producer.join()
+        run.read_for(max(0.0, throttled_until - time.monotonic()))
+        sandbox.set_faults({})
+        v = run.settle([c])
+    _report(capsys, "rolling restart, one dataset throttled 150 s", str(v))
+    _no_second_send(v)
+
+
+def test_scale_one_to_three_and_back_under_load(kafka_bootstrap, topics, tmp_path, capsys):
+    config = {**sandbox_config(WORLD), "faults": {"*": {"latency_ms": 300}}}
+    with SandboxProcess(config) as sandbox:
+        run = _Run(kafka_bootstrap, topics, tmp_path, sandbox)
+        a = run.joined(run.service("a"))
+        producer = run.trickle(12_000, 400, seed=502)
+        run.read_for(3)
+        b = run.joined(run.service("b"))
+        c = run.joined(run.service("c"))
+        run.read_for(5)
+        assert c.terminate() == 0, c.log_tail()
+        run.read_for(3)
+        assert b.terminate() == 0, b.log_tail()
+        producer.join()
+        v = run.settle([a])
+    _report(capsys, "scale 1 -> 3 -> 1", str(v))
+    _no_second_send(v)
+
+
+def test_broker_frozen_for_60_seconds(tmp_path, capsys):
+    topics = Topics()
+    with EmbeddedBroker() as broker, SandboxProcess(sandbox_config(WORLD)) as sandbox:
+        create_service_topics(broker.bootstrap_servers, topics)
+        run = _Run(broker.bootstrap_servers, topics, tmp_path, sandbox,
+                   CAPI_KAFKA_SESSION_TIMEOUT_MS="45000",
+                   CAPI_KAFKA_HEARTBEAT_INTERVAL_MS="3000")  # fmt: skip
+        service = run.joined(run.service("frozen"))
+        producer = run.trickle(4_000, 400, seed=503)
+        run.read_for(4)
+        broker.freeze()
+        time.sleep(60)
+        broker.thaw()
+        assert service.alive(), service.log_tail()
+        producer.join()
+        v = run.settle([service])
+    _report(capsys, "broker frozen 60 s", str(v))
+    assert v.missing == 0, v
+    assert v.duplicate_results == 0, v
+
+
+def test_two_instances_with_one_instance_id(kafka_bootstrap, topics, tmp_path, capsys):
+    with SandboxProcess(sandbox_config(WORLD)) as sandbox:
+        run = _Run(kafka_bootstrap, topics, tmp_path, sandbox)
+        first = run.joined(run.service("same", state="same-1"))
+        producer = run.trickle(4_000, 400, seed=504)
+        run.read_for(3)
+        second = run.service("same", state="same-2").start()
+        deadline = time.monotonic() + 120
+        while first.alive():
+            assert time.monotonic() < deadline, first.log_tail()
+            run.reader.read(0.2)
+        code = first.proc.returncode
+        producer.join()
+        v = run.settle([second])
+    _report(capsys, "two instances, one CAPI_INSTANCE_ID", f"first exited {code}; {v}")
+    assert code == 3, first.log_tail()
+    assert "fenced" in first.log_tail(200)
+    assert v.missing == 0, v
+    assert v.duplicate_results == 0, v
+
+
+def test_schema_registry_stopped_for_60_seconds_during_a_restart(
+    kafka_bootstrap, topics, tmp_path, capsys
+):
+    with MinimalRegistry() as registry, SandboxProcess(sandbox_config(WORLD)) as sandbox:
+        codec = AvroCodec(SchemaStore(), SchemaRegistryClient({"url": registry.url}),
+                          auto_register=True)  # fmt: skip
+        codec.schema_id("ConversionResult", topics.results)  # registered by its owners, once
+        creds = write_credentials(tmp_path / "creds", WORLD.credentials)
+        env = service_env(kafka_bootstrap, topics, sandbox.url, creds, f"g-{topics.triggered}",
+                          CAPI_SCHEMA_REGISTRY_URL=registry.url)  # fmt: skip
+        expected = produce_sample_traffic(
+            kafka_bootstrap, topics, codec, WORLD.triggers(3_000, seed=505), WORLD.connections(),
+            contacts=WORLD.contacts(), referrals=WORLD.referrals(),
+        )  # fmt: skip
+        reader = ResultReader(kafka_bootstrap, topics.results, codec)
+        service = Service(env, tmp_path, "registry").start()
+        deadline = time.monotonic() + 120
+        while len(reader.results) < 500:
+            assert time.monotonic() < deadline, service.log_tail()
+            reader.read(0.2)
+        assert service.terminate() == 0, service.log_tail()
+        registry.stop()
+        service.start()  # its restart meets no registry
+        expected += produce_sample_traffic(kafka_bootstrap, topics, codec,
+                                           WORLD.triggers(1_000, seed=506), [])  # fmt: skip
+        seen = len(reader.results)
+        waited = time.monotonic() + 60
+        while time.monotonic() < waited:
+            reader.read(0.5)
+            assert service.alive(), service.log_tail()
+        during = len(reader.results) - seen
+        registry.start()
+        inputs = input_offsets(kafka_bootstrap, topics.triggered, expected)
+        v = settle(reader, inputs, sandbox, [service])
+    _report(capsys, "schema registry stopped 60 s during a restart",
+            f"results while it was away={during}; {v}")  # fmt: skip
+    assert "waiting for the schema registry" in service.log_tail(400)
+    assert during == 0  # nothing decoded without the writer schemas; nothing failed either
+    _no_second_send(v)
