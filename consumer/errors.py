@@ -12,6 +12,8 @@
         │   └── ThrottledError rate limited; carries the time to wait
         └── PermanentError     never retried
             ├── AuthError          token or permission (META_AUTH_ERROR)
+            ├── DatasetUnavailableError  the request as a whole: an unknown dataset, or an
+            │                      answer that is not the Graph API's (DATASET_UNAVAILABLE)
             ├── RejectedError      the request was invalid (META_REJECTED)
             └── RestrictedRegionError  the asset is in a messaging-restrictive region
 
@@ -27,6 +29,7 @@ __all__ = [
     "CapiConsumerError",
     "CapiError",
     "ConfigError",
+    "DatasetUnavailableError",
     "DecodeError",
     "FatalError",
     "FencedError",
@@ -109,6 +112,11 @@ class PermanentError(CapiError):
 
 class AuthError(PermanentError):
     """The access token is invalid or lacks a permission (codes 190, 102, 10, 200-299)."""
+
+
+class DatasetUnavailableError(PermanentError):
+    """Meta refused the request whatever its events: the dataset is unknown or the token has no
+    right to it, or what answered is not the Graph API. Splitting the batch would not help."""
 
 
 class RejectedError(PermanentError):

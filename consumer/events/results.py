@@ -40,6 +40,7 @@ class Reason(enum.StrEnum):
     META_AUTH_ERROR = "META_AUTH_ERROR"
     META_REJECTED = "META_REJECTED"
     RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+    DATASET_UNAVAILABLE = "DATASET_UNAVAILABLE"
 
 
 # FAILED results an operator can fix and replay get a dead-letter copy of their input.
@@ -51,6 +52,7 @@ DEAD_LETTER_REASONS: frozenset[Reason] = frozenset(
         Reason.MISSING_CREDENTIALS,
         Reason.META_AUTH_ERROR,
         Reason.RETRIES_EXHAUSTED,
+        Reason.DATASET_UNAVAILABLE,
     }
 )
 # A replayed message may be processed again when its earlier outcome was FAILED.

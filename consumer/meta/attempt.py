@@ -7,6 +7,9 @@ never held by a backoff and one throttled dataset does not stall the others.
   jitter; throttling (4, 17, 32, 613, 80004, 341, 368) waits at least what Meta's usage headers
   ask and holds back the whole dataset. Past the retry deadline: FAILED/RETRIES_EXHAUSTED.
 - Token or permission errors: every event FAILED/META_AUTH_ERROR.
+- A request refused as a whole (an unknown dataset, code 100/33; an answer that is not the Graph
+  API's: a redirect, a proxy, a 404 or 413 page): every event FAILED/DATASET_UNAVAILABLE, in one
+  request, not split.
 - An invalid request: Meta rejects the whole batch for one bad event, so the batch is split in
   halves and each half resent (as soon as a worker is free) until the offending events stand
   alone (FAILED/META_REJECTED).
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from consumer.errors import (
     AuthError,
     CapiError,
+    DatasetUnavailableError,
     MetaErrorInfo,
     RejectedError,
     RestrictedRegionError,
@@ -160,6 +164,13 @@ class Dispatcher:
             self._count(started, "retryable", exc.meta)
             attempt.failures += 1
             self._retry(attempt, self._backoff(attempt.failures), exc, delivery)
+        except DatasetUnavailableError as exc:
+            self._count(started, "dataset_unavailable", exc.meta)
+            log.error("meta refused the request as a whole dataset=%s events=%d error=%s",
+                      key.dataset_id, len(items), exc)  # fmt: skip
+            delivery.done += self._all(
+                items, ResultStatus.FAILED, Reason.DATASET_UNAVAILABLE, exc, attempt.attempts
+            )
         except AuthError as exc:
             self._count(started, "auth_error", exc.meta)
             log.error(

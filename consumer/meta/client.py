@@ -18,6 +18,7 @@ import orjson
 from consumer.errors import (
     AuthError,
     CapiError,
+    DatasetUnavailableError,
     MetaErrorInfo,
     RejectedError,
     RestrictedRegionError,
@@ -38,6 +39,10 @@ __all__ = [
 
 RESTRICTIVE_REGION_MESSAGE = "Messaging Event Within Messaging Restrictive Region"
 _TRANSIENT_CODES = frozenset({1, 2})
+# code 100, subcode 33: "Object with ID ... does not exist, cannot be loaded due to missing
+# permissions, or does not support this operation" (the dataset)
+_INVALID_PARAMETER = 100
+_UNKNOWN_OBJECT = 33
 _THROTTLE_CODES = frozenset({4, 17, 32, 613, 80004, 341, 368})
 _AUTH_CODES = frozenset({190, 102, 10}) | frozenset(range(200, 300))
 DEFAULT_THROTTLE_BACKOFF_S = 60.0
@@ -157,7 +162,10 @@ def classify_error(
     if not isinstance(error, dict):
         if status >= 500 or status in (408, 429):
             return RetryableError(f"HTTP {status} without a Graph API error")
-        return RejectedError(f"HTTP {status} without a Graph API error")
+        # a redirect, a proxy's 407, a 404 or 413 page: not the Graph API answering for events
+        return DatasetUnavailableError(
+            f"HTTP {status} without a Graph API error: is CAPI_GRAPH_URL the Graph API?"
+        )
     info = _error_info(error)
     text = f"Graph API error {info.code}"
     if info.subcode is not None:
@@ -176,6 +184,8 @@ def classify_error(
         return RetryableError(text, info)
     if info.code in _AUTH_CODES:
         return AuthError(text, info)
+    if info.code == _INVALID_PARAMETER and info.subcode == _UNKNOWN_OBJECT:
+        return DatasetUnavailableError(text, info)  # the dataset, whatever the events
     if status >= 500:
         return RetryableError(text, info)
     return RejectedError(text, info)

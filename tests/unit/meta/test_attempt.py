@@ -1,5 +1,6 @@
 import httpx
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.events.policy import Approved
@@ -177,3 +178,32 @@ def test_auth_error_fails_the_batch_without_retrying():
     assert len(calls) == 1
     assert {o.reason for _, o in outcomes} == {"META_AUTH_ERROR"}
     assert outcomes[0][1].meta_error.code == 190
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type"),
+    [
+        (400, {"error": {"code": 100, "error_subcode": 33, "message": "Object with ID 'ds-1' "
+                         "does not exist, cannot be loaded due to missing permissions"}},
+         "application/json"),
+        (404, "<html><body>Not Found</body></html>", "text/html"),
+        (302, "", "text/html"),
+        (407, "<html>Proxy Authentication Required</html>", "text/html"),
+        (413, "<html>Request Entity Too Large</html>", "text/html"),
+    ],
+    ids=["unknown dataset", "404 page", "redirect", "proxy", "too large"],
+)  # fmt: skip
+def test_a_request_refused_as_a_whole_fails_its_batch_in_one_request(status, body, content_type):
+    requests = []
+
+    def handler(request):
+        requests.append(request)
+        if isinstance(body, dict):
+            return httpx.Response(status, json=body)
+        return httpx.Response(status, text=body, headers={"content-type": content_type})
+
+    dispatcher, t, _ = _dispatcher(handler)
+    done, _ = _run(dispatcher, t, _batch(1000))
+    assert len(requests) == 1  # not split into ~2,000 requests
+    assert {(o.status.value, o.reason) for _, o in done} == {("FAILED", "DATASET_UNAVAILABLE")}
+    assert len(done) == 1000

@@ -7,6 +7,7 @@ import pytest
 
 from consumer.errors import (
     AuthError,
+    DatasetUnavailableError,
     RejectedError,
     RestrictedRegionError,
     RetryableError,
@@ -86,7 +87,14 @@ def _error(code, subcode=None, message="m", **extra):
         (403, _error(299), AuthError),
         (400, _error(100, 2804066), RejectedError),
         (400, _error(100, 2804087), RejectedError),
-        (400, None, RejectedError),
+        (400, None, DatasetUnavailableError),
+        (302, None, DatasetUnavailableError),
+        (404, None, DatasetUnavailableError),
+        (407, None, DatasetUnavailableError),
+        (413, None, DatasetUnavailableError),
+        (400, _error(100, 33), DatasetUnavailableError),
+        (400, _error(100, 34), RejectedError),
+        (408, None, RetryableError),
         (
             400,
             _error(100, message="Messaging Event Within Messaging Restrictive Region"),
