@@ -108,8 +108,7 @@ def _normalize_info(
     info: CustomerInfo, contact_country: str | None, default_region: str | None
 ) -> UserData:
     out = UserData()
-    country = country_or_none(info.country) or country_or_none(contact_country)
-    region = (country or default_region or "").upper() or None
+    region = _region(info.country, contact_country, default_region)
     for name, key in FIELD_KEYS.items():
         raw = getattr(info, name)
         if raw is None:
@@ -120,6 +119,17 @@ def _normalize_info(
         elif problem is not None:
             out.dropped.append(Dropped(key, problem))
     return out
+
+
+def _region(customer: str | None, contact: str | None, default: str | None) -> str | None:
+    """Where national numbers, dates and states are read: the customer's country, else the
+    contact's, else the default. A country that is stated but not known gives no region: it is
+    not replaced by a guess."""
+    for stated in (customer, contact):
+        if stated is not None and stated.strip():
+            country = country_or_none(stated)
+            return None if country is None else country.upper()
+    return default.upper() if default else None
 
 
 def _digest(name: str, raw: str, region: str | None) -> tuple[str | None, str | None]:

@@ -3,11 +3,16 @@
 A quick path reads the common written forms itself; everything else goes through
 libphonenumber's parser. Either way only numbers valid by libphonenumber's metadata are kept.
 
-Rules that Meta leaves open, decided here:
-- A number written with `+` or `00` is international. Otherwise the region is the
-  customer's country, then the contact's, then `CAPI_DEFAULT_PHONE_REGION` (chosen by
-  `normalize_customer_info`); with no region a number whose digits form a valid international
-  number (`16505551212`) is taken as such.
+Rules that Meta leaves open, decided here, on one principle: a number we are not sure of is
+dropped, never guessed (Meta takes the hash of a wrong number silently, and it matches nobody):
+- The international prefix in any form makes a number international: `+`, `00`, `+00`, and the
+  region's own (`011` from the US and Canada, read by libphonenumber). Otherwise the number is
+  national, read in the region: the customer's country, then the contact's, then
+  `CAPI_DEFAULT_PHONE_REGION` (chosen by `normalize_customer_info`; a country that is stated
+  but not known gives no region).
+- A number not valid in its region, or with no region, is read as international only when its
+  digits say so: written without `+` but not starting with the trunk prefix `0`
+  (`16505551212`). `0532 123 45 67` with no region is dropped, never read as `+53...`.
 """
 
 from __future__ import annotations
@@ -25,13 +30,16 @@ __all__ = ["normalize_phone"]
 def normalize_phone(raw: str, region: str | None) -> str:
     """Digits of the international number: country calling code first, no `+`, no `00`.
 
-    `+...` and `00...` are international. Otherwise the number is read in `region`; when that
-    gives no valid number, or there is no region, the digits are tried as an international
-    number written without `+` (`16505551212`). Only numbers valid by libphonenumber's metadata
-    for their region are kept: a number that cannot exist matches nobody.
+    `+...`, `00...` and `+00...` are international. Otherwise the number is read in `region`;
+    when that gives no valid number, or there is no region, digits that do not start with `0`
+    are tried as an international number written without `+` (`16505551212`). Only numbers valid
+    by libphonenumber's metadata for their region are kept: a number that cannot exist matches
+    nobody.
     """
     text = raw.strip()
-    if text.startswith("00"):
+    if text.startswith("+00"):
+        text = "+" + text[3:]
+    elif text.startswith("00"):
         text = "+" + text[2:]
     if not any(c.isdigit() for c in text):
         raise Invalid("invalid_phone")
@@ -51,7 +59,9 @@ def _parsed_phone(text: str, region: str | None) -> str:
         if number is not None and phonenumbers.is_valid_number(number):
             return _e164_digits(number)
     digits = "".join(c for c in text if c.isdigit())
-    number = _parse_phone("+" + digits.lstrip("0"), None)
+    if digits.startswith("0"):  # a trunk prefix: a national number, and no region to read it in
+        raise Invalid("invalid_phone")
+    number = _parse_phone("+" + digits, None)
     if number is not None and phonenumbers.is_valid_number(number):
         return _e164_digits(number)
     raise Invalid("invalid_phone")

@@ -1,7 +1,9 @@
 """Where the customer is: city, state, postal code and country.
 
 Rules that Meta leaves open, decided here:
-- Cities and non-US states keep letters only. US states become their two-letter code.
+- Cities, and states outside the US and Canada, keep letters only. US states and Canadian
+  provinces become their two-letter code (`states.py`).
+- Countries: ISO 3166-1 alpha-2 from codes and names in ten languages (`countries.py`).
 - Postal codes: lowercase without spaces or dashes; US: the first five digits. For the UK Meta
   asks for "area, district and sector" yet gives the full code `m11ae` as its example: the
   full code is sent.
@@ -9,13 +11,11 @@ Rules that Meta leaves open, decided here:
 
 from __future__ import annotations
 
-import string
 import unicodedata
-from collections.abc import Iterable
-from functools import cache, lru_cache
+from functools import lru_cache
 
-import pycountry
-
+from consumer.events.normalize.countries import country_names, fold
+from consumer.events.normalize.states import STATE_TABLES, north_american_states
 from consumer.events.normalize.userdata import Invalid
 
 __all__ = [
@@ -41,23 +41,18 @@ def _letters_only(raw: str) -> str:
     return unicodedata.normalize("NFC", kept)
 
 
-@cache
-def _us_states() -> dict[str, str]:
-    states: dict[str, str] = {}
-    for sub in pycountry.subdivisions.get(country_code="US"):  # type: ignore[no-untyped-call]
-        code = sub.code.split("-")[1].lower()
-        states[code] = code
-        states[_letters_only(sub.name)] = code
-    return states
-
-
 def normalize_state(raw: str, region: str | None) -> str:
+    """US and Canadian states and provinces as their two-letter code, from the code, the name or
+    a traditional abbreviation (`Calif.`, `Penn.`, `Que.`); other states as Meta asks for them:
+    lowercase letters only. With no region, a name or abbreviation of one of the two countries
+    counts; a two-letter value stays what it is."""
     compact = _letters_only(raw)
-    if region in (None, "US"):
-        code = _us_states().get(compact)
-        if code is not None:
-            return code
-    return compact
+    if region is None:
+        table = north_american_states()
+    else:
+        tables = STATE_TABLES.get(region)
+        table = tables() if tables is not None else {}
+    return table.get(compact, compact)
 
 
 def normalize_zip(raw: str, region: str | None) -> str:
@@ -70,37 +65,13 @@ def normalize_zip(raw: str, region: str | None) -> str:
     return value
 
 
-@cache
-def _countries() -> dict[str, str]:
-    table: dict[str, str] = {}
-    for country in pycountry.countries:
-        alpha2 = country.alpha_2.lower()
-        names: Iterable[str] = (
-            country.alpha_2,
-            country.alpha_3,
-            country.name,
-            getattr(country, "official_name", ""),
-            getattr(country, "common_name", ""),
-        )
-        for name in names:
-            if name:
-                table[_country_key(name)] = alpha2
-    for alias, alpha2 in {"uk": "gb", "usa": "us", "america": "us", "england": "gb"}.items():
-        table[alias] = alpha2
-    return table
-
-
-def _country_key(name: str) -> str:
-    folded = unicodedata.normalize("NFKD", name.lower())
-    return "".join(c for c in folded if c in string.ascii_lowercase)
-
-
 def normalize_country(raw: str) -> str:
-    """ISO 3166-1 alpha-2, lowercase, from a code (alpha-2/alpha-3) or an English name."""
-    value = _countries().get(_country_key(raw))
+    """ISO 3166-1 alpha-2, lowercase, from a code (alpha-2, alpha-3) or a name in one of the
+    platform's languages (`countries.py`)."""
+    value = country_names().get(fold(raw))
     if value is None:
         raise Invalid("invalid_country")
-    return value
+    return value.lower()
 
 
 @lru_cache(maxsize=4096)
