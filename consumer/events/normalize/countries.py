@@ -53,11 +53,14 @@ _ADDITIONS = {
 }
 
 
+_DOTLESS_I = "\u0131"
+
+
 def fold(name: str) -> str:
     """`name` as the table keys it: lowercase letters of any script without their accents,
     no punctuation, digits or spaces, no leading "the"."""
-    # Turkish dotless ı upper-cases to I: fold it like i, so that case never matters
-    decomposed = unicodedata.normalize("NFKD", name.casefold().strip().replace("ı", "i"))
+    # Turkish dotless i (U+0131) upper-cases to I: fold it like i, so that case never matters
+    decomposed = unicodedata.normalize("NFKD", name.casefold().strip().replace(_DOTLESS_I, "i"))
     if decomposed.startswith("the "):
         decomposed = decomposed[4:]
     return "".join(c for c in decomposed if unicodedata.category(c)[0] == "L")

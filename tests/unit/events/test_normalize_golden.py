@@ -37,7 +37,7 @@ COUNTRIES = [
     ("Jerman", "de"), ("ألمانيا", "de"), ("Германия", "de"), ("España", "es"), ("Espana", "es"),
     ("Brasil", "br"), ("Brazil", "br"), ("Brésil", "br"), ("México", "mx"), ("mx", "mx"),
     ("MEX", "mx"), ("de", "de"), ("DEU", "de"), ("Czech Republic", "cz"), ("Czechia", "cz"),
-    ("Burma", "mm"), ("  france ", "fr"), ("Mısır", "eg"), ("مصر", "eg"),
+    ("Burma", "mm"), ("  france ", "fr"), ("M\u0131s\u0131r", "eg"), ("مصر", "eg"),
 ]  # fmt: skip
 
 
