@@ -140,16 +140,20 @@ def test_broker_frozen_for_60_seconds(tmp_path, capsys):
         run = _Run(broker.bootstrap_servers, topics, tmp_path, sandbox,
                    CAPI_KAFKA_SESSION_TIMEOUT_MS="45000",
                    CAPI_KAFKA_HEARTBEAT_INTERVAL_MS="3000")  # fmt: skip
+        run.produced = produce_sample_traffic(broker.bootstrap_servers, topics, CODEC,
+                                              WORLD.triggers(8_000, seed=503), [])  # fmt: skip
         service = run.joined(run.service("frozen"))
-        producer = run.trickle(4_000, 400, seed=503)
-        run.read_for(4)
+        deadline = time.monotonic() + 60
+        while len(run.reader.results) < 500:  # frozen in the middle of the work
+            assert time.monotonic() < deadline, service.log_tail()
+            run.reader.read(0.2)
         broker.freeze()
         time.sleep(60)
         broker.thaw()
         assert service.alive(), service.log_tail()
-        producer.join()
         v = run.settle([service])
     _report(capsys, "broker frozen 60 s", str(v))
+    assert v.inputs == 8_000, v
     assert v.missing == 0, v
     assert v.duplicate_results == 0, v
 

@@ -11,12 +11,15 @@ Rules that Meta leaves open, decided here:
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from functools import lru_cache
 
 from consumer.events.normalize.countries import country_names, fold
 from consumer.events.normalize.states import STATE_TABLES, north_american_states
 from consumer.events.normalize.userdata import Invalid
+
+_ZIP_PLUS_4 = re.compile(r"[0-9]{5}-[0-9]{4}")
 
 __all__ = [
     "country_or_none",
@@ -28,7 +31,15 @@ __all__ = [
 
 
 def normalize_city(raw: str) -> str:
-    return _letters_only(raw)
+    """Lowercase letters of every script (Meta's documentation: UTF-8) and digits (as Meta's
+    newest normalizer keeps them); no punctuation or spaces; it must start with a letter."""
+    text = unicodedata.normalize("NFC", raw).lower()
+    kept = unicodedata.normalize(
+        "NFC", "".join(c for c in text if unicodedata.category(c)[0] in ("L", "M", "N"))
+    )
+    if not kept or unicodedata.category(kept[0])[0] != "L":
+        raise Invalid("invalid_city")
+    return kept
 
 
 def _letters_only(raw: str) -> str:
@@ -56,6 +67,10 @@ def normalize_state(raw: str, region: str | None) -> str:
 
 
 def normalize_zip(raw: str, region: str | None) -> str:
+    """Lowercase, no spaces or dashes (Meta); US: the first five digits; with no country known,
+    a ZIP+4 (`94025-1234`) is read as a US code, as Meta's newest normalizer reads it."""
+    if region is None and _ZIP_PLUS_4.fullmatch(raw.strip()):
+        return raw.strip()[:5]
     value = "".join(c for c in raw.lower() if not c.isspace() and c != "-")
     if region == "US":
         digits = value[:5]

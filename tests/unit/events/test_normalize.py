@@ -62,7 +62,7 @@ def test_impossible_phone_is_refused(raw):
     [
         ("John", "john"),
         ("  Marie-Claire ", "marieclaire"),
-        ("Mary  Ann", "mary ann"),
+        ("Mary  Ann", "maryann"),
         ("O'Brien", "obrien"),
         ("José", "josé"),
         ("Zoë", "zoë"),
@@ -143,7 +143,7 @@ def test_state(raw, region, expected):
     [
         ("New York", "newyork"),
         ("São Paulo", "sãopaulo"),
-        ("Paris 15e", "parise"),
+        ("Paris 15e", "paris15e"),
         ("St. John's", "stjohns"),
         ("東京", "東京"),
     ],

@@ -200,3 +200,50 @@ def _parse(raw, region):
         return phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
         return None
+
+
+# Where Meta's documentation is silent, as Meta's newest normalizer (capi-param-builder) does;
+# where it contradicts the documentation, as the documentation says (the README's table).
+DECISIONS = [
+    ("first_name", "John Smith", None, "johnsmith"),
+    ("first_name", "O'Connor", None, "oconnor"),
+    ("last_name", "Smith-Jones", None, "smithjones"),
+    ("last_name", "Van Der Berg, III", None, "vanderbergiii"),
+    ("first_name", "José María", None, "josémaría"),
+    ("first_name", "Владимир", None, "владимир"),
+    ("first_name", "Agent007", None, "agent007"),
+    ("city", "    Menlo-Park  ", None, "menlopark"),
+    ("city", "St. Louis", None, "stlouis"),
+    ("city", "Montréal", None, "montréal"),  # the documentation: UTF-8 (the library drops é)
+    ("city", "Москва", None, "москва"),
+    ("city", "Los Angeles 90210", None, "losangeles90210"),
+    ("gender", "Woman", None, "f"),
+    ("gender", "Boy", None, "m"),
+    ("gender", "ma'am", None, "f"),
+    ("gender", "Femme", None, "f"),
+    ("gender", "male.", None, "m"),
+    ("zip", "94025-1234", None, "94025"),
+    ("zip", "94025-1234", "US", "94025"),
+    ("zip", "01310-100", "BR", "01310100"),  # the documentation: no dash (the library cuts)
+    ("zip", "SW1A 1AA", "GB", "sw1a1aa"),  # the documentation: no spaces (the library keeps)
+    ("zip", "00-950", None, "00950"),
+    ("external_id", " User 123 ", None, "user123"),
+    ("external_id", "dXNlcjEyMw==", None, "dxnlcjeymw=="),
+    ("state", "Carolina", "US", "carolina"),  # the documentation: not cut to two letters
+    ("country", "UK", None, "gb"),  # ISO 3166-1 (the library sends uk)
+    ("country", "UAE", None, None),  # not ua (Ukraine): unsure, dropped
+    ("phone", "4792813113", "US", "14792813113"),  # the documentation: with the country code
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "raw", "country", "expected"), DECISIONS)
+def test_decisions_where_meta_leaves_a_choice(field, raw, country, expected):
+    values = {"country": country, field: raw}
+    out = normalize_customer_info(CustomerInfo.from_avro(customer_info(**values)))
+    assert out.hashed.get(_KEYS[field]) == (None if expected is None else _digest(expected))
+
+
+_KEYS = {
+    "first_name": "fn", "last_name": "ln", "city": "ct", "gender": "ge", "zip": "zp",
+    "external_id": "external_id", "state": "st", "country": "country", "phone": "ph",
+}  # fmt: skip
