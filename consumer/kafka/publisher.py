@@ -144,7 +144,7 @@ class Publisher:
                 producer.commit_transaction(30)
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
-                if error.fatal():
+                if error.fatal() or error.code() in FENCED:  # brokers report fencing either way
                     raise self._fatal(error) from exc
                 if error.retriable() and not error.txn_requires_abort():
                     # the phase that failed is resumed: offsets already sent are not sent again
@@ -179,14 +179,22 @@ class Publisher:
 
     def _abort_and_replay(self, owned: Callable[[tuple[str, int]], bool]) -> None:
         assert self._producer is not None
-        try:
-            self._producer.abort_transaction(30)
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            if error.fatal():
-                raise self._fatal(error) from exc
-            log.error("abort failed (%s): starting a new producer", exc)
-            self.start()
+        pause = 0.5
+        while True:
+            try:
+                self._producer.abort_transaction(30)
+                break
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.fatal() or error.code() in FENCED:
+                    raise self._fatal(error) from exc
+                if not error.retriable():
+                    raise FatalError(f"transaction not aborted: {error}") from exc
+                # resumed, never replaced: a new producer with this id would fence ours
+                log.warning("transaction abort not done yet (%s): retrying in %.1f s",
+                            error.str(), pause)  # fmt: skip
+                time.sleep(pause)
+                pause = min(pause * 2, _RETRY_PAUSE_MAX_S)
         self._replay(owned)
 
     def _replay(self, owned: Callable[[tuple[str, int]], bool]) -> None:

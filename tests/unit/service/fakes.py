@@ -80,6 +80,7 @@ class FakeProducer(TransactionalProducer):
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.transactions: list[Transaction] = []
         self.fail_commits: list[KafkaError] = []
+        self.fail_aborts: list[KafkaError] = []
         self.offsets_sent = 0  # calls of send_offsets_to_transaction
         self._callbacks: list[tuple[Any, Message]] = []
 
@@ -130,6 +131,8 @@ class FakeProducer(TransactionalProducer):
         self.transactions[-1].state = "committed"
 
     def abort_transaction(self, timeout: float = -1) -> None:
+        if self.fail_aborts:
+            raise KafkaException(self.fail_aborts.pop(0))
         self.transactions[-1].state = "aborted"
 
     def flush(self, timeout: float = -1) -> int:

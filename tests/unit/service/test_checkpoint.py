@@ -169,11 +169,20 @@ def test_a_failed_commit_publishes_the_same_records_once(world, errors, transact
     assert world.producer.offsets_sent == offsets_sent
 
 
-def test_a_fenced_producer_stops_the_instance_and_fences_nobody_back(world):
+@pytest.mark.parametrize(
+    "error",
+    [
+        KafkaError(KafkaError._FENCED, "fenced", fatal=True),
+        KafkaError(KafkaError._FENCED, "fenced", txn_requires_abort=True),  # as Tansu reports it
+        KafkaError(KafkaError.PRODUCER_FENCED, "fenced", txn_requires_abort=True),
+    ],
+    ids=["fatal", "abortable", "producer fenced"],
+)
+def test_a_fenced_producer_stops_the_instance_and_fences_nobody_back(world, error):
     cp = world.checkpoint
     cp.consumed(SourceRef(IN, 0, 0))
     cp.resolve(_skipped(0), None)
-    world.producer.fail_commits = [KafkaError(KafkaError._FENCED, "fenced", fatal=True)]
+    world.producer.fail_commits = [error]
     with pytest.raises(FencedError, match="CAPI_INSTANCE_ID"):
         cp.commit()
     assert world.producers_made == 1  # no new producer with the same transactional id
@@ -221,3 +230,15 @@ def test_released_partitions_publish_nothing_held(world):
     assert len(cp) == 0
     cp.commit(force=True)
     assert world.producer.transactions == []
+
+
+def test_an_abort_that_times_out_is_resumed_not_replaced(world):
+    cp = world.checkpoint
+    cp.consumed(SourceRef(IN, 0, 0))
+    cp.resolve(_skipped(0), None)
+    world.producer.fail_commits = [ABORTABLE]
+    world.producer.fail_aborts = [TIMED_OUT]
+    cp.commit()
+    assert world.producers_made == 1
+    assert [t.state for t in world.producer.transactions] == ["aborted", "committed"]
+    assert world.results() == [(0, "SKIPPED", "NOT_AD_ATTRIBUTED")]
