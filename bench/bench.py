@@ -434,21 +434,29 @@ def payloads(count: int) -> dict[str, Any]:
     for t in triggers[:50]:
         decide(t, connections[t.connection_id], now_ms, rules)
         _sdk_event(t).normalize()
+    # one event per customer: the first run meets each customer for the first time (cold
+    # caches), the second meets them again (warm); the SDK keeps no cache, one run serves both
+    firsts = list({t.contact_id: t for t in triggers}.values())
     normalize.clear_caches()
 
-    started = time.process_time()
-    ours = []
-    for trigger in triggers:
-        decision = decide(trigger, connections[trigger.connection_id], now_ms, rules)
-        if isinstance(decision, Approved):
-            ours.append(decision.event)
+    def ours_run() -> tuple[float, list[dict[str, Any]]]:
+        started = time.process_time()
+        built = []
+        for trigger in firsts:
+            decision = decide(trigger, connections[trigger.connection_id], now_ms, rules)
+            if isinstance(decision, Approved):
+                built.append(decision.event)
+        orjson.dumps({"data": built})
+        return time.process_time() - started, built
+
+    cold_s, ours = ours_run()
+    warm_s, _ = ours_run()
     body = orjson.dumps({"data": ours})
-    ours_s = time.process_time() - started
 
     started = time.process_time()
     theirs = []
     errors: dict[str, int] = {}
-    for t in triggers:
+    for t in firsts:
         event = _sdk_event(t)
         try:
             theirs.append(event.normalize())
@@ -456,11 +464,14 @@ def payloads(count: int) -> dict[str, Any]:
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
     json.dumps({"data": theirs})
     theirs_s = time.process_time() - started
+    sdk_rate = len(theirs) / theirs_s
     return {
-        "events": count,
-        "ours_events_per_s": round(len(ours) / ours_s),
-        "sdk_events_per_s": round(len(theirs) / theirs_s),
-        "ratio": round((len(ours) / ours_s) / (len(theirs) / theirs_s), 2),
+        "events": len(firsts),
+        "ours_events_per_s": round(len(ours) / warm_s),
+        "ours_cold_events_per_s": round(len(ours) / cold_s),
+        "sdk_events_per_s": round(sdk_rate),
+        "ratio": round((len(ours) / warm_s) / sdk_rate, 2),
+        "ratio_cold": round((len(ours) / cold_s) / sdk_rate, 2),
         "ours_built": len(ours),
         "sdk_built": len(theirs),
         "ours_body_bytes": len(body),
@@ -622,9 +633,15 @@ def report(f: dict[str, Any]) -> None:
         ("  of which to result built, p99 (ms)", get("latency", "built_p99_ms"), ""),
         (f"plain relay latency p50 at {rate}/s (ms)", get("plain_latency", "p50_ms"), ""),
         (f"plain relay latency p99 at {rate}/s (ms)", get("plain_latency", "p99_ms"), ""),
-        ("payloads: ours (events/s, one core)", get("payloads", "ours_events_per_s"), ""),
+        ("payloads: ours, warm (events/s, one core)", get("payloads", "ours_events_per_s"), ""),
+        (
+            "payloads: ours, first event of a customer",
+            get("payloads", "ours_cold_events_per_s"),
+            "",
+        ),
         ("payloads: Meta SDK (events/s, one core)", get("payloads", "sdk_events_per_s"), ""),
-        ("payloads: ours / SDK", get("payloads", "ratio"), ">= 5"),
+        ("payloads: ours / SDK, warm", get("payloads", "ratio"), ">= 5"),
+        ("payloads: ours / SDK, first event", get("payloads", "ratio_cold"), ">= 5"),
     ]
     print(f"\n{f['machine']}; {f['command']}")
     print(f"{'figure':<44}{'measured':>12}  target")
