@@ -247,3 +247,17 @@ _KEYS = {
     "first_name": "fn", "last_name": "ln", "city": "ct", "gender": "ge", "zip": "zp",
     "external_id": "external_id", "state": "st", "country": "country", "phone": "ph",
 }  # fmt: skip
+
+
+def test_caches_keyed_by_raw_text_stay_bounded():
+    from consumer.events.normalize import cache
+    from consumer.events.normalize.places import country_or_none
+
+    cache.clear_caches()
+    for i in range(cache.CACHE_SIZE + 5_000):
+        info = CustomerInfo.from_avro(customer_info(email=f"p{i}@x.co", state=f"State {i}",
+                                                    country=f"Nowhere {i}"))  # fmt: skip
+        normalize_customer_info(info)
+    assert len(cache.info_cache) <= cache.CACHE_SIZE
+    assert len(cache.digest_cache) <= cache.CACHE_SIZE
+    assert country_or_none.cache_info().currsize <= country_or_none.cache_info().maxsize
