@@ -121,35 +121,45 @@ class Checkpoint:
         self._metrics.outbox_recovered.inc()
 
     def answered(self, item: Pending, outcome: Outcome) -> None:
-        """Meta's outcome for an event: hold its result, and keep it in the outbox."""
+        """Meta's outcome for an event: hold its result, and keep it in the outbox, even for a
+        partition no longer ours: if it comes back to this instance (a rebalance after a
+        stall), Meta's answer is published from there instead of the event being sent again."""
         self._metrics.in_flight.dec()
         result = outcome.result_for(item, self._clock_ms())
         letter = item.received if outcome.reason in DEAD_LETTER_REASONS else None
-        if self.resolve(result, letter):
-            src = item.source
-            held = self._held[(src.topic, src.partition, src.offset)]
-            self._outbox.add(src.topic, src.partition, src.offset, held.records, held.dedup)
+        src = item.source
+        records = self._records(result, letter)
+        self._outbox.add(src.topic, src.partition, src.offset, records, result.dedup_entry)
+        self._hold(result, records)
 
     def resolve(self, result: ConversionResult, dead_letter: DeadLetter | None) -> bool:
         """Hold the result (and its dead letter) until it can go out with its offset; False when
         its partition is no longer ours (the new owner processes the message again)."""
+        return self._hold(result, self._records(result, dead_letter))
+
+    def _records(self, result: ConversionResult, dead_letter: DeadLetter | None) -> list[OutRecord]:
         source = result.source
-        dedup = result.dedup_entry
-        if source.topic_partition not in self._owned:
-            log.info("result dropped: partition %s[%d] is no longer ours offset=%d",
-                     source.topic, source.partition, source.offset)  # fmt: skip
-            if dedup is not None:
-                self._dedup.abandon(dedup.event_id)
-            return False
         key = (result.event_id or "").encode("utf-8")
         value = self._encode_result(result.to_avro())
         records = [
             OutRecord(self._topics.results, key, value, source.topic_partition,
                       partition=source.partition, on_delivery=self._result_delivered)
         ]  # fmt: skip
-        reason = result.reason or ""
         if dead_letter is not None:
             records.append(self._dead_letter(result, dead_letter))
+        return records
+
+    def _hold(self, result: ConversionResult, records: list[OutRecord]) -> bool:
+        source = result.source
+        dedup = result.dedup_entry
+        if source.topic_partition not in self._owned:
+            log.debug("result held back: partition %s[%d] is no longer ours offset=%d",
+                     source.topic, source.partition, source.offset)  # fmt: skip
+            if dedup is not None:
+                self._dedup.abandon(dedup.event_id)
+            return False
+        reason = result.reason or ""
+        if len(records) > 1:
             self._metrics.tally(self._metrics.dead_letters, reason)
         self._held[(source.topic, source.partition, source.offset)] = _Held(records, dedup)
         self._tracker.done(source.topic, source.partition, source.offset)

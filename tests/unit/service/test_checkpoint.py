@@ -242,3 +242,16 @@ def test_an_abort_that_times_out_is_resumed_not_replaced(world):
     assert world.producers_made == 1
     assert [t.state for t in world.producer.transactions] == ["aborted", "committed"]
     assert world.results() == [(0, "SKIPPED", "NOT_AD_ATTRIBUTED")]
+
+
+def test_an_answer_arriving_after_its_partition_was_lost_is_kept_for_when_it_comes_back(world):
+    cp = world.checkpoint
+    cp.consumed(SourceRef(IN, 1, 0))
+    world.owned.discard((IN, 1))  # lost while the request was on its way to Meta
+    cp.release({(IN, 1)})
+    cp.answered(_pending(0, partition=1), SENT)
+    cp.turn()
+    assert world.producer.transactions == []  # nothing of a partition not ours is published
+    world.owned.add((IN, 1))  # assigned to this instance again
+    world.restart()
+    assert world.outbox.has(IN, 1, 0)  # Meta's answer is published from here, not sent again
