@@ -1,22 +1,26 @@
 """Settings: one frozen object built from the environment at the entry point.
 
-Every variable is `CAPI_*` (DESIGN.md's table, plus the service's own tuning knobs). Any
+Every variable is `CAPI_*` (the README's configuration table). Any
 `CAPI_KAFKA_<SETTING>` passes through to librdkafka with `_` read as `.`. A bad value raises
 `ConfigError` naming the variable; the CLI turns that into one line and exit code 2.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
+from consumer.env_reader import (
+    DEFAULT_GRAPH_VERSION,
+    SUPPORTED_GRAPH_VERSIONS,
+    EnvReader,
+    check_readable_dir,
+    https_or_loopback,
+)
 from consumer.errors import ConfigError
 
 __all__ = [
@@ -29,9 +33,6 @@ __all__ = [
 ]
 
 MAX_BATCH_SIZE = 1000
-# Graph API versions Meta supports today (capi-reference.md); v19.0 and v20.0 have expired.
-SUPPORTED_GRAPH_VERSIONS: tuple[str, ...] = ("v22.0", "v23.0", "v24.0", "v25.0", "v26.0")
-DEFAULT_GRAPH_VERSION = "v24.0"
 
 # ePrivacy Directive: EU-27, Norway, Iceland, Liechtenstein, United Kingdom, Japan.
 DEFAULT_RESTRICTED_COUNTRIES: frozenset[str] = frozenset(
@@ -143,7 +144,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, *, check_dirs: bool = True) -> Settings:
         """Settings from `env` (default `os.environ`), validated."""
         env = os.environ if env is None else env
-        reader = _Reader(env)
+        reader = EnvReader(env)
         defaults = cls()
         topics = Topics(
             triggered=reader.text("CAPI_TOPIC_TRIGGERED", defaults.topics.triggered),
@@ -219,14 +220,14 @@ class Settings:
             raise ConfigError(
                 "CAPI_WORKERS", "out of range: workers listen on CAPI_METRICS_PORT + 1 + index"
             )
-        if not _https_or_loopback(settings.graph_url):
+        if not https_or_loopback(settings.graph_url):
             raise ConfigError(
                 "CAPI_GRAPH_URL",
                 "must be https (plain http only to a loopback address, for the sandbox): "
                 "access tokens travel in the request body",
             )
         if check_dirs:
-            _check_readable_dir("CAPI_CREDENTIALS_DIR", settings.credentials_dir)
+            check_readable_dir("CAPI_CREDENTIALS_DIR", settings.credentials_dir)
         return settings
 
     def kafka_config(self, role: Literal["consumer", "producer", "admin"]) -> dict[str, str]:
@@ -240,86 +241,6 @@ class Settings:
         return {"bootstrap.servers": self.bootstrap_servers, **passthrough}
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def text(self, name: str, default: str) -> str:
-        value = self._env.get(name, default).strip()
-        if not value:
-            raise ConfigError(name, "must not be empty")
-        return value
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        raw = self._env.get(name)
-        if raw is None or raw.strip() == "":
-            return default
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ConfigError(name, f"{raw!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise ConfigError(name, f"{value} is out of range [{low}, {high}]")
-        return value
-
-    def number(self, name: str, default: float, low: float, high: float) -> float:
-        raw = self._env.get(name)
-        if raw is None or raw.strip() == "":
-            return default
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ConfigError(name, f"{raw!r} is not a number") from None
-        if not low <= value <= high:
-            raise ConfigError(name, f"{value} is out of range [{low}, {high}]")
-        return value
-
-    def url(self, name: str, default: str | None) -> str | None:
-        raw = self._env.get(name)
-        if raw is None or raw.strip() == "":
-            return default
-        value = raw.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(name, f"{value!r} is not an http(s) URL with a host")
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ConfigError(name, "must not carry credentials, a query or a fragment")
-        return value
-
-    def graph_version(self, name: str) -> str:
-        value = self._env.get(name, DEFAULT_GRAPH_VERSION).strip()
-        if not re.fullmatch(r"v\d+\.\d+", value):
-            raise ConfigError(name, f"{value!r} is not a Graph API version like v24.0")
-        if value not in SUPPORTED_GRAPH_VERSIONS:
-            supported = ", ".join(SUPPORTED_GRAPH_VERSIONS)
-            raise ConfigError(name, f"{value} is not a supported version ({supported})")
-        return value
-
-    def countries(self, name: str, default: frozenset[str]) -> frozenset[str]:
-        raw = self._env.get(name)
-        if raw is None:
-            return default
-        codes = {c.strip().upper() for c in raw.replace(";", ",").split(",") if c.strip()}
-        bad = sorted(c for c in codes if not re.fullmatch(r"[A-Z]{2}", c))
-        if bad:
-            raise ConfigError(name, f"not ISO 3166-1 alpha-2 codes: {', '.join(bad)}")
-        return frozenset(codes)
-
-    def region(self, name: str) -> str | None:
-        raw = self._env.get(name, "").strip().upper()
-        if not raw:
-            return None
-        if not re.fullmatch(r"[A-Z]{2}", raw):
-            raise ConfigError(name, f"{raw!r} is not an ISO 3166-1 alpha-2 code")
-        return raw
-
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self._env.get(name, default).strip().upper()
-        if value not in choices:
-            raise ConfigError(name, f"{value!r} is not one of {', '.join(choices)}")
-        return value
-
-
 def _kafka_passthrough(env: Mapping[str, str]) -> dict[str, str]:
     """`CAPI_KAFKA_SECURITY_PROTOCOL=SASL_SSL` -> `{"security.protocol": "SASL_SSL"}`."""
     return {
@@ -327,23 +248,3 @@ def _kafka_passthrough(env: Mapping[str, str]) -> dict[str, str]:
         for name, value in env.items()
         if name.startswith(_KAFKA_PREFIX) and name not in _SERVICE_VARIABLES
     }
-
-
-def _check_readable_dir(name: str, path: Path) -> None:
-    if not path.is_dir():
-        raise ConfigError(name, f"{path} is not a directory")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise ConfigError(name, f"{path} is not readable")
-
-
-def _https_or_loopback(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return True
-    host = parts.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -1,0 +1,131 @@
+"""Reading the environment: each `CAPI_*` variable parsed and checked, a bad value a
+`ConfigError` that names the variable."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from consumer.errors import ConfigError
+
+__all__ = ["EnvReader", "check_readable_dir", "https_or_loopback"]
+
+# Graph API versions Meta supports today; v19.0 and v20.0 have expired.
+SUPPORTED_GRAPH_VERSIONS: tuple[str, ...] = ("v22.0", "v23.0", "v24.0", "v25.0", "v26.0")
+DEFAULT_GRAPH_VERSION = "v24.0"
+
+
+class EnvReader:
+    """Typed values of environment variables."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str, default: str) -> str:
+        value = self._env.get(name, default).strip()
+        if not value:
+            raise ConfigError(name, "must not be empty")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(name, f"{raw!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ConfigError(name, f"{value} is out of range [{low}, {high}]")
+        return value
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ConfigError(name, f"{raw!r} is not a number") from None
+        if not low <= value <= high:
+            raise ConfigError(name, f"{value} is out of range [{low}, {high}]")
+        return value
+
+    def url(self, name: str, default: str | None) -> str | None:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        value = raw.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(name, f"{value!r} is not an http(s) URL with a host")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ConfigError(name, "must not carry credentials, a query or a fragment")
+        return value
+
+    def graph_version(self, name: str) -> str:
+        value = self._env.get(name, DEFAULT_GRAPH_VERSION).strip()
+        if not re.fullmatch(r"v\d+\.\d+", value):
+            raise ConfigError(name, f"{value!r} is not a Graph API version like v24.0")
+        if value not in SUPPORTED_GRAPH_VERSIONS:
+            supported = ", ".join(SUPPORTED_GRAPH_VERSIONS)
+            raise ConfigError(name, f"{value} is not a supported version ({supported})")
+        return value
+
+    def countries(self, name: str, default: frozenset[str]) -> frozenset[str]:
+        raw = self._env.get(name)
+        if raw is None:
+            return default
+        codes = {c.strip().upper() for c in raw.replace(";", ",").split(",") if c.strip()}
+        bad = sorted(c for c in codes if c not in _iso_countries())
+        if bad:
+            raise ConfigError(name, f"not ISO 3166-1 alpha-2 codes: {', '.join(bad)}")
+        return frozenset(codes)
+
+    def region(self, name: str) -> str | None:
+        raw = self._env.get(name, "").strip().upper()
+        if not raw:
+            return None
+        import phonenumbers
+
+        if raw not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError(name, f"{raw!r} is not a country (ISO 3166-1 alpha-2) with phones")
+        return raw
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        given = self._env.get(name, default).strip()
+        value = given.upper()
+        if value not in choices:
+            options = ", ".join(c.lower() for c in choices)
+            raise ConfigError(name, f"{given!r} is not one of {options}")
+        return value
+
+
+def check_readable_dir(name: str, path: Path) -> None:
+    if not path.is_dir():
+        raise ConfigError(name, f"{path} is not a directory")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ConfigError(name, f"{path} is not readable")
+
+
+def https_or_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _iso_countries() -> frozenset[str]:
+    import pycountry
+
+    return frozenset(c.alpha_2 for c in pycountry.countries)
