@@ -1,4 +1,4 @@
-"""What may be sent: the rules of DESIGN.md and capi-reference.md as one pure decision.
+"""What may be sent: the rules of docs/contract.md and docs/meta-rules.md as one pure decision.
 
 `decide(trigger, connection, now_ms, rules)` returns either a `Refusal` (SKIPPED by design, or
 FAILED needing attention, with a reason code and a human-readable detail that never carries
@@ -51,7 +51,7 @@ _ASSET_LABEL = {
     Channel.MESSENGER: "Facebook Page",
     Channel.INSTAGRAM: "Instagram account",
 }
-# The event names Meta accepts for business messaging (capi-reference.md); others are rejected.
+# The event names Meta accepts for business messaging (docs/meta-rules.md); others are rejected.
 BUSINESS_MESSAGING_EVENTS = frozenset(
     {
         "Purchase", "LeadSubmitted", "QualifiedLead", "InitiateCheckout", "AddToCart",

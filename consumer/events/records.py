@@ -1,4 +1,4 @@
-"""Typed records of the contract (DESIGN.md), built from decoded Avro dicts."""
+"""Typed records of the contract (docs/contract.md), built from decoded Avro dicts."""
 
 from __future__ import annotations
 

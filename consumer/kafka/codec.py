@@ -1,4 +1,4 @@
-"""Avro decoding and encoding in the two framings of DESIGN.md.
+"""Avro decoding and encoding in the two framings of docs/contract.md.
 
 - Confluent framing: magic byte 0, a 4-byte big-endian schema id, the body. Used with a
   Schema Registry (`CAPI_SCHEMA_REGISTRY_URL`).

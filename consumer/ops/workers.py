@@ -41,6 +41,7 @@ __all__ = ["Supervisor", "merge_metrics"]
 
 log = logging.getLogger(__name__)
 
+_FENCED_EXIT = 3  # a worker's producer was fenced (FencedError, `capi-consumer run`)
 _POLL_S = 0.2
 _SCRAPE_TIMEOUT_S = 2.0
 
@@ -115,6 +116,8 @@ class Supervisor:
                 server.stop()
         codes = [p.returncode for p in self._procs]
         log.info("workers exited codes=%s", codes)
+        if any(c == _FENCED_EXIT for c in codes):
+            return _FENCED_EXIT  # another instance runs with a worker's instance id
         return 1 if failed else max(abs(c) for c in codes)
 
     # -- health and metrics ------------------------------------------------------------------

@@ -137,7 +137,15 @@ class Rebalance:
 
 
 def _offsets(partitions: list[TopicPartition]) -> str:
-    return " ".join(f"{tp.topic}[{tp.partition}]={tp.offset}" for tp in partitions) or "-"
+    """`topic[p]=offset`, `none` where the group has committed nothing yet (librdkafka's
+    negative sentinel)."""
+    return (
+        " ".join(
+            f"{tp.topic}[{tp.partition}]={tp.offset if tp.offset >= 0 else 'none'}"
+            for tp in partitions
+        )
+        or "-"
+    )
 
 
 def _names(partitions: list[TopicPartition]) -> str:

@@ -1,4 +1,4 @@
-"""The three reference tables of DESIGN.md, decoded from their compacted topics."""
+"""The three reference tables of docs/contract.md, decoded from their compacted topics."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from consumer.errors import CapiConsumerError, ConfigError, FencedError
+from consumer.events.results import DEAD_LETTER_REASONS
 from consumer.settings import Settings
 
 __all__ = ["main"]
@@ -293,6 +294,7 @@ def _fail(message: str) -> NoReturn:
     "--reason",
     "reasons",
     multiple=True,
+    type=click.Choice([str(r) for r in sorted(DEAD_LETTER_REASONS)]),
     help="Replay only dead letters with this reason (repeatable); default: all.",
 )
 @click.option("--from-beginning", is_flag=True, help="Ignore what earlier replays committed.")

@@ -1,7 +1,7 @@
 """A local stand-in for the Graph API's Conversions API endpoint, as strict as Meta.
 
 It is written apart from the service's own payload code (its own lists of event names, keys
-and codes, from capi-reference.md) so that it catches the service's mistakes instead of
+and codes, from docs/meta-rules.md) so that it catches the service's mistakes instead of
 sharing them.
 """
 
