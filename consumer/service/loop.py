@@ -93,6 +93,8 @@ class Service:
         msgs = p.consumer.consume(
             num_messages=_CONSUME_BATCH, timeout=idle if wait is None else min(idle, wait)
         )
+        if p.rebalance.failure is not None:
+            raise p.rebalance.failure
         # 4. triage: each message resolved now, sent, recovered, skipped or rewound
         for verdict in p.triage.batch(msgs):
             if isinstance(verdict, Send):

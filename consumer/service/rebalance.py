@@ -63,6 +63,9 @@ class Rebalance:
         self._metrics = metrics
         self._clock = clock
         self._closing = False
+        # an error that stops the service, met inside a callback (librdkafka's rebalance must
+        # complete); the loop raises it once the callback has returned
+        self.failure: FatalError | None = None
 
     def on_assign(self, consumer: InputConsumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", _names(partitions))
@@ -86,9 +89,15 @@ class Rebalance:
     def on_revoke(self, consumer: InputConsumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked %s", _names(partitions))
         self._metrics.rebalances.labels("revoke").inc()
-        if not self._closing:
-            self._finish({(tp.topic, tp.partition) for tp in partitions})
-        self._release(partitions)
+        try:
+            if not self._closing:
+                self._finish({(tp.topic, tp.partition) for tp in partitions})
+        except FatalError as exc:
+            # the callback completes (the group gets the partitions back at once); the loop
+            # raises the error right after
+            self.failure = exc
+        finally:
+            self._release(partitions)
 
     def on_lost(self, consumer: InputConsumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s; their uncommitted messages will be processed again",

@@ -191,3 +191,23 @@ def test_answers_behind_an_unresolved_offset_are_published_ahead_of_it(world):
     assert world.dedup.seen("e0-0") is None
     world.outbox.load(IN, 0, 0)
     assert not world.outbox.has(IN, 0, 1)  # published: nothing kept for a restart
+
+
+def test_a_fenced_producer_met_in_a_revoke_lets_the_revoke_complete_then_stops(world):
+    from confluent_kafka import KafkaError
+
+    from consumer.errors import FencedError
+    from consumer.events.records import ResultStatus
+    from consumer.events.results import ConversionResult, Reason
+
+    world.assign(0)
+    world.checkpoint.consumed(SourceRef(IN, 0, 0))
+    world.checkpoint.resolve(
+        ConversionResult(SourceRef(IN, 0, 0), ResultStatus.SKIPPED, NOW_MS, Reason.DUPLICATE), None
+    )
+    world.producer.fail_commits = [
+        KafkaError(KafkaError._FENCED, "fenced", txn_requires_abort=True)
+    ]
+    world.rebalance.on_revoke(world.consumer, [TopicPartition(IN, 0)])  # returns: no exception
+    assert isinstance(world.rebalance.failure, FencedError)
+    assert world.owned == set()  # released: the group can hand the partition on at once
