@@ -38,6 +38,15 @@ def _no_second_send(v):
     assert v.sent == v.sent_ids == v.accepted_ids == v.accepted_events, v
 
 
+def _sent_twice(results):
+    """event_id -> the inputs (partition, offset) of its SENT results, where there are two."""
+    by_id = {}
+    for r in results:
+        if r["status"] == "SENT":
+            by_id.setdefault(r["event_id"], []).append((r["source_partition"], r["source_offset"]))
+    return {e: s for e, s in by_id.items() if len(s) > 1}
+
+
 class _Run:
     """A sandbox, the tables, a reader, and triggers trickled in while the test operates."""
 
@@ -152,7 +161,7 @@ def test_broker_frozen_for_60_seconds(tmp_path, capsys):
         broker.thaw()
         assert service.alive(), service.log_tail()
         v = run.settle([service])
-    _report(capsys, "broker frozen 60 s", str(v))
+    _report(capsys, "broker frozen 60 s", f"{v}; SENT twice: {_sent_twice(run.reader.results)}")
     assert v.inputs == 8_000, v
     assert v.missing == 0, v
     assert v.duplicate_results == 0, v
