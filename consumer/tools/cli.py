@@ -80,13 +80,18 @@ def run(worker: int | None) -> None:
     metrics = Metrics()
     app = build_service(settings, metrics, on_ready=_collect_less)
     if settings.metrics_port:
-        server = HealthServer(
-            settings.metrics_port,
-            metrics.registry,
-            app.monitor.alive_problems,
-            app.monitor.ready_problems,
-            host="0.0.0.0" if worker is None else "127.0.0.1",  # a worker: its supervisor asks
-        )
+        try:
+            server = HealthServer(
+                settings.metrics_port,
+                metrics.registry,
+                app.monitor.alive_problems,
+                app.monitor.ready_problems,
+                host="0.0.0.0" if worker is None else "127.0.0.1",  # a worker: its supervisor asks
+            )
+        except OSError as exc:
+            click.echo(f"capi-consumer: CAPI_METRICS_PORT {settings.metrics_port}: cannot listen: "
+                       f"{exc.strerror or exc}", err=True)  # fmt: skip
+            sys.exit(2)
         server.start()
         log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", settings.metrics_port)
 
@@ -149,14 +154,19 @@ def sandbox(
     if config_path is not None:
         data = json.loads(config_path.read_text(encoding="utf-8"))
     data.setdefault("tokens", {}).update({t: {"datasets": "*"} for t in tokens})
-    server = Sandbox(
-        SandboxConfig.from_json(data),
-        host,
-        port,
-        record_bodies=record_bodies,
-        faults=FaultPlan(data.get("faults", {}), seed),
-        light=light,
-    )
+    try:
+        server = Sandbox(
+            SandboxConfig.from_json(data),
+            host,
+            port,
+            record_bodies=record_bodies,
+            faults=FaultPlan(data.get("faults", {}), seed),
+            light=light,
+        )
+    except OSError as exc:
+        click.echo(f"capi-consumer sandbox: {host}:{port}: cannot listen: {exc.strerror or exc}",
+                   err=True)  # fmt: skip
+        sys.exit(2)
     click.echo(f"sandbox listening on {server.url}")
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -316,7 +326,7 @@ def replay_dlq(reasons: tuple[str, ...], from_beginning: bool, dry_run: bool) ->
 @main.command()
 def check() -> None:
     """Validate the configuration and reach the broker; one line per problem."""
-    settings = _settings()
+    settings = _settings(check_dirs=False)  # a missing credentials folder is one problem line
     from confluent_kafka.admin import AdminClient
 
     from consumer.tools.check import broker_problems, settings_problems

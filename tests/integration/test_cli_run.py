@@ -103,6 +103,28 @@ def test_check_reports_what_is_missing_one_line_each(kafka_bootstrap, topics, tm
     assert "capi-consumer check: CAPI_KAFKA_SASL_USERNAME: required with SASL PLAIN" in lines
     assert "capi-consumer check: CAPI_KAFKA_SASL_PASSWORD: required with SASL PLAIN" in lines
     assert any("unreachable" in line or "no-such-topic" in line for line in lines)
+    env.update(CAPI_CREDENTIALS_DIR=str(tmp_path / "missing"), CAPI_TOPIC_DLQ=topics.dlq)
+    env.pop("CAPI_KAFKA_SECURITY_PROTOCOL")
+    env.pop("CAPI_KAFKA_SASL_MECHANISM")
+    missing = run_cli(env, "check", timeout=60)  # one problem among others, not an exit 2
+    assert missing.returncode == 1, missing.stderr
+    assert missing.stderr.strip().splitlines() == [
+        f"capi-consumer check: CAPI_CREDENTIALS_DIR: {tmp_path / 'missing'} is not readable"
+    ]
+
+
+def test_a_busy_metrics_port_is_one_line_and_exit_2(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "CAPI_METRICS_PORT": str(port), "CAPI_CREDENTIALS_DIR": str(tmp_path),
+               "CAPI_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}  # fmt: skip
+        out = run_cli(env, "run", timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"capi-consumer: CAPI_METRICS_PORT {port}: cannot listen: Address already in use"
+    ]
 
 
 def _worker_pids(pid, count, timeout=30):
