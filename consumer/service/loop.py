@@ -26,7 +26,7 @@ from consumer.meta.client import CapiClient
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
 from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send
-from consumer.service.wiring import Parts, open_parts
+from consumer.service.wiring import Parts, StoppedWhileStarting, open_parts
 from consumer.settings import Settings
 from consumer.store.reference_tables import ReferenceTables
 
@@ -68,9 +68,14 @@ class Service:
 
     def run(self) -> None:
         with contextlib.ExitStack() as stack:
-            parts = open_parts(stack, self.settings, codec=self._codec, client=self._client,
-                               reference=self.tables, metrics=self.metrics, monitor=self.monitor,
-                               clock_ms=self._clock_ms, stopping=self._stop)  # fmt: skip
+            try:
+                parts = open_parts(stack, self.settings, codec=self._codec, client=self._client,
+                                   reference=self.tables, metrics=self.metrics,
+                                   monitor=self.monitor, clock_ms=self._clock_ms,
+                                   stopping=self._stop)  # fmt: skip
+            except StoppedWhileStarting:
+                log.info("stopped before taking traffic")
+                return
             log.info("consuming topic=%s group=%s instance=%s", self.settings.topics.triggered,
                      self.settings.group_id, self.settings.instance_id)  # fmt: skip
             if self._on_ready is not None:

@@ -162,6 +162,9 @@ class Triage:
         if self._restore.already_resolved(source.partition, source.offset):
             return AlreadyResolved(source)
         if self._outbox.has(source.topic, source.partition, source.offset):
+            if isinstance(data, dict) and isinstance(data.get("event_id"), str):
+                # in progress from now on: a copy later in this batch is a duplicate
+                self._dedup.begin(data["event_id"])
             return Recover(source)
         if isinstance(data, SchemaUnavailableError):
             log.warning("schema registry unavailable topic=%s partition=%d offset=%d: %s",

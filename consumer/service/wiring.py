@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka.admin import AdminClient
 
 from consumer.errors import DecodeError, FatalError, SchemaUnavailableError
 from consumer.events.policy import Rules
@@ -36,9 +37,11 @@ from consumer.store.reference_tables import ReferenceTables
 from consumer.store.sqlite import StateStore
 from consumer.store.table_reader import TableReader
 
-__all__ = ["Parts", "open_parts"]
+__all__ = ["Parts", "StoppedWhileStarting", "open_parts"]
 
 log = logging.getLogger(__name__)
+
+_BROKER_WAIT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,10 @@ class Parts:
     checkpoint: Checkpoint
     flow: FlowControl
     rebalance: Rebalance
+
+
+class StoppedWhileStarting(Exception):
+    """`stop()` came while the service waited for the broker or the registry to answer."""
 
 
 def open_parts(
@@ -76,6 +83,9 @@ def open_parts(
     tables = _closing(
         stack, TableReader(reference.all(), consumer_config, store, admin_config=admin_config)
     )
+    _wait_for_broker(s.bootstrap_servers, admin_config, stopping, monitor)
+    if stopping.is_set():
+        raise StoppedWhileStarting
     monitor.starting("catching the reference tables up")
     took = tables.bootstrap()
     for table in reference.all():
@@ -102,6 +112,8 @@ def open_parts(
     if s.schema_registry_url:
         monitor.starting("looking the result schema up in the schema registry")
         _wait_for_result_schema(codec, s.topics.results, stopping)
+        if stopping.is_set():
+            raise StoppedWhileStarting
     owned: set[Partition] = set()
     consumer = _closing(stack, Consumer(_consumer_config(s, consumer_config, monitor, owned)))
     restricted_assets: set[str] = set()
@@ -136,6 +148,23 @@ def open_parts(
     consumer.subscribe([s.topics.triggered], on_assign=rebalance.on_assign,
                        on_revoke=rebalance.on_revoke, on_lost=rebalance.on_lost)  # fmt: skip
     return Parts(consumer, tables, reference, triage, sender, checkpoint, flow, rebalance)
+
+
+def _wait_for_broker(
+    bootstrap: str, admin_config: dict[str, Any], stopping: threading.Event, monitor: Monitor
+) -> None:
+    """Ask the broker for its metadata before anything else: one line (and `/readyz`) naming
+    the broker and what fails, every few seconds, while it does not answer."""
+    admin = AdminClient(admin_config)
+    while not stopping.is_set():
+        try:
+            admin.list_topics(timeout=_BROKER_WAIT_S)
+            return
+        except KafkaException as exc:
+            problem = f"Kafka broker {bootstrap} does not answer: {exc.args[0].str()}"
+            monitor.starting(problem)
+            log.warning("waiting: %s", problem)
+            stopping.wait(_BROKER_WAIT_S)
 
 
 def _wait_for_result_schema(codec: AvroCodec, topic: str, stopping: threading.Event) -> None:

@@ -23,10 +23,10 @@ __all__ = ["main"]
 log = logging.getLogger("consumer")
 
 
-def _setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+def _setup_logging(level: str = "INFO", fmt: str = "text", worker: int | None = None) -> None:
     from consumer.ops.logs import setup_logging
 
-    setup_logging(level, fmt)
+    setup_logging(level, fmt, worker)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -57,7 +57,7 @@ def _collect_less() -> None:
 def run(worker: int | None) -> None:
     """Run the service (configured by CAPI_* environment variables)."""
     settings = _settings()
-    _setup_logging(settings.log_level, settings.log_format)
+    _setup_logging(settings.log_level, settings.log_format, worker)
     if settings.workers > 1 and worker is None:
         from consumer.ops.workers import Supervisor
 

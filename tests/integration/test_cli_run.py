@@ -216,3 +216,31 @@ def test_sigterm_drains_every_worker(kafka_bootstrap, topics, tmp_path):
     assert proc.returncode == 0, stderr[-2000:]
     assert stderr.count("draining pending=") == 2  # each worker drained
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_an_unreachable_broker_is_named_within_seconds_and_sigterm_stops_the_wait(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "CAPI_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+           "CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_METRICS_PORT": str(port),
+           "CAPI_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+    proc = start_cli(env, "run", stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stderr.readline(), proc.stderr.readline()]  # the endpoint, then the broker
+        assert "waiting: Kafka broker 127.0.0.1:1 does not answer" in lines[1], lines
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert ready.status_code == 503
+        assert "starting: Kafka broker 127.0.0.1:1 does not answer" in ready.text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        rest = proc.stderr.read()
+        assert "Traceback" not in rest
+        assert len(rest.splitlines()) < 10  # no flood of librdkafka lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

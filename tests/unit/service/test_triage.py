@@ -126,7 +126,8 @@ def test_local_state_answers_before_decoding(world):
     )
     assert [type(v) for v in verdicts] == [AlreadyResolved, Recover, Rewind]
     assert [v.source.offset for v in verdicts] == [3, 4, 9]
-    assert world.dedup.seen("evt-1") is None  # none of them began processing the event
+    # the recovered one is in progress until its kept answer is published; nothing else began
+    assert world.dedup.seen("evt-1") == "IN_PROGRESS"
 
 
 def test_after_a_rewind_the_partition_gets_no_more_verdicts_in_the_batch(world):
@@ -171,3 +172,13 @@ def test_a_fatal_consumer_error_stops_the_service_and_eof_is_ignored(world):
     fatal.set_error(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
     with pytest.raises(FatalError):
         world.triage.batch([fatal])
+
+
+def test_a_copy_after_a_message_recovered_from_the_outbox_is_a_duplicate(world):
+    world.outbox.add(IN, 0, 4, [], DedupEntry("evt-1", "SENT"))
+    world.outbox.flush()
+    world.outbox.load(IN, 0, 0)
+    value = trigger_bytes(trigger_record())
+    recovered, copy = world.triage.batch([message(4, value), message(5, value)])
+    assert isinstance(recovered, Recover)
+    assert (copy.result.status, copy.result.reason) == ("SKIPPED", "DUPLICATE")
