@@ -165,6 +165,7 @@ def test_broker_frozen_for_60_seconds(tmp_path, capsys):
     assert v.inputs == 8_000, v
     assert v.missing == 0, v
     assert v.duplicate_results == 0, v
+    assert _sent_twice(run.reader.results) == {}  # the dedup held across the stall
 
 
 def test_two_instances_with_one_instance_id(kafka_bootstrap, topics, tmp_path, capsys):
