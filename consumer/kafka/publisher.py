@@ -72,6 +72,7 @@ class Publisher:
             "acks": "all",
         }
         self._transactional_id = transactional_id
+        self._fenced = False
         self._producer_factory = producer_factory
         self._producer: TransactionalProducer | None = None
         self._pending: list[OutRecord] = []
@@ -165,6 +166,7 @@ class Publisher:
             return
 
     def _fatal(self, error: KafkaError) -> FatalError:
+        self._fenced = True  # whatever the error, this producer is done
         if error.code() in FENCED:
             return FencedError(
                 f"producer fenced: another instance uses the transactional id "
@@ -212,10 +214,10 @@ class Publisher:
     def close(self) -> None:
         if self._producer is None:
             return
-        if self._open:
+        if self._open and not self._fenced:  # a fenced producer can abort nothing
             try:
                 self._producer.abort_transaction(10)
             except KafkaException as exc:
                 log.warning("abort at close failed: %s", exc)
-        self._producer.flush(5)
+        self._producer.flush(0 if self._fenced else 5)
         self._producer = None

@@ -104,7 +104,10 @@ class Rebalance:
                     _names(partitions))  # fmt: skip
         self._metrics.rebalances.labels("lost").inc()
         gone = self._release(partitions)
-        self._checkpoint.lost(gone)
+        try:
+            self._checkpoint.lost(gone)
+        except FatalError as exc:  # raised by the loop once the callback has returned
+            self.failure = exc
 
     def drain(self) -> None:
         """At shutdown: stop reading, finish what is under way, commit."""

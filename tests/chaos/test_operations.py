@@ -4,6 +4,7 @@ event twice (no SIGKILL here), lose an input, or publish two results for one."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -169,12 +170,17 @@ def test_broker_frozen_for_60_seconds(tmp_path, capsys):
 
 
 def test_two_instances_with_one_instance_id(kafka_bootstrap, topics, tmp_path, capsys):
+    """The second instance with the first one's CAPI_INSTANCE_ID (a zombie: the first stalled,
+    the group moved on; or a copied configuration): the one whose producer is fenced stops with
+    exit code 3 and says why; nothing is published twice."""
     with SandboxProcess(sandbox_config(WORLD)) as sandbox:
         run = _Run(kafka_bootstrap, topics, tmp_path, sandbox)
         first = run.joined(run.service("same", state="same-1"))
         producer = run.trickle(4_000, 400, seed=504)
         run.read_for(3)
-        second = run.service("same", state="same-2").start()
+        first.proc.send_signal(signal.SIGSTOP)  # stalled: its session times out
+        second = run.joined(run.service("same", state="same-2"))
+        first.proc.send_signal(signal.SIGCONT)
         deadline = time.monotonic() + 120
         while first.alive():
             assert time.monotonic() < deadline, first.log_tail()
@@ -184,7 +190,7 @@ def test_two_instances_with_one_instance_id(kafka_bootstrap, topics, tmp_path, c
         v = run.settle([second])
     _report(capsys, "two instances, one CAPI_INSTANCE_ID", f"first exited {code}; {v}")
     assert code == 3, first.log_tail()
-    assert "fenced" in first.log_tail(200)
+    assert "producer fenced" in first.log_tail(200)
     assert v.missing == 0, v
     assert v.duplicate_results == 0, v
 
