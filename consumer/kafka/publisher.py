@@ -219,5 +219,6 @@ class Publisher:
                 self._producer.abort_transaction(10)
             except KafkaException as exc:
                 log.warning("abort at close failed: %s", exc)
-        self._producer.flush(0 if self._fenced else 5)
+        if not self._fenced:  # a fenced producer's queue is lost with its transaction
+            self._producer.flush(5)
         self._producer = None

@@ -1,0 +1,377 @@
+"""The parts of the local walkthrough: from `make run` to `capi-consumer run` on a local broker.
+
+`broker` runs the embedded Tansu broker on its own, `topics create` creates the service's
+topics, `seed` loads the reference tables, `produce` writes triggers and `tail` reads results or
+dead letters (README, "From the demo to a running service"; the commands are in `local_cli.py`).
+Every operational failure is a `LocalError`: one line for the user, never a traceback. Clients
+use short timeouts, so an unreachable broker is named within seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Message, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from consumer.errors import CapiConsumerError
+from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.settings import Settings
+from consumer.tools.embedded_broker import EmbeddedBroker
+
+__all__ = [
+    "DLQ_HEADER",
+    "RESULTS_HEADER",
+    "LocalBroker",
+    "LocalError",
+    "Tail",
+    "check_record",
+    "codec_for",
+    "create_topics",
+    "dead_letter_json",
+    "dead_letter_row",
+    "produce",
+    "result_row",
+    "topic_partitions",
+]
+
+_TIMEOUT_S = 5.0  # a broker that has not answered by then is named as unreachable
+_WEEK_MS = 7 * 24 * 3600 * 1000  # results are kept at least the dedup window
+
+
+class LocalError(CapiConsumerError):
+    """An operational failure of a local command, told as one line."""
+
+
+class LocalBroker(EmbeddedBroker):
+    """The embedded broker, run on its own by `capi-consumer broker`."""
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+
+def codec_for(settings: Settings) -> AvroCodec:
+    """Single-object encoding, or Confluent framing when CAPI_SCHEMA_REGISTRY_URL is set."""
+    if not settings.schema_registry_url:
+        return AvroCodec(SchemaStore())
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    from consumer.service.loop import registry_config
+
+    registry = SchemaRegistryClient(registry_config(settings))
+    return AvroCodec(SchemaStore(), registry, auto_register=settings.schema_registry_auto_register)
+
+
+def _config(settings: Settings, role: Literal["consumer", "producer", "admin"]) -> dict[str, str]:
+    return {**settings.kafka_config(role), "log_level": "0"}  # failures are told as one line
+
+
+def _unreachable(settings: Settings, exc: BaseException) -> LocalError:
+    reason = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else exc
+    return LocalError(f"broker {settings.bootstrap_servers}: unreachable ({reason})")
+
+
+def topic_partitions(settings: Settings) -> dict[str, int]:
+    """Partitions of every topic of the broker; a `LocalError` naming it when it does not
+    answer within a few seconds."""
+    admin = AdminClient(_config(settings, "admin"))
+    try:
+        metadata = admin.list_topics(timeout=_TIMEOUT_S)
+    except KafkaException as exc:
+        raise _unreachable(settings, exc) from exc
+    return {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
+
+
+def require_topics(settings: Settings, *names: str) -> dict[str, int]:
+    """`topic_partitions`, with a `LocalError` when one of `names` does not exist."""
+    existing = topic_partitions(settings)
+    for name in names:
+        if name not in existing:
+            raise LocalError(
+                f"topic {name} does not exist on {settings.bootstrap_servers} "
+                "(capi-consumer topics create)"
+            )
+    return existing
+
+
+def create_topics(settings: Settings, partitions: int) -> tuple[list[str], bool]:
+    """Every topic of the service, one line each; False when one could not be made right."""
+    t = settings.topics
+    existing = topic_partitions(settings)
+    at_least = max(partitions, existing.get(t.triggered, partitions))
+    compact = {"cleanup.policy": "compact"}
+    plan: list[tuple[str, int, dict[str, str]]] = [
+        (t.triggered, partitions, {}),
+        (t.results, at_least, {"retention.ms": str(_WEEK_MS)}),
+        (t.dlq, partitions, {}),
+        *((name, partitions, compact) for name in (t.connections, t.contacts, t.referrals)),
+    ]
+    new = [NewTopic(n, num_partitions=p, replication_factor=1, config=c)
+           for n, p, c in plan if n not in existing]  # fmt: skip
+    futures = {}
+    if new:
+        admin = AdminClient(_config(settings, "admin"))
+        futures = admin.create_topics(new, operation_timeout=10, request_timeout=10)
+    lines, ok = [], True
+    for name, count, config in plan:
+        kind = ", compacted" if config is compact else ""
+        failure = None if name in existing else _failure(futures[name])
+        if failure is not None:
+            ok = False
+            lines.append(f"{name:<28} failed   {failure}")
+        elif name in existing:
+            lines.append(f"{name:<28} exists   {existing[name]} partitions{kind}")
+        else:
+            lines.append(f"{name:<28} created  {count} partitions{kind}")
+    if existing.get(t.results, at_least) < existing.get(t.triggered, partitions):
+        ok = False
+        lines.append(f"{t.results}: fewer partitions than {t.triggered}; the service needs at "
+                     "least as many (delete and create it again)")  # fmt: skip
+    return lines, ok
+
+
+def _failure(future: Any) -> str | None:
+    """Why a topic was not created (None: created, or another client just created it)."""
+    try:
+        future.result()
+    except KafkaException as exc:
+        err = exc.args[0]
+        return None if err.code() == KafkaError.TOPIC_ALREADY_EXISTS else str(err.str())
+    return None
+
+
+def produce(settings: Settings, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
+    """Produce (topic, key, value) messages and wait until the broker has them all."""
+    producer = Producer({**_config(settings, "producer"), "enable.idempotence": "true",
+                         "linger.ms": "20", "message.timeout.ms": "10000"})  # fmt: skip
+    errors: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            errors.append(err.str())
+
+    for topic, key, value in messages:
+        try:
+            producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+        except BufferError:  # the local queue is full: let deliveries drain it
+            producer.poll(1)
+            producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+        producer.poll(0)
+    left = producer.flush(15)
+    if left or errors:
+        reason = errors[0] if errors else "no answer"
+        raise LocalError(f"broker {settings.bootstrap_servers}: {left + len(errors)} of "
+                         f"{len(messages)} messages not delivered ({reason})")  # fmt: skip
+
+
+# ---- JSON records checked against the contract's Avro schemas, with friendly messages ----
+
+_PRIMITIVES: dict[str, tuple[tuple[type, ...], str]] = {
+    "string": ((str,), "a string"),
+    "int": ((int,), "an integer"),
+    "long": ((int,), "an integer"),
+    "boolean": ((bool,), "true or false"),
+    "double": ((int, float), "a number"),
+    "float": ((int, float), "a number"),
+}
+_TIMESTAMPS = frozenset({"occurred_at", "updated_at", "referred_at"})  # epoch ms or ISO 8601
+
+
+class _RecordError(Exception):
+    """A value of a JSON record that its schema refuses."""
+
+
+def _named(schema: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """Named types (records, enums) of a parsed schema by full name: later uses refer to them."""
+    if isinstance(schema, list):
+        for branch in schema:
+            _named(branch, out)
+    elif isinstance(schema, dict):
+        if schema.get("type") in ("record", "enum"):
+            out[schema["name"]] = schema
+        for field in schema.get("fields", []):
+            _named(field["type"], out)
+        _named(schema.get("items"), out)
+    return out
+
+
+def _describe(schema: Any, named: Mapping[str, Any]) -> str:
+    schema = named.get(schema, schema) if isinstance(schema, str) else schema
+    if isinstance(schema, list):
+        return " or ".join(_describe(b, named) for b in schema)
+    kind = schema if isinstance(schema, str) else schema["type"]
+    if kind == "enum":
+        return "one of " + ", ".join(schema["symbols"])
+    return {"record": "an object", "array": "a list", "null": "null"}.get(kind) or (
+        _PRIMITIVES[kind][1] if kind in _PRIMITIVES else _describe(kind, named)
+    )
+
+
+def _check(value: Any, schema: Any, path: str, named: Mapping[str, Any]) -> Any:
+    """`value` as the writer wants it (defaults filled in), or `_RecordError`."""
+    schema = named.get(schema, schema) if isinstance(schema, str) else schema
+    if isinstance(schema, list):
+        for branch in schema:
+            try:
+                return _check(value, branch, path, named)
+            except _RecordError:
+                continue
+    else:
+        kind = schema if isinstance(schema, str) else schema["type"]
+        if kind == "record" and isinstance(value, dict):
+            return _check_record(value, schema, path, named)
+        if kind == "array" and isinstance(value, list):
+            return [_check(v, schema["items"], f"{path}[{i}]", named) for i, v in enumerate(value)]
+        if kind == "enum" and value in schema["symbols"]:
+            return value
+        if isinstance(kind, dict | list):
+            return _check(value, kind, path, named)
+        types = _PRIMITIVES.get(kind, ((type(None),), ""))[0]
+        if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
+            return value
+    shown = json.dumps(value, ensure_ascii=False)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise _RecordError(f"{path or 'the record'}: {shown} is not {_describe(schema, named)}")
+
+
+def _check_record(value: dict[str, Any], schema: Any, path: str, named: Mapping[str, Any]) -> Any:
+    prefix = f"{path}." if path else ""
+    unknown = sorted(set(value) - {f["name"] for f in schema["fields"]})
+    if unknown:
+        raise _RecordError(f"{prefix}{unknown[0]}: unknown field")
+    out = {}
+    for field in schema["fields"]:
+        name, sub = field["name"], f"{prefix}{field['name']}"
+        if name not in value:
+            if "default" not in field:
+                raise _RecordError(f"{sub}: missing ({_describe(field['type'], named)})")
+            out[name] = json.loads(json.dumps(field["default"]))  # a copy
+            continue
+        item = value[name]
+        if name in _TIMESTAMPS and isinstance(item, str):
+            item = _epoch_ms(item, sub)
+        out[name] = _check(item, field["type"], sub, named)
+    return out
+
+
+def _epoch_ms(text: str, path: str) -> int:
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise _RecordError(f"{path}: {text!r} is neither epoch milliseconds nor ISO 8601") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _generated(name: str) -> dict[str, Callable[[], Any]]:
+    """Fields a user may leave out although the schema requires them."""
+    now = _now_ms
+    return {
+        "ConversionTriggered": {"event_id": lambda: f"evt-{uuid.uuid4().hex[:16]}",
+                                "occurred_at": now, "customer_info": dict},
+        "Contact": {"updated_at": now},
+        "MetaConnection": {"updated_at": now},
+    }.get(name, {})  # fmt: skip
+
+
+def check_record(store: SchemaStore, name: str, record: Any) -> dict[str, Any]:
+    """`record` (JSON) checked against schema `name`, defaults filled in; a `ValueError` with
+    one line (the field, the value, what was expected) when it does not fit."""
+    schema = store.parsed(name)
+    if isinstance(record, dict):
+        record = {**{k: make() for k, make in _generated(name).items()}, **record}
+    try:
+        result: dict[str, Any] = _check(record, schema, "", _named(schema, {}))
+    except _RecordError as exc:
+        raise ValueError(str(exc)) from None
+    return result
+
+
+# ---- reading results and dead letters ----
+
+RESULTS_HEADER = f"{'EVENT_ID':<24} {'STATUS':<8} {'REASON':<24} {'DATASET':<10} SOURCE"
+DLQ_HEADER = f"{'EVENT_ID':<24} {'SOURCE':<28} ERROR"
+
+
+def result_row(record: Mapping[str, Any]) -> str:
+    """One result as a table row; SOURCE is the input's partition/offset."""
+    return (f"{record['event_id'] or '-':<24} {record['status']:<8} {record['reason'] or '':<24} "
+            f"{record['dataset_id'] or '-':<10} {record['source_partition']}/"
+            f"{record['source_offset']}")  # fmt: skip
+
+
+def _dead_letter(msg: Message, codec: AvroCodec) -> dict[str, Any]:
+    headers = {k: (v or b"").decode(errors="replace") for k, v in msg.headers() or []}
+    try:
+        event_id = codec.decode(msg.value(), "ConversionTriggered")["event_id"]
+    except CapiConsumerError:
+        event_id = None
+    key = msg.key()
+    return {
+        "event_id": event_id,
+        "error": headers.get("capi.error", ""),
+        "source": {k: headers.get(f"capi.source.{k}") for k in ("topic", "partition", "offset")},
+        "key": None if key is None else key.decode(errors="replace"),
+        "value_base64": base64.b64encode(msg.value() or b"").decode(),
+    }
+
+
+def dead_letter_row(msg: Message, codec: AvroCodec) -> str:
+    letter = _dead_letter(msg, codec)
+    source = "/".join(str(v) for v in letter["source"].values())
+    return f"{letter['event_id'] or '-':<24} {source:<28} {letter['error']}"
+
+
+def dead_letter_json(msg: Message, codec: AvroCodec) -> str:
+    return json.dumps(_dead_letter(msg, codec), ensure_ascii=False)
+
+
+class Tail:
+    """A topic read from the beginning with `read_committed`, as the service's readers must."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self._settings = settings
+        partitions = require_topics(settings, topic)[topic]
+        self._consumer = Consumer({
+            **_config(settings, "consumer"), "group.id": f"capi-tail-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": "false", "isolation.level": "read_committed",
+            "enable.partition.eof": "true",
+        })  # fmt: skip
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING)
+                               for p in range(partitions)])  # fmt: skip
+        self._partitions = partitions
+
+    def messages(self, *, follow: bool, stopped: Callable[[], bool],
+                 idle_s: float = 5.0) -> Iterator[Message]:  # fmt: skip
+        """What the topic holds; then, with `follow`, what comes until `stopped()`. Without it,
+        ends when every partition is read to its end (or nothing came for `idle_s`)."""
+        at_end: set[int] = set()
+        last = time.monotonic()
+        while not stopped():
+            if not follow and (len(at_end) == self._partitions or time.monotonic() - last > idle_s):
+                return
+            for msg in self._consumer.consume(num_messages=500, timeout=0.5):
+                err = msg.error()
+                if err is None:
+                    last = time.monotonic()
+                    at_end.discard(msg.partition() or 0)
+                    yield msg
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(msg.partition() or 0)
+                elif err.fatal() or err.code() == KafkaError._ALL_BROKERS_DOWN:
+                    raise LocalError(f"broker {self._settings.bootstrap_servers}: {err.str()}")
+
+    def close(self) -> None:
+        self._consumer.close()
