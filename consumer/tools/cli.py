@@ -17,9 +17,9 @@ import click
 from consumer.errors import CapiConsumerError, ConfigError, FencedError
 from consumer.events.results import DEAD_LETTER_REASONS
 from consumer.settings import Settings
+from consumer.tools.local_cli import LOCAL_COMMANDS
 
 __all__ = ["main"]
-
 log = logging.getLogger("consumer")
 
 
@@ -37,7 +37,7 @@ def _settings(**overrides: Any) -> Settings:
         sys.exit(2)
 
 
-@click.group()
+@click.group(commands=LOCAL_COMMANDS)  # broker, topics create, seed, produce, tail
 @click.version_option(package_name="capi-consumer")
 def main() -> None:
     """Conversions from WhatsApp, Messenger and Instagram conversations to Meta's CAPI."""

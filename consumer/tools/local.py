@@ -9,7 +9,6 @@ use short timeouts, so an unreachable broker is named within seconds.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 import time
@@ -17,33 +16,38 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from consumer.errors import CapiConsumerError
+from consumer.kafka.clients import PARTITION_EOF
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.settings import Settings
 from consumer.tools.embedded_broker import EmbeddedBroker
 
 __all__ = [
-    "DLQ_HEADER",
-    "RESULTS_HEADER",
     "LocalBroker",
     "LocalError",
     "Tail",
     "check_record",
     "codec_for",
     "create_topics",
-    "dead_letter_json",
-    "dead_letter_row",
     "produce",
-    "result_row",
+    "require_topics",
     "topic_partitions",
 ]
 
 _TIMEOUT_S = 5.0  # a broker that has not answered by then is named as unreachable
 _WEEK_MS = 7 * 24 * 3600 * 1000  # results are kept at least the dedup window
+_ALL_BROKERS_DOWN: int = KafkaError._ALL_BROKERS_DOWN  # noqa: SLF001
 
 
 class LocalError(CapiConsumerError):
@@ -69,7 +73,7 @@ def codec_for(settings: Settings) -> AvroCodec:
     return AvroCodec(SchemaStore(), registry, auto_register=settings.schema_registry_auto_register)
 
 
-def _config(settings: Settings, role: Literal["consumer", "producer", "admin"]) -> dict[str, str]:
+def _config(settings: Settings, role: Literal["consumer", "producer", "admin"]) -> dict[str, Any]:
     return {**settings.kafka_config(role), "log_level": "0"}  # failures are told as one line
 
 
@@ -127,14 +131,18 @@ def create_topics(settings: Settings, partitions: int) -> tuple[list[str], bool]
             ok = False
             lines.append(f"{name:<28} failed   {failure}")
         elif name in existing:
-            lines.append(f"{name:<28} exists   {existing[name]} partitions{kind}")
+            lines.append(f"{name:<28} exists   {_partitions(existing[name])}{kind}")
         else:
-            lines.append(f"{name:<28} created  {count} partitions{kind}")
+            lines.append(f"{name:<28} created  {_partitions(count)}{kind}")
     if existing.get(t.results, at_least) < existing.get(t.triggered, partitions):
         ok = False
         lines.append(f"{t.results}: fewer partitions than {t.triggered}; the service needs at "
                      "least as many (delete and create it again)")  # fmt: skip
     return lines, ok
+
+
+def _partitions(count: int) -> str:
+    return f"{count} partition{'s' * (count != 1)}"
 
 
 def _failure(future: Any) -> str | None:
@@ -174,6 +182,7 @@ def produce(settings: Settings, messages: Sequence[tuple[str, bytes, bytes]]) ->
 # ---- JSON records checked against the contract's Avro schemas, with friendly messages ----
 
 _PRIMITIVES: dict[str, tuple[tuple[type, ...], str]] = {
+    "null": ((type(None),), "null"),
     "string": ((str,), "a string"),
     "int": ((int,), "an integer"),
     "long": ((int,), "an integer"),
@@ -181,6 +190,7 @@ _PRIMITIVES: dict[str, tuple[tuple[type, ...], str]] = {
     "double": ((int, float), "a number"),
     "float": ((int, float), "a number"),
 }
+_INT_BOUNDS = {"int": 2**31, "long": 2**63}
 _TIMESTAMPS = frozenset({"occurred_at", "updated_at", "referred_at"})  # epoch ms or ISO 8601
 
 
@@ -204,12 +214,12 @@ def _named(schema: Any, out: dict[str, Any]) -> dict[str, Any]:
 
 def _describe(schema: Any, named: Mapping[str, Any]) -> str:
     schema = named.get(schema, schema) if isinstance(schema, str) else schema
-    if isinstance(schema, list):
-        return " or ".join(_describe(b, named) for b in schema)
+    if isinstance(schema, list):  # "a string or null"
+        return " or ".join(_describe(b, named) for b in sorted(schema, key=lambda b: b == "null"))
     kind = schema if isinstance(schema, str) else schema["type"]
     if kind == "enum":
         return "one of " + ", ".join(schema["symbols"])
-    return {"record": "an object", "array": "a list", "null": "null"}.get(kind) or (
+    return {"record": "an object", "array": "a list"}.get(kind) or (
         _PRIMITIVES[kind][1] if kind in _PRIMITIVES else _describe(kind, named)
     )
 
@@ -233,9 +243,11 @@ def _check(value: Any, schema: Any, path: str, named: Mapping[str, Any]) -> Any:
             return value
         if isinstance(kind, dict | list):
             return _check(value, kind, path, named)
-        types = _PRIMITIVES.get(kind, ((type(None),), ""))[0]
+        types = _PRIMITIVES.get(kind, ((), ""))[0]
         if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
-            return value
+            bound = _INT_BOUNDS.get(kind)
+            if bound is None or (isinstance(value, int) and -bound <= value < bound):
+                return value
     shown = json.dumps(value, ensure_ascii=False)
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
     raise _RecordError(f"{path or 'the record'}: {shown} is not {_describe(schema, named)}")
@@ -277,13 +289,13 @@ def _now_ms() -> int:
 
 def _generated(name: str) -> dict[str, Callable[[], Any]]:
     """Fields a user may leave out although the schema requires them."""
-    now = _now_ms
-    return {
+    generated: dict[str, dict[str, Callable[[], Any]]] = {
         "ConversionTriggered": {"event_id": lambda: f"evt-{uuid.uuid4().hex[:16]}",
-                                "occurred_at": now, "customer_info": dict},
-        "Contact": {"updated_at": now},
-        "MetaConnection": {"updated_at": now},
-    }.get(name, {})  # fmt: skip
+                                "occurred_at": _now_ms, "customer_info": dict},
+        "Contact": {"updated_at": _now_ms},
+        "MetaConnection": {"updated_at": _now_ms},
+    }  # fmt: skip
+    return generated.get(name, {})
 
 
 def check_record(store: SchemaStore, name: str, record: Any) -> dict[str, Any]:
@@ -297,45 +309,6 @@ def check_record(store: SchemaStore, name: str, record: Any) -> dict[str, Any]:
     except _RecordError as exc:
         raise ValueError(str(exc)) from None
     return result
-
-
-# ---- reading results and dead letters ----
-
-RESULTS_HEADER = f"{'EVENT_ID':<24} {'STATUS':<8} {'REASON':<24} {'DATASET':<10} SOURCE"
-DLQ_HEADER = f"{'EVENT_ID':<24} {'SOURCE':<28} ERROR"
-
-
-def result_row(record: Mapping[str, Any]) -> str:
-    """One result as a table row; SOURCE is the input's partition/offset."""
-    return (f"{record['event_id'] or '-':<24} {record['status']:<8} {record['reason'] or '':<24} "
-            f"{record['dataset_id'] or '-':<10} {record['source_partition']}/"
-            f"{record['source_offset']}")  # fmt: skip
-
-
-def _dead_letter(msg: Message, codec: AvroCodec) -> dict[str, Any]:
-    headers = {k: (v or b"").decode(errors="replace") for k, v in msg.headers() or []}
-    try:
-        event_id = codec.decode(msg.value(), "ConversionTriggered")["event_id"]
-    except CapiConsumerError:
-        event_id = None
-    key = msg.key()
-    return {
-        "event_id": event_id,
-        "error": headers.get("capi.error", ""),
-        "source": {k: headers.get(f"capi.source.{k}") for k in ("topic", "partition", "offset")},
-        "key": None if key is None else key.decode(errors="replace"),
-        "value_base64": base64.b64encode(msg.value() or b"").decode(),
-    }
-
-
-def dead_letter_row(msg: Message, codec: AvroCodec) -> str:
-    letter = _dead_letter(msg, codec)
-    source = "/".join(str(v) for v in letter["source"].values())
-    return f"{letter['event_id'] or '-':<24} {source:<28} {letter['error']}"
-
-
-def dead_letter_json(msg: Message, codec: AvroCodec) -> str:
-    return json.dumps(_dead_letter(msg, codec), ensure_ascii=False)
 
 
 class Tail:
@@ -368,9 +341,9 @@ class Tail:
                     last = time.monotonic()
                     at_end.discard(msg.partition() or 0)
                     yield msg
-                elif err.code() == KafkaError._PARTITION_EOF:
+                elif err.code() == PARTITION_EOF:
                     at_end.add(msg.partition() or 0)
-                elif err.fatal() or err.code() == KafkaError._ALL_BROKERS_DOWN:
+                elif err.fatal() or err.code() == _ALL_BROKERS_DOWN:
                     raise LocalError(f"broker {self._settings.bootstrap_servers}: {err.str()}")
 
     def close(self) -> None:
