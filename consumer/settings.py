@@ -139,6 +139,9 @@ class Settings:
     drain_timeout_s: float = 30.0
     max_pending_events: int = 50_000
     workers: int = 1
+    # group.instance.id = CAPI_INSTANCE_ID: a restarted instance gets its partitions back
+    # without a rebalance, on brokers that implement static membership (KIP-345)
+    static_membership: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, check_dirs: bool = True) -> Settings:
@@ -215,6 +218,8 @@ class Settings:
                 "CAPI_MAX_PENDING_EVENTS", defaults.max_pending_events, 1000, 10_000_000
             ),
             workers=reader.integer("CAPI_WORKERS", defaults.workers, 1, 64),
+            static_membership=reader.choice("CAPI_STATIC_MEMBERSHIP", "FALSE", ("TRUE", "FALSE"))
+            == "TRUE",
         )
         if settings.workers > 1 and settings.metrics_port + settings.workers > 65535:
             raise ConfigError(

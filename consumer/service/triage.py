@@ -14,9 +14,15 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaError, Message
 
-from consumer.errors import CapiConsumerError, DecodeError, FatalError, SchemaUnavailableError
+from consumer.errors import (
+    CapiConsumerError,
+    DecodeError,
+    FatalError,
+    FencedError,
+    SchemaUnavailableError,
+)
 from consumer.events.enrich import enrich, referral_key
 from consumer.events.policy import Refusal, Rules, decide
 from consumer.events.records import Channel, ResultStatus, Trigger
@@ -28,7 +34,7 @@ from consumer.events.results import (
     Reason,
     SourceRef,
 )
-from consumer.kafka.clients import PARTITION_EOF
+from consumer.kafka.clients import FENCED, PARTITION_EOF
 from consumer.kafka.codec import AvroCodec
 from consumer.meta.batching import BatchKey, Pending
 from consumer.meta.credentials import CredentialStore, MissingCredentialsError
@@ -151,10 +157,7 @@ class Triage:
         """What to do with one message (None: an error event of the consumer, not a message)."""
         error = msg.error()
         if error is not None:
-            if error.fatal():
-                raise FatalError(f"consumer fatal error: {error}")
-            if error.code() != PARTITION_EOF:
-                log.warning("consumer error: %s", error)
+            _consumer_error(error)
             return None
         source = _source(msg)
         if self._restore.is_restoring(source.partition):
@@ -224,6 +227,20 @@ class Triage:
         if wants_referral:
             m.tally(m.enrichment, "referrals", _lookup(referral, result.referral_used))
         return result.trigger
+
+
+def _consumer_error(error: KafkaError) -> None:
+    """An error event of the consumer: stop on a fatal one, log the others (not the end of a
+    partition)."""
+    if error.fatal():
+        if error.code() in FENCED:  # a static group member: another one took this instance id
+            raise FencedError(
+                f"consumer fenced: another instance joined the group with this CAPI_INSTANCE_ID "
+                f"({error})"
+            )
+        raise FatalError(f"consumer fatal error: {error}")
+    if error.code() != PARTITION_EOF:
+        log.warning("consumer error: %s", error)
 
 
 def _decode(codec: AvroCodec, msg: Message) -> dict[str, Any] | CapiConsumerError | None:

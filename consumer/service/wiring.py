@@ -195,6 +195,7 @@ def _consumer_config(
         "isolation.level": "read_committed",
         "statistics.interval.ms": "5000",
         "stats_cb": lambda stats: monitor.on_stats(stats, owned),
+        **({"group.instance.id": s.instance_id} if s.static_membership else {}),
     }
 
 

@@ -186,3 +186,27 @@ def test_missing_credentials_fail_with_a_result(kafka_bootstrap, topics, sandbox
     result = reader.results[0]
     assert (result["status"], result["reason"]) == ("FAILED", "MISSING_CREDENTIALS")
     assert sandbox.stats()["accepted_requests"] == 0
+
+
+def test_a_static_member_processes_and_gets_its_partitions_back_after_a_restart(
+    kafka_bootstrap, topics, settings, tmp_path
+):
+    """`CAPI_STATIC_MEMBERSHIP=true`: the consumer joins with `group.instance.id` =
+    `CAPI_INSTANCE_ID` and works as a dynamic member does; restarted with the same id and state
+    folder, it gets its partitions back and finishes the input without a second result."""
+    from dataclasses import replace
+
+    static = replace(settings, static_membership=True, instance_id="static-1",
+                     state_dir=tmp_path / "state")  # fmt: skip
+    triggers = WORLD.triggers(300, seed=41)
+    first = produce_sample_traffic(kafka_bootstrap, topics, CODEC, triggers[:150],
+                                   WORLD.connections())  # fmt: skip
+    reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
+    with RunningApp(static):
+        assert reader.read_until(first, 60)
+    second = produce_sample_traffic(kafka_bootstrap, topics, CODEC, triggers[150:], [])
+    with RunningApp(static):
+        assert reader.read_until(first + second, 60)
+    reader.close()
+    sources = [(r["source_partition"], r["source_offset"]) for r in reader.results]
+    assert len(sources) == len(set(sources)) == first + second

@@ -182,3 +182,12 @@ def test_a_copy_after_a_message_recovered_from_the_outbox_is_a_duplicate(world):
     recovered, copy = world.triage.batch([message(4, value), message(5, value)])
     assert isinstance(recovered, Recover)
     assert (copy.result.status, copy.result.reason) == ("SKIPPED", "DUPLICATE")
+
+
+def test_a_consumer_fenced_as_a_static_member_stops_like_a_fenced_producer(world):
+    from consumer.errors import FencedError
+
+    fenced = message(0, None)
+    fenced.set_error(KafkaError(KafkaError._FENCED, "fenced by a newer member", fatal=True))
+    with pytest.raises(FencedError, match="CAPI_INSTANCE_ID"):
+        world.triage.batch([fenced])
