@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from consumer.settings import Settings
 
-__all__ = ["broker_problems", "settings_problems"]
+__all__ = ["broker_metadata", "broker_problems", "settings_problems"]
 
 _PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
 _MECHANISMS = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"}
@@ -118,3 +118,17 @@ def broker_problems(settings: Settings, metadata: Any) -> list[str]:
                 f"{t.triggered} (results go to the partition numbered like their input)"
             )
     return problems
+
+
+def broker_metadata(settings: Settings, timeout_s: float = 5.0) -> tuple[Any, str | None]:
+    """The cluster's metadata, or None and one line naming the broker and what fails."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient({**settings.kafka_config("admin"), "log_level": "0"})
+        return admin.list_topics(timeout=timeout_s), None
+    except KafkaException as exc:
+        error = exc.args[0]
+        reason = error.str() if hasattr(error, "str") else str(error)
+        return None, f"broker {settings.bootstrap_servers}: does not answer ({reason})"

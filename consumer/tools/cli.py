@@ -8,7 +8,6 @@ import json
 import logging
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -44,10 +43,8 @@ def main() -> None:
 
 
 def _collect_less() -> None:
-    """Garbage collection for a streaming loop: what start-up built (tables, schemas, caches)
-    lives as long as the process, so it leaves the collector's sight; and the young
-    generation is collected every 20,000 allocations instead of 700, since most objects of
-    an event die with it (reference counting frees them; the collector only finds cycles)."""
+    """GC for a streaming loop: what start-up built lives as long as the process (frozen out of
+    sight); the young generation every 20,000 allocations, not 700 (events die by refcount)."""
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
 
@@ -215,31 +212,18 @@ def test_event(**options: Any) -> None:
     _setup_logging("WARNING")
     from consumer.events.policy import Rules
     from consumer.events.records import Channel, CustomerInfo, EventType
-    from consumer.kafka.codec import AvroCodec, SchemaStore
     from consumer.meta.client import CapiClient
     from consumer.meta.credentials import CredentialStore
-    from consumer.store.reference_tables import ReferenceTables
-    from consumer.store.sqlite import StateStore
-    from consumer.store.table_reader import TableReader
-    from consumer.tools.send_test_event import TestEventRequest, send_test_event
-
-    tables = ReferenceTables.for_topics(AvroCodec(SchemaStore()), settings.topics)
-    # a throwaway state: the service's own state folder may be in use by a running instance
-    scratch = tempfile.TemporaryDirectory(prefix="capi-test-event-")
-    store = StateStore(Path(scratch.name)).open()
-    needed = [tables.connections] + ([tables.contacts] if options["contact_id"] else [])
-    reader = TableReader(
-        needed,
-        {**settings.kafka_config("consumer"), "log_level": "0"},
-        store,
-        admin_config=settings.kafka_config("admin"),
+    from consumer.tools.send_test_event import (
+        TestEventRequest,
+        read_reference_tables,
+        send_test_event,
     )
+
     try:
-        reader.bootstrap(timeout_s=120)
-    except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback
-        _fail(f"cannot read the reference tables: {exc}")
-    finally:
-        reader.close()
+        tables, close_tables = read_reference_tables(settings, bool(options["contact_id"]))
+    except CapiConsumerError as exc:
+        _fail(str(exc))
     contact = tables.contacts.get(options["contact_id"]) if options["contact_id"] else None
     if options["contact_id"] and contact is None:
         _fail(f"contact {options['contact_id']} is not in {settings.topics.contacts}")
@@ -274,8 +258,7 @@ def test_event(**options: Any) -> None:
         )
     finally:
         client.close()
-        store.close()
-        scratch.cleanup()
+        close_tables()
     if result.refusal is not None:
         _fail(f"not sent: {result.refusal.reason}: {result.refusal.detail}")
     if result.ok:
@@ -327,18 +310,12 @@ def replay_dlq(reasons: tuple[str, ...], from_beginning: bool, dry_run: bool) ->
 def check() -> None:
     """Validate the configuration and reach the broker; one line per problem."""
     settings = _settings(check_dirs=False)  # a missing credentials folder is one problem line
-    from confluent_kafka.admin import AdminClient
-
-    from consumer.tools.check import broker_problems, settings_problems
+    from consumer.tools.check import broker_metadata, broker_problems, settings_problems
 
     problems = settings_problems(settings)
-    try:
-        admin = AdminClient({**settings.kafka_config("admin"), "log_level": "0"})
-        metadata = admin.list_topics(timeout=10)
-    except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
-        problems.append(f"broker {settings.bootstrap_servers}: unreachable ({exc})")
-    else:
-        problems += broker_problems(settings, metadata)
+    if not any(p.startswith("CAPI_KAFKA_") for p in problems):  # else no client can connect
+        metadata, problem = broker_metadata(settings)
+        problems += [problem] if problem else broker_problems(settings, metadata)
     for line in problems:
         click.echo(f"capi-consumer check: {line}", err=True)
     if problems:

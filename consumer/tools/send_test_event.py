@@ -8,11 +8,14 @@ or written to Kafka, except that the connection comes from the connections table
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from consumer.errors import CapiError, MetaErrorInfo
+from consumer.errors import CapiConsumerError, CapiError, MetaErrorInfo
 from consumer.events.enrich import enrich
 from consumer.events.policy import Refusal, Rules, decide
 from consumer.events.records import (
@@ -25,10 +28,19 @@ from consumer.events.records import (
     Trigger,
 )
 from consumer.events.results import MetaResponse, Reason
+from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.meta.client import CapiClient
 from consumer.meta.credentials import CredentialStore, MissingCredentialsError
+from consumer.settings import Settings
+from consumer.store.reference_tables import ReferenceTables
 
-__all__ = ["TestEventRequest", "TestEventResult", "build_trigger", "send_test_event"]
+__all__ = [
+    "TestEventRequest",
+    "TestEventResult",
+    "build_trigger",
+    "read_reference_tables",
+    "send_test_event",
+]
 
 _ASSET_TYPE = {
     Channel.WHATSAPP: AssetType.WHATSAPP_BUSINESS_ACCOUNT,
@@ -158,3 +170,38 @@ def send_test_event(
     except CapiError as exc:
         return TestEventResult(error=exc.meta, error_text=str(exc))
     return TestEventResult(response=response)
+
+
+def read_reference_tables(
+    settings: Settings, with_contacts: bool
+) -> tuple[ReferenceTables, Callable[[], None]]:
+    """The connections (and contacts) tables, read into a throwaway state (a running instance
+    may be using its own state folder), and the function that closes them. Raises a
+    `CapiConsumerError` with one line when the broker or the tables cannot be read."""
+    from consumer.store.sqlite import StateStore
+    from consumer.store.table_reader import TableReader
+    from consumer.tools.check import broker_metadata
+
+    tables = ReferenceTables.for_topics(AvroCodec(SchemaStore()), settings.topics)
+    problem = broker_metadata(settings)[1]
+    if problem is not None:
+        raise CapiConsumerError(problem)
+    scratch = tempfile.TemporaryDirectory(prefix="capi-test-event-")
+    store = StateStore(Path(scratch.name)).open()
+
+    def close() -> None:
+        store.close()
+        scratch.cleanup()
+
+    needed = [tables.connections] + ([tables.contacts] if with_contacts else [])
+    quiet = {"log_level": "0"}  # librdkafka's own lines: a failure is said once
+    reader = TableReader(needed, {**settings.kafka_config("consumer"), **quiet}, store,
+                         admin_config={**settings.kafka_config("admin"), **quiet})  # fmt: skip
+    try:
+        reader.bootstrap(timeout_s=120)
+    except Exception as exc:  # every failure is one line for the command
+        close()
+        raise CapiConsumerError(f"cannot read the reference tables: {exc}") from exc
+    finally:
+        reader.close()
+    return tables, close

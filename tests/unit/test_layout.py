@@ -33,3 +33,10 @@ def test_no_module_is_over_the_size_limit():
     sizes = {p.relative_to(PACKAGE).as_posix(): len(p.read_text().splitlines())
              for p in PACKAGE.rglob("*.py")}  # fmt: skip
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_the_readme_and_docs_refer_to_nothing_outside_the_repository():
+    import re
+
+    for document in (README, *sorted((PACKAGE.parent / "docs").glob("*.md"))):
+        assert not re.search(r"\.\./shared|\]\(\.\./\.\.", document.read_text()), document
