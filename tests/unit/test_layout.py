@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.readme import module_table
+from tests.readme import README, module_table
 
 PACKAGE = Path(__file__).resolve().parents[2] / "consumer"
 MAX_LINES = 350
