@@ -73,3 +73,15 @@ def test_broker_problems_missing_topics_and_too_few_result_partitions(tmp_path):
         "topic conversions.results: 3 partitions, fewer than the 6 of conversions.triggered "
         "(results go to the partition numbered like their input)",
     ]
+
+
+def test_replay_refuses_an_unknown_reason_in_one_line(tmp_path):
+    import os
+
+    from tests.cli import run_cli
+
+    env = {**os.environ, "CAPI_CREDENTIALS_DIR": str(tmp_path)}
+    out = run_cli(env, "replay-dlq", "--reason", "BOGUS", timeout=60)
+    assert out.returncode == 2
+    assert "'BOGUS' is not one of 'ASSET_NOT_LINKED'" in out.stderr
+    assert "Traceback" not in out.stderr
