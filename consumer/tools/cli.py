@@ -207,7 +207,12 @@ _CUSTOMER_OPTIONS = ("email", "phone", "first_name", "last_name", "gender", "dat
 @click.option("--country")
 @click.option("--external-id")
 def test_event(**options: Any) -> None:
-    """Send one test event to Meta's Test Events tool and print Meta's response."""
+    """Send one test event to Meta's Test Events tool and print Meta's response.
+
+    Reads the connection (and contact) from the broker's tables (CAPI_KAFKA_BOOTSTRAP_SERVERS,
+    CAPI_TOPIC_CONNECTIONS), its token from CAPI_CREDENTIALS_DIR, and sends to CAPI_GRAPH_URL
+    (the sandbox locally: see the README's walkthrough).
+    """
     settings = _settings()
     _setup_logging("WARNING")
     from consumer.events.policy import Rules
