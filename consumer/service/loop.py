@@ -87,6 +87,7 @@ class Service:
 
     def _turn(self, p: Parts) -> None:
         self.monitor.turned()
+        p.rebalance.watch(p.consumer)
         # 1. the reference tables take their updates
         p.tables.poll()
         self.monitor.tables(p.tables, p.reference.all())
@@ -119,7 +120,8 @@ class Service:
         for item, outcome in p.sender.step(backlog=len(msgs) == _CONSUME_BATCH):
             p.checkpoint.answered(item, outcome)
         p.checkpoint.abandon(p.sender.take_abandoned())
-        # 6. checkpoint: results with their offsets, when due
+        # 6. checkpoint: results with their offsets, when due (not after a stall: see `watch`)
+        p.rebalance.watch(p.consumer)
         p.checkpoint.turn()
         self.metrics.flush()
 

@@ -49,6 +49,7 @@ class Rebalance:
         outbox: Outbox,
         topics: Topics,
         drain_timeout_s: float,
+        session_timeout_s: float,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -60,6 +61,8 @@ class Rebalance:
         self._outbox = outbox
         self._topics = topics
         self._drain_timeout_s = drain_timeout_s
+        self._session_timeout_s = session_timeout_s
+        self._last_watch = clock()
         self._metrics = metrics
         self._clock = clock
         self._closing = False
@@ -108,6 +111,19 @@ class Rebalance:
             self._checkpoint.lost(gone)
         except FatalError as exc:  # raised by the loop once the callback has returned
             self.failure = exc
+
+    def watch(self, consumer: InputConsumer) -> None:
+        """Called as the loop goes: after a stall longer than the group's session timeout (the
+        process was frozen, the machine suspended), the group has moved on without us, whatever
+        librdkafka knows yet; the partitions are let go as lost before anything more is sent or
+        published for them."""
+        now = self._clock()
+        stalled, self._last_watch = now - self._last_watch, now
+        if stalled > self._session_timeout_s and self._owned:
+            log.warning("the loop stalled for %.0f s, past the session timeout: partitions lost",
+                        stalled)  # fmt: skip
+            owned = sorted(self._owned)
+            self.on_lost(consumer, [TopicPartition(t, p) for t, p in owned])
 
     def drain(self) -> None:
         """At shutdown: stop reading, finish what is under way, commit."""

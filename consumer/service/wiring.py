@@ -135,6 +135,7 @@ def open_parts(
     rebalance = Rebalance(
         owned=owned, checkpoint=checkpoint, flow=flow, sender=sender,
         restore=restore, outbox=outbox, topics=s.topics, drain_timeout_s=s.drain_timeout_s,
+        session_timeout_s=float(consumer_config.get("session.timeout.ms", 45_000)) / 1000,
         metrics=metrics,
     )  # fmt: skip
     stack.callback(metrics.flush)

@@ -47,6 +47,7 @@ class World:
     def __init__(self, tmp_path: Path) -> None:
         self.meta_may_answer = threading.Event()
         self.requests = 0
+        self.now = 1000.0
         store = StateStore(tmp_path / "state").open()
         self.dedup = Dedup(store, TOPICS.results, clock_ms=lambda: NOW_MS)
         self.dedup.create_table()
@@ -76,7 +77,7 @@ class World:
         self.rebalance = Rebalance(
             owned=self.owned, checkpoint=self.checkpoint, flow=self.flow, sender=self.sender,
             restore=self.restore, outbox=self.outbox, topics=TOPICS,
-            drain_timeout_s=10, metrics=m,
+            drain_timeout_s=10, session_timeout_s=6, metrics=m, clock=lambda: self.now,
         )  # fmt: skip
 
     def _meta(self, request: httpx.Request) -> httpx.Response:
@@ -211,3 +212,25 @@ def test_a_fenced_producer_met_in_a_revoke_lets_the_revoke_complete_then_stops(w
     world.rebalance.on_revoke(world.consumer, [TopicPartition(IN, 0)])  # returns: no exception
     assert isinstance(world.rebalance.failure, FencedError)
     assert world.owned == set()  # released: the group can hand the partition on at once
+
+
+def test_a_stall_past_the_session_timeout_lets_the_partitions_go_before_anything_is_published(
+    world,
+):
+    from consumer.events.records import ResultStatus
+    from consumer.events.results import ConversionResult, Reason
+
+    world.assign(0, 1)
+    world.rebalance.watch(world.consumer)
+    world.checkpoint.consumed(SourceRef(IN, 0, 0))
+    world.checkpoint.resolve(
+        ConversionResult(SourceRef(IN, 0, 0), ResultStatus.SKIPPED, NOW_MS, Reason.DUPLICATE), None
+    )
+    world.now += 5  # within the session timeout: still ours
+    world.rebalance.watch(world.consumer)
+    assert world.owned == {(IN, 0), (IN, 1)}
+    world.now += 60  # frozen (SIGSTOP): the group has moved on
+    world.rebalance.watch(world.consumer)
+    assert world.owned == set()
+    world.checkpoint.commit(force=True)
+    assert world.producer.transactions == []  # nothing of a partition not ours is published
