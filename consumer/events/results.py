@@ -17,6 +17,7 @@ __all__ = [
     "DeadLetter",
     "DedupEntry",
     "MetaResponse",
+    "Partition",
     "Reason",
     "SourceRef",
 ]
@@ -59,6 +60,9 @@ DEAD_LETTER_REASONS: frozenset[Reason] = frozenset(
 REPLAY_HEADER = "capi.replay"
 
 
+Partition = tuple[str, int]  # (topic, partition number)
+
+
 @dataclass(frozen=True, slots=True)
 class SourceRef:
     """Where an input message came from."""
@@ -68,7 +72,7 @@ class SourceRef:
     offset: int
 
     @property
-    def topic_partition(self) -> tuple[str, int]:
+    def topic_partition(self) -> Partition:
         return self.topic, self.partition
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from consumer.errors import RetryableError
+from consumer.events.results import Partition
 from consumer.meta.attempt import Attempt, Delivery, Dispatcher, Outcome
 from consumer.meta.batching import Batch, Batcher, BatchKey, Pending
 
@@ -28,7 +29,6 @@ __all__ = ["BACKLOG_LINGER_S", "Sender"]
 
 log = logging.getLogger(__name__)
 
-Partition = tuple[str, int]
 
 # With a backlog, batches wait up to this long to fill up: latency is the queue's then, and
 # fuller requests cost Meta's rate limits and this process less per event (a few datasets

@@ -23,6 +23,7 @@ from consumer.events.results import (
     ConversionResult,
     DeadLetter,
     DedupEntry,
+    Partition,
     SourceRef,
 )
 from consumer.kafka.clients import InputConsumer
@@ -36,11 +37,10 @@ from consumer.settings import Topics
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
 
-__all__ = ["Checkpoint", "Partition"]
+__all__ = ["Checkpoint"]
 
 log = logging.getLogger(__name__)
 
-Partition = tuple[str, int]
 # a commit is due earlier when this many records wait in the open transaction
 _PENDING_RECORDS_LIMIT = 10_000
 

@@ -13,14 +13,13 @@ from collections.abc import Callable, Collection
 
 from confluent_kafka import TopicPartition
 
-from consumer.events.results import SourceRef
+from consumer.events.results import Partition, SourceRef
 from consumer.kafka.clients import InputConsumer
 from consumer.ops.metrics import Metrics
 from consumer.store.dedup_restore import DedupRestore
 
 __all__ = ["SCHEMA_RETRY_S", "FlowControl"]
 
-Partition = tuple[str, int]
 SCHEMA_RETRY_S = 5.0
 
 

@@ -20,10 +20,11 @@ from collections.abc import Callable
 from confluent_kafka import TopicPartition
 
 from consumer.errors import FatalError
+from consumer.events.results import Partition
 from consumer.kafka.clients import InputConsumer
 from consumer.meta.senders import Sender
 from consumer.ops.metrics import Metrics
-from consumer.service.checkpoint import Checkpoint, Partition
+from consumer.service.checkpoint import Checkpoint
 from consumer.service.flow import FlowControl
 from consumer.settings import Topics
 from consumer.store.dedup_restore import DedupRestore

@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from consumer.errors import DecodeError, FatalError, SchemaUnavailableError
 from consumer.events.policy import Rules
+from consumer.events.results import Partition
 from consumer.kafka.codec import AvroCodec
 from consumer.kafka.publisher import Publisher
 from consumer.kafka.registry_wait import REGISTRY_RETRY_S
@@ -25,7 +26,7 @@ from consumer.meta.credentials import CredentialStore
 from consumer.meta.senders import Sender
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
-from consumer.service.checkpoint import Checkpoint, Partition
+from consumer.service.checkpoint import Checkpoint
 from consumer.service.flow import FlowControl
 from consumer.service.rebalance import Rebalance
 from consumer.service.triage import Triage
