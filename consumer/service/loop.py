@@ -87,7 +87,6 @@ class Service:
 
     def _turn(self, p: Parts) -> None:
         self.monitor.turned()
-        p.rebalance.watch(p.consumer)
         # 1. the reference tables take their updates
         p.tables.poll()
         self.monitor.tables(p.tables, p.reference.all())
@@ -96,11 +95,8 @@ class Service:
         # 3. poll: answers come back from the sender threads, so look often while any is out
         wait = p.sender.next_wakeup()
         idle = 0.005 if p.sender.in_flight_requests() else 0.05
-        msgs = p.consumer.consume(
-            num_messages=_CONSUME_BATCH, timeout=idle if wait is None else min(idle, wait)
-        )
-        if p.rebalance.failure is not None:
-            raise p.rebalance.failure
+        timeout = idle if wait is None else min(idle, wait)
+        msgs = p.rebalance.consume(p.consumer, _CONSUME_BATCH, timeout)
         # 4. triage: each message resolved now, sent, recovered, skipped or rewound
         for verdict in p.triage.batch(msgs):
             if isinstance(verdict, Send):
@@ -120,8 +116,7 @@ class Service:
         for item, outcome in p.sender.step(backlog=len(msgs) == _CONSUME_BATCH):
             p.checkpoint.answered(item, outcome)
         p.checkpoint.abandon(p.sender.take_abandoned())
-        # 6. checkpoint: results with their offsets, when due (not after a stall: see `watch`)
-        p.rebalance.watch(p.consumer)
+        # 6. checkpoint: results with their offsets, when due
         p.checkpoint.turn()
         self.metrics.flush()
 

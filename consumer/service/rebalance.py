@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from consumer.errors import FatalError
 from consumer.events.results import Partition
@@ -63,15 +63,21 @@ class Rebalance:
         self._topics = topics
         self._drain_timeout_s = drain_timeout_s
         self._session_timeout_s = session_timeout_s
-        self._last_watch = clock()
+        self._callbacks_done = clock()  # when a rebalance callback last returned
         self._metrics = metrics
         self._clock = clock
         self._closing = False
         # an error that stops the service, met inside a callback (librdkafka's rebalance must
-        # complete); the loop raises it once the callback has returned
+        # complete); `consume` raises it once the callback has returned
         self.failure: FatalError | None = None
 
     def on_assign(self, consumer: InputConsumer, partitions: list[TopicPartition]) -> None:
+        try:
+            self._assign(consumer, partitions)
+        finally:
+            self._callbacks_done = self._clock()
+
+    def _assign(self, consumer: InputConsumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", _names(partitions))
         self._metrics.rebalances.labels("assign").inc()
         too_high = [tp.partition for tp in partitions if tp.partition >= self._restore.partitions]
@@ -102,6 +108,7 @@ class Rebalance:
             self.failure = exc
         finally:
             self._release(partitions)
+            self._callbacks_done = self._clock()
 
     def on_lost(self, consumer: InputConsumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s; their uncommitted messages will be processed again",
@@ -110,21 +117,28 @@ class Rebalance:
         gone = self._release(partitions)
         try:
             self._checkpoint.lost(gone)
-        except FatalError as exc:  # raised by the loop once the callback has returned
+        except FatalError as exc:  # raised by `consume` once the callback has returned
             self.failure = exc
+        finally:
+            self._callbacks_done = self._clock()
 
-    def watch(self, consumer: InputConsumer) -> None:
-        """Called as the loop goes: after a stall longer than the group's session timeout (the
-        process was frozen, the machine suspended), the group has moved on without us, whatever
-        librdkafka knows yet; the partitions are let go as lost before anything more is sent or
-        published for them."""
-        now = self._clock()
-        stalled, self._last_watch = now - self._last_watch, now
+    def consume(self, consumer: InputConsumer, num_messages: int, timeout: float) -> list[Message]:
+        """Poll (the rebalance callbacks run in here); then raise an error a callback met. A
+        poll that took longer than the group's session timeout outside the callbacks means the
+        process was frozen (a stopped process, a suspended machine) and the group has moved on,
+        whatever librdkafka knows yet: the partitions are paused and let go as lost before
+        anything more is sent or published for them."""
+        started = self._clock()
+        msgs = consumer.consume(num_messages=num_messages, timeout=timeout)
+        stalled = self._clock() - max(started, self._callbacks_done)
         if stalled > self._session_timeout_s and self._owned:
-            log.warning("the loop stalled for %.0f s, past the session timeout: partitions lost",
-                        stalled)  # fmt: skip
-            owned = sorted(self._owned)
-            self.on_lost(consumer, [TopicPartition(t, p) for t, p in owned])
+            log.warning("the process stood still for %.0f s, past the session timeout", stalled)
+            partitions = [TopicPartition(t, p) for t, p in sorted(self._owned)]
+            consumer.pause(partitions)
+            self.on_lost(consumer, partitions)
+        if self.failure is not None:
+            raise self.failure
+        return msgs
 
     def drain(self) -> None:
         """At shutdown: stop reading, finish what is under way, commit."""

@@ -31,6 +31,7 @@ from consumer.events.results import (
     REPLAY_HEADER,
     ConversionResult,
     DeadLetter,
+    Partition,
     Reason,
     SourceRef,
 )
@@ -112,6 +113,7 @@ class Triage:
         credentials: CredentialStore,
         rules: Rules,
         restricted_assets: Collection[str],
+        owned: Collection[Partition],
         attribution_window_s: int,
         metrics: Metrics,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
@@ -124,6 +126,7 @@ class Triage:
         self._credentials = credentials
         self._rules = rules
         self._restricted_assets = restricted_assets
+        self._owned = owned
         self._window_ms = attribution_window_s * 1000
         self._metrics = metrics
         self._clock_ms = clock_ms
@@ -154,12 +157,15 @@ class Triage:
     def message(
         self, msg: Message, data: dict[str, Any] | CapiConsumerError | None
     ) -> Verdict | None:
-        """What to do with one message (None: an error event of the consumer, not a message)."""
+        """What to do with one message (None: nothing to do: an error event of the consumer, or
+        a message of a partition no longer ours)."""
         error = msg.error()
         if error is not None:
             _consumer_error(error)
             return None
         source = _source(msg)
+        if source.topic_partition not in self._owned:
+            return None  # fetched before its partition was let go: its next owner reads it
         if self._restore.is_restoring(source.partition):
             return Rewind(source)  # assigned a moment ago: its dedup entries are not restored
         if self._restore.already_resolved(source.partition, source.offset):

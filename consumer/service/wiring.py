@@ -144,7 +144,8 @@ def open_parts(
     triage = Triage(
         codec=codec, dedup=dedup, restore=restore, outbox=outbox, tables=reference,
         credentials=CredentialStore(s.credentials_dir), rules=Rules.from_settings(s),
-        restricted_assets=restricted_assets, attribution_window_s=s.attribution_window_s,
+        restricted_assets=restricted_assets, owned=owned,
+        attribution_window_s=s.attribution_window_s,
         metrics=metrics, clock_ms=clock_ms,
     )  # fmt: skip
     consumer.subscribe([s.topics.triggered], on_assign=rebalance.on_assign,

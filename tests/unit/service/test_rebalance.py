@@ -214,23 +214,32 @@ def test_a_fenced_producer_met_in_a_revoke_lets_the_revoke_complete_then_stops(w
     assert world.owned == set()  # released: the group can hand the partition on at once
 
 
-def test_a_stall_past_the_session_timeout_lets_the_partitions_go_before_anything_is_published(
-    world,
-):
+def test_a_poll_frozen_past_the_session_timeout_lets_the_partitions_go(world, monkeypatch):
     from consumer.events.records import ResultStatus
     from consumer.events.results import ConversionResult, Reason
 
     world.assign(0, 1)
-    world.rebalance.watch(world.consumer)
     world.checkpoint.consumed(SourceRef(IN, 0, 0))
     world.checkpoint.resolve(
         ConversionResult(SourceRef(IN, 0, 0), ResultStatus.SKIPPED, NOW_MS, Reason.DUPLICATE), None
     )
-    world.now += 5  # within the session timeout: still ours
-    world.rebalance.watch(world.consumer)
+
+    def consume_taking(seconds, callback=None):
+        def consume(num_messages=1, timeout=-1):
+            world.now += seconds
+            if callback is not None:  # a rebalance callback, run inside the poll
+                callback(world.consumer, [])
+            return []
+
+        monkeypatch.setattr(world.consumer, "consume", consume)
+        return world.rebalance.consume(world.consumer, 500, 0.05)
+
+    consume_taking(5)  # within the session timeout: still ours
     assert world.owned == {(IN, 0), (IN, 1)}
-    world.now += 60  # frozen (SIGSTOP): the group has moved on
-    world.rebalance.watch(world.consumer)
+    consume_taking(60, callback=world.rebalance.on_assign)  # a callback may take long
+    assert world.owned == {(IN, 0), (IN, 1)}
+    consume_taking(60)  # frozen (SIGSTOP) inside the poll: the group has moved on
     assert world.owned == set()
+    assert world.consumer.paused == {(IN, 0), (IN, 1)}  # nothing more is fetched for them
     world.checkpoint.commit(force=True)
     assert world.producer.transactions == []  # nothing of a partition not ours is published

@@ -54,7 +54,8 @@ class World:
             dedup=self.dedup, restore=self.restore, outbox=self.outbox, tables=self.tables,
             credentials=CredentialStore(creds),
             rules=Rules(restricted_countries=DEFAULT_RESTRICTED_COUNTRIES),
-            restricted_assets=set(), attribution_window_s=7 * 86400, metrics=metrics(),
+            restricted_assets=set(), owned={(IN, 0), (IN, 1)}, attribution_window_s=7 * 86400,
+            metrics=metrics(),
             clock_ms=lambda: NOW_MS,
         )  # fmt: skip
 
@@ -191,3 +192,9 @@ def test_a_consumer_fenced_as_a_static_member_stops_like_a_fenced_producer(world
     fenced.set_error(KafkaError(KafkaError._FENCED, "fenced by a newer member", fatal=True))
     with pytest.raises(FencedError, match="CAPI_INSTANCE_ID"):
         world.triage.batch([fenced])
+
+
+def test_a_message_of_a_partition_let_go_gets_no_verdict(world):
+    value = trigger_bytes(trigger_record())
+    assert world.triage.batch([message(0, value, partition=2)]) == []
+    assert world.dedup.seen("evt-1") is None  # nothing began for it
