@@ -37,22 +37,31 @@ class RegistryWait:
     def __contains__(self, partition: tuple[str, int]) -> bool:
         return partition in self._until
 
+    def wait(self, partition: tuple[str, int]) -> None:
+        """`partition` waits `REGISTRY_RETRY_S` from now (its reader pauses and seeks it)."""
+        self._until[partition] = self._clock() + REGISTRY_RETRY_S
+
+    def due(self) -> list[tuple[str, int]]:
+        """The partitions whose wait is over; they wait no more."""
+        now = self._clock()
+        over = [key for key, until in self._until.items() if until <= now]
+        for key in over:
+            del self._until[key]
+        return over
+
     def hold(self, consumer: _Seekable, topic: str, partition: int, offset: int, why: str) -> None:
         """Read `topic[partition]` again from `offset` once the registry may answer."""
         if (topic, partition) not in self._until:
             log.warning("%s waits for the schema registry topic=%s partition=%d offset=%d: %s",
                         self._what, topic, partition, offset, why)  # fmt: skip
-        self._until[(topic, partition)] = self._clock() + REGISTRY_RETRY_S
+        self.wait((topic, partition))
         tp = TopicPartition(topic, partition, offset)
         consumer.pause([tp])
         consumer.seek(tp)
 
     def release_due(self, consumer: _Seekable) -> None:
-        """Resume the partitions whose wait is over."""
-        now = self._clock()
-        due = [key for key, until in self._until.items() if until <= now]
-        for key in due:
-            del self._until[key]
+        """Resume the partitions whose wait is over (for a reader nothing else pauses)."""
+        due = self.due()
         if due:
             consumer.resume([TopicPartition(t, p) for t, p in due])
 

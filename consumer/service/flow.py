@@ -15,12 +15,11 @@ from confluent_kafka import TopicPartition
 
 from consumer.events.results import Partition, SourceRef
 from consumer.kafka.clients import InputConsumer
+from consumer.kafka.registry_wait import RegistryWait
 from consumer.ops.metrics import Metrics
 from consumer.store.dedup_restore import DedupRestore
 
-__all__ = ["SCHEMA_RETRY_S", "FlowControl"]
-
-SCHEMA_RETRY_S = 5.0
+__all__ = ["FlowControl"]
 
 
 class FlowControl:
@@ -43,7 +42,7 @@ class FlowControl:
         self._metrics = metrics
         self._clock = clock
         self._backpressure = False
-        self._schema_wait: dict[Partition, float] = {}  # partition -> retry at
+        self._schema_wait = RegistryWait("input", clock)
         self._apply_due = False
 
     def turn(self, pending: int) -> None:
@@ -56,17 +55,13 @@ class FlowControl:
         elif self._backpressure and pending <= limit // 2:
             self._backpressure = False
             changed = True
-        now = self._clock()
-        due = [p for p, at in self._schema_wait.items() if at <= now]
-        for partition in due:
-            del self._schema_wait[partition]
-        if changed or due:
+        if changed or self._schema_wait.due():
             self.apply()
 
     def rewind(self, source: SourceRef, schema_unavailable: bool = False) -> None:
         """Read the partition again from this message once it may go on (it stays paused)."""
         if schema_unavailable:
-            self._schema_wait[source.topic_partition] = self._clock() + SCHEMA_RETRY_S
+            self._schema_wait.wait(source.topic_partition)
         self.apply()
         self._consumer.seek(TopicPartition(source.topic, source.partition, source.offset))
 
@@ -76,8 +71,7 @@ class FlowControl:
         self._apply_due = True
 
     def forget(self, gone: set[Partition]) -> None:
-        for partition in gone:
-            self._schema_wait.pop(partition, None)
+        self._schema_wait.forget(list(gone))
 
     def pause_all(self) -> None:
         self._consumer.pause([TopicPartition(t, p) for t, p in self._owned])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from consumer.events.results import SourceRef
-from consumer.service.flow import SCHEMA_RETRY_S, FlowControl
+from consumer.kafka.registry_wait import REGISTRY_RETRY_S as SCHEMA_RETRY_S
+from consumer.service.flow import FlowControl
 from tests.unit.service.fakes import IN, FakeConsumer, FakeRestore, metrics
 
 P0, P1 = (IN, 0), (IN, 1)
