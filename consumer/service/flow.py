@@ -40,7 +40,6 @@ class FlowControl:
         self._owned = owned
         self._max_pending = max_pending
         self._metrics = metrics
-        self._clock = clock
         self._backpressure = False
         self._schema_wait = RegistryWait("input", clock)
         self._apply_due = False
