@@ -159,7 +159,7 @@ class Checkpoint:
                 self._dedup.abandon(dedup.event_id)
             return False
         reason = result.reason or ""
-        if len(records) > 1:
+        if any(r.topic == self._topics.dlq for r in records):
             self._metrics.tally(self._metrics.dead_letters, reason)
         self._held[(source.topic, source.partition, source.offset)] = _Held(records, dedup)
         self._tracker.done(source.topic, source.partition, source.offset)
@@ -212,12 +212,8 @@ class Checkpoint:
             #    dedup entries into the open transaction's view of the dedup table
             for offset in run:
                 held = self._held.pop((topic, partition, offset), None)
-                if held is None:
-                    continue
-                for record in held.records:
-                    self._publisher.produce(record)
-                if held.dedup is not None:
-                    self._dedup.record(held.dedup, partition)
+                if held is not None:
+                    self._publish(held, partition)
             if (topic, partition) in self._owned:
                 offsets.append(TopicPartition(topic, partition, run[-1] + 1))
         # 3b. results of partitions let go of, held behind an unresolved offset, go too
@@ -232,17 +228,21 @@ class Checkpoint:
         self._outbox.discard(ahead)
         self._last_commit = now
 
+    def _publish(self, held: _Held, partition: int) -> None:
+        """A held result's records into the open transaction, its dedup entry into the open
+        transaction's view of the dedup table."""
+        for record in held.records:
+            self._publisher.produce(record)
+        if held.dedup is not None:
+            self._dedup.record(held.dedup, partition)
+
     def _publish_ahead(self, partitions: set[Partition]) -> list[tuple[str, int, int]]:
         """Produce the held results of `partitions` whatever their offsets; return which."""
         if not partitions:
             return []
         ahead = sorted(k for k in self._held if (k[0], k[1]) in partitions)
         for topic, partition, offset in ahead:
-            held = self._held.pop((topic, partition, offset))
-            for record in held.records:
-                self._publisher.produce(record)
-            if held.dedup is not None:
-                self._dedup.record(held.dedup, partition)
+            self._publish(self._held.pop((topic, partition, offset)), partition)
         if ahead:
             log.info("results published ahead of their offsets count=%d partitions=%s",
                      len(ahead), sorted(partitions))  # fmt: skip
