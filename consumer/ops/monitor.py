@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Collection
 
 from consumer.ops.metrics import Metrics
-from consumer.store.table_reader import Table, TableReader
+from consumer.store.table_reader import TableReader
 
 __all__ = ["Monitor"]
 
@@ -75,9 +75,7 @@ class Monitor:
         self._metrics.transactions.labels("aborted").inc(aborts - seen_aborts)
         self._commits_seen = (commits, aborts)
 
-    def tables(
-        self, reader: TableReader, tables: list[Table[object]], counts: bool = False
-    ) -> None:
+    def tables(self, reader: TableReader, counts: bool = False) -> None:
         """Lag every few seconds; key counts (a scan) every minute."""
         now = time.monotonic()
         lag_due, count_due = self._due
@@ -86,7 +84,7 @@ class Monitor:
                 self._metrics.table_lag.labels(name).set(lag)
             lag_due = now + 5
         if counts or now >= count_due:
-            for table in tables:
+            for table in reader.tables:
                 self._metrics.table_keys.labels(table.name).set(len(table))
             count_due = now + 60
         self._due = (lag_due, count_due)

@@ -89,7 +89,7 @@ class Service:
         self.monitor.turned()
         # 1. the reference tables take their updates
         p.tables.poll()
-        self.monitor.tables(p.tables, p.reference.all())
+        self.monitor.tables(p.tables)
         # 2. partitions pause or resume (dedup restore, backpressure, schema waits)
         p.flow.turn(len(p.checkpoint))
         # 3. poll: answers come back from the sender threads, so look often while any is out

@@ -51,7 +51,6 @@ class Parts:
 
     consumer: Consumer
     tables: TableReader
-    reference: ReferenceTables
     triage: Triage
     sender: Sender
     checkpoint: Checkpoint
@@ -89,9 +88,9 @@ def open_parts(
         raise StoppedWhileStarting
     monitor.starting("catching the reference tables up")
     took = tables.bootstrap()
-    for table in reference.all():
+    for table in tables.tables:
         metrics.table_bootstrap_seconds.labels(table.name).set(took)
-    monitor.tables(tables, reference.all(), counts=True)
+    monitor.tables(tables, counts=True)
     dedup = Dedup(store, s.topics.results)
     dedup.create_table()
     producer_config = {**s.kafka_config("producer"), **rdkafka_log}
@@ -150,7 +149,7 @@ def open_parts(
     )  # fmt: skip
     consumer.subscribe([s.topics.triggered], on_assign=rebalance.on_assign,
                        on_revoke=rebalance.on_revoke, on_lost=rebalance.on_lost)  # fmt: skip
-    return Parts(consumer, tables, reference, triage, sender, checkpoint, flow, rebalance)
+    return Parts(consumer, tables, triage, sender, checkpoint, flow, rebalance)
 
 
 def _wait_for_broker(

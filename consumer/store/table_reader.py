@@ -152,6 +152,10 @@ class TableReader:
         self.bootstrap_seconds = 0.0
         self._registry_wait = RegistryWait("table reader")
 
+    @property
+    def tables(self) -> list[Table[Any]]:
+        return list(self._tables.values())
+
     def bootstrap(self, timeout_s: float = 300.0) -> float:
         """Catch every table up with its topic; return the seconds it took."""
         started = time.monotonic()
