@@ -7,7 +7,7 @@ Test events never share a request with live ones, nor with another test code.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,13 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def take(self, partitions: Collection[tuple[str, int]]) -> list[Pending]:
+        """Take the events of `partitions` out of the batch; return them."""
+        mine = [i for i in self.items if i.source.topic_partition in partitions]
+        if mine:
+            self.items = [i for i in self.items if i.source.topic_partition not in partitions]
+        return mine
 
 
 class Batcher:
@@ -110,13 +117,7 @@ class Batcher:
         """Remove the events of `partitions` (no longer ours); return what was removed."""
         dropped: list[Pending] = []
         for key, batch in list(self._open.items()):
-            mine = [i for i in batch.items if (i.source.topic, i.source.partition) in partitions]
-            kept = [
-                i for i in batch.items if (i.source.topic, i.source.partition) not in partitions
-            ]
-            dropped += mine
-            if kept:
-                batch.items = kept
-            else:
+            dropped += batch.take(partitions)
+            if not batch.items:
                 del self._open[key]
         return dropped

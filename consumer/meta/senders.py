@@ -107,7 +107,7 @@ class Sender:
             done += delivery.done
             for attempt in delivery.retry:
                 if self._left:
-                    self._abandoned += _remove_items(attempt, self._left)
+                    self._abandoned += attempt.batch.take(self._left)
                 if attempt.batch.items:
                     self._schedule(attempt)
         return done
@@ -184,7 +184,7 @@ class Sender:
         dropped = self._batcher.drop(partitions)
         kept: list[tuple[float, int, Attempt]] = []
         for entry in self._waiting:
-            dropped += _remove_items(entry[2], partitions)
+            dropped += entry[2].batch.take(partitions)
             if entry[2].batch.items:
                 kept.append(entry)
         heapq.heapify(kept)
@@ -194,12 +194,3 @@ class Sender:
     def join(self, partitions: set[Partition]) -> None:
         """`partitions` are this instance's (again)."""
         self._left -= partitions
-
-
-def _remove_items(attempt: Attempt, partitions: set[Partition]) -> list[Pending]:
-    """Take the events of `partitions` out of an attempt; return them."""
-    items = attempt.batch.items
-    mine = [i for i in items if i.source.topic_partition in partitions]
-    if mine:
-        attempt.batch.items = [i for i in items if i.source.topic_partition not in partitions]
-    return mine
