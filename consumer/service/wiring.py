@@ -97,18 +97,15 @@ def open_parts(
     transaction_timeout_s = float(producer_config.get("transaction.timeout.ms", 60_000)) / 1000
     restore = DedupRestore(dedup, codec, consumer_config, admin_config,
                            transaction_timeout_s=transaction_timeout_s)  # fmt: skip
-    restore.open()
-    stack.callback(_quietly, restore.close)
+    _closing(stack, restore).open()
     dedup.purge()
     outbox = Outbox(store)
     outbox.open()
-    publisher = Publisher(
-        producer_config,
-        f"capi-consumer-{s.group_id}-{s.instance_id}",
+    publisher = _closing(
+        stack, Publisher(producer_config, f"capi-consumer-{s.group_id}-{s.instance_id}")
     )
     monitor.starting("starting the transactional producer")
     publisher.start()
-    stack.callback(_quietly, publisher.close)
     if s.schema_registry_url:
         monitor.starting("looking the result schema up in the schema registry")
         _wait_for_result_schema(codec, s.topics.results, stopping)
@@ -121,8 +118,7 @@ def open_parts(
                             on_restricted=restricted_assets.add)  # fmt: skip
     sender = Sender(dispatcher, Batcher(s.batch_size, s.batch_linger_ms / 1000),
                     s.max_in_flight_requests)  # fmt: skip
-    sender.start()
-    stack.callback(_quietly, sender.close)
+    _closing(stack, sender).start()
     encode_result = codec.encoder("ConversionResult", s.topics.results)
     checkpoint = Checkpoint(
         consumer=consumer, publisher=publisher, outbox=outbox, dedup=dedup, owned=owned,

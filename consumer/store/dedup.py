@@ -54,14 +54,9 @@ class Dedup:
 
     def reset(self, topic_id: str) -> None:
         """The results topic is new (its id changed): what the table holds is void."""
-        db = self._store.db
         with self._store.transaction():
-            db.execute("DELETE FROM dedup")
-            db.execute("DELETE FROM offsets WHERE topic = ?", (self.topic,))
-            db.execute(
-                "INSERT OR REPLACE INTO topics (topic, topic_id) VALUES (?, ?)",
-                (self.topic, topic_id),
-            )
+            self._store.db.execute("DELETE FROM dedup")
+            self._store.reset_topic(self.topic, topic_id)
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -137,9 +137,9 @@ class StateStore:
         row = self.db.execute("SELECT topic_id FROM topics WHERE topic = ?", (topic,)).fetchone()
         return None if row is None else str(row[0])
 
-    def reset_topic(self, topic: str, topic_id: str, kv: KeyValue) -> None:
-        """Forget a table and its offsets (the topic is new, or the state fell behind it)."""
-        kv.clear()
+    def reset_topic(self, topic: str, topic_id: str) -> None:
+        """Forget how far a topic was read, and note its id (the topic is new, or the state fell
+        behind it); the caller clears what it built from the topic, in the same transaction."""
         self.db.execute("DELETE FROM offsets WHERE topic = ?", (topic,))
         self.db.execute(
             "INSERT OR REPLACE INTO topics (topic, topic_id) VALUES (?, ?)", (topic, topic_id)

@@ -213,7 +213,8 @@ class TableReader:
         if reason is not None:
             log.info("table reset table=%s reason=%s", table.name, reason)
             with self._store.transaction():
-                self._store.reset_topic(topic, topic_id, table.kv)
+                table.kv.clear()
+                self._store.reset_topic(topic, topic_id)
             table.reset()
             stored = {}
         return {p: stored.get(p, OFFSET_BEGINNING) for p in partitions}
