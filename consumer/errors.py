@@ -5,6 +5,7 @@
     ├── FatalError             the service cannot go on safely (a fatal Kafka error, a topic
     │   │                      with too few partitions); it stops, the orchestrator restarts it
     │   └── FencedError        another instance took this one's transactional id; exit code 3
+    ├── BrokerUnavailableError the Kafka broker did not answer in time (named, with why)
     ├── DecodeError            bytes that are not a message we can read (-> UNDECODABLE)
     ├── SchemaUnavailableError the Schema Registry did not answer; the message waits
     └── CapiError              the Graph API refused or could not be reached
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "AuthError",
+    "BrokerUnavailableError",
     "CapiConsumerError",
     "CapiError",
     "ConfigError",
@@ -63,6 +65,15 @@ class FatalError(CapiConsumerError):
 class FencedError(FatalError):
     """Another instance runs with this one's transactional id: this one stops, never fences the
     other back."""
+
+
+class BrokerUnavailableError(CapiConsumerError):
+    """The Kafka broker did not answer in time; the message names it and says why."""
+
+    def __init__(self, bootstrap: str, reason: str) -> None:
+        super().__init__(f"broker {bootstrap}: does not answer ({reason})")
+        self.bootstrap = bootstrap
+        self.reason = reason
 
 
 class DecodeError(CapiConsumerError):

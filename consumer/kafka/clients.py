@@ -3,11 +3,21 @@ against these, production passes `confluent_kafka.Consumer` and `Producer`, test
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-__all__ = ["FENCED", "PARTITION_EOF", "InputConsumer", "TransactionalProducer"]
+from consumer.errors import BrokerUnavailableError
+
+__all__ = [
+    "FENCED",
+    "PARTITION_EOF",
+    "InputConsumer",
+    "TransactionalProducer",
+    "topic_partitions",
+]
 
 # librdkafka names its own error codes with a leading `_`
 # the error event a consumer reports at the end of a partition
@@ -65,3 +75,16 @@ class TransactionalProducer(Protocol):
     def abort_transaction(self, timeout: float = -1) -> None: ...
 
     def flush(self, timeout: float = -1) -> int: ...
+
+
+def topic_partitions(admin_config: Mapping[str, Any], timeout_s: float = 5.0) -> dict[str, int]:
+    """Partitions of every topic of the cluster: the one way the service and its commands ask
+    the broker whether it answers. `BrokerUnavailableError` names it and says why."""
+    try:
+        metadata = AdminClient(dict(admin_config)).list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        error = exc.args[0]
+        reason = error.str() if isinstance(error, KafkaError) else str(error)
+        bootstrap = admin_config.get("bootstrap.servers", "?")
+        raise BrokerUnavailableError(str(bootstrap), reason) from exc
+    return {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}

@@ -30,7 +30,7 @@ from consumer.service.wiring import Parts, StoppedWhileStarting, open_parts
 from consumer.settings import Settings
 from consumer.store.reference_tables import ReferenceTables
 
-__all__ = ["Service", "build_service", "registry_config"]
+__all__ = ["Service", "build_service", "codec_for", "registry_config"]
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +127,7 @@ def build_service(
     on_ready: Callable[[], None] | None = None,
 ) -> Service:
     """A `Service` with production collaborators built from `settings` (no I/O yet)."""
-    registry = None
-    if settings.schema_registry_url:
-        from confluent_kafka.schema_registry import SchemaRegistryClient
-
-        registry = SchemaRegistryClient(registry_config(settings))
-    codec = AvroCodec(SchemaStore(), registry, auto_register=settings.schema_registry_auto_register)
+    codec = codec_for(settings)
     client = CapiClient(
         settings.graph_url,
         settings.graph_api_version,
@@ -142,6 +137,16 @@ def build_service(
         throttle_backoff_s=settings.throttle_backoff_s,
     )
     return Service(settings, metrics=metrics, codec=codec, client=client, on_ready=on_ready)
+
+
+def codec_for(settings: Settings) -> AvroCodec:
+    """Single-object encoding, or Confluent framing through CAPI_SCHEMA_REGISTRY_URL."""
+    if not settings.schema_registry_url:
+        return AvroCodec(SchemaStore())
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    registry = SchemaRegistryClient(registry_config(settings))
+    return AvroCodec(SchemaStore(), registry, auto_register=settings.schema_registry_auto_register)
 
 
 def registry_config(settings: Settings) -> dict[str, str]:

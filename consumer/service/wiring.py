@@ -10,12 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from confluent_kafka import Consumer, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer
 
-from consumer.errors import DecodeError, FatalError, SchemaUnavailableError
+from consumer.errors import (
+    BrokerUnavailableError,
+    DecodeError,
+    FatalError,
+    SchemaUnavailableError,
+)
 from consumer.events.policy import Rules
 from consumer.events.results import Partition
+from consumer.kafka.clients import topic_partitions
 from consumer.kafka.codec import AvroCodec
 from consumer.kafka.publisher import Publisher
 from consumer.kafka.registry_wait import REGISTRY_RETRY_S
@@ -83,7 +88,7 @@ def open_parts(
     tables = _closing(
         stack, TableReader(reference.all(), consumer_config, store, admin_config=admin_config)
     )
-    _wait_for_broker(s.bootstrap_servers, admin_config, stopping, monitor)
+    _wait_for_broker(admin_config, stopping, monitor)
     if stopping.is_set():
         raise StoppedWhileStarting
     monitor.starting("catching the reference tables up")
@@ -149,17 +154,16 @@ def open_parts(
 
 
 def _wait_for_broker(
-    bootstrap: str, admin_config: dict[str, Any], stopping: threading.Event, monitor: Monitor
+    admin_config: dict[str, Any], stopping: threading.Event, monitor: Monitor
 ) -> None:
     """Ask the broker for its metadata before anything else: one line (and `/readyz`) naming
     the broker and what fails, every few seconds, while it does not answer."""
-    admin = AdminClient(admin_config)
     while not stopping.is_set():
         try:
-            admin.list_topics(timeout=_BROKER_WAIT_S)
+            topic_partitions(admin_config, _BROKER_WAIT_S)
             return
-        except KafkaException as exc:
-            problem = f"Kafka broker {bootstrap} does not answer: {exc.args[0].str()}"
+        except BrokerUnavailableError as exc:
+            problem = f"Kafka broker {exc.bootstrap} does not answer: {exc.reason}"
             monitor.starting(problem)
             log.warning("waiting: %s", problem)
             stopping.wait(_BROKER_WAIT_S)

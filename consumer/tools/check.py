@@ -7,13 +7,13 @@ broker is asked for the topics the service needs.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from consumer.settings import Settings
 
-__all__ = ["broker_metadata", "broker_problems", "settings_problems"]
+__all__ = ["broker_problems", "settings_problems"]
 
 _PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
 _MECHANISMS = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"}
@@ -102,33 +102,19 @@ def _readable_file(value: str) -> bool:
     return path.is_file() and os.access(path, os.R_OK)
 
 
-def broker_problems(settings: Settings, metadata: Any) -> list[str]:
-    """What the broker's metadata says is missing for the service."""
+def broker_problems(settings: Settings, partitions: Mapping[str, int]) -> list[str]:
+    """What the broker's topics (name -> partitions) lack for the service."""
     t = settings.topics
     problems = []
     for topic in (t.triggered, t.results, t.dlq, t.connections, t.contacts, t.referrals):
-        if topic not in metadata.topics:
+        if topic not in partitions:
             problems.append(f"topic {topic}: does not exist")
-    if t.triggered in metadata.topics and t.results in metadata.topics:
-        inputs = len(metadata.topics[t.triggered].partitions)
-        results = len(metadata.topics[t.results].partitions)
+    if t.triggered in partitions and t.results in partitions:
+        inputs = partitions[t.triggered]
+        results = partitions[t.results]
         if results < inputs:
             problems.append(
                 f"topic {t.results}: {results} partitions, fewer than the {inputs} of "
                 f"{t.triggered} (results go to the partition numbered like their input)"
             )
     return problems
-
-
-def broker_metadata(settings: Settings, timeout_s: float = 5.0) -> tuple[Any, str | None]:
-    """The cluster's metadata, or None and one line naming the broker and what fails."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    try:
-        admin = AdminClient({**settings.kafka_config("admin"), "log_level": "0"})
-        return admin.list_topics(timeout=timeout_s), None
-    except KafkaException as exc:
-        error = exc.args[0]
-        reason = error.str() if hasattr(error, "str") else str(error)
-        return None, f"broker {settings.bootstrap_servers}: does not answer ({reason})"

@@ -315,12 +315,17 @@ def replay_dlq(reasons: tuple[str, ...], from_beginning: bool, dry_run: bool) ->
 def check() -> None:
     """Validate the configuration and reach the broker; one line per problem."""
     settings = _settings(check_dirs=False)  # a missing credentials folder is one problem line
-    from consumer.tools.check import broker_metadata, broker_problems, settings_problems
+    from consumer.kafka.clients import topic_partitions
+    from consumer.tools.check import broker_problems, settings_problems
 
     problems = settings_problems(settings)
     if not any(p.startswith("CAPI_KAFKA_") for p in problems):  # else no client can connect
-        metadata, problem = broker_metadata(settings)
-        problems += [problem] if problem else broker_problems(settings, metadata)
+        try:
+            partitions = topic_partitions({**settings.kafka_config("admin"), "log_level": "0"})
+        except CapiConsumerError as exc:
+            problems.append(str(exc))
+        else:
+            problems += broker_problems(settings, partitions)
     for line in problems:
         click.echo(f"capi-consumer check: {line}", err=True)
     if problems:

@@ -28,8 +28,9 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from consumer.errors import CapiConsumerError
+from consumer.kafka import clients
 from consumer.kafka.clients import PARTITION_EOF
-from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.kafka.codec import SchemaStore
 from consumer.settings import Settings
 from consumer.tools.embedded_broker import EmbeddedBroker
 
@@ -38,7 +39,6 @@ __all__ = [
     "LocalError",
     "Tail",
     "check_record",
-    "codec_for",
     "create_topics",
     "produce",
     "require_topics",
@@ -61,36 +61,14 @@ class LocalBroker(EmbeddedBroker):
         return self._process is not None and self._process.poll() is None
 
 
-def codec_for(settings: Settings) -> AvroCodec:
-    """Single-object encoding, or Confluent framing when CAPI_SCHEMA_REGISTRY_URL is set."""
-    if not settings.schema_registry_url:
-        return AvroCodec(SchemaStore())
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-
-    from consumer.service.loop import registry_config
-
-    registry = SchemaRegistryClient(registry_config(settings))
-    return AvroCodec(SchemaStore(), registry, auto_register=settings.schema_registry_auto_register)
-
-
 def _config(settings: Settings, role: Literal["consumer", "producer", "admin"]) -> dict[str, Any]:
     return {**settings.kafka_config(role), "log_level": "0"}  # failures are told as one line
-
-
-def _unreachable(settings: Settings, exc: BaseException) -> LocalError:
-    reason = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else exc
-    return LocalError(f"broker {settings.bootstrap_servers}: unreachable ({reason})")
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
     """Partitions of every topic of the broker; a `LocalError` naming it when it does not
     answer within a few seconds."""
-    admin = AdminClient(_config(settings, "admin"))
-    try:
-        metadata = admin.list_topics(timeout=_TIMEOUT_S)
-    except KafkaException as exc:
-        raise _unreachable(settings, exc) from exc
-    return {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
+    return clients.topic_partitions(_config(settings, "admin"), _TIMEOUT_S)
 
 
 def require_topics(settings: Settings, *names: str) -> dict[str, int]:

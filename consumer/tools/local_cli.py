@@ -210,7 +210,8 @@ def seed(*, sandbox_config: Path, **files: IO[str] | None) -> None:
     sandbox's configuration (for its --config). With files: only their records, each checked
     against its schema first (updated_at may be left out: now).
     """
-    from consumer.tools.local import codec_for, produce, require_topics
+    from consumer.service.loop import codec_for
+    from consumer.tools.local import produce, require_topics
     from consumer.tools.samples import SampleWorld
 
     settings = _settings()
@@ -253,8 +254,9 @@ def seed(*, sandbox_config: Path, **files: IO[str] | None) -> None:
 @_one_line
 def produce(sample: int | None, valid_only: bool, json_file: IO[str] | None) -> None:
     """Produce triggers to the input topic (CAPI_TOPIC_TRIGGERED)."""
-    from consumer.tools.local import codec_for, require_topics
+    from consumer.service.loop import codec_for
     from consumer.tools.local import produce as produce_messages
+    from consumer.tools.local import require_topics
     from consumer.tools.samples import SampleWorld
 
     if (sample is None) == (json_file is None):
@@ -317,7 +319,8 @@ def tail(which: str, follow: bool, as_json: bool) -> None:
     partition/offset. Dead letters: event_id, the input (topic/partition/offset) and the
     capi.error header. Without --follow, ends once everything there is read.
     """
-    from consumer.tools.local import Tail, codec_for
+    from consumer.service.loop import codec_for
+    from consumer.tools.local import Tail
 
     settings = _settings()
     topic = settings.topics.results if which == "results" else settings.topics.dlq

@@ -28,7 +28,6 @@ from consumer.events.records import (
     Trigger,
 )
 from consumer.events.results import MetaResponse, Reason
-from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.meta.client import CapiClient
 from consumer.meta.credentials import CredentialStore, MissingCredentialsError
 from consumer.settings import Settings
@@ -178,14 +177,14 @@ def read_reference_tables(
     """The connections (and contacts) tables, read into a throwaway state (a running instance
     may be using its own state folder), and the function that closes them. Raises a
     `CapiConsumerError` with one line when the broker or the tables cannot be read."""
+    from consumer.kafka.clients import topic_partitions
+    from consumer.service.loop import codec_for
     from consumer.store.sqlite import StateStore
     from consumer.store.table_reader import TableReader
-    from consumer.tools.check import broker_metadata
 
-    tables = ReferenceTables.for_topics(AvroCodec(SchemaStore()), settings.topics)
-    problem = broker_metadata(settings)[1]
-    if problem is not None:
-        raise CapiConsumerError(problem)
+    quiet = {"log_level": "0"}  # librdkafka's own lines: a failure is said once
+    topic_partitions({**settings.kafka_config("admin"), **quiet})  # names a broker away
+    tables = ReferenceTables.for_topics(codec_for(settings), settings.topics)
     scratch = tempfile.TemporaryDirectory(prefix="capi-test-event-")
     store = StateStore(Path(scratch.name)).open()
 
@@ -194,7 +193,6 @@ def read_reference_tables(
         scratch.cleanup()
 
     needed = [tables.connections] + ([tables.contacts] if with_contacts else [])
-    quiet = {"log_level": "0"}  # librdkafka's own lines: a failure is said once
     reader = TableReader(needed, {**settings.kafka_config("consumer"), **quiet}, store,
                          admin_config={**settings.kafka_config("admin"), **quiet})  # fmt: skip
     try:

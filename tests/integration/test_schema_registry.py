@@ -78,3 +78,22 @@ def test_basic_authentication_read_from_the_credentials_folder(tmp_path):
     with pytest.raises(ConfigError, match="user:password"):
         registry_config(settings)
     assert "s3cret" not in repr(settings)
+
+
+def test_test_event_reads_registry_framed_tables(registry, kafka_bootstrap, topics, tmp_path):
+    """`test-event` reads the connections table with the registry when there is one (it used
+    to read it without, and every connection was undecodable: UNKNOWN_CONNECTION)."""
+    from consumer.tools.demo import produce_sample_traffic
+    from consumer.tools.samples import SampleWorld
+    from consumer.tools.send_test_event import read_reference_tables
+
+    world = SampleWorld()
+    framed = _codec(registry.url, auto_register=True)
+    produce_sample_traffic(kafka_bootstrap, topics, framed, [], world.connections())
+    settings = Settings(bootstrap_servers=kafka_bootstrap, topics=topics,
+                        schema_registry_url=registry.url, credentials_dir=tmp_path)  # fmt: skip
+    tables, close = read_reference_tables(settings, with_contacts=False)
+    try:
+        assert tables.connections.get("conn-us") is not None
+    finally:
+        close()

@@ -54,21 +54,11 @@ def test_a_local_sandbox_over_http_is_fine(tmp_path):
     assert settings_problems(_settings(tmp_path, CAPI_GRAPH_URL="http://127.0.0.1:8800")) == []
 
 
-class _Topic:
-    def __init__(self, n):
-        self.partitions = dict.fromkeys(range(n))
-
-
-class _Metadata:
-    def __init__(self, topics):
-        self.topics = {name: _Topic(n) for name, n in topics.items()}
-
-
 def test_broker_problems_missing_topics_and_too_few_result_partitions(tmp_path):
     settings = _settings(tmp_path)
-    metadata = _Metadata({"conversions.triggered": 6, "conversions.results": 3,
-                          "meta-connections": 1, "contacts": 1, "ad-referrals": 1})  # fmt: skip
-    assert broker_problems(settings, metadata) == [
+    partitions = {"conversions.triggered": 6, "conversions.results": 3,
+                  "meta-connections": 1, "contacts": 1, "ad-referrals": 1}  # fmt: skip
+    assert broker_problems(settings, partitions) == [
         "topic conversions.dlq: does not exist",
         "topic conversions.results: 3 partitions, fewer than the 6 of conversions.triggered "
         "(results go to the partition numbered like their input)",
