@@ -14,23 +14,15 @@ the documentation wins (the README's table of decisions lists each):
 
 from __future__ import annotations
 
-import unicodedata
-
-from consumer.events.normalize.userdata import Invalid
+from consumer.events.normalize.userdata import Invalid, keep
 
 __all__ = ["normalize_email", "normalize_external_id", "normalize_gender", "normalize_name"]
-
-
-_KEPT = ("L", "M", "N")  # letters, marks, numbers
 
 
 def normalize_name(raw: str) -> str:
     """Lowercase; letters and marks of every script, and digits, kept; punctuation, symbols and
     spaces dropped."""
-    text = unicodedata.normalize("NFC", raw).lower()
-    kept = "".join(c for c in text if unicodedata.category(c)[0] in _KEPT)
-    # removing characters can bring a letter and a combining mark together: compose again
-    return unicodedata.normalize("NFC", kept)
+    return keep(raw, "LMN")
 
 
 # the words capi-param-builder knows (PIIUtil, getNormalizedGender)

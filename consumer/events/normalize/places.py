@@ -1,7 +1,8 @@
 """Where the customer is: city, state, postal code and country.
 
 Rules that Meta leaves open, decided here:
-- Cities, and states outside the US and Canada, keep letters only. US states and Canadian
+- Cities keep letters of every script and digits, and start with a letter (as names do,
+  `names.py`); states outside the US and Canada keep letters only. US states and Canadian
   provinces become their two-letter code (`states.py`).
 - Countries: ISO 3166-1 alpha-2 from codes and names in ten languages (`countries.py`).
 - Postal codes: lowercase without spaces or dashes; US: the first five digits. For the UK Meta
@@ -17,7 +18,7 @@ from functools import lru_cache
 
 from consumer.events.normalize.countries import country_names, fold
 from consumer.events.normalize.states import STATE_TABLES, north_american_states
-from consumer.events.normalize.userdata import Invalid
+from consumer.events.normalize.userdata import Invalid, keep
 
 _ZIP_PLUS_4 = re.compile(r"[0-9]{5}-[0-9]{4}")
 
@@ -33,23 +34,10 @@ __all__ = [
 def normalize_city(raw: str) -> str:
     """Lowercase letters of every script (Meta's documentation: UTF-8) and digits (as Meta's
     newest normalizer keeps them); no punctuation or spaces; it must start with a letter."""
-    text = unicodedata.normalize("NFC", raw).lower()
-    kept = unicodedata.normalize(
-        "NFC", "".join(c for c in text if unicodedata.category(c)[0] in ("L", "M", "N"))
-    )
+    kept = keep(raw, "LMN")  # as a name
     if not kept or unicodedata.category(kept[0])[0] != "L":
         raise Invalid("invalid_city")
     return kept
-
-
-def _letters_only(raw: str) -> str:
-    """Lowercase letters (of any script) only: no punctuation, digits or spaces (cities, states).
-
-    Meta: "no punctuation, no special characters, and no spaces"; its own SDK drops digits too.
-    """
-    text = unicodedata.normalize("NFC", raw).lower()
-    kept = "".join(c for c in text if unicodedata.category(c)[0] in ("L", "M"))
-    return unicodedata.normalize("NFC", kept)
 
 
 def normalize_state(raw: str, region: str | None) -> str:
@@ -57,7 +45,7 @@ def normalize_state(raw: str, region: str | None) -> str:
     a traditional abbreviation (`Calif.`, `Penn.`, `Que.`); other states as Meta asks for them:
     lowercase letters only. With no region, a name or abbreviation of one of the two countries
     counts; a two-letter value stays what it is."""
-    compact = _letters_only(raw)
+    compact = keep(raw, "LM")  # Meta: no punctuation, no special characters, no spaces
     if region is None:
         table = north_american_states()
     else:

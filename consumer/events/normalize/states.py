@@ -4,12 +4,13 @@ package) and the US Government Publishing Office's, and Canada Post's former one
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable, Iterable
 from functools import cache
 
 import pycountry
 import us
+
+from consumer.events.normalize.userdata import keep
 
 __all__ = ["STATE_TABLES", "north_american_states"]
 
@@ -29,10 +30,7 @@ _CA_TRADITIONAL = {
 
 def _key(name: str) -> str:
     """Lowercase letters only, as `normalize_state` compares them."""
-    text = unicodedata.normalize("NFC", name).lower()
-    return unicodedata.normalize(
-        "NFC", "".join(c for c in text if unicodedata.category(c)[0] in "LM")
-    )
+    return keep(name, "LM")
 
 
 def _table(country: str, extra: Iterable[tuple[str, str]]) -> dict[str, str]:

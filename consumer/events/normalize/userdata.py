@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "Invalid",
     "UserData",
     "is_sha256",
+    "keep",
     "sha256_hex",
 ]
 
@@ -57,6 +59,16 @@ class UserData:
 
 class Invalid(ValueError):
     """A value that cannot be normalized; its message is a short reason code."""
+
+
+def keep(raw: str, categories: str) -> str:
+    """`raw` lowercased with only the characters of the Unicode `categories` (first letters:
+    "L" letters, "M" marks, "N" numbers); composed again, since removing characters can bring a
+    letter and its combining mark together."""
+    text = unicodedata.normalize("NFC", raw).lower()
+    return unicodedata.normalize(
+        "NFC", "".join(c for c in text if unicodedata.category(c)[0] in categories)
+    )
 
 
 def sha256_hex(value: str) -> str:
