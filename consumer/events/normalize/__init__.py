@@ -127,8 +127,7 @@ def _region(customer: str | None, contact: str | None, default: str | None) -> s
     not replaced by a guess."""
     for stated in (customer, contact):
         if stated is not None and stated.strip():
-            country = country_or_none(stated)
-            return None if country is None else country.upper()
+            return country_or_none(stated)
     return default.upper() if default else None
 
 

@@ -3,9 +3,10 @@
 Two dicts, each emptied when it reaches `CACHE_SIZE` entries rather than kept in LRU order:
 `info_cache` holds whole customers (`normalize_customer_info`), `digest_cache` the fields
 costly to normalize (`COSTLY_FIELDS`). Both are keyed by a hash of the raw values and hold
-digests: no customer information in clear stays in them. The lookup tables built once from
-libphonenumber's and pycountry's reference data are cached where they are built, and never
-cleared.
+digests: no customer information in clear stays in them. Country names are the exception:
+`places.country_or_none` keeps up to 4,096 as written, with their ISO code (a country alone
+tells little of a person). The lookup tables built once from libphonenumber's, pycountry's and
+CLDR's reference data are cached where they are built, and never cleared.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
 
 
 def clear_caches() -> None:
-    """Forget every cached digest (benchmarks start cold with it)."""
+    """Forget every cached digest and country (benchmarks start cold with it)."""
+    from consumer.events.normalize.places import country_or_none  # places uses this module
+
     digest_cache.clear()
     info_cache.clear()
+    country_or_none.cache_clear()
