@@ -7,6 +7,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -81,7 +82,8 @@ class EnvReader:
         if raw is None:
             return default
         codes = {c.strip().upper() for c in raw.replace(";", ",").split(",") if c.strip()}
-        bad = sorted(c for c in codes if c not in _iso_countries())
+        iso = _iso_countries()
+        bad = sorted(c for c in codes if c not in iso)
         if bad:
             raise ConfigError(name, f"not ISO 3166-1 alpha-2 codes: {', '.join(bad)}")
         return frozenset(codes)
@@ -95,6 +97,10 @@ class EnvReader:
         if raw not in phonenumbers.SUPPORTED_REGIONS:
             raise ConfigError(name, f"{raw!r} is not a country (ISO 3166-1 alpha-2) with phones")
         return raw
+
+    def flag(self, name: str, default: bool) -> bool:
+        """`true` or `false`, in any case."""
+        return self.choice(name, "TRUE" if default else "FALSE", ("TRUE", "FALSE")) == "TRUE"
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         given = self._env.get(name, default).strip()
@@ -125,6 +131,7 @@ def https_or_loopback(url: str) -> bool:
         return False
 
 
+@cache
 def _iso_countries() -> frozenset[str]:
     import pycountry
 

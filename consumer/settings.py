@@ -16,7 +16,6 @@ from typing import Literal
 
 from consumer.env_reader import (
     DEFAULT_GRAPH_VERSION,
-    SUPPORTED_GRAPH_VERSIONS,
     EnvReader,
     check_readable_dir,
     https_or_loopback,
@@ -26,7 +25,6 @@ from consumer.errors import ConfigError
 __all__ = [
     "DEFAULT_RESTRICTED_COUNTRIES",
     "MAX_BATCH_SIZE",
-    "SUPPORTED_GRAPH_VERSIONS",
     "Secret",
     "Settings",
     "Topics",
@@ -165,10 +163,9 @@ class Settings:
             group_id=reader.text("CAPI_GROUP_ID", defaults.group_id),
             topics=topics,
             schema_registry_url=reader.url("CAPI_SCHEMA_REGISTRY_URL", None),
-            schema_registry_auto_register=reader.choice(
-                "CAPI_SCHEMA_REGISTRY_AUTO_REGISTER", "FALSE", ("TRUE", "FALSE")
-            )
-            == "TRUE",
+            schema_registry_auto_register=reader.flag(
+                "CAPI_SCHEMA_REGISTRY_AUTO_REGISTER", defaults.schema_registry_auto_register
+            ),
             schema_registry_credentials=reader.text(
                 "CAPI_SCHEMA_REGISTRY_CREDENTIALS", defaults.schema_registry_credentials
             ),
@@ -218,8 +215,7 @@ class Settings:
                 "CAPI_MAX_PENDING_EVENTS", defaults.max_pending_events, 1000, 10_000_000
             ),
             workers=reader.integer("CAPI_WORKERS", defaults.workers, 1, 64),
-            static_membership=reader.choice("CAPI_STATIC_MEMBERSHIP", "FALSE", ("TRUE", "FALSE"))
-            == "TRUE",
+            static_membership=reader.flag("CAPI_STATIC_MEMBERSHIP", defaults.static_membership),
         )
         if settings.workers > 1 and settings.metrics_port + settings.workers > 65535:
             raise ConfigError(

@@ -32,7 +32,6 @@ __all__ = [
     "RESTRICTIVE_REGION_MESSAGE",
     "CapiClient",
     "Credentials",
-    "MetaResponse",
     "appsecret_proof",
     "classify_error",
 ]

@@ -35,10 +35,6 @@ from consumer.events.normalize.names import (
     normalize_gender,
     normalize_name,
 )
-
-# private to `phone`, named here only for the tests that compare its two paths
-from consumer.events.normalize.phone import _parsed_phone as _parsed_phone
-from consumer.events.normalize.phone import _quick_phone as _quick_phone
 from consumer.events.normalize.phone import normalize_phone
 from consumer.events.normalize.places import (
     country_or_none,

@@ -266,7 +266,7 @@ def test_no_plaintext_value_is_ever_emitted(info):
 
 def _slow_phone(text, region):
     try:
-        return normalize._parsed_phone(text, region)
+        return normalize.phone._parsed_phone(text, region)
     except ValueError:
         return None
 
@@ -297,14 +297,14 @@ def _written_forms():
      ("16505551212", "US"), ("+39 06 6982 1234", None), ("1-800-FLOWERS", "US")],
 )  # fmt: skip
 def test_quick_phone_path_leaves_the_unusual_to_the_parser(text, region):
-    assert normalize._quick_phone(text, region) is None
+    assert normalize.phone._quick_phone(text, region) is None
 
 
 def test_quick_phone_path_agrees_with_libphonenumbers_parser():
     taken = 0
     for region, text in _written_forms():
         for read_in in (region, "US", "BR", None):
-            quick = normalize._quick_phone(text, read_in)
+            quick = normalize.phone._quick_phone(text, read_in)
             if quick is not None:
                 taken += 1
                 assert quick == _slow_phone(text, read_in), (text, read_in)
@@ -323,7 +323,7 @@ def test_quick_phone_path_never_disagrees_on_any_digits(prefix, rest, region):
         return
     if text.startswith("00"):
         text = "+" + text[2:]
-    quick = normalize._quick_phone(text, region)
+    quick = normalize.phone._quick_phone(text, region)
     if quick is not None:
         assert quick == _slow_phone(text, region)
 
