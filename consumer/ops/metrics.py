@@ -74,7 +74,9 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "capi_in_flight_events", "Events consumed and not yet resolved.", registry=r
+            "capi_in_flight_events",
+            "Events handed to the senders and not yet answered by Meta.",
+            registry=r,
         )
         self.retries = Counter(
             "capi_request_retries", "Requests retried after a retryable error.", registry=r

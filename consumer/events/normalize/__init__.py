@@ -8,12 +8,15 @@ passed through.
 
 This module chooses the region, dispatches each field and caches the results. Each field is
 normalized in the module of its kind, whose docstring records the rules Meta leaves open for
-it: `phone`, `dates` (birth dates), `places` (city, state, zip, country) and `names` (names,
+it: `phone`, `dates` (birth dates), `places` (city, state, zip, country; with `countries`,
+the names of every country, and `states`, the US and Canadian ones) and `names` (names,
 gender, email, external_id). `userdata` holds what comes out; `cache` the caches.
 
 Rules that Meta leaves open, decided here:
 - The region values are read in (phones, birth dates, states, zips) is the customer's country,
-  then the contact's, then `CAPI_DEFAULT_PHONE_REGION`.
+  then the contact's, then `CAPI_DEFAULT_PHONE_REGION`. In the service the contact's country
+  arrives through enrichment, which fills the fields the step left blank with the contact's;
+  `contact_country` serves a caller without it.
 - Meta accepts a string or a list per key; one string is sent.
 """
 
