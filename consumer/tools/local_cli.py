@@ -93,17 +93,15 @@ def broker(port: int) -> None:
     Storage is in memory: stopping the broker (Ctrl-C or SIGTERM) loses every topic and record.
     Prints its address and the CAPI_KAFKA_BOOTSTRAP_SERVERS line to export.
     """
-    from consumer.tools.local import LocalBroker, LocalError
+    from consumer.tools.embedded_broker import EmbeddedBroker
+    from consumer.tools.local import LocalError
 
     if port and _listened_on(port):
         _fail(f"broker: 127.0.0.1:{port}: cannot listen: Address already in use "
               "(--port 0 picks a free one)", 2)  # fmt: skip
     stop = _on_stop_signals()
-    server = LocalBroker(port or None)
-    try:
-        servers = server.start()
-    except Exception as exc:  # a missing binary, a broker that did not answer
-        raise LocalError(f"the embedded broker did not start: {exc}") from exc
+    server = EmbeddedBroker(port or None)
+    servers = server.start()  # a BrokerError (no binary, no answer) is one line
     try:
         click.echo(f"bootstrap servers: {servers}")
         click.echo(f"export CAPI_KAFKA_BOOTSTRAP_SERVERS={servers}")
