@@ -25,7 +25,7 @@ from consumer.ops.metrics import Metrics
 from consumer.service.loop import build_service
 from consumer.settings import Settings, Topics
 from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics
-from consumer.tools.samples import SampleWorld, sandbox_config
+from consumer.tools.samples import SampleWorld, sandbox_config, write_credentials
 from consumer.tools.sandbox.process import SandboxProcess
 
 __all__ = ["ResultReader", "produce_sample_traffic", "run_demo"]
@@ -117,10 +117,7 @@ def run_demo(count: int, timeout_s: float) -> int:
     ):
         echo(f"broker   {broker.bootstrap_servers} (embedded Tansu, in memory)")
         echo(f"sandbox  {sandbox.url} (Graph API stand-in)")
-        creds = Path(tmp) / "credentials"
-        creds.mkdir()
-        for name, value in world.credentials.items():
-            (creds / name).write_text(value, encoding="utf-8")
+        creds = write_credentials(Path(tmp) / "credentials", world.credentials)
         create_service_topics(broker.bootstrap_servers, topics, _PARTITIONS)
         expected = produce_sample_traffic(
             broker.bootstrap_servers, topics, codec, world.triggers(count), world.connections(),

@@ -164,15 +164,11 @@ def _write_sample_files(settings: Settings, sandbox_path: Path) -> list[str]:
     """The sample world's credential files (CAPI_CREDENTIALS_DIR, created) and the sandbox's
     configuration; one line each."""
     from consumer.tools.local import LocalError
-    from consumer.tools.samples import SampleWorld, sandbox_config
+    from consumer.tools.samples import SampleWorld, sandbox_config, write_credentials
 
     world, creds = SampleWorld(), settings.credentials_dir
     try:
-        creds.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for name, value in world.credentials.items():
-            path = creds / name
-            path.write_text(value, encoding="utf-8")
-            path.chmod(0o600)
+        write_credentials(creds, world.credentials)
         sandbox_path.write_text(json.dumps(sandbox_config(world), indent=2) + "\n", "utf-8")
     except OSError as exc:
         raise LocalError(f"{exc.filename}: cannot write: {exc.strerror} "

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["SampleWorld", "sandbox_config"]
+__all__ = ["SampleWorld", "sandbox_config", "write_credentials"]
 
 _FIRST = ["John", "Marie-Claire", "José", "Anna", "Åsa", "Mohammed", "Zoë", "Li", "Oğuz", "Sam"]
 _LAST = ["Smith", "O'Brien", "García", "Müller", "Nguyen", "Kowalski", "Dupont", "Tanaka"]
@@ -314,3 +316,14 @@ def sandbox_config(world: SampleWorld) -> dict[str, Any]:
         "restricted_assets": ["page-260"],
         "linked_assets": {"ds-2": ["waba-100"]},
     }
+
+
+def write_credentials(directory: Path, credentials: Mapping[str, str]) -> Path:
+    """One file per credential (its name the `credential_ref`), readable by the owner only;
+    the folder is created."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name, value in credentials.items():
+        path = directory / name
+        path.write_text(value, encoding="utf-8")
+        path.chmod(0o600)
+    return directory

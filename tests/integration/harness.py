@@ -13,15 +13,13 @@ from prometheus_client import CollectorRegistry
 from consumer.ops.metrics import Metrics
 from consumer.service.loop import Service, build_service
 from consumer.settings import Settings, Topics
+from consumer.tools import samples
 
 FAST_GROUP = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}
 
 
 def write_credentials(directory: Path, credentials: dict[str, str]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, value in credentials.items():
-        (directory / name).write_text(value, encoding="utf-8")
-    return directory
+    return samples.write_credentials(directory, credentials)
 
 
 class RunningApp:
