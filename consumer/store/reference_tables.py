@@ -10,7 +10,7 @@ from consumer.kafka.codec import AvroCodec
 from consumer.settings import Topics
 from consumer.store.table_reader import Table
 
-__all__ = ["ReferenceTables"]
+__all__ = ["ReferenceTables", "record_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +50,13 @@ class ReferenceTables:
 
     def all(self) -> list[Table[Any]]:
         return [self.connections, self.contacts, self.referrals]
+
+
+def record_key(schema: str, record: dict[str, Any]) -> str:
+    """The key a table's record is produced under (docs/contract.md): `connection_id`,
+    `contact_id`, or `<contact_id>:<channel>` for a referral."""
+    if schema == "MetaConnection":
+        return str(record["connection_id"])
+    if schema == "Contact":
+        return str(record["contact_id"])
+    return f"{record['contact_id']}:{record['channel']}"

@@ -24,6 +24,7 @@ from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.ops.metrics import Metrics
 from consumer.service.loop import build_service
 from consumer.settings import Settings, Topics
+from consumer.store.reference_tables import record_key
 from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics
 from consumer.tools.samples import SampleWorld, sandbox_config, write_credentials
 from consumer.tools.sandbox.process import SandboxProcess
@@ -44,18 +45,17 @@ def produce_sample_traffic(
     """
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": "true",
                          "linger.ms": "20"})  # fmt: skip
-    for conn in connections:
-        value = codec.encode("MetaConnection", conn, topics.connections)
-        producer.produce(topics.connections, key=conn["connection_id"].encode(), value=value)
-    for i, contact in enumerate(contacts):
-        value = codec.encode("Contact", contact, topics.contacts)
-        producer.produce(topics.contacts, key=contact["contact_id"].encode(), value=value)
-        if i % 10_000 == 0:
-            producer.poll(0)
-    for referral in referrals:
-        key = f"{referral['contact_id']}:{referral['channel']}".encode()
-        value = codec.encode("AdReferral", referral, topics.referrals)
-        producer.produce(topics.referrals, key=key, value=value)
+    tables = (
+        ("MetaConnection", topics.connections, connections),
+        ("Contact", topics.contacts, contacts),
+        ("AdReferral", topics.referrals, referrals),
+    )
+    for schema, topic, records in tables:
+        for i, record in enumerate(records):
+            value = codec.encode(schema, record, topic)
+            producer.produce(topic, key=record_key(schema, record).encode(), value=value)
+            if i % 10_000 == 0:
+                producer.poll(0)
     for i, trigger in enumerate(triggers):
         value = codec.encode("ConversionTriggered", trigger, topics.triggered)
         producer.produce(topics.triggered, key=trigger["contact_id"].encode(), value=value)

@@ -30,11 +30,11 @@ __all__ = ["LOCAL_COMMANDS"]
 
 P = ParamSpec("P")
 
-# option of `seed` -> (schema, topic attribute of Topics, key of a record)
-_TABLES: dict[str, tuple[str, str, Callable[[dict[str, Any]], str]]] = {
-    "connections": ("MetaConnection", "connections", lambda r: str(r["connection_id"])),
-    "contacts": ("Contact", "contacts", lambda r: str(r["contact_id"])),
-    "referrals": ("AdReferral", "referrals", lambda r: f"{r['contact_id']}:{r['channel']}"),
+# option of `seed` -> (schema, topic attribute of Topics)
+_TABLES = {
+    "connections": ("MetaConnection", "connections"),
+    "contacts": ("Contact", "contacts"),
+    "referrals": ("AdReferral", "referrals"),
 }
 # Tansu 0.6 takes ~23 s to form a group with the default 45 s session timeout, ~3 s with 6 s;
 # and it may miss a LeaveGroup, then holds the next rebalance for max.poll.interval.ms
@@ -205,6 +205,7 @@ def seed(*, sandbox_config: Path, **files: IO[str] | None) -> None:
     against its schema first (updated_at may be left out: now).
     """
     from consumer.service.loop import codec_for
+    from consumer.store.reference_tables import record_key
     from consumer.tools.local import produce, require_topics
     from consumer.tools.samples import SampleWorld
 
@@ -220,8 +221,9 @@ def seed(*, sandbox_config: Path, **files: IO[str] | None) -> None:
     require_topics(settings, *names.values())
     lines = [] if own else _write_sample_files(settings, sandbox_config)
     codec = codec_for(settings)
+    schemas = {table: _TABLES[table][0] for table in tables}
     produce(settings, [
-        (names[t], _TABLES[t][2](r).encode(), codec.encode(_TABLES[t][0], r, names[t]))
+        (names[t], record_key(schemas[t], r).encode(), codec.encode(schemas[t], r, names[t]))
         for t, records in tables.items() for r in records
     ])  # fmt: skip
     for table, records in tables.items():
