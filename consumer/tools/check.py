@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from consumer.errors import CapiConsumerError
 from consumer.settings import Settings
 
-__all__ = ["broker_problems", "settings_problems"]
+__all__ = ["broker_problems", "registry_problems", "settings_problems"]
 
 _PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
 _MECHANISMS = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"}
@@ -118,3 +119,16 @@ def broker_problems(settings: Settings, partitions: Mapping[str, int]) -> list[s
                 f"{t.triggered} (results go to the partition numbered like their input)"
             )
     return problems
+
+
+def registry_problems(settings: Settings) -> list[str]:
+    """With a Schema Registry: the result schema must be registered (`run` looks it up)."""
+    if not settings.schema_registry_url or settings.schema_registry_auto_register:
+        return []
+    from consumer.service.loop import codec_for
+
+    try:
+        codec_for(settings).schema_id("ConversionResult", settings.topics.results)
+    except CapiConsumerError as exc:  # not registered, or the registry does not answer
+        return [f"CAPI_SCHEMA_REGISTRY_URL: {exc}"]
+    return []

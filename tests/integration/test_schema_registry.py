@@ -97,3 +97,13 @@ def test_test_event_reads_registry_framed_tables(registry, kafka_bootstrap, topi
         assert tables.connections.get("conn-us") is not None
     finally:
         close()
+
+
+def test_check_says_when_the_result_schema_is_not_registered(registry, tmp_path):
+    from consumer.tools.check import registry_problems
+
+    settings = Settings(schema_registry_url=registry.url, credentials_dir=tmp_path)
+    [problem] = registry_problems(settings)
+    assert problem.startswith("CAPI_SCHEMA_REGISTRY_URL: schema ConversionResult is not registered")
+    _codec(registry.url, auto_register=True).schema_id("ConversionResult", settings.topics.results)
+    assert registry_problems(settings) == []
