@@ -64,6 +64,7 @@ def test_alert_rules_use_only_exported_metrics():
         "CapiHighFailureRatio",
         "CapiMetaAuthErrors",
         "CapiDeadLetters",
+        "CapiSchemaRegistryDown",
     }
     for expr in alerts.values():
         assert _metric_names(expr) <= _catalogue(), expr
