@@ -79,9 +79,10 @@ class TransactionalProducer(Protocol):
 
 def topic_partitions(admin_config: Mapping[str, Any], timeout_s: float = 5.0) -> dict[str, int]:
     """Partitions of every topic of the cluster: the one way the service and its commands ask
-    the broker whether it answers. `BrokerUnavailableError` names it and says why."""
+    the broker whether it answers. `BrokerUnavailableError` names it and says why (librdkafka's
+    own lines are silenced: the caller says it once)."""
     try:
-        metadata = AdminClient(dict(admin_config)).list_topics(timeout=timeout_s)
+        metadata = AdminClient({**admin_config, "log_level": "0"}).list_topics(timeout=timeout_s)
     except KafkaException as exc:
         error = exc.args[0]
         reason = error.str() if isinstance(error, KafkaError) else str(error)

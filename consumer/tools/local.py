@@ -60,9 +60,9 @@ def _config(settings: Settings, role: Literal["consumer", "producer", "admin"]) 
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
-    """Partitions of every topic of the broker; a `LocalError` naming it when it does not
-    answer within a few seconds."""
-    return clients.topic_partitions(_config(settings, "admin"), _TIMEOUT_S)
+    """Partitions of every topic of the broker; a `BrokerUnavailableError` naming it when it
+    does not answer within a few seconds."""
+    return clients.topic_partitions(settings.kafka_config("admin"), _TIMEOUT_S)
 
 
 def require_topics(settings: Settings, *names: str) -> dict[str, int]:

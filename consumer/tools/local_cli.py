@@ -26,7 +26,7 @@ from confluent_kafka import KafkaException
 from consumer.errors import CapiConsumerError, ConfigError
 from consumer.settings import Settings
 
-__all__ = ["LOCAL_COMMANDS"]
+__all__ = ["LOCAL_COMMANDS", "one_line_errors"]
 
 P = ParamSpec("P")
 
@@ -49,7 +49,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def _one_line(command: Callable[P, None]) -> Callable[P, None]:
+def one_line_errors(command: Callable[P, None]) -> Callable[P, None]:
     """A command whose failures are one line on stderr, never a traceback."""
 
     @functools.wraps(command)
@@ -67,7 +67,7 @@ def _one_line(command: Callable[P, None]) -> Callable[P, None]:
 
 
 def _settings() -> Settings:
-    return Settings.from_env(check_dirs=False)  # a ConfigError is reported by `_one_line`
+    return Settings.from_env(check_dirs=False)  # a ConfigError is reported by `one_line_errors`
 
 
 def _on_stop_signals() -> threading.Event:
@@ -86,12 +86,13 @@ def _listened_on(port: int) -> bool:
 @click.command()
 @click.option("--port", default=9092, show_default=True, type=click.IntRange(0, 65535),
               help="Port on 127.0.0.1; 0 picks a free one.")  # fmt: skip
-@_one_line
+@one_line_errors
 def broker(port: int) -> None:
     """Run the embedded Kafka broker (Tansu, in memory) until Ctrl-C.
 
     Storage is in memory: stopping the broker (Ctrl-C or SIGTERM) loses every topic and record.
-    Prints its address and the CAPI_KAFKA_BOOTSTRAP_SERVERS line to export.
+    Prints its address and the lines to export (CAPI_KAFKA_BOOTSTRAP_SERVERS, and group timeouts
+    that suit this broker).
     """
     from consumer.tools.embedded_broker import EmbeddedBroker
     from consumer.tools.local import LocalError
@@ -124,7 +125,7 @@ def topics() -> None:
 @topics.command("create")
 @click.option("--partitions", default=3, show_default=True, type=click.IntRange(1, 10_000),
               help="Partitions of each new topic (results: at least the input's).")  # fmt: skip
-@_one_line
+@one_line_errors
 def topics_create(partitions: int) -> None:
     """Create the input, results, dead-letter and the three compacted table topics; those
     that exist are reported and left as they are."""
@@ -195,7 +196,7 @@ def _write_sample_files(settings: Settings, sandbox_path: Path) -> list[str]:
     show_default=True,
     help="Sample world: where to write the Graph API sandbox's configuration.",
 )
-@_one_line
+@one_line_errors
 def seed(*, sandbox_config: Path, **files: IO[str] | None) -> None:
     """Load the reference tables: the sample world, or your JSON files.
 
@@ -247,7 +248,7 @@ def seed(*, sandbox_config: Path, **files: IO[str] | None) -> None:
     "schemas/ConversionTriggered.avsc; - reads stdin. Left out: event_id (generated), "
     "occurred_at (now), the optional fields (null).",
 )
-@_one_line
+@one_line_errors
 def produce(sample: int | None, valid_only: bool, json_file: IO[str] | None) -> None:
     """Produce triggers to the input topic (CAPI_TOPIC_TRIGGERED)."""
     from consumer.service.loop import codec_for
@@ -307,7 +308,7 @@ def _dead_letter_line(msg: Any, codec: Any, *, as_json: bool) -> str:
 @click.argument("which", type=click.Choice(["results", "dlq"]))
 @click.option("--follow", "-f", is_flag=True, help="Keep reading new ones until Ctrl-C or SIGTERM.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, not a table.")
-@_one_line
+@one_line_errors
 def tail(which: str, follow: bool, as_json: bool) -> None:
     """Print the results or dead letters, from the beginning.
 

@@ -11,20 +11,19 @@ second copy finds the first one's outcome and is a DUPLICATE.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, Producer, TopicPartition
 
+from consumer.errors import CapiConsumerError
 from consumer.events.results import REPLAY_HEADER
 from consumer.settings import Settings
+from consumer.tools.local import require_topics
 
 __all__ = ["ReplayReport", "replay_dead_letters"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -51,8 +50,13 @@ def replay_dead_letters(
     dry_run: bool = False,
     idle_s: float = 3.0,
 ) -> ReplayReport:
+    """Replay what the dead-letter topic holds; a broker that does not answer, a missing topic or
+    an undelivered replay is a `CapiConsumerError` (nothing committed)."""
     wanted = {r.upper() for r in reasons}
     topics = settings.topics
+    count = require_topics(settings, topics.dlq)[topics.dlq]
+    # OFFSET_INVALID: where the group committed (else auto.offset.reset, the earliest)
+    start = OFFSET_BEGINNING if from_beginning else OFFSET_INVALID
     consumer = Consumer(
         {
             **settings.kafka_config("consumer"),
@@ -68,13 +72,7 @@ def replay_dead_letters(
     )
     report = ReplayReport()
     try:
-        metadata = consumer.list_topics(topics.dlq, timeout=30).topics[topics.dlq]
-        partitions = [TopicPartition(topics.dlq, p) for p in metadata.partitions]
-        if from_beginning:
-            partitions = [
-                TopicPartition(topics.dlq, p, OFFSET_BEGINNING) for p in metadata.partitions
-            ]
-        consumer.assign(partitions)
+        consumer.assign([TopicPartition(topics.dlq, p, start) for p in range(count)])
         last_message = time.monotonic()
         positions: dict[int, int] = {}
         while time.monotonic() - last_message < idle_s:
@@ -107,7 +105,9 @@ def replay_dead_letters(
                 producer.poll(0)
         if not dry_run:
             if producer.flush(60) != 0:
-                raise RuntimeError("replayed messages were not all delivered; nothing committed")
+                raise CapiConsumerError(
+                    "replayed messages were not all delivered; nothing committed"
+                )
             if positions:
                 consumer.commit(
                     offsets=[TopicPartition(topics.dlq, p, o) for p, o in positions.items()],

@@ -182,8 +182,8 @@ def read_reference_tables(
     from consumer.store.sqlite import StateStore
     from consumer.store.table_reader import TableReader
 
+    topic_partitions(settings.kafka_config("admin"))  # names a broker away
     quiet = {"log_level": "0"}  # librdkafka's own lines: a failure is said once
-    topic_partitions({**settings.kafka_config("admin"), **quiet})  # names a broker away
     tables = ReferenceTables.for_topics(codec_for(settings), settings.topics)
     scratch = tempfile.TemporaryDirectory(prefix="capi-test-event-")
     store = StateStore(Path(scratch.name)).open()

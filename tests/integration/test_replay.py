@@ -68,3 +68,24 @@ def test_replay_after_the_connection_appears(kafka_bootstrap, topics, tmp_path):
         assert sorted(r["event_id"] for r in replayed) == sorted(t["event_id"] for t in triggers)
         assert {r["reason"] for r in reader.results[20:]} == {"DUPLICATE"}
         assert sandbox.stats()["accepted_events"] == 10
+
+
+def test_replay_without_a_topic_or_a_broker_is_one_line(kafka_bootstrap, tmp_path):
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPI_")}
+    env |= {"CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "CAPI_TOPIC_DLQ": "no-such-dlq"}  # fmt: skip
+    missing = run_cli(env, "replay-dlq")
+    assert missing.returncode == 1
+    assert missing.stderr.splitlines() == [
+        f"capi-consumer: topic no-such-dlq does not exist on {kafka_bootstrap} "
+        "(capi-consumer topics create)"
+    ]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        env["CAPI_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{s.getsockname()[1]}"  # nobody listens
+        unreachable = run_cli(env, "replay-dlq")
+    assert unreachable.returncode == 1
+    [line] = unreachable.stderr.splitlines()
+    assert line.startswith(f"capi-consumer: broker {env['CAPI_KAFKA_BOOTSTRAP_SERVERS']}: ")
