@@ -1,4 +1,5 @@
-"""The `capi-consumer` command: run, demo, sandbox, check."""
+"""The `capi-consumer` command: run, demo, sandbox, test-event, replay-dlq, check, and the local
+path's broker, topics, seed, produce and tail (`local_cli.py`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import click
 from consumer.errors import CapiConsumerError, ConfigError, FencedError
 from consumer.events.results import DEAD_LETTER_REASONS
 from consumer.settings import Settings
-from consumer.tools.local_cli import LOCAL_COMMANDS
+from consumer.tools.local_cli import LOCAL_COMMANDS, one_line_errors
 
 __all__ = ["main"]
 log = logging.getLogger("consumer")
@@ -186,10 +187,10 @@ _CUSTOMER_OPTIONS = ("email", "phone", "first_name", "last_name", "gender", "dat
 @click.option("--connection", "connection_id", required=True, help="Meta connection id.")
 @click.option("--dataset", "dataset_id", required=True, help="Dataset (pixel) id.")
 @click.option("--test-event-code", required=True, help="From Events Manager > Test events.")
-@click.option("--channel", type=_CHANNELS, default="WHATSAPP", show_default=True)
+@click.option("--channel", type=_CHANNELS, default="whatsapp", show_default=True)
 @click.option("--account", "account_id", help="WABA, Page or Instagram account id "
               "[default: the first of the channel linked to the dataset].")  # fmt: skip
-@click.option("--event-type", type=_EVENT_TYPES, default="LEAD_SUBMITTED", show_default=True)
+@click.option("--event-type", type=_EVENT_TYPES, default="lead_submitted", show_default=True)
 @click.option("--currency", help="ISO 4217, for a Purchase.")
 @click.option("--value", help="Total value, for a Purchase.")
 @click.option("--user-id", help="PSID (Messenger) or IGSID (Instagram).")
@@ -297,6 +298,7 @@ def _fail(message: str) -> NoReturn:
 )
 @click.option("--from-beginning", is_flag=True, help="Ignore what earlier replays committed.")
 @click.option("--dry-run", is_flag=True, help="Count what would be replayed; produce nothing.")
+@one_line_errors
 def replay_dlq(reasons: tuple[str, ...], from_beginning: bool, dry_run: bool) -> None:
     """Re-publish dead letters (all, or by reason) to the input topic."""
     settings = _settings()
@@ -316,16 +318,16 @@ def check() -> None:
     """Validate the configuration and reach the broker; one line per problem."""
     settings = _settings(check_dirs=False)  # a missing credentials folder is one problem line
     from consumer.kafka.clients import topic_partitions
-    from consumer.tools.check import broker_problems, settings_problems
+    from consumer.tools.check import broker_problems, registry_problems, settings_problems
 
     problems = settings_problems(settings)
     if not any(p.startswith("CAPI_KAFKA_") for p in problems):  # else no client can connect
         try:
-            partitions = topic_partitions({**settings.kafka_config("admin"), "log_level": "0"})
+            partitions = topic_partitions(settings.kafka_config("admin"))
         except CapiConsumerError as exc:
             problems.append(str(exc))
         else:
-            problems += broker_problems(settings, partitions)
+            problems += broker_problems(settings, partitions) + registry_problems(settings)
     for line in problems:
         click.echo(f"capi-consumer check: {line}", err=True)
     if problems:
