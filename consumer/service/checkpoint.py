@@ -182,6 +182,10 @@ class Checkpoint:
         if err is None:
             self._dedup.delivered(msg.partition() or 0, msg.offset() or 0)
 
+    def _result_delivered_ahead(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self._dedup.delivered_ahead(msg.partition() or 0, msg.offset() or 0)
+
     # -- the commit ------------------------------------------------------------------------------
 
     def turn(self) -> None:
@@ -242,7 +246,13 @@ class Checkpoint:
             return []
         ahead = sorted(k for k in self._held if (k[0], k[1]) in partitions)
         for topic, partition, offset in ahead:
-            self._publish(self._held.pop((topic, partition, offset)), partition)
+            held = self._held.pop((topic, partition, offset))
+            records = [
+                replace(r, on_delivery=self._result_delivered_ahead)
+                if r.topic == self._topics.results else r
+                for r in held.records
+            ]  # fmt: skip
+            self._publish(_Held(records, held.dedup), partition)
         if ahead:
             log.info("results published ahead of their offsets count=%d partitions=%s",
                      len(ahead), sorted(partitions))  # fmt: skip

@@ -42,6 +42,7 @@ class Dedup:
         self._in_progress: set[str] = set()
         self._uncommitted: dict[str, tuple[str, int, int]] = {}  # id -> (status, at, partition)
         self._result_offsets: dict[int, int] = {}  # results partition -> next offset
+        self._first_ahead: dict[int, int] = {}  # results partition -> first result ahead
         # the table's rows for the ids of the batch being handled, read in one query
         self._looked_up: set[str] = set()
         self._found: dict[str, tuple[str, int]] = {}
@@ -116,14 +117,22 @@ class Dedup:
         if offset + 1 > self._result_offsets.get(partition, -1):
             self._result_offsets[partition] = offset + 1
 
+    def delivered_ahead(self, partition: int, offset: int) -> None:
+        """A result published ahead of its input offset (its partition was let go) reached
+        `partition`: the table's position there stays before it, so that the next restore of
+        the partition reads it again and skips its input message (see `dedup_restore.py`)."""
+        if offset < self._first_ahead.get(partition, offset + 1):
+            self._first_ahead[partition] = offset
+
     def committed(self) -> None:
         """The transaction committed: its entries are durable; keep them locally."""
-        if not self._uncommitted and not self._result_offsets:
+        if not self._uncommitted and not self._result_offsets and not self._first_ahead:
             return
         rows = [(e, s, at, p) for e, (s, at, p) in self._uncommitted.items()]
-        self.store(rows, self._result_offsets)
+        self.store(rows, self._result_offsets | self._first_ahead)
         self._uncommitted.clear()
         self._result_offsets.clear()
+        self._first_ahead.clear()
 
     def drop_uncommitted(self, partitions: set[int]) -> None:
         """The transaction was lost for these partitions: forget what it recorded."""

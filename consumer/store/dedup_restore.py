@@ -8,11 +8,13 @@ before any of its messages is processed:
 
 - every `event_id` found goes into the local dedup table;
 - every input offset at or after the committed input offset that already has a result is
-  remembered: such a message was resolved by an instance that died before committing its
-  offset, and whose result is nevertheless visible. On Apache Kafka that cannot happen (the
-  new producer's `init_transactions` aborts the dead one's transaction), but some brokers
-  (Tansu 0.6) leave a fenced transaction's records visible. Skipping those messages keeps
-  exactly one result per input, and no second send, on either.
+  remembered and its message skipped. Such results come from an instance that let the
+  partition go (revoke, drain) and published Meta's answers ahead of an unresolved offset
+  (`Checkpoint.commit`, `letting_go`), or from one that died before committing, on brokers
+  that leave a fenced transaction's records visible (Tansu 0.6; Apache Kafka's
+  `init_transactions` aborts them). Results published ahead never move the local table's
+  position past them (`Dedup.delivered_ahead`), so the same instance's next restore reads
+  them too. Skipping those messages keeps exactly one result per input, and no second send.
 
 A partition whose reading stops short of its end waits: a broker that does not answer holds
 every partition until it answers again. Only a partition stuck behind an open transaction (the
