@@ -74,9 +74,8 @@ def peak_rss_mb(pid: int) -> float:
 
 def new_topics() -> Topics:
     s = uuid.uuid4().hex[:8]
-    return Topics(
-        f"in-{s}", f"contacts-{s}", f"referrals-{s}", f"conn-{s}", f"results-{s}", f"dlq-{s}"
-    )
+    names = ("in", "contacts", "referrals", "conn", "results", "dlq", "retry")
+    return Topics(*(f"{name}-{s}" for name in names))
 
 
 def service(
@@ -89,12 +88,7 @@ def service(
         "CAPI_GROUP_ID": f"bench-{topics.triggered}",
         "CAPI_INSTANCE_ID": f"bench-{topics.triggered}",
         "CAPI_WORKERS": str(workers),
-        "CAPI_TOPIC_TRIGGERED": topics.triggered,
-        "CAPI_TOPIC_CONTACTS": topics.contacts,
-        "CAPI_TOPIC_REFERRALS": topics.referrals,
-        "CAPI_TOPIC_CONNECTIONS": topics.connections,
-        "CAPI_TOPIC_RESULTS": topics.results,
-        "CAPI_TOPIC_DLQ": topics.dlq,
+        **topics.as_env(),
         "CAPI_GRAPH_URL": graph_url,
         "CAPI_CREDENTIALS_DIR": str(creds),
         "CAPI_STATE_DIR": str(state),

@@ -56,6 +56,23 @@ class EnvReader:
             raise ConfigError(name, f"{value} is out of range [{low}, {high}]")
         return value
 
+    def numbers(
+        self, name: str, default: tuple[float, ...], low: float, high: float
+    ) -> tuple[float, ...]:
+        """A comma-separated list of numbers, each in [low, high], growing or level."""
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            values = tuple(float(part) for part in raw.split(","))
+        except ValueError:
+            raise ConfigError(name, f"{raw!r} is not a comma-separated list of numbers") from None
+        if any(not low <= v <= high for v in values):
+            raise ConfigError(name, f"every value must be within [{low}, {high}]")
+        if list(values) != sorted(values):
+            raise ConfigError(name, "the delays must not shrink")
+        return values
+
     def url(self, name: str, default: str | None) -> str | None:
         raw = self._env.get(name)
         if raw is None or raw.strip() == "":

@@ -21,6 +21,7 @@ from consumer.env_reader import (
     https_or_loopback,
 )
 from consumer.errors import ConfigError
+from consumer.events.parking import PARKING_DELAYS_S
 
 __all__ = [
     "DEFAULT_RESTRICTED_COUNTRIES",
@@ -98,6 +99,17 @@ class Topics:
     connections: str = "meta-connections"
     results: str = "conversions.results"
     dlq: str = "conversions.dlq"
+    retry: str = "conversions.retry"
+
+    @classmethod
+    def from_env(cls, reader: EnvReader) -> Topics:
+        defaults = cls()
+        return cls(**{name: reader.text(f"CAPI_TOPIC_{name.upper()}", getattr(defaults, name))
+                      for name in cls.__slots__})  # fmt: skip
+
+    def as_env(self) -> dict[str, str]:
+        """The `CAPI_TOPIC_*` variables naming these topics (for a process to start)."""
+        return {f"CAPI_TOPIC_{name.upper()}": getattr(self, name) for name in self.__slots__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +134,13 @@ class Settings:
     batch_linger_ms: int = 50
     max_in_flight_requests: int = 8
     request_timeout_s: float = 10.0
-    retry_deadline_s: float = 120.0
+    # a failing batch is retried in place this long, then parked in the retry topic
+    retry_inline_s: float = 30.0
+    # an event still not taken this long after its first try is FAILED/RETRIES_EXHAUSTED;
+    # by default Meta's own age limit ends it first (FAILED/EVENT_TOO_OLD)
+    retry_deadline_s: float = 7 * 24 * 3600
+    # the waits of a parked event before its next tries (then the last one, again and again)
+    park_delays_s: tuple[float, ...] = PARKING_DELAYS_S
     throttle_backoff_s: float = 60.0
     partner_agent: str | None = "capi-consumer"
     restricted_countries: frozenset[str] = DEFAULT_RESTRICTED_COUNTRIES
@@ -147,14 +165,7 @@ class Settings:
         env = os.environ if env is None else env
         reader = EnvReader(env)
         defaults = cls()
-        topics = Topics(
-            triggered=reader.text("CAPI_TOPIC_TRIGGERED", defaults.topics.triggered),
-            contacts=reader.text("CAPI_TOPIC_CONTACTS", defaults.topics.contacts),
-            referrals=reader.text("CAPI_TOPIC_REFERRALS", defaults.topics.referrals),
-            connections=reader.text("CAPI_TOPIC_CONNECTIONS", defaults.topics.connections),
-            results=reader.text("CAPI_TOPIC_RESULTS", defaults.topics.results),
-            dlq=reader.text("CAPI_TOPIC_DLQ", defaults.topics.dlq),
-        )
+        topics = Topics.from_env(reader)
         settings = cls(
             bootstrap_servers=reader.text(
                 "CAPI_KAFKA_BOOTSTRAP_SERVERS", defaults.bootstrap_servers
@@ -186,9 +197,11 @@ class Settings:
             request_timeout_s=reader.number(
                 "CAPI_REQUEST_TIMEOUT_S", defaults.request_timeout_s, 0.1, 300
             ),
+            retry_inline_s=reader.number("CAPI_RETRY_INLINE_S", defaults.retry_inline_s, 0, 3600),
             retry_deadline_s=reader.number(
                 "CAPI_RETRY_DEADLINE_S", defaults.retry_deadline_s, 0, 7 * 24 * 3600
             ),
+            park_delays_s=reader.numbers("CAPI_PARK_DELAYS_S", defaults.park_delays_s, 1, 86400),
             throttle_backoff_s=reader.number(
                 "CAPI_THROTTLE_BACKOFF_S", defaults.throttle_backoff_s, 0, 3600
             ),

@@ -54,6 +54,7 @@ def topics(kafka_bootstrap: str) -> Topics:
         connections=f"connections-{suffix}",
         results=f"results-{suffix}",
         dlq=f"dlq-{suffix}",
+        retry=f"retry-{suffix}",
     )
     create_service_topics(kafka_bootstrap, names, partitions=3)
     return names

@@ -73,6 +73,8 @@ class Rules:
     default_phone_region: str | None = None
     # False only for `capi-consumer test-event`: a test may check a WhatsApp setup without an ad
     require_click_id: bool = True
+    # how far back a contact's latest ad referral gives a click id (enrichment)
+    attribution_window_s: int = 7 * 24 * 3600
 
     @classmethod
     def from_settings(cls, settings: Settings, *, require_click_id: bool = True) -> Rules:
@@ -82,6 +84,7 @@ class Rules:
             future_skew_s=settings.future_skew_s,
             default_phone_region=settings.default_phone_region,
             require_click_id=require_click_id,
+            attribution_window_s=settings.attribution_window_s,
         )
 
 

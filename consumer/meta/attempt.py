@@ -5,7 +5,9 @@ never held by a backoff and one throttled dataset does not stall the others.
 - Accepted: every event is SENT with Meta's response.
 - Retryable errors (timeouts, dropped connections, 5xx, codes 1 and 2): exponential backoff with
   jitter; throttling (4, 17, 32, 613, 80004, 341, 368) waits at least what Meta's usage headers
-  ask and holds back the whole dataset. Past the retry deadline: FAILED/RETRIES_EXHAUSTED.
+  ask and holds back the whole dataset. A wait that would end past `CAPI_RETRY_INLINE_S` after
+  the first try parks the events instead (`Parking`, see `events/parking.py`); past the
+  operator's `CAPI_RETRY_DEADLINE_S` since an event's first try: FAILED/RETRIES_EXHAUSTED.
 - Token or permission errors: every event FAILED/META_AUTH_ERROR.
 - A request refused as a whole (an unknown dataset, code 100/33; an answer that is not the Graph
   API's: a redirect, a proxy, a 404 or 413 page): every event FAILED/DATASET_UNAVAILABLE, in one
@@ -26,6 +28,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import httpx
+
 from consumer.errors import (
     AuthError,
     CapiError,
@@ -39,10 +43,11 @@ from consumer.errors import (
 from consumer.events.records import ResultStatus
 from consumer.events.results import ConversionResult, MetaResponse, Reason
 from consumer.meta.batching import Batch, Pending
+from consumer.meta.breaker import CircuitBreaker
 from consumer.meta.client import CapiClient
 from consumer.ops.metrics import Metrics
 
-__all__ = ["Attempt", "Delivery", "Dispatcher", "Outcome"]
+__all__ = ["Attempt", "Delivery", "Dispatcher", "Outcome", "Parking"]
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +74,27 @@ class Outcome:
             item.approved.user_data_keys,
             self.meta_response,
             self.meta_error,
-            self.attempts,
+            self.attempts + item.attempts_before,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Parking:
+    """An event to park: Meta did not take it within the inline retry window."""
+
+    attempts: int
+    error: str
+    retry_after_s: float  # what Meta asked for (throttling), or the backoff due
 
 
 @dataclass(slots=True)
 class Attempt:
-    """A batch on its way to Meta: how often it was tried, until when it may be."""
+    """A batch on its way to Meta: how often it was tried, until when it may be retried in
+    place (`park_at`), and until when at all (`deadline`)."""
 
     batch: Batch
     deadline: float
+    park_at: float
     attempts: int = 0  # requests that carried these events (splits included)
     not_before: float = 0.0
     last_error: CapiError | None = None
@@ -89,7 +105,7 @@ class Attempt:
 class Delivery:
     """What one try of a batch produced: outcomes now, and attempts to make later."""
 
-    done: list[tuple[Pending, Outcome]] = field(default_factory=list)
+    done: list[tuple[Pending, Outcome | Parking]] = field(default_factory=list)
     retry: list[Attempt] = field(default_factory=list)
 
 
@@ -102,34 +118,63 @@ class Dispatcher:
         metrics: Metrics,
         *,
         retry_deadline_s: float,
+        retry_inline_s: float = 30.0,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         on_restricted: Callable[[str], None] = lambda asset_id: None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._client = client
         self._metrics = metrics
         self._deadline_s = retry_deadline_s
+        self._inline_s = retry_inline_s
         self._base = backoff_base_s
         self._max = backoff_max_s
         self._clock = clock
         self._on_restricted = on_restricted
+        self.breaker = breaker or CircuitBreaker(clock=clock)
         self._throttled: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def attempt(self, batch: Batch) -> Attempt:
-        """A first attempt for `batch`, with its retry deadline."""
-        return Attempt(batch, self._clock() + self._deadline_s)
+        """A first attempt for `batch`: retried in place for the inline window, and at all
+        until the retry deadline, counted from when its earliest event was first parked."""
+        now = self._clock()
+        tried_for = max((i.parked_for_s() for i in batch.items), default=0.0)
+        return Attempt(batch, now + self._deadline_s - tried_for, now + self._inline_s)
 
     def throttled_until(self, dataset_id: str) -> float:
         with self._lock:
             return self._throttled.get(dataset_id, 0.0)
+
+    def throttled_datasets(self) -> list[str]:
+        """Datasets Meta asked to wait, and the wait is not over."""
+        now = self._clock()
+        with self._lock:
+            return [d for d, until in self._throttled.items() if until > now]
 
     def deliver(self, attempt: Attempt) -> Delivery:
         """Try `attempt` once (splitting it when Meta rejects it); never sleeps."""
         delivery = Delivery()
         self._try(attempt, delivery)
         return delivery
+
+    def give_up(self, attempt: Attempt, wait_s: float) -> list[tuple[Pending, Outcome | Parking]]:
+        """The attempt may not wait `wait_s` more in place: its events are parked, or past the
+        retry deadline, FAILED/RETRIES_EXHAUSTED."""
+        if self._clock() + wait_s > attempt.deadline:
+            log.error("retries exhausted dataset=%s events=%d attempts=%d error=%s",
+                      attempt.batch.key.dataset_id, len(attempt.batch), attempt.attempts,
+                      attempt.last_error)  # fmt: skip
+            return list(self.expire(attempt))
+        key = attempt.batch.key
+        error = str(attempt.last_error or f"dataset {key.dataset_id} throttled by Meta")
+        log.warning("parked dataset=%s events=%d attempts=%d for at least %.0f s error=%s",
+                    attempt.batch.key.dataset_id, len(attempt.batch), attempt.attempts, wait_s,
+                    error)  # fmt: skip
+        parking = Parking(attempt.attempts, error[:200], wait_s)
+        return [(item, parking) for item in attempt.batch.items]
 
     def expire(self, attempt: Attempt) -> list[tuple[Pending, Outcome]]:
         """The outcome of an attempt whose deadline passed while it waited."""
@@ -162,6 +207,8 @@ class Dispatcher:
             self._retry(attempt, delay, exc, delivery)
         except RetryableError as exc:
             self._count(started, "retryable", exc.meta)
+            unreachable = isinstance(exc.__cause__, httpx.TransportError)
+            self.breaker.failed(key.dataset_id, unreachable=unreachable)
             attempt.failures += 1
             self._retry(attempt, self._backoff(attempt.failures), exc, delivery)
         except DatasetUnavailableError as exc:
@@ -216,15 +263,8 @@ class Dispatcher:
 
     def _retry(self, attempt: Attempt, delay: float, error: CapiError, delivery: Delivery) -> None:
         attempt.last_error = error
-        if self._clock() + delay > attempt.deadline:
-            log.error(
-                "retries exhausted dataset=%s events=%d attempts=%d error=%s",
-                attempt.batch.key.dataset_id,
-                len(attempt.batch),
-                attempt.attempts,
-                error,
-            )
-            delivery.done += self.expire(attempt)
+        if self._clock() + delay > min(attempt.park_at, attempt.deadline):
+            delivery.done += self.give_up(attempt, delay)
             return
         self._metrics.retries.inc()
         log.warning(
@@ -248,6 +288,7 @@ class Dispatcher:
                 Attempt(
                     Batch(attempt.batch.key, attempt.batch.opened_at, list(part)),
                     attempt.deadline,
+                    attempt.park_at,
                     attempt.attempts,
                     failures=attempt.failures,
                 )
@@ -258,6 +299,8 @@ class Dispatcher:
         return random.uniform(ceiling / 2, ceiling)
 
     def _count(self, started: float, outcome: str, meta: MetaErrorInfo | None) -> None:
+        if outcome != "retryable":
+            self.breaker.answered()
         self._metrics.request_duration.observe(self._clock() - started)
         self._metrics.requests.labels(outcome, str(meta.code) if meta else "").inc()
 

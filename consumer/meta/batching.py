@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Approved
 from consumer.events.records import Trigger
 from consumer.events.results import DeadLetter, SourceRef
@@ -21,16 +22,30 @@ __all__ = ["Batch", "BatchKey", "Batcher", "Pending"]
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """An approved event waiting to be sent, with what its result needs."""
+    """An approved event waiting to be sent, with what its result needs; `parked` when it
+    comes from the retry topic (its `source` is then its input's, long committed)."""
 
     source: SourceRef
     trigger: Trigger
     approved: Approved
     received: DeadLetter  # the input message as received, for a dead letter
+    parked: ParkedEvent | None = None
 
     @property
     def event(self) -> dict[str, Any]:
         return self.approved.event
+
+    @property
+    def attempts_before(self) -> int:
+        """Requests that carried the event before it was parked."""
+        return 0 if self.parked is None else self.parked.attempts
+
+    def parked_for_s(self, now_ms: int | None = None) -> float:
+        """Seconds since the event was first parked (0 for one never parked)."""
+        if self.parked is None:
+            return 0.0
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        return max(0.0, (now_ms - self.parked.first_parked_at) / 1000)
 
 
 @dataclass(frozen=True, slots=True)

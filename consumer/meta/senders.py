@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from consumer.errors import RetryableError
 from consumer.events.results import Partition
-from consumer.meta.attempt import Attempt, Delivery, Dispatcher, Outcome
+from consumer.meta.attempt import Attempt, Delivery, Dispatcher, Outcome, Parking
 from consumer.meta.batching import Batch, Batcher, BatchKey, Pending
 
 __all__ = ["BACKLOG_LINGER_S", "Sender"]
@@ -82,7 +82,7 @@ class Sender:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def step(self, backlog: bool = False) -> list[tuple[Pending, Outcome]]:
+    def step(self, backlog: bool = False) -> list[tuple[Pending, Outcome | Parking]]:
         """Move batches along; return the outcomes that came back since the last call.
 
         `backlog`: the input has more waiting; batches may then linger longer and fill up.
@@ -98,7 +98,7 @@ class Sender:
         while self._waiting and self._waiting[0][0] <= now:
             _, _, attempt = heapq.heappop(self._waiting)
             self._schedule(attempt)
-        done: list[tuple[Pending, Outcome]] = []
+        done: list[tuple[Pending, Outcome | Parking]] = []
         while True:
             try:
                 delivery = self._completed.get_nowait()
@@ -133,8 +133,9 @@ class Sender:
             attempt.not_before, self._dispatcher.throttled_until(attempt.batch.key.dataset_id)
         )
         if not_before > now:
-            if not_before > attempt.deadline:
-                self._completed.put(Delivery(done=self._dispatcher.expire(attempt)))
+            if not_before > min(attempt.park_at, attempt.deadline):
+                done = self._dispatcher.give_up(attempt, not_before - now)
+                self._completed.put(Delivery(done=done))
                 return
             heapq.heappush(self._waiting, (not_before, next(self._seq), attempt))
             return
@@ -152,7 +153,7 @@ class Sender:
         except Exception as exc:  # a bug in a worker must not lose a batch
             log.exception("batch delivery crashed dataset=%s", attempt.batch.key.dataset_id)
             attempt.last_error = RetryableError(f"internal error: {type(exc).__name__}")
-            delivery = Delivery(done=self._dispatcher.expire(attempt))
+            delivery = Delivery(done=list(self._dispatcher.expire(attempt)))
         self._completed.put(delivery)
 
     # -- state -------------------------------------------------------------------------------

@@ -152,6 +152,32 @@ class Metrics:
             "1 when the Schema Registry answered last (or none is used), 0 while it does not",
             registry=r,
         )
+        self.parked = Counter(
+            "capi_parked_events",
+            "Events parked in the retry topic (each parking, first or again).",
+            registry=r,
+        )
+        self.unparked = Counter(
+            "capi_unparked_events",
+            "Parked events resolved, by the status of their result.",
+            ["status"],
+            registry=r,
+        )
+        self.parked_now = Gauge(
+            "capi_parked_events_waiting",
+            "Events of the owned partitions waiting in the retry topic.",
+            registry=r,
+        )
+        self.oldest_parked_age = Gauge(
+            "capi_oldest_parked_event_age_seconds",
+            "How long the oldest waiting parked event has been parked (0 when none is).",
+            registry=r,
+        )
+        self.breaker_open = Gauge(
+            "capi_circuit_breaker_open",
+            "1 while Meta fails for every dataset and new input waits (the breaker is open).",
+            registry=r,
+        )
         self.last_success = Gauge(
             "capi_last_successful_send_timestamp_seconds",
             "When Meta last accepted a request (Unix seconds).",

@@ -36,6 +36,7 @@ class Monitor:
         self._brokers_up: int | None = None  # from librdkafka statistics; None before any
         self._commits_seen = (0, 0)
         self._due = (0.0, 0.0)  # when to look at table lag, at table sizes
+        self._breaker_open = False
 
     def turned(self) -> None:
         """The main loop turned once more."""
@@ -63,6 +64,11 @@ class Monitor:
             lag = data.get("consumer_lag", -1)
             if partition >= 0 and (self._topic, partition) in owned and lag >= 0:
                 self._metrics.consumer_lag.labels(self._topic, str(partition)).set(lag)
+
+    def breaker(self, is_open: bool) -> None:
+        """The circuit breaker opened or closed (called from a sender thread)."""
+        self._breaker_open = is_open
+        self._metrics.breaker_open.set(1 if is_open else 0)
 
     def released(self, topic: str, partition: int) -> None:
         with contextlib.suppress(KeyError):
@@ -106,6 +112,8 @@ class Monitor:
             problems.append(f"schema registry does not answer: {registry}")
         if self._brokers_up == 0:
             problems.append("no Kafka broker is reachable")
+        if self._breaker_open:
+            problems.append("circuit breaker open: Meta fails for every dataset; input waits")
         idle = time.monotonic() - self._last_turn
         if idle > stuck_after_s:
             problems.append(f"main loop has not turned for {idle:.0f} s")

@@ -18,6 +18,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
+from consumer.events.parking import ParkedEvent
 from consumer.events.results import (
     DEAD_LETTER_REASONS,
     ConversionResult,
@@ -29,12 +30,13 @@ from consumer.events.results import (
 from consumer.kafka.clients import InputConsumer
 from consumer.kafka.offsets import OffsetTracker
 from consumer.kafka.publisher import OutRecord, Publisher
-from consumer.meta.attempt import Outcome
+from consumer.meta.attempt import Outcome, Parking
 from consumer.meta.batching import Pending
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
+from consumer.service.parking import ParkingChange, RetryTopic
 from consumer.settings import Topics
-from consumer.store.dedup import Dedup
+from consumer.store.dedup import PARKED, Dedup
 from consumer.store.outbox import Outbox
 
 __all__ = ["Checkpoint"]
@@ -47,10 +49,12 @@ _PENDING_RECORDS_LIMIT = 10_000
 
 @dataclass(frozen=True, slots=True)
 class _Held:
-    """What a resolved message publishes, and the dedup entry it makes, once released."""
+    """What a resolved message publishes, the dedup entry it makes, and what it changes in the
+    parked table, once released."""
 
     records: list[OutRecord]
     dedup: DedupEntry | None
+    parking: ParkingChange | None = None
 
 
 class Checkpoint:
@@ -66,6 +70,7 @@ class Checkpoint:
         publisher: Publisher,
         outbox: Outbox,
         dedup: Dedup,
+        retry: RetryTopic,
         owned: Collection[Partition],
         topics: Topics,
         encode_result: Callable[[dict[str, Any]], bytes],
@@ -78,6 +83,7 @@ class Checkpoint:
         self._publisher = publisher
         self._outbox = outbox
         self._dedup = dedup
+        self._retry = retry
         self._owned = owned
         self._topics = topics
         self._encode_result = encode_result
@@ -87,11 +93,15 @@ class Checkpoint:
         self._clock_ms = clock_ms
         self._tracker = OffsetTracker()
         self._held: dict[tuple[str, int, int], _Held] = {}
+        # outcomes of parked events: no input offset waits for them, they go with the next commit
+        self._unparked: list[_Held] = []
+        self._parking_changes: list[ParkingChange] = []
         self._last_commit = 0.0
 
     def __len__(self) -> int:
-        """Messages consumed whose result is not resolved yet."""
-        return len(self._tracker)
+        """What backpressure counts: messages consumed whose result is not resolved yet, and
+        results held behind an unresolved offset (both stay in memory until a commit)."""
+        return len(self._tracker) + len(self._held)
 
     # -- what the loop hands over --------------------------------------------------------------
 
@@ -120,17 +130,49 @@ class Checkpoint:
         self._held[(source.topic, source.partition, source.offset)] = _Held(records, dedup)
         self._metrics.outbox_recovered.inc()
 
-    def answered(self, item: Pending, outcome: Outcome) -> None:
+    def answered(self, item: Pending, outcome: Outcome | Parking) -> None:
         """Meta's outcome for an event: hold its result, and keep it in the outbox, even for a
         partition no longer ours: if it comes back to this instance (a rebalance after a
-        stall), Meta's answer is published from there instead of the event being sent again."""
+        stall), Meta's answer is published from there instead of the event being sent again.
+        An event Meta did not take in time is parked instead; a parked event's outcome goes
+        out with the next commit, with the end of its parking."""
         self._metrics.in_flight.dec()
-        result = outcome.result_for(item, self._clock_ms())
+        now_ms = self._clock_ms()
+        if isinstance(outcome, Parking):
+            record, change = self._retry.park(item, outcome, now_ms)
+            self._metrics.parked.inc()
+            entry = DedupEntry(item.trigger.event_id, PARKED)
+            if item.parked is None:
+                held = _Held([record], entry, change)
+                self._held[(item.source.topic, item.source.partition, item.source.offset)] = held
+                self._tracker.done(item.source.topic, item.source.partition, item.source.offset)
+            else:
+                self._unparked.append(_Held([record], entry, change))
+            return
+        result = outcome.result_for(item, now_ms)
         letter = item.received if outcome.reason in DEAD_LETTER_REASONS else None
-        src = item.source
+        if item.parked is not None:
+            self.resolve_parked(result, letter, item.parked)
+            return
         records = self._records(result, letter)
+        src = item.source
         self._outbox.add(src.topic, src.partition, src.offset, records, result.dedup_entry)
         self._hold(result, records)
+
+    def resolve_parked(
+        self, result: ConversionResult, dead_letter: DeadLetter | None, parked: ParkedEvent
+    ) -> None:
+        """The one result of a parked event (with its dead letter, if any): it goes out with
+        the next commit, with the tombstone that ends the parking."""
+        if parked.source.topic_partition not in self._owned:
+            self._retry.untake(parked.event_id)  # its next owner resolves it
+            self._dedup.abandon(parked.event_id)
+            return
+        records = self._records(result, dead_letter)
+        tombstone, change = self._retry.end(parked)
+        self._unparked.append(_Held([*records, tombstone], result.dedup_entry, change))
+        self._metrics.tally(self._metrics.results, result.status, result.reason or "")
+        self._metrics.unparked.labels(result.status).inc()
 
     def resolve(self, result: ConversionResult, dead_letter: DeadLetter | None) -> bool:
         """Hold the result (and its dead letter) until it can go out with its offset; False when
@@ -222,12 +264,18 @@ class Checkpoint:
                 offsets.append(TopicPartition(topic, partition, run[-1] + 1))
         # 3b. results of partitions let go of, held behind an unresolved offset, go too
         ahead = self._publish_ahead(set(letting_go))
+        # 3c. parked events parked again or resolved: no offset waits for them
+        for held in self._unparked:
+            self._publish(held, held.records[0].partition or 0)
+        self._unparked.clear()
         # 4. the transaction commits the records with the input offsets, atomically
         self._publisher.commit(offsets, self._consumer, self._owned.__contains__)
         self._monitor.transactions(self._publisher.commits, self._publisher.aborts)
         # 5. now durable in Kafka: the dedup entries go to the local table, and the outbox
         #    entries of the committed offsets are not needed any more
         self._dedup.committed()
+        self._retry.committed(self._parking_changes)
+        self._parking_changes = []
         self._outbox.committed(released)
         self._outbox.discard(ahead)
         self._last_commit = now
@@ -239,12 +287,19 @@ class Checkpoint:
             self._publisher.produce(record)
         if held.dedup is not None:
             self._dedup.record(held.dedup, partition)
+        if held.parking is not None:
+            self._parking_changes.append(held.parking)
 
     def _publish_ahead(self, partitions: set[Partition]) -> list[tuple[str, int, int]]:
-        """Produce the held results of `partitions` whatever their offsets; return which."""
+        """Produce the held results of `partitions` whatever their offsets; return which.
+
+        Parkings are not published ahead: a parked message has no result to make the next owner
+        skip it, and Meta took none of it; the next owner processes it again."""
         if not partitions:
             return []
-        ahead = sorted(k for k in self._held if (k[0], k[1]) in partitions)
+        ahead = sorted(
+            k for k, held in self._held.items() if (k[0], k[1]) in partitions and not held.parking
+        )
         for topic, partition, offset in ahead:
             held = self._held.pop((topic, partition, offset))
             records = [
@@ -263,6 +318,8 @@ class Checkpoint:
         for item in items:
             self._dedup.abandon(item.trigger.event_id)
             self._metrics.in_flight.dec()
+            if item.parked is not None:
+                self._retry.untake(item.trigger.event_id)
 
     # -- partitions that leave -------------------------------------------------------------------
 
@@ -272,6 +329,10 @@ class Checkpoint:
             held = self._held.pop(key)
             if held.dedup is not None:
                 self._dedup.abandon(held.dedup.event_id)
+        numbers = {p for _, p in gone}
+        # a parked event's outcome not committed yet: its next owner retries it
+        self._unparked = [h for h in self._unparked if h.records[0].partition not in numbers]
+        self._retry.forget(numbers)
         for topic, partition in gone:
             self._tracker.forget(topic, partition)
             self._outbox.forget(topic, partition)
@@ -279,5 +340,7 @@ class Checkpoint:
 
     def lost(self, gone: set[Partition]) -> None:
         """Partitions lost without a revoke: the open transaction may hold records of theirs."""
-        self._dedup.drop_uncommitted({p for _, p in gone})
+        numbers = {p for _, p in gone}
+        self._dedup.drop_uncommitted(numbers)
+        self._parking_changes = [c for c in self._parking_changes if c.partition not in numbers]
         self._publisher.redo(self._owned.__contains__)

@@ -2,7 +2,9 @@
 
 A partition waits while its dedup entries are being restored, for a few seconds after the
 Schema Registry did not answer, and, with every other one, while too many messages are
-unresolved (backpressure: paused at `CAPI_MAX_PENDING_EVENTS`, resumed at half of it). A paused
+unresolved or held (backpressure: paused at `CAPI_MAX_PENDING_EVENTS` messages unresolved or
+whose results wait behind an unresolved one, resumed at half of it), and
+while the circuit breaker is open (Meta fails for everyone: the lag is the buffer). A paused
 partition is still polled, so the consumer stays in its group.
 """
 
@@ -16,6 +18,7 @@ from confluent_kafka import TopicPartition
 from consumer.events.results import Partition, SourceRef
 from consumer.kafka.clients import InputConsumer
 from consumer.kafka.registry_wait import RegistryWait
+from consumer.meta.breaker import CircuitBreaker
 from consumer.ops.metrics import Metrics
 from consumer.store.dedup_restore import DedupRestore
 
@@ -32,6 +35,7 @@ class FlowControl:
         restore: DedupRestore,
         owned: Collection[Partition],
         max_pending: int,
+        breaker: CircuitBreaker,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -39,6 +43,8 @@ class FlowControl:
         self._restore = restore
         self._owned = owned
         self._max_pending = max_pending
+        self._breaker = breaker
+        self._breaker_open = False
         self._metrics = metrics
         self._backpressure = False
         self._schema_wait = RegistryWait("input", clock)
@@ -48,6 +54,9 @@ class FlowControl:
         """Once per loop turn: restore a slice of dedup entries, apply backpressure for
         `pending` unresolved messages, end schema waits that are over."""
         changed = bool(self._restore.step()) or self._apply_due
+        if self._breaker.is_open is not self._breaker_open:
+            self._breaker_open = self._breaker.is_open
+            changed = True
         limit = self._max_pending
         if not self._backpressure and pending >= limit:
             self._backpressure = changed = True
@@ -84,6 +93,7 @@ class FlowControl:
         for topic, partition in self._owned:
             waiting = (
                 self._backpressure
+                or self._breaker_open
                 or partition in restoring
                 or (topic, partition) in self._schema_wait
             )

@@ -112,6 +112,13 @@ class Service:
                 p.checkpoint.recover(verdict.source)
             elif isinstance(verdict, AlreadyResolved):
                 p.checkpoint.already_resolved(verdict.source)
+        # 4b. parked events that are due come back: sent again, or resolved now
+        for verdict in p.retries.turn():
+            if isinstance(verdict, Send):
+                self.metrics.in_flight.inc()
+                p.sender.add(verdict.key, verdict.item)
+            elif verdict.parked is not None:
+                p.checkpoint.resolve_parked(verdict.result, verdict.dead_letter, verdict.parked)
         # 5. send: batches go out, Meta's answers come back
         for item, outcome in p.sender.step(backlog=len(msgs) == _CONSUME_BATCH):
             p.checkpoint.answered(item, outcome)

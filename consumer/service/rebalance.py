@@ -82,9 +82,10 @@ class Rebalance:
         self._metrics.rebalances.labels("assign").inc()
         too_high = [tp.partition for tp in partitions if tp.partition >= self._restore.partitions]
         if too_high:
+            t = self._topics
             raise FatalError(
-                f"{self._topics.results} has {self._restore.partitions} partitions; it needs "
-                f"at least as many as {self._topics.triggered} (partition {too_high[0]})"
+                f"{t.results} and {t.retry} need at least as many partitions as {t.triggered} "
+                f"(partition {too_high[0]}); the smaller has {self._restore.partitions}"
             )
         arrived = {(tp.topic, tp.partition) for tp in partitions}
         self._owned |= arrived

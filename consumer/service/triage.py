@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from confluent_kafka import KafkaError, Message
@@ -24,6 +24,7 @@ from consumer.errors import (
     SchemaUnavailableError,
 )
 from consumer.events.enrich import enrich, referral_key
+from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Refusal, Rules, decide
 from consumer.events.records import Channel, ResultStatus, Trigger
 from consumer.events.results import (
@@ -40,9 +41,10 @@ from consumer.kafka.codec import AvroCodec
 from consumer.meta.batching import BatchKey, Pending
 from consumer.meta.credentials import CredentialStore, MissingCredentialsError
 from consumer.ops.metrics import Metrics
-from consumer.store.dedup import Dedup
+from consumer.store.dedup import PARKED, Dedup
 from consumer.store.dedup_restore import DedupRestore
 from consumer.store.outbox import Outbox
+from consumer.store.parked import ParkedTable
 from consumer.store.reference_tables import ReferenceTables
 
 __all__ = [
@@ -82,10 +84,11 @@ class Recover:
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """The message's result is known now."""
+    """The message's result is known now (`parked`: the result of a parked event)."""
 
     result: ConversionResult
     dead_letter: DeadLetter | None = None
+    parked: ParkedEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ class Triage:
         *,
         codec: AvroCodec,
         dedup: Dedup,
+        parked: ParkedTable,
         restore: DedupRestore,
         outbox: Outbox,
         tables: ReferenceTables,
@@ -114,12 +118,12 @@ class Triage:
         rules: Rules,
         restricted_assets: Collection[str],
         owned: Collection[Partition],
-        attribution_window_s: int,
         metrics: Metrics,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self._codec = codec
         self._dedup = dedup
+        self._parked = parked
         self._restore = restore
         self._outbox = outbox
         self._tables = tables
@@ -127,7 +131,8 @@ class Triage:
         self._rules = rules
         self._restricted_assets = restricted_assets
         self._owned = owned
-        self._window_ms = attribution_window_s * 1000
+        self._parked_ids: set[str] = set()  # the consumed batch's event ids that are parked
+        self._window_ms = rules.attribution_window_s * 1000
         self._metrics = metrics
         self._clock_ms = clock_ms
 
@@ -136,11 +141,13 @@ class Triage:
         messages get none (they are read again)."""
         # decoded first, so that the batch's event ids are looked up in one query
         decoded = [_decode(self._codec, msg) for msg in msgs]
-        self._dedup.look_up(
+        event_ids = [
             d["event_id"]
             for d in decoded
             if isinstance(d, dict) and isinstance(d.get("event_id"), str)
-        )
+        ]
+        self._dedup.look_up(event_ids)
+        self._parked_ids = self._parked.parked_among(event_ids) if event_ids else set()
         verdicts: list[Verdict] = []
         rewound: set[tuple[str, int]] = set()
         for msg, data in zip(msgs, decoded, strict=True):
@@ -152,6 +159,7 @@ class Triage:
             if verdict is not None:
                 verdicts.append(verdict)
         self._dedup.forget_looked_up()
+        self._parked_ids = set()
         return verdicts
 
     def message(
@@ -188,14 +196,49 @@ class Triage:
         except (KeyError, ValueError, TypeError) as exc:
             return _undecodable(source, f"bad record: {exc!r}"[:200], received, now_ms)
         prior = self._dedup.seen(trigger.event_id)
+        if prior is None and trigger.event_id in self._parked_ids:
+            prior = PARKED  # parked by this partition's previous owner
         if prior is not None and not (prior == ResultStatus.FAILED and _is_replay(msg)):
             detail = f"event_id was already processed ({prior})"
             return Resolved(Refusal(True, Reason.DUPLICATE, detail).result(source, trigger, now_ms))
         self._dedup.begin(trigger.event_id)
         return self._decide(source, self._enrich(trigger), received, now_ms)
 
+    def parked(self, parked: ParkedEvent) -> Resolved | Send | None:
+        """What to do with a parked event that is due: its result now (it grew too old, its
+        connection went), or send it again with today's credentials. None: not now (its
+        partition is not ours or not restored, or the registry does not answer)."""
+        if parked.source.topic_partition not in self._owned or self._restore.is_restoring(
+            parked.partition
+        ):
+            return None
+        try:
+            data = self._codec.decode(parked.received.value, "ConversionTriggered")
+            trigger = Trigger.from_avro(data)
+        except SchemaUnavailableError as exc:
+            log.warning("schema registry unavailable for a parked event: %s", exc)
+            return None
+        except (DecodeError, KeyError, ValueError, TypeError) as exc:  # it was decoded once
+            return _undecodable(parked.source, f"parked event: {exc}"[:200], parked.received,
+                                self._clock_ms(), parked)  # fmt: skip
+        self._dedup.begin(trigger.event_id)
+        verdict = self._decide(parked.source, self._enrich(trigger), parked.received,
+                               self._clock_ms(), parked)  # fmt: skip
+        if isinstance(verdict, Resolved):
+            letter = verdict.dead_letter
+            if verdict.result.reason is Reason.EVENT_TOO_OLD:
+                letter = parked.received  # it waited for Meta too long: an operator looks
+            result = replace(verdict.result, attempts=parked.attempts)
+            return Resolved(result, letter, parked)
+        return verdict
+
     def _decide(
-        self, source: SourceRef, trigger: Trigger, received: DeadLetter, now_ms: int
+        self,
+        source: SourceRef,
+        trigger: Trigger,
+        received: DeadLetter,
+        now_ms: int,
+        parked: ParkedEvent | None = None,
     ) -> Resolved | Send:
         connection = self._tables.connections.get(trigger.connection_id)
         try:
@@ -219,7 +262,7 @@ class Triage:
             refusal = Refusal(False, Reason.MISSING_CREDENTIALS, str(exc))
             return Resolved(refusal.result(source, trigger, self._clock_ms()), received)
         key = BatchKey(trigger.dataset_id, credentials, trigger.test_event_code)
-        return Send(Pending(source, trigger, decision, received), key)
+        return Send(Pending(source, trigger, decision, received, parked), key)
 
     def _enrich(self, trigger: Trigger) -> Trigger:
         contact = self._tables.contacts.get(trigger.contact_id)
@@ -260,9 +303,15 @@ def _decode(codec: AvroCodec, msg: Message) -> dict[str, Any] | CapiConsumerErro
     return data
 
 
-def _undecodable(source: SourceRef, detail: str, received: DeadLetter, now_ms: int) -> Resolved:
+def _undecodable(
+    source: SourceRef,
+    detail: str,
+    received: DeadLetter,
+    now_ms: int,
+    parked: ParkedEvent | None = None,
+) -> Resolved:
     result = ConversionResult(source, ResultStatus.FAILED, now_ms, Reason.UNDECODABLE, detail)
-    return Resolved(result, received)
+    return Resolved(result, received, parked)
 
 
 def _lookup(record: object, used: bool) -> str:

@@ -26,6 +26,7 @@ from consumer.kafka.publisher import Publisher
 from consumer.kafka.registry_wait import REGISTRY_RETRY_S
 from consumer.meta.attempt import Dispatcher
 from consumer.meta.batching import Batcher
+from consumer.meta.breaker import CircuitBreaker
 from consumer.meta.client import CapiClient
 from consumer.meta.credentials import CredentialStore
 from consumer.meta.senders import Sender
@@ -33,12 +34,15 @@ from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
 from consumer.service.checkpoint import Checkpoint
 from consumer.service.flow import FlowControl
+from consumer.service.parking import RetryTopic
 from consumer.service.rebalance import Rebalance
+from consumer.service.retries import ParkedRetries
 from consumer.service.triage import Triage
 from consumer.settings import Settings
 from consumer.store.dedup import Dedup
 from consumer.store.dedup_restore import DedupRestore
 from consumer.store.outbox import Outbox
+from consumer.store.parked import ParkedTable
 from consumer.store.reference_tables import ReferenceTables
 from consumer.store.sqlite import StateStore
 from consumer.store.table_reader import TableReader
@@ -57,6 +61,7 @@ class Parts:
     consumer: Consumer
     tables: TableReader
     triage: Triage
+    retries: ParkedRetries
     sender: Sender
     checkpoint: Checkpoint
     flow: FlowControl
@@ -98,9 +103,11 @@ def open_parts(
     monitor.tables(tables, counts=True)
     dedup = Dedup(store, s.topics.results)
     dedup.create_table()
+    parked = ParkedTable(store, s.topics.retry)
+    parked.create_table()
     producer_config = {**s.kafka_config("producer"), **rdkafka_log}
     transaction_timeout_s = float(producer_config.get("transaction.timeout.ms", 60_000)) / 1000
-    restore = DedupRestore(dedup, codec, consumer_config, admin_config,
+    restore = DedupRestore(dedup, parked, codec, consumer_config, admin_config,
                            transaction_timeout_s=transaction_timeout_s)  # fmt: skip
     _closing(stack, restore).open()
     dedup.purge()
@@ -119,20 +126,25 @@ def open_parts(
     owned: set[Partition] = set()
     consumer = _closing(stack, Consumer(_consumer_config(s, consumer_config, monitor, owned)))
     restricted_assets: set[str] = set()
+    breaker = CircuitBreaker(on_change=monitor.breaker)
     dispatcher = Dispatcher(client, metrics, retry_deadline_s=s.retry_deadline_s,
-                            on_restricted=restricted_assets.add)  # fmt: skip
+                            retry_inline_s=s.retry_inline_s, on_restricted=restricted_assets.add,
+                            breaker=breaker)  # fmt: skip
     sender = Sender(dispatcher, Batcher(s.batch_size, s.batch_linger_ms / 1000),
                     s.max_in_flight_requests)  # fmt: skip
     _closing(stack, sender).start()
     encode_result = codec.encoder("ConversionResult", s.topics.results)
+    retry = RetryTopic(parked, s.topics.triggered, s.park_delays_s)
     checkpoint = Checkpoint(
         consumer=consumer, publisher=publisher, outbox=outbox, dedup=dedup, owned=owned,
+        retry=retry,
         topics=s.topics, encode_result=encode_result,
         metrics=metrics, monitor=monitor, commit_interval_s=s.commit_interval_ms / 1000,
         clock_ms=clock_ms,
     )  # fmt: skip
     flow = FlowControl(consumer=consumer, restore=restore, owned=owned,
-                       max_pending=s.max_pending_events, metrics=metrics)  # fmt: skip
+                       max_pending=s.max_pending_events, breaker=breaker,
+                       metrics=metrics)  # fmt: skip
     rebalance = Rebalance(
         owned=owned, checkpoint=checkpoint, flow=flow, sender=sender,
         restore=restore, outbox=outbox, topics=s.topics, drain_timeout_s=s.drain_timeout_s,
@@ -142,15 +154,20 @@ def open_parts(
     stack.callback(metrics.flush)
     stack.callback(rebalance.closing)
     triage = Triage(
-        codec=codec, dedup=dedup, restore=restore, outbox=outbox, tables=reference,
+        codec=codec, dedup=dedup, parked=parked, restore=restore, outbox=outbox,
+        tables=reference,
         credentials=CredentialStore(s.credentials_dir), rules=Rules.from_settings(s),
         restricted_assets=restricted_assets, owned=owned,
-        attribution_window_s=s.attribution_window_s,
         metrics=metrics, clock_ms=clock_ms,
+    )  # fmt: skip
+    retries = ParkedRetries(
+        retry=retry, triage=triage, restore=restore, dispatcher=dispatcher, owned=owned,
+        metrics=metrics, max_taken=min(s.batch_size * s.max_in_flight_requests,
+                                       s.max_pending_events // 2),
     )  # fmt: skip
     consumer.subscribe([s.topics.triggered], on_assign=rebalance.on_assign,
                        on_revoke=rebalance.on_revoke, on_lost=rebalance.on_lost)  # fmt: skip
-    return Parts(consumer, tables, triage, sender, checkpoint, flow, rebalance)
+    return Parts(consumer, tables, triage, retries, sender, checkpoint, flow, rebalance)
 
 
 def _wait_for_broker(

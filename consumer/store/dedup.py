@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable, Mapping
 from consumer.events.results import DedupEntry
 from consumer.store.sqlite import StateStore
 
-__all__ = ["IN_PROGRESS", "Dedup", "DedupRow"]
+__all__ = ["IN_PROGRESS", "PARKED", "Dedup", "DedupRow"]
 
 IN_PROGRESS = "IN_PROGRESS"
+PARKED = "PARKED"  # waiting in the retry topic: a copy of it is a duplicate too
 DedupRow = tuple[str, str, int, int]  # event_id, status, processed at (ms), results partition
 _INSERT = "INSERT OR REPLACE INTO dedup (event_id, status, at, partition) VALUES (?, ?, ?, ?)"
 
@@ -64,18 +65,9 @@ class Dedup:
     def look_up(self, event_ids: Iterable[str]) -> None:
         """Read the table's rows for a consumed batch in one query per 500 ids; `seen` answers
         from them until `forget_looked_up` (the table changes only at commit and restore)."""
-        ids = list(set(event_ids))
-        self._looked_up = set(ids)
-        self._found = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._store.db.execute(
-                f"SELECT event_id, status, at FROM dedup WHERE event_id IN ({marks})",  # noqa: S608 - only placeholders
-                chunk,
-            )
-            for event_id, status, at in rows:
-                self._found[event_id] = (str(status), int(at))
+        self._looked_up = set(event_ids)
+        rows = self._store.rows_by_event_id("event_id, status, at", "dedup", self._looked_up)
+        self._found = {event_id: (str(status), int(at)) for event_id, status, at in rows}
 
     def forget_looked_up(self) -> None:
         self._looked_up = set()

@@ -16,6 +16,10 @@ before any of its messages is processed:
   position past them (`Dedup.delivered_ahead`), so the same instance's next restore reads
   them too. Skipping those messages keeps exactly one result per input, and no second send.
 
+The retry topic's partition `p` (parked events of input partition `p`) is read too, into the
+parked table: a trigger whose `event_id` is parked is a duplicate, and the parked events are
+retried from there.
+
 A partition whose reading stops short of its end waits: a broker that does not answer holds
 every partition until it answers again. Only a partition stuck behind an open transaction (the
 broker answers, the position does not move) for longer than the producers' transaction timeout
@@ -41,10 +45,11 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from consumer.errors import CapiConsumerError, DecodeError, SchemaUnavailableError
-from consumer.events.results import Reason
+from consumer.events.results import Partition, Reason
 from consumer.kafka.codec import AvroCodec
 from consumer.kafka.registry_wait import RegistryWait
 from consumer.store.dedup import Dedup, DedupRow
+from consumer.store.parked import ParkedTable, decode_parked, parked_row
 from consumer.store.table_reader import reader_config
 
 __all__ = ["DedupRestore", "RestoreConsumer"]
@@ -77,12 +82,14 @@ class RestoreConsumer(Protocol):
 
 
 class DedupRestore:
-    """Reads results partitions into the dedup table; says which input partitions may not be
-    processed yet (`is_restoring`) and which input offsets already have a visible result."""
+    """Reads results and retry partitions into the dedup and parked tables; says which input
+    partitions may not be processed yet (`is_restoring`) and which input offsets already have a
+    visible result."""
 
     def __init__(
         self,
         dedup: Dedup,
+        parked: ParkedTable,
         codec: AvroCodec,
         kafka_config: Mapping[str, Any],
         admin_config: Mapping[str, Any],
@@ -91,15 +98,17 @@ class DedupRestore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dedup = dedup
+        self._parked = parked
         self._stall_s = transaction_timeout_s + _STALL_MARGIN_S
         self._clock = clock
         self._topic = dedup.topic
+        self._topics = (dedup.topic, parked.topic)
         self._codec = codec
         self._config = reader_config(kafka_config, "dedup-restore")
         self._admin_config = dict(admin_config)
         self._consumer: RestoreConsumer | None = None
-        self._restoring: dict[int, int] = {}  # partition -> end offset to reach
-        self._progress: dict[int, tuple[float, int]] = {}  # partition -> when it moved, position
+        self._restoring: dict[Partition, int] = {}  # (topic, partition) -> end offset to reach
+        self._progress: dict[Partition, tuple[float, int]] = {}  # -> when it moved, position
         self._committed_input: dict[int, int] = {}  # partition -> committed input offset
         self._resolved: dict[int, set[int]] = {}  # partition -> input offsets with a result
         self.partitions = 0
@@ -107,17 +116,21 @@ class DedupRestore:
         self._registry_wait = RegistryWait("dedup restore")
 
     def open(self) -> None:
-        """Learn the results topic's partitions; reset the table when the topic is new."""
+        """Learn the results topic's partitions; reset a table when its topic is new."""
         admin = AdminClient(self._admin_config)  # keep it alive until the answer is in
-        future = admin.describe_topics(TopicCollection([self._topic]))
-        try:
-            description = future[self._topic].result()
-        except Exception as exc:  # any failure means the topic is unusable
-            raise CapiConsumerError(f"results topic {self._topic} is not available: {exc}") from exc
-        topic_id = str(description.topic_id)
-        if self._dedup.stored_topic_id() != topic_id:
-            self._dedup.reset(topic_id)
-        self.attach(Consumer(self._config), len(description.partitions))
+        futures = admin.describe_topics(TopicCollection(list(self._topics)))
+        descriptions = {}
+        for topic, kind in zip(self._topics, ("results", "retry"), strict=True):
+            try:
+                descriptions[topic] = futures[topic].result()
+            except Exception as exc:  # any failure means the topic is unusable
+                raise CapiConsumerError(f"{kind} topic {topic} is not available: {exc}") from exc
+        for table in (self._dedup, self._parked):
+            topic_id = str(descriptions[table.topic].topic_id)
+            if table.stored_topic_id() != topic_id:
+                table.reset(topic_id)
+        # the input partitions it can serve: results and parked events go to the same number
+        self.attach(Consumer(self._config), min(len(d.partitions) for d in descriptions.values()))
 
     def attach(self, consumer: RestoreConsumer, partitions: int) -> None:
         """Read with `consumer` (group-less, assigned by hand) a topic of `partitions`."""
@@ -135,36 +148,42 @@ class DedupRestore:
         `committed_input` gives each partition's committed input offset (0 for none).
         """
         assert self._consumer is not None, "open() first"
-        stored = self._dedup.stored_offsets()
+        stored = self._stored()
         for partition, committed in committed_input.items():
             self._committed_input[partition] = committed
             self._resolved[partition] = set()
-            tp = TopicPartition(self._topic, partition)
-            low, high = self._consumer.get_watermark_offsets(tp, timeout=30)
-            start = stored.get(partition, OFFSET_BEGINNING)
-            if start != OFFSET_BEGINNING and start < low:
-                start = OFFSET_BEGINNING
-            if high > max(start, low, 0):
-                self._restoring[partition] = high
+            for topic in self._topics:
+                tp = TopicPartition(topic, partition)
+                low, high = self._consumer.get_watermark_offsets(tp, timeout=30)
+                start = stored[topic].get(partition, OFFSET_BEGINNING)
+                if start != OFFSET_BEGINNING and start < low:
+                    start = OFFSET_BEGINNING
+                if high > max(start, low, 0):
+                    self._restoring[(topic, partition)] = high
         self._reassign(stored)
         now = self._clock()
-        for partition in self._restoring:
-            self._progress.setdefault(partition, (now, -1))
+        for key in self._restoring:
+            self._progress.setdefault(key, (now, -1))
 
-    def _reassign(self, stored: Mapping[int, int]) -> None:
+    def _stored(self) -> dict[str, dict[int, int]]:
+        """How far the local tables have read each topic's partitions."""
+        return {self._dedup.topic: self._dedup.stored_offsets(),
+                self._parked.topic: self._parked.stored_offsets()}  # fmt: skip
+
+    def _reassign(self, stored: Mapping[str, Mapping[int, int]]) -> None:
         assert self._consumer is not None, "open() first"
         self._consumer.assign(
             [
-                TopicPartition(self._topic, p, stored.get(p, OFFSET_BEGINNING))
-                for p in self._restoring
+                TopicPartition(topic, p, stored[topic].get(p, OFFSET_BEGINNING))
+                for topic, p in self._restoring
             ]
         )
 
     def restoring(self) -> set[int]:
-        return set(self._restoring)
+        return {p for _, p in self._restoring}
 
     def is_restoring(self, partition: int) -> bool:
-        return partition in self._restoring
+        return any(p == partition for _, p in self._restoring)
 
     def already_resolved(self, partition: int, offset: int) -> bool:
         """This input message has a visible result already (see the module docstring)."""
@@ -179,9 +198,13 @@ class DedupRestore:
         msgs = self._consumer.consume(num_messages=max_records, timeout=0.05)
         rows: list[DedupRow] = []
         offsets: dict[int, int] = {}
+        parked = _ParkedChanges()
         for msg in msgs:
-            partition, offset = msg.partition(), msg.offset()
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if msg.error() is not None or partition is None or offset is None:
+                continue
+            if topic == self._parked.topic:
+                parked.add(msg.key(), msg.value(), partition, offset)
                 continue
             if (self._topic, partition) in self._registry_wait:
                 continue  # read again from the message that waits
@@ -195,6 +218,7 @@ class DedupRestore:
                 rows.append(row)
         if msgs:
             self._dedup.store(rows, offsets)
+            parked.apply(self._parked)
             self.records_restored += len(msgs)
         return self._finished_partitions()
 
@@ -216,48 +240,46 @@ class DedupRestore:
 
     def _finished_partitions(self) -> list[int]:
         assert self._consumer is not None, "open() first"
-        done = []
+        done: list[Partition] = []
         now = self._clock()
-        for tp in self._consumer.position(
-            [TopicPartition(self._topic, p) for p in self._restoring]
-        ):
-            partition, position = tp.partition, tp.offset
-            if position >= self._restoring[partition]:
-                done.append(partition)
-            elif position != self._progress[partition][1] or (
-                (self._topic, partition) in self._registry_wait
-            ):
-                self._progress[partition] = (now, position)  # moving, or waiting for the registry
-            elif now - self._progress[partition][0] > self._stall_s and self._stuck(partition):
+        for tp in self._consumer.position([TopicPartition(t, p) for t, p in self._restoring]):
+            key, position = (tp.topic, tp.partition), tp.offset
+            if position >= self._restoring[key]:
+                done.append(key)
+            elif position != self._progress[key][1] or key in self._registry_wait:
+                self._progress[key] = (now, position)  # moving, or waiting for the registry
+            elif now - self._progress[key][0] > self._stall_s and self._stuck(key):
                 # read_committed stops at the last stable offset: an open transaction of a dead
                 # instance holds it until the broker aborts it. What lies behind is uncommitted.
-                log.warning("dedup restore stuck behind an open transaction partition=%d "
-                            "for %.0f s; going on with what is committed", partition,
-                            now - self._progress[partition][0])  # fmt: skip
-                done.append(partition)
-        for partition in done:
-            del self._restoring[partition]
-            self._progress.pop(partition, None)
+                log.warning("dedup restore stuck behind an open transaction topic=%s "
+                            "partition=%d for %.0f s; going on with what is committed", *key,
+                            now - self._progress[key][0])  # fmt: skip
+                done.append(key)
+        for key in done:
+            del self._restoring[key]
+            self._progress.pop(key, None)
+        restored = sorted({p for _, p in done} - self.restoring())
         if done:
-            self._reassign(self._dedup.stored_offsets())
+            self._reassign(self._stored())
+        if restored:
             log.info("dedup restored partitions=%s records=%d resolved_uncommitted=%d",
-                     done, self.records_restored,
-                     sum(len(self._resolved.get(p, ())) for p in done))  # fmt: skip
-        return done
+                     restored, self.records_restored,
+                     sum(len(self._resolved.get(p, ())) for p in restored))  # fmt: skip
+        return restored
 
-    def _stuck(self, partition: int) -> bool:
+    def _stuck(self, key: Partition) -> bool:
         """The broker answers, and there is more to read: an open transaction holds the
         partition (not a broker that is away, which every partition waits for)."""
         assert self._consumer is not None, "open() first"
         try:
             _, high = self._consumer.get_watermark_offsets(
-                TopicPartition(self._topic, partition), timeout=5, cached=False
+                TopicPartition(*key), timeout=5, cached=False
             )
         except KafkaException as exc:
-            log.info("dedup restore waits for the broker partition=%d: %s", partition, exc)
-            self._progress[partition] = (self._clock(), self._progress[partition][1])
+            log.info("dedup restore waits for the broker topic=%s partition=%d: %s", *key, exc)
+            self._progress[key] = (self._clock(), self._progress[key][1])
             return False
-        return bool(high > self._progress[partition][1])
+        return bool(high > self._progress[key][1])
 
     def forget(self, partitions: list[int]) -> None:
         """Partitions that are no longer ours: stop restoring them."""
@@ -265,9 +287,37 @@ class DedupRestore:
         for partition in partitions:
             self._resolved.pop(partition, None)
             self._committed_input.pop(partition, None)
-            self._progress.pop(partition, None)
             self._registry_wait.forget([(self._topic, partition)])
-            if self._restoring.pop(partition, None) is not None:
-                changed = True
+            for key in [(t, partition) for t in self._topics]:
+                self._progress.pop(key, None)
+                if self._restoring.pop(key, None) is not None:
+                    changed = True
         if changed:
-            self._reassign(self._dedup.stored_offsets())
+            self._reassign(self._stored())
+
+
+class _ParkedChanges:
+    """A slice of the retry topic read by the restore: the latest record of each key wins."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, tuple[int, bytes | None]] = {}
+        self.offsets: dict[int, int] = {}
+
+    def add(self, key: bytes | None, value: bytes | None, partition: int, offset: int) -> None:
+        self.offsets[partition] = offset + 1
+        if key:
+            self._latest[key.decode("utf-8", "replace")] = (partition, value)
+
+    def apply(self, table: ParkedTable) -> None:
+        rows, ended = [], []
+        for event_id, (partition, value) in self._latest.items():
+            if value is None:
+                ended.append(event_id)
+                continue
+            try:
+                parked = decode_parked(value)
+            except DecodeError:
+                log.warning("undecodable parked event while restoring partition=%d", partition)
+                continue
+            rows.append(parked_row(parked, value))
+        table.apply(rows, ended, self.offsets)

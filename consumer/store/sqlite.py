@@ -17,9 +17,10 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 __all__ = ["KeyValue", "StateStore"]
 
@@ -120,6 +121,17 @@ class StateStore:
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
+
+    def rows_by_event_id(self, columns: str, table: str, event_ids: Iterable[str]) -> list[Any]:
+        """`SELECT columns FROM table` for the rows of `event_ids`, one query per 500 ids."""
+        ids = list(set(event_ids))
+        found: list[Any] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT {columns} FROM {table} WHERE event_id IN ({marks})"
+            found += self.db.execute(query, chunk).fetchall()
+        return found
 
     def offsets(self, topic: str) -> dict[int, int]:
         rows = self.db.execute(

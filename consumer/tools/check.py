@@ -107,16 +107,16 @@ def broker_problems(settings: Settings, partitions: Mapping[str, int]) -> list[s
     """What the broker's topics (name -> partitions) lack for the service."""
     t = settings.topics
     problems = []
-    for topic in (t.triggered, t.results, t.dlq, t.connections, t.contacts, t.referrals):
+    for topic in (t.triggered, t.results, t.dlq, t.retry, t.connections, t.contacts, t.referrals):
         if topic not in partitions:
             problems.append(f"topic {topic}: does not exist")
-    if t.triggered in partitions and t.results in partitions:
-        inputs = partitions[t.triggered]
-        results = partitions[t.results]
-        if results < inputs:
+    inputs = partitions.get(t.triggered)
+    for topic, what in ((t.results, "results"), (t.retry, "parked events")):
+        count = partitions.get(topic)
+        if inputs is not None and count is not None and count < inputs:
             problems.append(
-                f"topic {t.results}: {results} partitions, fewer than the {inputs} of "
-                f"{t.triggered} (results go to the partition numbered like their input)"
+                f"topic {topic}: {count} partitions, fewer than the {inputs} of "
+                f"{t.triggered} ({what} go to the partition numbered like their input)"
             )
     return problems
 

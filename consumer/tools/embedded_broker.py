@@ -188,6 +188,9 @@ def service_topics(
         (topics.triggered, partitions, {}),
         (topics.results, results_partitions or partitions, {"retention.ms": str(WEEK_MS)}),
         (topics.dlq, partitions, {}),
+        # parked events: partition p holds input partition p's; compacted, the latest record
+        # of each event_id counts, and stays until a tombstone ends its parking
+        (topics.retry, results_partitions or partitions, COMPACT),
         *((name, partitions, COMPACT) for name in (topics.connections, topics.contacts,
                                                    topics.referrals)),
     ]  # fmt: skip

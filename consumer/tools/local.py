@@ -100,10 +100,11 @@ def create_topics(settings: Settings, partitions: int) -> tuple[list[str], bool]
             lines.append(f"{name:<28} exists   {_partitions(existing[name])}{kind}")
         else:
             lines.append(f"{name:<28} created  {_partitions(count)}{kind}")
-    if existing.get(t.results, at_least) < existing.get(t.triggered, partitions):
-        ok = False
-        lines.append(f"{t.results}: fewer partitions than {t.triggered}; the service needs at "
-                     "least as many (delete and create it again)")  # fmt: skip
+    for topic in (t.results, t.retry):
+        if existing.get(topic, at_least) < existing.get(t.triggered, partitions):
+            ok = False
+            lines.append(f"{topic}: fewer partitions than {t.triggered}; the service needs at "
+                         "least as many (delete and create it again)")  # fmt: skip
     return lines, ok
 
 

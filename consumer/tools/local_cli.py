@@ -123,12 +123,14 @@ def topics() -> None:
 
 
 @topics.command("create")
-@click.option("--partitions", default=3, show_default=True, type=click.IntRange(1, 10_000),
-              help="Partitions of each new topic (results: at least the input's).")  # fmt: skip
+@click.option(
+    "--partitions", default=3, show_default=True, type=click.IntRange(1, 10_000),
+    help="Partitions of each new topic (results, retry: at least the input's).",
+)  # fmt: skip
 @one_line_errors
 def topics_create(partitions: int) -> None:
-    """Create the input, results, dead-letter and the three compacted table topics; those
-    that exist are reported and left as they are."""
+    """Create the input, results, dead-letter, retry and the three table topics; those that
+    exist are reported and left as they are."""
     from consumer.tools.local import create_topics
 
     lines, ok = create_topics(_settings(), partitions)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections import Counter
@@ -13,7 +14,14 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.tools.demo import ResultReader, produce_sample_traffic
+from consumer.tools.samples import SampleWorld
 from tests.cli import start_cli
+from tests.integration.harness import service_env, write_credentials
+
+_CODEC = AvroCodec(SchemaStore())
+_WORLD = SampleWorld()
 
 _started: list[Service] = []
 
@@ -61,6 +69,18 @@ class Service:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+    def peak_rss_mb(self) -> float:
+        """The process's peak resident memory so far (Linux), 0 when unknown."""
+        assert self.proc is not None
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return 0.0
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -126,6 +146,19 @@ def verdict(
     )
 
 
+def check_delivery(v: Verdict, duplicate_send_bound: int = 0) -> None:
+    """No input without a result or with two; no event accepted twice beyond the bound."""
+    assert v.missing == 0, v
+    assert v.duplicate_results == 0, v
+    assert v.duplicate_sends <= duplicate_send_bound, v
+    # every event with a SENT result was accepted; every accepted event has a SENT result but
+    # for those sent by an instance killed before it could publish (within the same bound)
+    assert v.sent_ids <= v.accepted_ids, v
+    assert v.accepted_ids - v.sent_ids <= duplicate_send_bound, v
+    if not duplicate_send_bound:
+        assert v.sent == v.sent_ids == v.accepted_ids == v.accepted_events, v
+
+
 def wait_for_all(reader: Any, inputs: set[tuple[int, int]], timeout: float) -> bool:
     """Read results until every input has one (counting alone would hide duplicates)."""
     deadline = time.monotonic() + timeout
@@ -148,3 +181,60 @@ def settle(reader: Any, inputs: set[tuple[int, int]], sandbox: Any, services: li
     reader.read(2.0)
     reader.close()
     return verdict(inputs, reader.results, sandbox.events())
+
+
+class Run:
+    """A sandbox, the tables, a reader, and triggers trickled in while the test operates."""
+
+    def __init__(self, bootstrap, topics, tmp_path, sandbox, **env):
+        self.bootstrap, self.topics, self.sandbox = bootstrap, topics, sandbox
+        produce_sample_traffic(bootstrap, topics, _CODEC, [], _WORLD.connections(),
+                               contacts=_WORLD.contacts(),
+                               referrals=_WORLD.referrals())  # fmt: skip
+        creds = write_credentials(tmp_path / "creds", _WORLD.credentials)
+        self.env = service_env(bootstrap, topics, sandbox.url, creds, f"g-{topics.triggered}",
+                               **env)  # fmt: skip
+        self.tmp_path = tmp_path
+        self.reader = ResultReader(bootstrap, topics.results, _CODEC)
+        self.produced = 0
+
+    def service(self, name, state=None):
+        return Service(self.env, self.tmp_path, name, state=state)
+
+    def produce(self, triggers):
+        """Produce `triggers` now, all at once."""
+        produce_sample_traffic(self.bootstrap, self.topics, _CODEC, triggers, [])
+        self.produced += len(triggers)
+
+    def trickle(self, total, per_second, seed, only_valid=False):
+        triggers = _WORLD.triggers(total, seed=seed, only_valid=only_valid)
+
+        def run():
+            step = max(1, per_second // 4)
+            for start in range(0, total, step):
+                produce_sample_traffic(self.bootstrap, self.topics, _CODEC,
+                                       triggers[start:start + step], [])  # fmt: skip
+                time.sleep(0.25)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        self.produced += total
+        return thread
+
+    def read_for(self, seconds):
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            self.reader.read(0.2)
+
+    def joined(self, service, timeout=90):
+        """Start `service` and read until it completed its first assignment."""
+        service.start()
+        deadline = time.monotonic() + timeout
+        while service.assignments() == 0:
+            assert time.monotonic() < deadline, service.log_tail()
+            self.reader.read(0.2)
+        return service
+
+    def settle(self, services):
+        inputs = input_offsets(self.bootstrap, self.topics.triggered, self.produced)
+        return settle(self.reader, inputs, self.sandbox, services)

@@ -24,7 +24,7 @@ from consumer.tools.demo import ResultReader, produce_sample_traffic
 from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics
 from consumer.tools.samples import SampleWorld, sandbox_config
 from consumer.tools.sandbox.process import SandboxProcess
-from tests.chaos.harness import Service, input_offsets, settle
+from tests.chaos.harness import Service, check_delivery, input_offsets, settle
 from tests.integration.harness import service_env, write_credentials
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(900)]
@@ -45,18 +45,6 @@ def _produce(bootstrap, topics, count, seed, garbage=0, tables=True):
         garbage=garbage, contacts=WORLD.contacts() if tables else (),
         referrals=WORLD.referrals() if tables else (),
     )  # fmt: skip
-
-
-def _check(v, duplicate_send_bound=0):
-    assert v.missing == 0, v
-    assert v.duplicate_results == 0, v
-    assert v.duplicate_sends <= duplicate_send_bound, v
-    # every event with a SENT result was accepted; every accepted event has a SENT result but
-    # for those sent by an instance killed before it could publish (within the same bound)
-    assert v.sent_ids <= v.accepted_ids, v
-    assert v.accepted_ids - v.sent_ids <= duplicate_send_bound, v
-    if not duplicate_send_bound:
-        assert v.sent == v.sent_ids == v.accepted_ids == v.accepted_events, v
 
 
 def test_sigkill_repeatedly_while_events_flow(kafka_bootstrap, topics, tmp_path, capsys):
@@ -84,7 +72,7 @@ def test_sigkill_repeatedly_while_events_flow(kafka_bootstrap, topics, tmp_path,
     bound = kills * (IN_FLIGHT + 1) * BATCH_SIZE
     _report(capsys, "sigkill", f"kills={kills} bound={bound} {v}")
     assert kills >= 3
-    _check(v, duplicate_send_bound=bound)
+    check_delivery(v, duplicate_send_bound=bound)
 
 
 def test_broker_frozen_for_30_seconds(tmp_path, capsys):
@@ -111,7 +99,7 @@ def test_broker_frozen_for_30_seconds(tmp_path, capsys):
             inputs = input_offsets(broker.bootstrap_servers, topics.triggered, expected)
             v = settle(reader, inputs, sandbox, [service])
     _report(capsys, "broker frozen 30 s", str(v))
-    _check(v)
+    check_delivery(v)
 
 
 def test_three_consumers_joining_and_leaving(kafka_bootstrap, topics, tmp_path, capsys):
@@ -168,7 +156,7 @@ def test_three_consumers_joining_and_leaving(kafka_bootstrap, topics, tmp_path, 
         inputs = input_offsets(kafka_bootstrap, topics.triggered, total)
         v = settle(reader, inputs, sandbox, [services["b"], services["c"]])
     _report(capsys, "three consumers", str(v))
-    _check(v)
+    check_delivery(v)
 
 
 def test_every_sandbox_fault(kafka_bootstrap, topics, tmp_path, capsys):
@@ -191,7 +179,7 @@ def test_every_sandbox_fault(kafka_bootstrap, topics, tmp_path, capsys):
         v = settle(reader, inputs, sandbox, [service])
         stats = sandbox.stats()
     _report(capsys, "sandbox faults", f"{v} faults={stats['faults']}")
-    _check(v)
+    check_delivery(v)
     for kind in ("500", "503", "1", "2", "4", "17", "613", "80004", "190", "timeout", "drop"):
         assert stats["faults"].get(kind, 0) > 0, kind
     reasons = {(r["dataset_id"], r["reason"]) for r in reader.results if r["status"] == "FAILED"}

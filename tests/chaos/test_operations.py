@@ -5,7 +5,6 @@ event twice (no SIGKILL here), lose an input, or publish two results for one."""
 from __future__ import annotations
 
 import signal
-import threading
 import time
 
 import pytest
@@ -17,7 +16,7 @@ from consumer.tools.demo import ResultReader, produce_sample_traffic
 from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics
 from consumer.tools.samples import SampleWorld, sandbox_config
 from consumer.tools.sandbox.process import SandboxProcess
-from tests.chaos.harness import Service, input_offsets, settle
+from tests.chaos.harness import Run, Service, input_offsets, settle
 from tests.integration.harness import service_env, write_credentials
 from tests.registry import MinimalRegistry
 
@@ -56,62 +55,11 @@ def _sent_twice(results):
     return {e: s for e, s in by_id.items() if len(s) > 1}
 
 
-class _Run:
-    """A sandbox, the tables, a reader, and triggers trickled in while the test operates."""
-
-    def __init__(self, bootstrap, topics, tmp_path, sandbox, **env):
-        self.bootstrap, self.topics, self.sandbox = bootstrap, topics, sandbox
-        produce_sample_traffic(bootstrap, topics, CODEC, [], WORLD.connections(),
-                               contacts=WORLD.contacts(), referrals=WORLD.referrals())  # fmt: skip
-        creds = write_credentials(tmp_path / "creds", WORLD.credentials)
-        self.env = service_env(bootstrap, topics, sandbox.url, creds, f"g-{topics.triggered}",
-                               **env)  # fmt: skip
-        self.tmp_path = tmp_path
-        self.reader = ResultReader(bootstrap, topics.results, CODEC)
-        self.produced = 0
-
-    def service(self, name, state=None):
-        return Service(self.env, self.tmp_path, name, state=state)
-
-    def trickle(self, total, per_second, seed):
-        triggers = WORLD.triggers(total, seed=seed)
-
-        def run():
-            step = max(1, per_second // 4)
-            for start in range(0, total, step):
-                produce_sample_traffic(self.bootstrap, self.topics, CODEC,
-                                       triggers[start:start + step], [])  # fmt: skip
-                time.sleep(0.25)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        self.produced += total
-        return thread
-
-    def read_for(self, seconds):
-        until = time.monotonic() + seconds
-        while time.monotonic() < until:
-            self.reader.read(0.2)
-
-    def joined(self, service, timeout=90):
-        """Start `service` and read until it completed its first assignment."""
-        service.start()
-        deadline = time.monotonic() + timeout
-        while service.assignments() == 0:
-            assert time.monotonic() < deadline, service.log_tail()
-            self.reader.read(0.2)
-        return service
-
-    def settle(self, services):
-        inputs = input_offsets(self.bootstrap, self.topics.triggered, self.produced)
-        return settle(self.reader, inputs, self.sandbox, services)
-
-
 def test_rolling_restart_while_meta_throttles_a_dataset(kafka_bootstrap, topics, tmp_path, capsys):
     config = {**sandbox_config(WORLD), "faults": {THROTTLED: {"errors": {"17": 1.0}},
                                                   "*": {"latency_ms": 50}}}  # fmt: skip
     with SandboxProcess(config) as sandbox:
-        run = _Run(kafka_bootstrap, topics, tmp_path, sandbox, CAPI_THROTTLE_BACKOFF_S="10",
+        run = Run(kafka_bootstrap, topics, tmp_path, sandbox, CAPI_THROTTLE_BACKOFF_S="10",
                    CAPI_RETRY_DEADLINE_S="900")  # fmt: skip
         throttled_until = time.monotonic() + 150
         a = run.joined(run.service("a"))
@@ -135,7 +83,7 @@ def test_rolling_restart_while_meta_throttles_a_dataset(kafka_bootstrap, topics,
 def test_scale_one_to_three_and_back_under_load(kafka_bootstrap, topics, tmp_path, capsys):
     config = {**sandbox_config(WORLD), "faults": {"*": {"latency_ms": 300}}}
     with SandboxProcess(config) as sandbox:
-        run = _Run(kafka_bootstrap, topics, tmp_path, sandbox)
+        run = Run(kafka_bootstrap, topics, tmp_path, sandbox)
         a = run.joined(run.service("a"))
         producer = run.trickle(12_000, 400, seed=502)
         run.read_for(3)
@@ -155,7 +103,7 @@ def test_broker_frozen_for_60_seconds(tmp_path, capsys):
     topics = Topics()
     with EmbeddedBroker() as broker, SandboxProcess(sandbox_config(WORLD)) as sandbox:
         create_service_topics(broker.bootstrap_servers, topics)
-        run = _Run(broker.bootstrap_servers, topics, tmp_path, sandbox,
+        run = Run(broker.bootstrap_servers, topics, tmp_path, sandbox,
                    CAPI_KAFKA_SESSION_TIMEOUT_MS="45000",
                    CAPI_KAFKA_HEARTBEAT_INTERVAL_MS="3000")  # fmt: skip
         run.produced = produce_sample_traffic(broker.bootstrap_servers, topics, CODEC,
@@ -182,7 +130,7 @@ def test_two_instances_with_one_instance_id(kafka_bootstrap, topics, tmp_path, c
     the group moved on; or a copied configuration): the one whose producer is fenced stops with
     exit code 3 and says why; nothing is published twice."""
     with SandboxProcess(sandbox_config(WORLD)) as sandbox:
-        run = _Run(kafka_bootstrap, topics, tmp_path, sandbox)
+        run = Run(kafka_bootstrap, topics, tmp_path, sandbox)
         first = run.joined(run.service("same", state="same-1"))
         producer = run.trickle(4_000, 400, seed=504)
         run.read_for(3)

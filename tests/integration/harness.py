@@ -82,12 +82,7 @@ def service_env(
         # and waits that long for it to rejoin (300 s by default); the drain on revoke needs 30
         "CAPI_KAFKA_MAX_POLL_INTERVAL_MS": "45000",
         "CAPI_GROUP_ID": group,
-        "CAPI_TOPIC_TRIGGERED": topics.triggered,
-        "CAPI_TOPIC_CONNECTIONS": topics.connections,
-        "CAPI_TOPIC_CONTACTS": topics.contacts,
-        "CAPI_TOPIC_REFERRALS": topics.referrals,
-        "CAPI_TOPIC_RESULTS": topics.results,
-        "CAPI_TOPIC_DLQ": topics.dlq,
+        **topics.as_env(),
         "CAPI_GRAPH_URL": graph_url,
         "CAPI_CREDENTIALS_DIR": str(creds),
         "CAPI_METRICS_PORT": "0",

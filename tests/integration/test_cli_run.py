@@ -85,12 +85,7 @@ def test_check_reports_what_is_missing_one_line_each(kafka_bootstrap, topics, tm
     env = {
         **os.environ,
         "CAPI_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "CAPI_TOPIC_TRIGGERED": topics.triggered,
-        "CAPI_TOPIC_RESULTS": topics.results,
-        "CAPI_TOPIC_CONNECTIONS": topics.connections,
-        "CAPI_TOPIC_CONTACTS": topics.contacts,
-        "CAPI_TOPIC_REFERRALS": topics.referrals,
-        "CAPI_TOPIC_DLQ": topics.dlq,
+        **topics.as_env(),
         "CAPI_CREDENTIALS_DIR": str(tmp_path),
     }
     ok = run_cli(env, "check", timeout=60)

@@ -42,7 +42,7 @@ def test_dashboard_queries_use_only_exported_metrics():
     dashboard = json.loads((DEPLOY / "grafana" / "dashboard.json").read_text())
     catalogue = _catalogue()
     rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
-    assert rows == ["Flow", "Meta", "Kafka", "Tables"]
+    assert rows == ["Flow", "Meta", "Retries", "Kafka", "Tables"]
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     assert len(exprs) > 25
     used = set()
@@ -65,6 +65,8 @@ def test_alert_rules_use_only_exported_metrics():
         "CapiMetaAuthErrors",
         "CapiDeadLetters",
         "CapiSchemaRegistryDown",
+        "CapiParkedEventsOld",
+        "CapiCircuitBreakerOpen",
     }
     for expr in alerts.values():
         assert _metric_names(expr) <= _catalogue(), expr

@@ -1,8 +1,12 @@
+import time
+from dataclasses import replace
+
 import httpx
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Approved
 from consumer.events.records import Trigger
 from consumer.events.results import DeadLetter, SourceRef
@@ -37,7 +41,8 @@ def _batch(n, account="page-1", dataset="ds-1"):
     return Batch(BatchKey(dataset, Credentials(Secret("tok")), None), 0.0, items)
 
 
-def _dispatcher(handler, deadline=60.0, restricted=None):
+def _dispatcher(handler, deadline=60.0, restricted=None, inline=None):
+    """`inline` (default: the deadline, no parking) is how long a batch is retried in place."""
     t = FakeTime()
     client = CapiClient("https://graph.example", "v24.0", transport=httpx.MockTransport(handler))
     metrics = Metrics(CollectorRegistry())
@@ -45,6 +50,7 @@ def _dispatcher(handler, deadline=60.0, restricted=None):
         client,
         metrics,
         retry_deadline_s=deadline,
+        retry_inline_s=deadline if inline is None else inline,
         clock=t.clock,
         on_restricted=(restricted.append if restricted is not None else lambda a: None),
     )
@@ -207,3 +213,43 @@ def test_a_request_refused_as_a_whole_fails_its_batch_in_one_request(status, bod
     assert len(requests) == 1  # not split into ~2,000 requests
     assert {(o.status.value, o.reason) for _, o in done} == {("FAILED", "DATASET_UNAVAILABLE")}
     assert len(done) == 1000
+
+
+def test_past_the_inline_window_a_failing_batch_is_parked_not_failed():
+    dispatcher, t, _ = _dispatcher(lambda r: httpx.Response(503), deadline=3600, inline=5.0)
+    outcomes, _ = _run(dispatcher, t, _batch(3))
+    assert [type(o).__name__ for _, o in outcomes] == ["Parking"] * 3
+    parking = outcomes[0][1]
+    assert parking.attempts > 2  # tried in place first
+    assert "HTTP 503" in parking.error
+    assert t.now <= 5.0
+
+
+def test_a_throttle_longer_than_the_inline_window_parks_at_once_for_what_meta_asks():
+    throttled = httpx.Response(
+        400,
+        json={"error": {"code": 17, "message": "slow down"}},
+        headers={"X-Business-Use-Case-Usage": '{"1": [{"estimated_time_to_regain_access": 3}]}'},
+    )
+    dispatcher, t, _ = _dispatcher(lambda r: throttled, deadline=86400, inline=30)
+    outcomes, _ = _run(dispatcher, t, _batch(2))
+    assert [(type(o).__name__, o.attempts, o.retry_after_s) for _, o in outcomes] == [
+        ("Parking", 1, 180.0)
+    ] * 2
+    assert t.now == 0.0  # no wait in place
+
+
+def test_the_retry_deadline_counts_from_when_an_event_was_first_parked():
+    dispatcher, t, _ = _dispatcher(lambda r: httpx.Response(503), deadline=600, inline=5.0)
+    batch = _batch(1)
+    first = batch.items[0]
+    parked_long_ago = ParkedEvent(
+        "e0", "ds-1", first.source, first.received, attempts=4, parkings=3,
+        first_parked_at=int(time.time() * 1000) - 599_900, parked_at=0, due_at=0,
+    )  # fmt: skip
+    batch.items[0] = replace(first, parked=parked_long_ago)
+    outcomes, _ = _run(dispatcher, t, batch)
+    assert [(o.status.value, o.reason, o.attempts) for _, o in outcomes] == [
+        ("FAILED", "RETRIES_EXHAUSTED", 1)
+    ]
+    assert outcomes[0][1].result_for(batch.items[0], 0).attempts == 5  # counted across parking

@@ -39,7 +39,9 @@ def _handler(request):
 def _sender(max_size=2):
     client = CapiClient("https://graph.example", "v24.0", transport=httpx.MockTransport(_handler),
                         throttle_backoff_s=600)  # fmt: skip
-    dispatcher = Dispatcher(client, Metrics(CollectorRegistry()), retry_deadline_s=3600)
+    dispatcher = Dispatcher(
+        client, Metrics(CollectorRegistry()), retry_deadline_s=3600, retry_inline_s=3600
+    )
     sender = Sender(dispatcher, Batcher(max_size, 0.0), max_in_flight=2)
     sender.start()
     return sender
@@ -93,7 +95,9 @@ def test_drop_removes_waiting_and_batched_events_of_a_partition():
 def test_with_a_backlog_batches_wait_to_fill_up():
     now = [time.monotonic()]
     client = CapiClient("https://graph.example", "v24.0", transport=httpx.MockTransport(_handler))
-    dispatcher = Dispatcher(client, Metrics(CollectorRegistry()), retry_deadline_s=3600)
+    dispatcher = Dispatcher(
+        client, Metrics(CollectorRegistry()), retry_deadline_s=3600, retry_inline_s=3600
+    )
     sender = Sender(
         dispatcher, Batcher(1000, 0.05, clock=lambda: now[0]), max_in_flight=2, clock=lambda: now[0]
     )

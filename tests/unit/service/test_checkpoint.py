@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,14 @@ from consumer.events.policy import Approved
 from consumer.events.records import ResultStatus, Trigger
 from consumer.events.results import ConversionResult, DeadLetter, MetaResponse, Reason, SourceRef
 from consumer.kafka.publisher import Publisher
-from consumer.meta.attempt import Outcome
+from consumer.meta.attempt import Outcome, Parking
 from consumer.meta.batching import Pending
 from consumer.ops.monitor import Monitor
 from consumer.service.checkpoint import Checkpoint
+from consumer.service.parking import RetryTopic
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
+from consumer.store.parked import ParkedTable, decode_parked
 from consumer.store.sqlite import StateStore
 from tests.factories import NOW_MS, trigger_record
 from tests.unit.service.fakes import (
@@ -43,6 +46,9 @@ class World:
         store = StateStore(self.state).open()
         self.dedup = Dedup(store, TOPICS.results, clock_ms=lambda: NOW_MS)
         self.dedup.create_table()
+        self.parked = ParkedTable(store, TOPICS.retry, clock_ms=lambda: NOW_MS)
+        self.parked.create_table()
+        self.retry = RetryTopic(self.parked, IN)
         self.outbox = Outbox(store)
         self.outbox.open()
         for _, partition in self.owned:
@@ -59,7 +65,7 @@ class World:
         m = metrics()
         self.checkpoint = Checkpoint(
             consumer=FakeConsumer(), publisher=publisher, outbox=self.outbox, dedup=self.dedup,
-            owned=self.owned, topics=TOPICS,
+            retry=self.retry, owned=self.owned, topics=TOPICS,
             encode_result=CODEC.encoder("ConversionResult", TOPICS.results), metrics=m,
             monitor=Monitor(m, IN, threading.Event()), commit_interval_s=0.0,
             clock_ms=lambda: NOW_MS,
@@ -103,6 +109,7 @@ def test_a_result_waits_for_every_earlier_message_of_its_partition(world):
     cp.resolve(_skipped(1), None)
     cp.commit()
     assert world.producer.transactions == []  # offset 0 is unresolved: nothing may go yet
+    assert len(cp) == 2  # what backpressure counts: one unresolved, one result held behind it
     cp.resolve(_skipped(0), None)
     cp.commit()
     [txn] = world.producer.committed
@@ -255,3 +262,77 @@ def test_an_answer_arriving_after_its_partition_was_lost_is_kept_for_when_it_com
     world.owned.add((IN, 1))  # assigned to this instance again
     world.restart()
     assert world.outbox.has(IN, 1, 0)  # Meta's answer is published from here, not sent again
+
+
+def _retry_records(txn):
+    return [(partition, value) for topic, partition, value in txn.records if topic == TOPICS.retry]
+
+
+def _park(world, offset=0, attempts=3):
+    """Park the event of input offset `offset` of partition 0; return it as the table has it."""
+    cp = world.checkpoint
+    cp.consumed(SourceRef(IN, 0, offset))
+    cp.answered(_pending(offset), Parking(attempts, "HTTP 503 without a Graph API error", 0.0))
+    cp.commit()
+    [(partition, value)] = _retry_records(world.producer.committed[-1])
+    assert partition == 0  # the input's partition number
+    return decode_parked(value)
+
+
+def test_a_parking_commits_with_the_input_offset_and_holds_nothing_back(world):
+    cp = world.checkpoint
+    cp.consumed(SourceRef(IN, 0, 0))
+    cp.consumed(SourceRef(IN, 0, 1))
+    cp.answered(_pending(0), Parking(3, "HTTP 503 without a Graph API error", 0.0))
+    cp.resolve(_skipped(1), None)
+    cp.commit()
+    [txn] = world.producer.committed
+    assert txn.offsets == [(IN, 0, 2)]  # the partition moved on past the parked message
+    assert world.results() == [(1, "SKIPPED", "NOT_AD_ATTRIBUTED")]  # no result for it yet
+    [(_, value)] = _retry_records(txn)
+    parked = decode_parked(value)
+    assert (parked.event_id, parked.attempts, parked.parkings) == ("e0-0", 3, 1)
+    assert parked.source == SourceRef(IN, 0, 0)
+    assert parked.received == DeadLetter(b"k", b"raw")  # the trigger as received, no token
+    assert 48_000 <= parked.due_at - NOW_MS <= 72_000  # a minute, jittered
+    assert world.parked.parked_among(["e0-0"]) == {"e0-0"}
+    assert world.dedup.seen("e0-0") == "PARKED"  # a copy of it is a duplicate
+
+
+def test_a_parked_events_result_goes_out_with_the_end_of_its_parking(world):
+    parked = _park(world)
+    item = replace(_pending(0), parked=parked)
+    world.checkpoint.answered(item, SENT)
+    world.checkpoint.commit()
+    txn = world.producer.committed[-1]
+    assert txn.offsets == []  # no input offset waited for it
+    assert _retry_records(txn) == [(0, None)]  # the tombstone
+    result = CODEC.decode(txn.records[0][2], "ConversionResult")
+    assert (result["status"], result["source_offset"], result["attempts"]) == ("SENT", 0, 4)
+    assert world.parked.parked_among(["e0-0"]) == set()
+    assert world.dedup.seen("e0-0") == "SENT"
+
+
+def test_a_parked_event_parked_again_waits_longer(world):
+    parked = _park(world)
+    world.checkpoint.answered(replace(_pending(0), parked=parked), Parking(1, "again", 0.0))
+    world.checkpoint.commit()
+    [(_, value)] = _retry_records(world.producer.committed[-1])
+    again = decode_parked(value)
+    assert (again.attempts, again.parkings, again.last_error) == (4, 2, "again")
+    assert 240_000 <= again.due_at - NOW_MS <= 360_000  # five minutes, jittered
+    assert again.first_parked_at == parked.first_parked_at
+
+
+def test_parkings_are_not_published_ahead_when_a_partition_is_let_go(world):
+    cp = world.checkpoint
+    for offset in (0, 1, 2):
+        cp.consumed(SourceRef(IN, 0, offset))
+    cp.answered(_pending(1), Parking(3, "HTTP 503 without a Graph API error", 0.0))
+    cp.resolve(_skipped(2), None)
+    cp.commit(force=True, letting_go={(IN, 0)})
+    cp.release({(IN, 0)})
+    [txn] = world.producer.committed
+    assert world.results() == [(2, "SKIPPED", "NOT_AD_ATTRIBUTED")]  # the result went ahead
+    assert _retry_records(txn) == []  # the parking did not: the next owner sends it itself
+    assert world.dedup.seen("e0-1") is None

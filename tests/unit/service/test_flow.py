@@ -6,6 +6,7 @@ import pytest
 
 from consumer.events.results import SourceRef
 from consumer.kafka.registry_wait import REGISTRY_RETRY_S as SCHEMA_RETRY_S
+from consumer.meta.breaker import CircuitBreaker
 from consumer.service.flow import FlowControl
 from tests.unit.service.fakes import IN, FakeConsumer, FakeRestore, metrics
 
@@ -18,11 +19,13 @@ class World:
         self.consumer = FakeConsumer()
         self.restore = FakeRestore()
         self.owned = {P0, P1}
+        self.breaker = CircuitBreaker(failures_to_open=2, clock=lambda: self.now)
         self.flow = FlowControl(
             consumer=self.consumer,
             restore=self.restore,
             owned=self.owned,
             max_pending=10,
+            breaker=self.breaker,
             metrics=metrics(),
             clock=lambda: self.now,
         )
@@ -80,4 +83,15 @@ def test_a_forgotten_partition_leaves_its_schema_wait(world):
     world.flow.forget({P1})
     world.owned.add(P1)  # assigned again later: no stale wait
     world.flow.apply()
+    assert world.consumer.paused == set()
+
+
+def test_every_partition_waits_while_the_breaker_is_open(world):
+    world.flow.turn(0)
+    world.breaker.failed("ds-1", unreachable=True)
+    world.breaker.failed("ds-2", unreachable=True)
+    world.flow.turn(0)
+    assert world.consumer.paused == {P0, P1}  # the consumer lag is the buffer
+    world.breaker.answered()
+    world.flow.turn(0)
     assert world.consumer.paused == set()

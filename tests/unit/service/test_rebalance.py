@@ -18,15 +18,18 @@ from consumer.events.results import DeadLetter, SourceRef
 from consumer.kafka.publisher import Publisher
 from consumer.meta.attempt import Dispatcher
 from consumer.meta.batching import Batcher, BatchKey, Pending
+from consumer.meta.breaker import CircuitBreaker
 from consumer.meta.client import CapiClient, Credentials
 from consumer.meta.senders import Sender
 from consumer.ops.monitor import Monitor
 from consumer.service.checkpoint import Checkpoint
 from consumer.service.flow import FlowControl
+from consumer.service.parking import RetryTopic
 from consumer.service.rebalance import Rebalance
 from consumer.settings import Secret
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
+from consumer.store.parked import ParkedTable
 from consumer.store.sqlite import StateStore
 from tests.factories import NOW_MS, trigger_record
 from tests.unit.service.fakes import (
@@ -51,6 +54,8 @@ class World:
         store = StateStore(tmp_path / "state").open()
         self.dedup = Dedup(store, TOPICS.results, clock_ms=lambda: NOW_MS)
         self.dedup.create_table()
+        self.parked = ParkedTable(store, TOPICS.retry, clock_ms=lambda: NOW_MS)
+        self.parked.create_table()
         self.outbox = Outbox(store)
         self.outbox.open()
         self.consumer = FakeConsumer()
@@ -63,16 +68,19 @@ class World:
         publisher.start()
         self.checkpoint = Checkpoint(
             consumer=self.consumer, publisher=publisher, outbox=self.outbox, dedup=self.dedup,
-            owned=self.owned, topics=TOPICS,
+            retry=RetryTopic(self.parked, IN), owned=self.owned, topics=TOPICS,
             encode_result=CODEC.encoder("ConversionResult", TOPICS.results), metrics=m,
             monitor=Monitor(m, IN, threading.Event()), commit_interval_s=3600,
             clock_ms=lambda: NOW_MS,
         )  # fmt: skip
+        self.breaker = CircuitBreaker()
         self.flow = FlowControl(consumer=self.consumer, restore=self.restore, owned=self.owned,
-                                max_pending=1000, metrics=m)  # fmt: skip
+                                max_pending=1000, breaker=self.breaker, metrics=m)  # fmt: skip
         client = CapiClient("https://graph.example", "v24.0",
                             transport=httpx.MockTransport(self._meta))  # fmt: skip
-        self.sender = Sender(Dispatcher(client, m, retry_deadline_s=3600), Batcher(10, 0.0), 2)
+        dispatcher = Dispatcher(client, m, retry_deadline_s=3600, retry_inline_s=3600,
+                                breaker=self.breaker)  # fmt: skip
+        self.sender = Sender(dispatcher, Batcher(10, 0.0), 2)
         self.sender.start()
         self.rebalance = Rebalance(
             owned=self.owned, checkpoint=self.checkpoint, flow=self.flow, sender=self.sender,
@@ -125,7 +133,7 @@ def test_an_assignment_starts_the_restore_from_the_committed_offsets(world):
 
 
 def test_an_input_partition_without_a_results_partition_stops_the_service(world):
-    with pytest.raises(FatalError, match="needs at least as many"):
+    with pytest.raises(FatalError, match="need at least as many partitions"):
         world.assign(0, 2)
     assert world.owned == set()
 

@@ -9,14 +9,16 @@ import pytest
 from confluent_kafka import KafkaError
 
 from consumer.errors import FatalError
+from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Rules
 from consumer.events.records import MetaConnection
-from consumer.events.results import REPLAY_HEADER, DedupEntry
+from consumer.events.results import REPLAY_HEADER, DeadLetter, DedupEntry, SourceRef
 from consumer.meta.credentials import CredentialStore
 from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send, Triage
 from consumer.settings import DEFAULT_RESTRICTED_COUNTRIES
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
+from consumer.store.parked import ParkedTable, encode_parked, parked_row
 from consumer.store.sqlite import StateStore
 from tests.factories import NOW_MS, connection_record, trigger_record
 from tests.unit.service.fakes import CODEC, IN, FakeRestore, message, metrics, trigger_bytes
@@ -42,6 +44,8 @@ class World:
         store = StateStore(tmp_path / "state").open()
         self.dedup = Dedup(store, "results", clock_ms=lambda: NOW_MS)
         self.dedup.create_table()
+        self.parked = ParkedTable(store, "retry", clock_ms=lambda: NOW_MS)
+        self.parked.create_table()
         self.outbox = Outbox(store)
         self.outbox.open()
         self.restore = FakeRestore()
@@ -51,10 +55,11 @@ class World:
         (creds / "token-1").write_text("tok")
         self.triage = Triage(
             codec=CODEC,
-            dedup=self.dedup, restore=self.restore, outbox=self.outbox, tables=self.tables,
+            dedup=self.dedup, parked=self.parked, restore=self.restore, outbox=self.outbox,
+            tables=self.tables,
             credentials=CredentialStore(creds),
             rules=Rules(restricted_countries=DEFAULT_RESTRICTED_COUNTRIES),
-            restricted_assets=set(), owned={(IN, 0), (IN, 1)}, attribution_window_s=7 * 86400,
+            restricted_assets=set(), owned={(IN, 0), (IN, 1)},
             metrics=metrics(),
             clock_ms=lambda: NOW_MS,
         )  # fmt: skip
@@ -198,3 +203,52 @@ def test_a_message_of_a_partition_let_go_gets_no_verdict(world):
     value = trigger_bytes(trigger_record())
     assert world.triage.batch([message(0, value, partition=2)]) == []
     assert world.dedup.seen("evt-1") is None  # nothing began for it
+
+
+def _parked(value: bytes, partition: int = 0, attempts: int = 3) -> ParkedEvent:
+    return ParkedEvent("evt-1", "ds-1", SourceRef(IN, partition, 7), DeadLetter(b"c-1", value),
+                       attempts=attempts, parkings=1, first_parked_at=NOW_MS - 60_000,
+                       parked_at=NOW_MS - 60_000, due_at=NOW_MS)  # fmt: skip
+
+
+def test_a_copy_of_an_event_parked_by_the_previous_owner_is_a_duplicate(world):
+    value = trigger_bytes(trigger_record())
+    parked = _parked(value)
+    world.parked.apply([parked_row(parked, encode_parked(parked))], [])
+    [copy] = world.triage.batch([message(9, value)])
+    assert (copy.result.status, copy.result.reason) == ("SKIPPED", "DUPLICATE")
+    assert "PARKED" in copy.result.detail
+
+
+def test_a_due_parked_event_is_decided_again_with_todays_tables(world):
+    value = trigger_bytes(trigger_record())
+    verdict = world.triage.parked(_parked(value))
+    assert isinstance(verdict, Send)
+    assert verdict.item.parked == _parked(value)
+    assert verdict.item.source == SourceRef(IN, 0, 7)  # its input's: where its result goes
+    assert verdict.key.credentials.access_token.reveal() == "tok"  # looked up now, not kept
+    assert world.dedup.seen("evt-1") == "IN_PROGRESS"  # a copy arriving now is a duplicate
+    world.tables.connections.rows.clear()  # the connection went while it was parked
+    gone = world.triage.parked(_parked(value))
+    assert isinstance(gone, Resolved)
+    assert (gone.result.reason, gone.result.attempts, gone.parked) == (
+        "UNKNOWN_CONNECTION",
+        3,
+        _parked(value),
+    )
+
+
+def test_a_parked_event_that_grew_too_old_fails_with_a_dead_letter(world):
+    value = trigger_bytes(trigger_record(occurred_at=TOO_OLD))
+    verdict = world.triage.parked(_parked(value, attempts=12))
+    assert isinstance(verdict, Resolved)
+    assert (verdict.result.status, verdict.result.reason) == ("FAILED", "EVENT_TOO_OLD")
+    assert verdict.result.attempts == 12
+    assert verdict.dead_letter == DeadLetter(b"c-1", value)
+
+
+def test_a_parked_event_waits_while_its_partition_is_restored_or_not_ours(world):
+    value = trigger_bytes(trigger_record())
+    world.restore.restoring_partitions = {0}
+    assert world.triage.parked(_parked(value)) is None
+    assert world.triage.parked(_parked(value, partition=5)) is None

@@ -56,13 +56,17 @@ def test_a_local_sandbox_over_http_is_fine(tmp_path):
 
 def test_broker_problems_missing_topics_and_too_few_result_partitions(tmp_path):
     settings = _settings(tmp_path)
-    partitions = {"conversions.triggered": 6, "conversions.results": 3,
+    partitions = {"conversions.triggered": 6, "conversions.results": 3, "conversions.retry": 4,
                   "meta-connections": 1, "contacts": 1, "ad-referrals": 1}  # fmt: skip
     assert broker_problems(settings, partitions) == [
         "topic conversions.dlq: does not exist",
         "topic conversions.results: 3 partitions, fewer than the 6 of conversions.triggered "
         "(results go to the partition numbered like their input)",
+        "topic conversions.retry: 4 partitions, fewer than the 6 of conversions.triggered "
+        "(parked events go to the partition numbered like their input)",
     ]
+    del partitions["conversions.retry"]
+    assert "topic conversions.retry: does not exist" in broker_problems(settings, partitions)
 
 
 def test_replay_refuses_an_unknown_reason_in_one_line(tmp_path):

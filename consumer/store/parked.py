@@ -1,0 +1,159 @@
+"""The parked events of the owned partitions, on local disk: the retry topic as a table.
+
+The retry topic is the changelog (see `events/parking.py`); this table is its latest state,
+kept like the dedup table: written when a transaction that parks or resolves events commits,
+and rebuilt from the retry topic when a partition is assigned (`dedup_restore.py`). The retry
+scheduler asks it which events are due; triage asks it whether an `event_id` is parked. Rows
+hold the encoded record (the trigger as received, no token), so memory holds none of them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+from consumer.events.parking import ParkedEvent
+from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.store.sqlite import StateStore
+
+__all__ = ["ParkedRow", "ParkedTable", "decode_parked", "encode_parked", "parked_row"]
+
+# the retry topic is the service's own: single-object encoding, whatever the registry says
+_CODEC = AvroCodec(SchemaStore())
+
+_UPSERT = (
+    "INSERT OR REPLACE INTO parked (event_id, partition, dataset_id, due_at, first_parked_at,"
+    " record) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedRow:
+    """A parked event as the table keeps it: what the scheduler selects on, and the record."""
+
+    event_id: str
+    partition: int
+    dataset_id: str
+    due_at: int
+    first_parked_at: int
+    record: bytes
+
+
+def encode_parked(parked: ParkedEvent) -> bytes:
+    return _CODEC.encode("ParkedEvent", parked.to_avro(), "")
+
+
+def decode_parked(value: bytes) -> ParkedEvent:
+    """The parked event in a retry-topic record (`DecodeError` if it is not one)."""
+    return ParkedEvent.from_avro(_CODEC.decode(value, "ParkedEvent"))
+
+
+def parked_row(parked: ParkedEvent, value: bytes) -> ParkedRow:
+    """The table's row for `parked`, encoded as `value`."""
+    return ParkedRow(parked.event_id, parked.partition, parked.dataset_id, parked.due_at,
+                     parked.first_parked_at, value)  # fmt: skip
+
+
+class ParkedTable:
+    """Parked events by `event_id`. Used from the main loop only."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        retry_topic: str,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.topic = retry_topic
+        self._store = store
+        self._clock_ms = clock_ms
+
+    def create_table(self) -> None:
+        self._store.db.execute(
+            "CREATE TABLE IF NOT EXISTS parked (event_id TEXT PRIMARY KEY,"
+            " partition INTEGER NOT NULL, dataset_id TEXT NOT NULL, due_at INTEGER NOT NULL,"
+            " first_parked_at INTEGER NOT NULL, record BLOB NOT NULL) WITHOUT ROWID"
+        )
+        self._store.db.execute("CREATE INDEX IF NOT EXISTS parked_due ON parked (due_at)")
+
+    def reset(self, topic_id: str) -> None:
+        """The retry topic is new (its id changed): what the table holds is void."""
+        with self._store.transaction():
+            self._store.db.execute("DELETE FROM parked")
+            self._store.reset_topic(self.topic, topic_id)
+
+    def apply(
+        self,
+        parked: Iterable[ParkedRow],
+        ended: Iterable[str],
+        topic_offsets: Mapping[int, int] | None = None,
+    ) -> None:
+        """Park or park again `parked`, end the parking of `ended`, and note how far each retry
+        partition is read into the table, in one local transaction."""
+        with self._store.transaction():
+            self._store.db.executemany(
+                _UPSERT,
+                [(r.event_id, r.partition, r.dataset_id, r.due_at, r.first_parked_at, r.record)
+                 for r in parked],
+            )  # fmt: skip
+            self._store.db.executemany(
+                "DELETE FROM parked WHERE event_id = ?", [(e,) for e in ended]
+            )
+            for partition, offset in (topic_offsets or {}).items():
+                self._store.save_offset(self.topic, partition, offset)
+
+    def stored_offsets(self) -> dict[int, int]:
+        return self._store.offsets(self.topic)
+
+    def stored_topic_id(self) -> str | None:
+        return self._store.topic_id(self.topic)
+
+    def parked_among(self, event_ids: Collection[str]) -> set[str]:
+        """Which of `event_ids` are parked (one query per 500)."""
+        return {str(e) for (e,) in self._store.rows_by_event_id("event_id", "parked", event_ids)}
+
+    def due(
+        self,
+        partitions: Collection[int],
+        *,
+        limit: int,
+        skip_ids: Collection[str] = (),
+        skip_datasets: Collection[str] = (),
+        due_by_ms: int | None = None,
+    ) -> list[bytes]:
+        """The records of the events of `partitions` due by `due_by_ms` (default now), oldest
+        due first."""
+        if not partitions or limit <= 0:
+            return []
+        marks = ",".join("?" * len(partitions))
+        skipped = ",".join("?" * len(skip_datasets))
+        rows = self._store.db.execute(
+            f"SELECT event_id, record FROM parked WHERE due_at <= ? AND partition IN ({marks})"  # noqa: S608 - only placeholders
+            f" AND dataset_id NOT IN ({skipped}) ORDER BY due_at LIMIT ?",
+            (due_by_ms or self._clock_ms(), *partitions, *skip_datasets, limit + len(skip_ids)),
+        ).fetchall()
+        return [record for event_id, record in rows if event_id not in skip_ids][:limit]
+
+    def due_now(self, partitions: Collection[int]) -> None:
+        """Every parked event of `partitions` is due at once (Meta is back after an outage);
+        only the local table changes: a new owner goes by the records' own due times."""
+        if not partitions:
+            return
+        marks = ",".join("?" * len(partitions))
+        now = self._clock_ms()
+        with self._store.transaction():
+            self._store.db.execute(
+                f"UPDATE parked SET due_at = ? WHERE due_at > ? AND partition IN ({marks})",  # noqa: S608 - only placeholders
+                (now, now, *partitions),
+            )
+
+    def summary(self, partitions: Collection[int]) -> tuple[int, int | None]:
+        """(events parked, when the oldest of them was first tried) in `partitions`."""
+        if not partitions:
+            return 0, None
+        marks = ",".join("?" * len(partitions))
+        count, oldest = self._store.db.execute(
+            f"SELECT COUNT(*), MIN(first_parked_at) FROM parked WHERE partition IN ({marks})",  # noqa: S608 - only placeholders
+            tuple(partitions),
+        ).fetchone()
+        return int(count), None if oldest is None else int(oldest)
