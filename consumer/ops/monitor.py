@@ -61,8 +61,8 @@ class Monitor:
         partitions = stats.get("topics", {}).get(self._topic, {}).get("partitions", {})
         for number, data in partitions.items():
             partition = int(number)
-            lag = data.get("consumer_lag", -1)
-            if partition >= 0 and (self._topic, partition) in owned and lag >= 0:
+            lag = _lag(data)
+            if partition >= 0 and (self._topic, partition) in owned and lag is not None:
                 self._metrics.consumer_lag.labels(self._topic, str(partition)).set(lag)
 
     def breaker(self, is_open: bool) -> None:
@@ -118,3 +118,17 @@ class Monitor:
         if idle > stuck_after_s:
             problems.append(f"main loop has not turned for {idle:.0f} s")
         return problems
+
+
+def _lag(partition: dict[str, int]) -> int | None:
+    """Messages of a partition not yet consumed: from the consumer's position (`app_offset`) to
+    the last stable offset (what `read_committed` may read). librdkafka's own `consumer_lag`
+    counts from the offset the consumer committed itself, which a transactional producer's
+    commits never update: it stays -1."""
+    end = partition.get("ls_offset", -1)
+    if end < 0:
+        end = partition.get("hi_offset", -1)
+    position = partition.get("app_offset", -1)
+    if end < 0 or position < 0:
+        return None
+    return max(0, end - position)

@@ -210,10 +210,13 @@ class Run:
         triggers = _WORLD.triggers(total, seed=seed, only_valid=only_valid)
 
         def run():
-            step = max(1, per_second // 4)
-            for start in range(0, total, step):
-                produce_sample_traffic(self.bootstrap, self.topics, _CODEC,
-                                       triggers[start:start + step], [])  # fmt: skip
+            started, sent = time.monotonic(), 0
+            while sent < total:  # what is due by now, whatever producing costs
+                due = min(total, int((time.monotonic() - started) * per_second) + 1)
+                if due > sent:
+                    produce_sample_traffic(self.bootstrap, self.topics, _CODEC,
+                                           triggers[sent:due], [])  # fmt: skip
+                    sent = due
                 time.sleep(0.25)
 
         thread = threading.Thread(target=run, daemon=True)

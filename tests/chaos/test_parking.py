@@ -67,7 +67,10 @@ def test_one_dataset_throttled_for_150_s_holds_back_no_other(
     assert others_after is not None and others_after <= 60
     assert throttled_during == 0  # parked, not failed
     assert _statuses(run.reader.results).get("FAILED", 0) == 0
-    assert all(r["status"] == "SENT" and r["attempts"] > 1 for r in throttled)
+    assert all(r["status"] == "SENT" for r in throttled)
+    # attempts count the requests across parkings (a batch formed while its dataset waited was
+    # parked before its first request)
+    assert max(r["attempts"] for r in throttled) > 1
     check_delivery(v)
 
 
