@@ -139,6 +139,13 @@ class Checkpoint:
         self._metrics.in_flight.dec()
         now_ms = self._clock_ms()
         if isinstance(outcome, Parking):
+            if item.source.topic_partition not in self._owned:
+                # Meta took nothing: the next owner processes the message (or retries the
+                # parked event) itself; a record from here could race with its own
+                self._dedup.abandon(item.trigger.event_id)
+                if item.parked is not None:
+                    self._retry.untake(item.trigger.event_id)
+                return
             record, change = self._retry.park(item, outcome, now_ms)
             self._metrics.parked.inc()
             entry = DedupEntry(item.trigger.event_id, PARKED)

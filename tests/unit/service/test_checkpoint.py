@@ -336,3 +336,17 @@ def test_parkings_are_not_published_ahead_when_a_partition_is_let_go(world):
     assert world.results() == [(2, "SKIPPED", "NOT_AD_ATTRIBUTED")]  # the result went ahead
     assert _retry_records(txn) == []  # the parking did not: the next owner sends it itself
     assert world.dedup.seen("e0-1") is None
+
+
+def test_nothing_is_parked_for_a_partition_no_longer_ours(world):
+    parked = _park(world)
+    world.checkpoint.consumed(SourceRef(IN, 0, 1))
+    world.checkpoint.release({(IN, 0)})
+    world.owned.discard((IN, 0))
+    parking = Parking(1, "HTTP 503 without a Graph API error", 0.0)
+    world.checkpoint.answered(_pending(1), parking)
+    world.checkpoint.answered(replace(_pending(0), parked=parked), parking)
+    world.checkpoint.commit()
+    assert len(world.checkpoint) == 0  # nothing held for it
+    assert len(world.producer.committed) == 1  # the first parking's only: its next owner's now
+    assert world.dedup.seen("e0-1") is None
