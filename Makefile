@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 K8S_VERSION ?= 1.37.0
 
 .DEFAULT_GOAL := help
-.PHONY: help install promtool run test test-unit test-chaos test-package bench bench-tables lint lint-deploy fmt sandbox clean
+.PHONY: help install promtool run test test-unit test-chaos test-package bench bench-tables bench-parking lint lint-deploy fmt sandbox clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ bench: $(STAMP) ## The benchmark: drain, slow Graph API, latency at fixed load, 
 
 bench-tables: $(STAMP) ## Benchmark the reference tables: 1,000,000 contacts bootstrapped and looked up
 	$(BIN)/python bench/tables_bench.py
+
+bench-parking: $(STAMP) ## Memory while one dataset is throttled for an hour at 5,000 events/s offered (MINUTES=60)
+	$(BIN)/python bench/parking_bench.py --minutes $(or $(MINUTES),60)
 
 lint: $(STAMP) promtool ## Ruff, format check and mypy --strict, then lint-deploy; changes nothing
 	$(BIN)/ruff check .

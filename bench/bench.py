@@ -79,7 +79,14 @@ def new_topics() -> Topics:
 
 
 def service(
-    bootstrap: str, topics: Topics, graph_url: str, creds: Path, state: Path, *, workers: int = 1
+    bootstrap: str,
+    topics: Topics,
+    graph_url: str,
+    creds: Path,
+    state: Path,
+    *,
+    workers: int = 1,
+    metrics_port: int = 0,
 ) -> Any:
     env = {
         **os.environ,
@@ -92,7 +99,7 @@ def service(
         "CAPI_GRAPH_URL": graph_url,
         "CAPI_CREDENTIALS_DIR": str(creds),
         "CAPI_STATE_DIR": str(state),
-        "CAPI_METRICS_PORT": "0",
+        "CAPI_METRICS_PORT": str(metrics_port),
         "CAPI_LOG_LEVEL": "WARNING",
         "CAPI_MAX_IN_FLIGHT_REQUESTS": "8",
     }
