@@ -131,6 +131,16 @@ class ConversionResult:
         """The `capi.error` header of the dead letter."""
         return f"{self.reason}: {self.detail or ''}"
 
+    def dead_letter_headers(self) -> list[tuple[str, str | bytes | None]]:
+        """The headers of the dead letter: why, and where its input came from."""
+        source = self.source
+        return [
+            ("capi.error", self.dead_letter_error().encode()),
+            ("capi.source.topic", source.topic.encode()),
+            ("capi.source.partition", str(source.partition).encode()),
+            ("capi.source.offset", str(source.offset).encode()),
+        ]
+
     def to_avro(self) -> dict[str, Any]:
         t = self.trigger
         record: dict[str, Any] = {

@@ -179,6 +179,8 @@ class Checkpoint:
         tombstone, change = self._retry.end(parked)
         self._unparked.append(_Held([*records, tombstone], result.dedup_entry, change))
         self._metrics.tally(self._metrics.results, result.status, result.reason or "")
+        if dead_letter is not None:
+            self._metrics.tally(self._metrics.dead_letters, result.reason or "")
         self._metrics.unparked.labels(result.status).inc()
 
     def resolve(self, result: ConversionResult, dead_letter: DeadLetter | None) -> bool:
@@ -195,7 +197,9 @@ class Checkpoint:
                       partition=source.partition, on_delivery=self._result_delivered)
         ]  # fmt: skip
         if dead_letter is not None:
-            records.append(self._dead_letter(result, dead_letter))
+            records.append(OutRecord(self._topics.dlq, dead_letter.key, dead_letter.value,
+                                     source.topic_partition,
+                                     headers=result.dead_letter_headers()))  # fmt: skip
         return records
 
     def _hold(self, result: ConversionResult, records: list[OutRecord]) -> bool:
@@ -214,18 +218,6 @@ class Checkpoint:
         self._tracker.done(source.topic, source.partition, source.offset)
         self._metrics.tally(self._metrics.results, result.status, reason)
         return True
-
-    def _dead_letter(self, result: ConversionResult, letter: DeadLetter) -> OutRecord:
-        source = result.source
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("capi.error", result.dead_letter_error().encode()),
-            ("capi.source.topic", source.topic.encode()),
-            ("capi.source.partition", str(source.partition).encode()),
-            ("capi.source.offset", str(source.offset).encode()),
-        ]
-        return OutRecord(
-            self._topics.dlq, letter.key, letter.value, source.topic_partition, headers=headers
-        )
 
     def _result_delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
