@@ -154,6 +154,7 @@ class Settings:
     commit_interval_ms: int = 50
     drain_timeout_s: float = 30.0
     max_pending_events: int = 50_000
+    max_pending_bytes: int = 128 * 1024 * 1024
     workers: int = 1
     # group.instance.id = CAPI_INSTANCE_ID: a restarted instance gets its partitions back
     # without a rebalance, on brokers that implement static membership (KIP-345)
@@ -226,6 +227,9 @@ class Settings:
             ),
             max_pending_events=reader.integer(
                 "CAPI_MAX_PENDING_EVENTS", defaults.max_pending_events, 1000, 10_000_000
+            ),
+            max_pending_bytes=reader.integer(
+                "CAPI_MAX_PENDING_BYTES", defaults.max_pending_bytes, 2**20, 2**34
             ),
             workers=reader.integer("CAPI_WORKERS", defaults.workers, 1, 64),
             static_membership=reader.flag("CAPI_STATIC_MEMBERSHIP", defaults.static_membership),

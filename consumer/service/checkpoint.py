@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, TopicPartition
@@ -34,6 +34,7 @@ from consumer.meta.attempt import Outcome, Parking
 from consumer.meta.batching import Pending
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
+from consumer.service.held import Held, HeldResults, UnresolvedBytes
 from consumer.service.parking import ParkingChange, RetryTopic
 from consumer.settings import Topics
 from consumer.store.dedup import PARKED, Dedup
@@ -45,16 +46,6 @@ log = logging.getLogger(__name__)
 
 # a commit is due earlier when this many records wait in the open transaction
 _PENDING_RECORDS_LIMIT = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class _Held:
-    """What a resolved message publishes, the dedup entry it makes, and what it changes in the
-    parked table, once released."""
-
-    records: list[OutRecord]
-    dedup: DedupEntry | None
-    parking: ParkingChange | None = None
 
 
 class Checkpoint:
@@ -92,9 +83,10 @@ class Checkpoint:
         self._interval_s = commit_interval_s
         self._clock_ms = clock_ms
         self._tracker = OffsetTracker()
-        self._held: dict[tuple[str, int, int], _Held] = {}
+        self._held = HeldResults()
+        self._unresolved = UnresolvedBytes()
         # outcomes of parked events: no input offset waits for them, they go with the next commit
-        self._unparked: list[_Held] = []
+        self._unparked: list[Held] = []
         self._parking_changes: list[ParkingChange] = []
         self._last_commit = 0.0
 
@@ -103,11 +95,19 @@ class Checkpoint:
         results held behind an unresolved offset (both stay in memory until a commit)."""
         return len(self._tracker) + len(self._held)
 
+    @property
+    def bytes(self) -> int:
+        """The same in bytes: what unresolved messages were received as, what held results
+        will be produced as."""
+        return self._unresolved.bytes + self._held.bytes
+
     # -- what the loop hands over --------------------------------------------------------------
 
-    def consumed(self, source: SourceRef) -> None:
-        """A message is being processed: its offset waits for its result."""
+    def consumed(self, source: SourceRef, size: int = 0) -> None:
+        """A message is being processed: its offset waits for its result; `size`: its bytes,
+        while they stay in memory (an event on its way to Meta)."""
         self._tracker.track(source.topic, source.partition, source.offset)
+        self._unresolved.add((source.topic, source.partition, source.offset), size)
         self._metrics.tally(self._metrics.consumed, source.topic)
 
     def already_resolved(self, source: SourceRef) -> None:
@@ -127,7 +127,7 @@ class Checkpoint:
         self._tracker.done(source.topic, source.partition, source.offset)
         if dedup is not None:
             self._dedup.begin(dedup.event_id)
-        self._held[(source.topic, source.partition, source.offset)] = _Held(records, dedup)
+        self._held.put((source.topic, source.partition, source.offset), Held(records, dedup))
         self._metrics.outbox_recovered.inc()
 
     def answered(self, item: Pending, outcome: Outcome | Parking) -> None:
@@ -150,11 +150,9 @@ class Checkpoint:
             self._metrics.parked.inc()
             entry = DedupEntry(item.trigger.event_id, PARKED)
             if item.parked is None:
-                held = _Held([record], entry, change)
-                self._held[(item.source.topic, item.source.partition, item.source.offset)] = held
-                self._tracker.done(item.source.topic, item.source.partition, item.source.offset)
+                self._held.put(self._done(item.source), Held([record], entry, change))
             else:
-                self._unparked.append(_Held([record], entry, change))
+                self._unparked.append(Held([record], entry, change))
             return
         result = outcome.result_for(item, now_ms)
         letter = item.received if outcome.reason in DEAD_LETTER_REASONS else None
@@ -177,7 +175,7 @@ class Checkpoint:
             return
         records = self._records(result, dead_letter)
         tombstone, change = self._retry.end(parked)
-        self._unparked.append(_Held([*records, tombstone], result.dedup_entry, change))
+        self._unparked.append(Held([*records, tombstone], result.dedup_entry, change))
         self._metrics.tally(self._metrics.results, result.status, result.reason or "")
         if dead_letter is not None:
             self._metrics.tally(self._metrics.dead_letters, result.reason or "")
@@ -214,10 +212,17 @@ class Checkpoint:
         reason = result.reason or ""
         if any(r.topic == self._topics.dlq for r in records):
             self._metrics.tally(self._metrics.dead_letters, reason)
-        self._held[(source.topic, source.partition, source.offset)] = _Held(records, dedup)
-        self._tracker.done(source.topic, source.partition, source.offset)
+        self._held.put(self._done(source), Held(records, dedup))
         self._metrics.tally(self._metrics.results, result.status, reason)
         return True
+
+    def _done(self, source: SourceRef) -> tuple[str, int, int]:
+        """The message is resolved: its offset may be released, its bytes are no longer held
+        as an unresolved message's."""
+        key = (source.topic, source.partition, source.offset)
+        self._tracker.done(*key)
+        self._unresolved.resolved(key)
+        return key
 
     def _result_delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
@@ -256,7 +261,7 @@ class Checkpoint:
             # 3. their results and dead letters go into the open transaction, and their
             #    dedup entries into the open transaction's view of the dedup table
             for offset in run:
-                held = self._held.pop((topic, partition, offset), None)
+                held = self._held.pop((topic, partition, offset))
                 if held is not None:
                     self._publish(held, partition)
             if (topic, partition) in self._owned:
@@ -279,7 +284,7 @@ class Checkpoint:
         self._outbox.discard(ahead)
         self._last_commit = now
 
-    def _publish(self, held: _Held, partition: int) -> None:
+    def _publish(self, held: Held, partition: int) -> None:
         """A held result's records into the open transaction, its dedup entry into the open
         transaction's view of the dedup table."""
         for record in held.records:
@@ -296,21 +301,19 @@ class Checkpoint:
         skip it, and Meta took none of it; the next owner processes it again."""
         if not partitions:
             return []
-        ahead = sorted(
-            k for k, held in self._held.items() if (k[0], k[1]) in partitions and not held.parking
-        )
-        for topic, partition, offset in ahead:
-            held = self._held.pop((topic, partition, offset))
+        ahead = [(source, held) for source, held in self._held.of(partitions) if not held.parking]
+        for source, held in ahead:
+            self._held.pop(source)
             records = [
                 replace(r, on_delivery=self._result_delivered_ahead)
                 if r.topic == self._topics.results else r
                 for r in held.records
             ]  # fmt: skip
-            self._publish(_Held(records, held.dedup), partition)
+            self._publish(Held(records, held.dedup), source[1])
         if ahead:
             log.info("results published ahead of their offsets count=%d partitions=%s",
                      len(ahead), sorted(partitions))  # fmt: skip
-        return ahead
+        return [source for source, _ in ahead]
 
     def abandon(self, items: list[Pending]) -> None:
         """Events given up before Meta answered them: the next owner processes them."""
@@ -324,10 +327,11 @@ class Checkpoint:
 
     def release(self, gone: set[Partition]) -> None:
         """Partitions no longer ours: drop what is held and tracked for them."""
-        for key in [k for k in self._held if (k[0], k[1]) in gone]:
-            held = self._held.pop(key)
+        for source, held in list(self._held.of(gone)):
+            self._held.pop(source)
             if held.dedup is not None:
                 self._dedup.abandon(held.dedup.event_id)
+        self._unresolved.forget(gone)
         numbers = {p for _, p in gone}
         # a parked event's outcome not committed yet: its next owner retries it
         self._unparked = [h for h in self._unparked if h.records[0].partition not in numbers]

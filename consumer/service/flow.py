@@ -3,7 +3,8 @@
 A partition waits while its dedup entries are being restored, for a few seconds after the
 Schema Registry did not answer, and, with every other one, while too many messages are
 unresolved or held (backpressure: paused at `CAPI_MAX_PENDING_EVENTS` messages unresolved or
-whose results wait behind an unresolved one, resumed at half of it), and
+whose results wait behind an unresolved one, or at `CAPI_MAX_PENDING_BYTES` of them, resumed
+when both are down to half), and
 while the circuit breaker is open (Meta fails for everyone: the lag is the buffer). A paused
 partition is still polled, so the consumer stays in its group.
 """
@@ -35,6 +36,7 @@ class FlowControl:
         restore: DedupRestore,
         owned: Collection[Partition],
         max_pending: int,
+        max_pending_bytes: int,
         breaker: CircuitBreaker,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
@@ -43,6 +45,7 @@ class FlowControl:
         self._restore = restore
         self._owned = owned
         self._max_pending = max_pending
+        self._max_bytes = max_pending_bytes
         self._breaker = breaker
         self._breaker_open = False
         self._metrics = metrics
@@ -50,17 +53,18 @@ class FlowControl:
         self._schema_wait = RegistryWait("input", clock)
         self._apply_due = False
 
-    def turn(self, pending: int) -> None:
+    def turn(self, pending: int, pending_bytes: int = 0) -> None:
         """Once per loop turn: restore a slice of dedup entries, apply backpressure for
-        `pending` unresolved messages, end schema waits that are over."""
+        `pending` messages held (`pending_bytes` in bytes), end schema waits that are over."""
         changed = bool(self._restore.step()) or self._apply_due
         if self._breaker.is_open is not self._breaker_open:
             self._breaker_open = self._breaker.is_open
             changed = True
-        limit = self._max_pending
-        if not self._backpressure and pending >= limit:
+        full = pending >= self._max_pending or pending_bytes >= self._max_bytes
+        half = pending <= self._max_pending // 2 and pending_bytes <= self._max_bytes // 2
+        if not self._backpressure and full:
             self._backpressure = changed = True
-        elif self._backpressure and pending <= limit // 2:
+        elif self._backpressure and half:
             self._backpressure = False
             changed = True
         if changed or self._schema_wait.due():

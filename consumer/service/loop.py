@@ -91,7 +91,7 @@ class Service:
         p.tables.poll()
         self.monitor.tables(p.tables)
         # 2. partitions pause or resume (dedup restore, backpressure, schema waits)
-        p.flow.turn(len(p.checkpoint))
+        p.flow.turn(len(p.checkpoint), p.checkpoint.bytes)
         # 3. poll: answers come back from the sender threads, so look often while any is out
         wait = p.sender.next_wakeup()
         idle = 0.005 if p.sender.in_flight_requests() else 0.05
@@ -100,7 +100,7 @@ class Service:
         # 4. triage: each message resolved now, sent, recovered, skipped or rewound
         for verdict in p.triage.batch(msgs):
             if isinstance(verdict, Send):
-                p.checkpoint.consumed(verdict.item.source)
+                p.checkpoint.consumed(verdict.item.source, len(verdict.item.received.value or b""))
                 self.metrics.in_flight.inc()
                 p.sender.add(verdict.key, verdict.item)
             elif isinstance(verdict, Resolved):

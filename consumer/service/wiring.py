@@ -143,7 +143,8 @@ def open_parts(
         clock_ms=clock_ms,
     )  # fmt: skip
     flow = FlowControl(consumer=consumer, restore=restore, owned=owned,
-                       max_pending=s.max_pending_events, breaker=breaker,
+                       max_pending=s.max_pending_events, max_pending_bytes=s.max_pending_bytes,
+                       breaker=breaker,
                        metrics=metrics)  # fmt: skip
     rebalance = Rebalance(
         owned=owned, checkpoint=checkpoint, flow=flow, sender=sender,

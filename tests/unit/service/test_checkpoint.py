@@ -350,3 +350,20 @@ def test_nothing_is_parked_for_a_partition_no_longer_ours(world):
     assert len(world.checkpoint) == 0  # nothing held for it
     assert len(world.producer.committed) == 1  # the first parking's only: its next owner's now
     assert world.dedup.seen("e0-1") is None
+
+
+def test_the_bytes_held_count_unresolved_messages_and_held_results(world):
+    cp = world.checkpoint
+    cp.consumed(SourceRef(IN, 0, 0), size=700)  # on its way to Meta
+    cp.consumed(SourceRef(IN, 0, 1))
+    assert cp.bytes == 700
+    cp.resolve(_skipped(1), None)
+    held = cp.bytes - 700
+    assert held > 100  # the result held behind offset 0, as it will be produced
+    cp.answered(_pending(0), SENT)
+    assert held < cp.bytes < 700  # offset 0 resolved: two results held, its input bytes gone
+    cp.commit()
+    assert cp.bytes == 0
+    cp.consumed(SourceRef(IN, 1, 0), size=500)
+    cp.release({(IN, 1)})
+    assert cp.bytes == 0

@@ -25,6 +25,7 @@ class World:
             restore=self.restore,
             owned=self.owned,
             max_pending=10,
+            max_pending_bytes=1000,
             breaker=self.breaker,
             metrics=metrics(),
             clock=lambda: self.now,
@@ -94,4 +95,13 @@ def test_every_partition_waits_while_the_breaker_is_open(world):
     assert world.consumer.paused == {P0, P1}  # the consumer lag is the buffer
     world.breaker.answered()
     world.flow.turn(0)
+    assert world.consumer.paused == set()
+
+
+def test_backpressure_counts_bytes_too(world):
+    world.flow.turn(1, 1000)  # a few large messages
+    assert world.consumer.paused == {P0, P1}
+    world.flow.turn(1, 600)
+    assert world.consumer.paused == {P0, P1}  # until both are down to half
+    world.flow.turn(1, 500)
     assert world.consumer.paused == set()

@@ -75,7 +75,8 @@ class World:
         )  # fmt: skip
         self.breaker = CircuitBreaker()
         self.flow = FlowControl(consumer=self.consumer, restore=self.restore, owned=self.owned,
-                                max_pending=1000, breaker=self.breaker, metrics=m)  # fmt: skip
+                                max_pending=1000, max_pending_bytes=2**30,
+                                breaker=self.breaker, metrics=m)  # fmt: skip
         client = CapiClient("https://graph.example", "v24.0",
                             transport=httpx.MockTransport(self._meta))  # fmt: skip
         dispatcher = Dispatcher(client, m, retry_deadline_s=3600, retry_inline_s=3600,

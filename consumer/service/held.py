@@ -1,0 +1,84 @@
+"""What the checkpoint keeps in memory until a commit, counted as backpressure counts it: by
+message and by bytes.
+
+- Results (with dead letters, parkings and dedup entries) held until every earlier message of
+  their partition is resolved: `HeldResults`.
+- Messages consumed and not resolved yet (batched, on their way to Meta, waiting for a retry):
+  their received bytes, `UnresolvedBytes` (the tracker counts them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+
+from consumer.events.results import DedupEntry, Partition
+from consumer.kafka.publisher import OutRecord
+from consumer.service.parking import ParkingChange
+
+__all__ = ["Held", "HeldResults", "Source", "UnresolvedBytes"]
+
+Source = tuple[str, int, int]  # topic, partition, offset of an input message
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What a resolved message publishes, the dedup entry it makes, and what it changes in the
+    parked table, once released."""
+
+    records: list[OutRecord]
+    dedup: DedupEntry | None
+    parking: ParkingChange | None = None
+
+    @property
+    def size(self) -> int:
+        return sum(len(r.key or b"") + len(r.value or b"") for r in self.records)
+
+
+class HeldResults:
+    """Held results by their input message."""
+
+    def __init__(self) -> None:
+        self._by_source: dict[Source, Held] = {}
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._by_source)
+
+    def put(self, source: Source, held: Held) -> None:
+        previous = self._by_source.get(source)
+        if previous is not None:
+            self.bytes -= previous.size
+        self._by_source[source] = held
+        self.bytes += held.size
+
+    def pop(self, source: Source) -> Held | None:
+        held = self._by_source.pop(source, None)
+        if held is not None:
+            self.bytes -= held.size
+        return held
+
+    def of(self, partitions: Collection[Partition]) -> Iterator[tuple[Source, Held]]:
+        """The held results of `partitions`, in offset order."""
+        for source in sorted(s for s in self._by_source if (s[0], s[1]) in partitions):
+            yield source, self._by_source[source]
+
+
+class UnresolvedBytes:
+    """The received size of each message consumed and not resolved yet."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[Source, int] = {}
+        self.bytes = 0
+
+    def add(self, source: Source, size: int) -> None:
+        if size:
+            self._sizes[source] = size
+            self.bytes += size
+
+    def resolved(self, source: Source) -> None:
+        self.bytes -= self._sizes.pop(source, 0)
+
+    def forget(self, partitions: Collection[Partition]) -> None:
+        for source in [s for s in self._sizes if (s[0], s[1]) in partitions]:
+            self.resolved(source)
