@@ -30,7 +30,6 @@ class Held:
     dedup: DedupEntry | None
     parking: ParkingChange | None = None
 
-    @property
     def size(self) -> int:
         return sum(len(r.key or b"") + len(r.value or b"") for r in self.records)
 
@@ -39,29 +38,29 @@ class HeldResults:
     """Held results by their input message."""
 
     def __init__(self) -> None:
-        self._by_source: dict[Source, Held] = {}
+        self._by_source: dict[Source, tuple[Held, int]] = {}  # with its size, measured once
         self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._by_source)
 
     def put(self, source: Source, held: Held) -> None:
-        previous = self._by_source.get(source)
-        if previous is not None:
-            self.bytes -= previous.size
-        self._by_source[source] = held
-        self.bytes += held.size
+        self.pop(source)
+        size = held.size()
+        self._by_source[source] = (held, size)
+        self.bytes += size
 
     def pop(self, source: Source) -> Held | None:
-        held = self._by_source.pop(source, None)
-        if held is not None:
-            self.bytes -= held.size
-        return held
+        found = self._by_source.pop(source, None)
+        if found is None:
+            return None
+        self.bytes -= found[1]
+        return found[0]
 
     def of(self, partitions: Collection[Partition]) -> Iterator[tuple[Source, Held]]:
         """The held results of `partitions`, in offset order."""
         for source in sorted(s for s in self._by_source if (s[0], s[1]) in partitions):
-            yield source, self._by_source[source]
+            yield source, self._by_source[source][0]
 
 
 class UnresolvedBytes:

@@ -67,6 +67,7 @@ class ParkedTable:
         self.topic = retry_topic
         self._store = store
         self._clock_ms = clock_ms
+        self._empty: bool | None = None  # known empty (most of the time): no lookup needed
 
     def create_table(self) -> None:
         self._store.db.execute(
@@ -81,6 +82,7 @@ class ParkedTable:
         with self._store.transaction():
             self._store.db.execute("DELETE FROM parked")
             self._store.reset_topic(self.topic, topic_id)
+        self._empty = True
 
     def apply(
         self,
@@ -90,6 +92,7 @@ class ParkedTable:
     ) -> None:
         """Park or park again `parked`, end the parking of `ended`, and note how far each retry
         partition is read into the table, in one local transaction."""
+        self._empty = None
         with self._store.transaction():
             self._store.db.executemany(
                 _UPSERT,
@@ -109,7 +112,12 @@ class ParkedTable:
         return self._store.topic_id(self.topic)
 
     def parked_among(self, event_ids: Collection[str]) -> set[str]:
-        """Which of `event_ids` are parked (one query per 500)."""
+        """Which of `event_ids` are parked (one query per 500; none while the table is empty)."""
+        if self._empty is None:
+            row = self._store.db.execute("SELECT 1 FROM parked LIMIT 1").fetchone()
+            self._empty = row is None
+        if self._empty:
+            return set()
         return {str(e) for (e,) in self._store.rows_by_event_id("event_id", "parked", event_ids)}
 
     def due(
