@@ -59,8 +59,10 @@ def test_rolling_restart_while_meta_throttles_a_dataset(kafka_bootstrap, topics,
     config = {**sandbox_config(WORLD), "faults": {THROTTLED: {"errors": {"17": 1.0}},
                                                   "*": {"latency_ms": 50}}}  # fmt: skip
     with SandboxProcess(config) as sandbox:
+        # parked events come back after 20, 40, then every 60 s (the defaults, 1 then 5
+        # minutes, would outlast the test's wait for the last results)
         run = Run(kafka_bootstrap, topics, tmp_path, sandbox, CAPI_THROTTLE_BACKOFF_S="10",
-                   CAPI_RETRY_DEADLINE_S="900")  # fmt: skip
+                  CAPI_PARK_DELAYS_S="20,40,60")  # fmt: skip
         throttled_until = time.monotonic() + 150
         a = run.joined(run.service("a"))
         producer = run.trickle(6_000, 200, seed=501)
