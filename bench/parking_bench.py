@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 import tempfile
 import threading
@@ -31,16 +30,10 @@ from confluent_kafka import Producer
 
 import bench
 from consumer.tools.demo import produce_sample_traffic
-from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics
+from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics, free_port
 from consumer.tools.sandbox.process import SandboxProcess
 
 THROTTLED = "ds-3"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:

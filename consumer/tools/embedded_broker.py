@@ -30,6 +30,7 @@ __all__ = [
     "create_service_topics",
     "create_topics",
     "creation_failure",
+    "free_port",
     "service_topics",
     "stop_process",
 ]
@@ -53,7 +54,8 @@ def stop_process(process: subprocess.Popen[Any], timeout_s: float = 5) -> None:
         process.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free at the moment."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -77,7 +79,7 @@ class EmbeddedBroker:
         except Exception as exc:  # the package's own errors vary
             raise BrokerError(f"no embedded broker binary: {exc}") from exc
         for _attempt in range(3):
-            port = self._port or _free_port()
+            port = self._port or free_port()
             url = f"tcp://127.0.0.1:{port}"
             env = {k: v for k, v in os.environ.items() if k not in ("RUST_LOG",)}
             self._process = subprocess.Popen(

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.tools.demo import ResultReader, produce_sample_traffic
+from consumer.tools.embedded_broker import free_port
 from consumer.tools.samples import SampleWorld, sandbox_config
 from consumer.tools.sandbox.process import SandboxProcess
 from tests.cli import run_cli, start_cli
@@ -21,12 +22,6 @@ from tests.integration.harness import service_env, write_credentials
 
 pytestmark = pytest.mark.integration
 CODEC = AvroCodec(SchemaStore())
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _scrape(port):
@@ -41,7 +36,7 @@ def _scrape(port):
 
 def test_run_exposes_metrics_and_drains_on_sigterm(kafka_bootstrap, topics, tmp_path):
     world = SampleWorld()
-    port = _free_port()
+    port = free_port()
     with SandboxProcess(sandbox_config(world)) as sandbox:
         creds = write_credentials(tmp_path / "creds", world.credentials)
         expected = produce_sample_traffic(
@@ -160,7 +155,7 @@ def test_two_workers_share_the_partitions_and_answer_as_one_service(
     kafka_bootstrap, topics, tmp_path
 ):
     world = SampleWorld()
-    port = _free_port()
+    port = free_port()
     with SandboxProcess(sandbox_config(world)) as sandbox:
         creds = write_credentials(tmp_path / "creds", world.credentials)
         proc = _two_workers(kafka_bootstrap, topics, sandbox.url, creds, port, tmp_path)
@@ -202,7 +197,7 @@ def test_two_workers_share_the_partitions_and_answer_as_one_service(
 
 def test_sigterm_drains_every_worker(kafka_bootstrap, topics, tmp_path):
     world = SampleWorld()
-    port = _free_port()
+    port = free_port()
     creds = write_credentials(tmp_path / "creds", world.credentials)
     proc = _two_workers(kafka_bootstrap, topics, "http://127.0.0.1:9", creds, port, tmp_path)
     try:
@@ -220,7 +215,7 @@ def test_sigterm_drains_every_worker(kafka_bootstrap, topics, tmp_path):
 
 
 def test_an_unreachable_broker_is_named_within_seconds_and_sigterm_stops_the_wait(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "CAPI_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
            "CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_METRICS_PORT": str(port),
            "CAPI_STATE_DIR": str(tmp_path / "state")}  # fmt: skip

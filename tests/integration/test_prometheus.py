@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.tools.demo import ResultReader, produce_sample_traffic
+from consumer.tools.embedded_broker import free_port
 from consumer.tools.samples import SampleWorld, sandbox_config
 from consumer.tools.sandbox.process import SandboxProcess
 from tests.cli import start_cli
@@ -29,17 +29,11 @@ CODEC = AvroCodec(SchemaStore())
 _COMPARISON = re.compile(r"\s*(==|!=|>=|<=|>|<)\s*[0-9.e+-]+\s*$")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PrometheusServer:
     """Debian's `prometheus`, scraping one target every second, with the alert rules loaded."""
 
     def __init__(self, workdir: Path, target: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -116,7 +110,7 @@ def test_every_dashboard_query_and_alert_expression_returns_series(
             kafka_bootstrap, topics, CODEC, world.triggers(3_000, seed=71), world.connections(),
             garbage=5, contacts=world.contacts(), referrals=world.referrals(),
         )  # fmt: skip
-        port = _free_port()
+        port = free_port()
         creds = write_credentials(tmp_path / "creds", world.credentials)
         env = service_env(kafka_bootstrap, topics, sandbox.url, creds, f"prom-{topics.triggered}",
                           CAPI_METRICS_PORT=str(port), CAPI_STATE_DIR=str(tmp_path / "state"),

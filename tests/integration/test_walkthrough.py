@@ -12,26 +12,19 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from consumer.tools.embedded_broker import stop_process
+from consumer.tools.embedded_broker import free_port, stop_process
 from tests.cli import start_cli
 from tests.readme import README
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 TRIGGERS = 50
 STEPS = ["broker", "topics", "seed", "sandbox", "run", "produce", "tail", "test-event"]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def walkthrough():
@@ -82,7 +75,7 @@ class Walkthrough:
         self.cwd = tmp_path
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CAPI_")}
         self.env["CAPI_METRICS_PORT"] = "0"  # the README's default port may be in use here
-        self.broker_port, self.sandbox_port = _free_port(), _free_port()
+        self.broker_port, self.sandbox_port = free_port(), free_port()
         self.broker_exports = []
         self.background = {}
 
@@ -201,7 +194,7 @@ def test_the_walkthrough_from_the_demo_to_a_running_service(tmp_path):
 
 def test_an_unreachable_broker_and_a_bad_trigger_are_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPI_")}
-    env["CAPI_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{_free_port()}"
+    env["CAPI_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
     done = _cli(env, tmp_path, "topics", "create")
     assert time.monotonic() - started < 15
