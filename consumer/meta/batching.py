@@ -40,12 +40,11 @@ class Pending:
         """Requests that carried the event before it was parked."""
         return 0 if self.parked is None else self.parked.attempts
 
-    def parked_for_s(self, now_ms: int | None = None) -> float:
+    def parked_for_s(self) -> float:
         """Seconds since the event was first parked (0 for one never parked)."""
         if self.parked is None:
             return 0.0
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        return max(0.0, (now_ms - self.parked.first_parked_at) / 1000)
+        return max(0.0, time.time() - self.parked.first_parked_at / 1000)
 
 
 @dataclass(frozen=True, slots=True)
