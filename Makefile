@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the package with its dev tools
 
-promtool: ## Install promtool (Debian package prometheus) when missing, for the alert-rule tests
-	@command -v promtool >/dev/null || { \
+promtool: ## Install promtool and prometheus (Debian package prometheus) when missing, for the alert and dashboard tests
+	@{ command -v promtool && command -v prometheus; } >/dev/null || { \
 		echo "installing promtool (Debian package prometheus)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus >/dev/null; }
 
