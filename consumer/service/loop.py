@@ -101,8 +101,7 @@ class Service:
         for verdict in p.triage.batch(msgs):
             if isinstance(verdict, Send):
                 p.checkpoint.consumed(verdict.item.source, len(verdict.item.received.value or b""))
-                self.metrics.in_flight.inc()
-                p.sender.add(verdict.key, verdict.item)
+                self._send(p, verdict)
             elif isinstance(verdict, Resolved):
                 p.checkpoint.consumed(verdict.result.source)
                 p.checkpoint.resolve(verdict.result, verdict.dead_letter)
@@ -115,8 +114,7 @@ class Service:
         # 4b. parked events that are due come back: sent again, or resolved now
         for verdict in p.retries.turn():
             if isinstance(verdict, Send):
-                self.metrics.in_flight.inc()
-                p.sender.add(verdict.key, verdict.item)
+                self._send(p, verdict)
             elif verdict.parked is not None:
                 p.checkpoint.resolve_parked(verdict.result, verdict.dead_letter, verdict.parked)
         # 5. send: batches go out, Meta's answers come back
@@ -126,6 +124,10 @@ class Service:
         # 6. checkpoint: results with their offsets, when due
         p.checkpoint.turn()
         self.metrics.flush()
+
+    def _send(self, p: Parts, verdict: Send) -> None:
+        self.metrics.in_flight.inc()
+        p.sender.add(verdict.key, verdict.item)
 
 
 def build_service(

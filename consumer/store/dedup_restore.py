@@ -309,6 +309,8 @@ class _ParkedChanges:
             self._latest[key.decode("utf-8", "replace")] = (partition, value)
 
     def apply(self, table: ParkedTable) -> None:
+        if not self.offsets:
+            return  # nothing of the retry topic in this slice
         rows, ended = [], []
         for event_id, (partition, value) in self._latest.items():
             if value is None:

@@ -98,8 +98,11 @@ class ParkedTable:
     ) -> None:
         """Park or park again `parked`, end the parking of `ended`, and note how far each retry
         partition is read into the table, in one local transaction."""
-        self._empty = None
-        parked = list(parked)
+        parked, ended = list(parked), list(ended)
+        if parked:
+            self._empty = False
+        elif ended and self._empty is False:
+            self._empty = None  # perhaps emptied: looked at again when asked
         if self._datasets is not None:
             self._datasets.update(r.dataset_id for r in parked)
         with self._store.transaction():
