@@ -234,10 +234,6 @@ class Settings:
             workers=reader.integer("CAPI_WORKERS", defaults.workers, 1, 64),
             static_membership=reader.flag("CAPI_STATIC_MEMBERSHIP", defaults.static_membership),
         )
-        if settings.workers > 1 and settings.metrics_port + settings.workers > 65535:
-            raise ConfigError(
-                "CAPI_WORKERS", "out of range: workers listen on CAPI_METRICS_PORT + 1 + index"
-            )
         if not https_or_loopback(settings.graph_url):
             raise ConfigError(
                 "CAPI_GRAPH_URL",

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,9 +30,19 @@ class HealthServer:
         registry: CollectorRegistry,
         alive: Checks,
         ready: Checks,
+        *,
         host: str = "0.0.0.0",
+        listening: socket.socket | None = None,
     ) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler(registry, alive, ready))
+        """Listens on `host:port`, or serves on `listening`, a socket bound and listening
+        already (a worker's, handed down by its supervisor)."""
+        handler = _handler(registry, alive, ready)
+        if listening is None:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        else:
+            self._server = ThreadingHTTPServer(listening.getsockname(), handler, False)
+            self._server.socket.close()
+            self._server.socket = listening
         self._server.daemon_threads = True
 
     @property

@@ -8,7 +8,8 @@ which the chaos tests hold. This process only supervises:
 
 - on `CAPI_METRICS_PORT` it serves `/metrics`, the workers' metrics merged, each sample
   labelled `worker`; and `/healthz`, `/readyz`, which pass when every worker's pass (a
-  problem line names its worker). Workers listen on 127.0.0.1, `CAPI_METRICS_PORT + 1 + i`.
+  problem line names its worker). Each worker serves its own on a socket of 127.0.0.1 this
+  process binds to a port the system picks, and hands down: no port can be taken already.
 - SIGTERM and SIGINT go to every worker, which drains and exits; the exit code is the worst
   of theirs.
 - a worker that dies stops the others and the service exits 1, for the orchestrator to
@@ -22,6 +23,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -53,20 +55,20 @@ class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._ports: list[int] = []
         self._stopping = threading.Event()
 
     def worker_port(self, index: int) -> int:
-        port = self._settings.metrics_port
-        return port + 1 + index if port else 0
+        return self._ports[index]
 
-    def worker_env(self, index: int) -> dict[str, str]:
+    def worker_env(self, index: int, port: int) -> dict[str, str]:
         s = self._settings
         return {
             **os.environ,
             "CAPI_WORKERS": "1",
             "CAPI_INSTANCE_ID": f"{s.instance_id}-{index}",
             "CAPI_STATE_DIR": str(s.state_dir / f"worker-{index}"),
-            "CAPI_METRICS_PORT": str(self.worker_port(index)),
+            "CAPI_METRICS_PORT": str(port),
         }
 
     def stop(self) -> None:
@@ -80,13 +82,7 @@ class Supervisor:
         """Start the workers and watch them; the exit code of the service."""
         s = self._settings
         for index in range(s.workers):
-            self._procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "consumer.tools.cli", "run", "--worker", str(index)],
-                    env=self.worker_env(index),
-                    preexec_fn=_die_with_parent,  # no other thread runs yet: fork is safe
-                )
-            )
+            self._procs.append(self._start_worker(index))
         log.info("started %d workers pids=%s", s.workers, [p.pid for p in self._procs])
         server = None
         if s.metrics_port:
@@ -152,6 +148,23 @@ class Supervisor:
             if response.status_code != 200:
                 problems += [f"worker {index}: {line}" for line in response.text.splitlines()]
         return problems
+
+    def _start_worker(self, index: int) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "consumer.tools.cli", "run", "--worker", str(index)]
+        if not self._settings.metrics_port:
+            self._ports.append(0)
+            return subprocess.Popen(
+                command, env=self.worker_env(index, 0), preexec_fn=_die_with_parent
+            )
+        with socket.create_server(("127.0.0.1", 0)) as listening:
+            port = listening.getsockname()[1]
+            self._ports.append(port)
+            return subprocess.Popen(
+                [*command, "--metrics-fd", str(listening.fileno())],
+                env=self.worker_env(index, port),
+                pass_fds=(listening.fileno(),),
+                preexec_fn=_die_with_parent,  # no other thread runs yet: fork is safe
+            )
 
     def _url(self, index: int, path: str) -> str:
         return f"http://127.0.0.1:{self.worker_port(index)}{path}"

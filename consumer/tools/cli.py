@@ -8,6 +8,7 @@ import gc
 import json
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -52,7 +53,8 @@ def _collect_less() -> None:
 
 @main.command()
 @click.option("--worker", type=int, hidden=True, help="Set by the supervisor: this worker's index.")
-def run(worker: int | None) -> None:
+@click.option("--metrics-fd", type=int, hidden=True, help="Set by the supervisor: a socket.")
+def run(worker: int | None, metrics_fd: int | None) -> None:
     """Run the service (configured by CAPI_* environment variables)."""
     settings = _settings()
     _setup_logging(settings.log_level, settings.log_format, worker)
@@ -84,7 +86,7 @@ def run(worker: int | None) -> None:
                 metrics.registry,
                 app.monitor.alive_problems,
                 app.monitor.ready_problems,
-                host="0.0.0.0" if worker is None else "127.0.0.1",  # a worker: its supervisor asks
+                listening=None if metrics_fd is None else socket.socket(fileno=metrics_fd),
             )
         except OSError as exc:
             click.echo(f"capi-consumer: CAPI_METRICS_PORT {settings.metrics_port}: cannot listen: "

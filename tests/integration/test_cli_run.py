@@ -143,12 +143,15 @@ def _two_workers(kafka_bootstrap, topics, graph_url, creds, port, tmp_path):
 
 def _wait_healthy(port, timeout=60):
     deadline = time.monotonic() + timeout
+    answer = "no answer"
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
+            response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            if response.status_code == 200:
                 return
+            answer = response.text
         time.sleep(0.5)
-    raise AssertionError("the service did not become ready")
+    raise AssertionError(f"the service did not become ready: {answer}")
 
 
 def test_two_workers_share_the_partitions_and_answer_as_one_service(
@@ -199,16 +202,20 @@ def test_sigterm_drains_every_worker(kafka_bootstrap, topics, tmp_path):
     world = SampleWorld()
     port = free_port()
     creds = write_credentials(tmp_path / "creds", world.credentials)
-    proc = _two_workers(kafka_bootstrap, topics, "http://127.0.0.1:9", creds, port, tmp_path)
-    try:
-        workers = _worker_pids(proc.pid, 2)
-        _wait_healthy(port)
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).text.strip() == "ok"
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    with contextlib.ExitStack() as taken:  # the ports after the service's are busy: no matter
+        for neighbour in (port + 1, port + 2):
+            with contextlib.suppress(OSError):
+                taken.enter_context(socket.create_server(("127.0.0.1", neighbour)))
+        proc = _two_workers(kafka_bootstrap, topics, "http://127.0.0.1:9", creds, port, tmp_path)
+        try:
+            workers = _worker_pids(proc.pid, 2)
+            _wait_healthy(port)
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).text.strip() == "ok"
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     assert proc.returncode == 0, stderr[-2000:]
     assert stderr.count("draining pending=") == 2  # each worker drained
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)

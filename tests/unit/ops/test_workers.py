@@ -34,7 +34,7 @@ def test_workers_metrics_merge_into_one_exposition_labelled_by_worker():
     assert samples[("capi_in_flight_events", (("worker", "1"),))] == 0
 
 
-def test_each_worker_has_its_own_identity_state_and_local_port(tmp_path):
+def test_each_worker_has_its_own_identity_and_state(tmp_path):
     env = {
         "CAPI_CREDENTIALS_DIR": str(tmp_path),
         "CAPI_STATE_DIR": str(tmp_path / "state"),
@@ -43,8 +43,8 @@ def test_each_worker_has_its_own_identity_state_and_local_port(tmp_path):
         "CAPI_METRICS_PORT": "9464",
     }
     supervisor = Supervisor(Settings.from_env(env, check_dirs=False))
-    first, second = supervisor.worker_env(0), supervisor.worker_env(1)
+    first, second = supervisor.worker_env(0, 40001), supervisor.worker_env(1, 40002)
     assert (first["CAPI_INSTANCE_ID"], second["CAPI_INSTANCE_ID"]) == ("pod-7-0", "pod-7-1")
     assert first["CAPI_STATE_DIR"] == str(tmp_path / "state" / "worker-0")
-    assert (first["CAPI_METRICS_PORT"], second["CAPI_METRICS_PORT"]) == ("9465", "9466")
+    assert (first["CAPI_METRICS_PORT"], second["CAPI_METRICS_PORT"]) == ("40001", "40002")
     assert first["CAPI_WORKERS"] == "1"  # a worker does not supervise
