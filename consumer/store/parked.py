@@ -24,8 +24,8 @@ _CODEC = AvroCodec(SchemaStore())
 
 _UPSERT = (  # not INSERT OR REPLACE: its implicit delete would not reach the count triggers
     "INSERT INTO parked (event_id, partition, dataset_id, due_at, first_parked_at, record)"
-    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET partition = excluded.partition,"
-    " dataset_id = excluded.dataset_id, due_at = excluded.due_at,"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET"
+    " partition = excluded.partition, dataset_id = excluded.dataset_id, due_at = excluded.due_at,"
     " first_parked_at = excluded.first_parked_at, record = excluded.record"
 )
 
@@ -84,7 +84,9 @@ class ParkedTable:
             "CREATE INDEX IF NOT EXISTS parked_due_by_dataset ON parked (dataset_id, due_at)"
         )
         # the oldest of a partition in one index step, not a scan of millions of rows
-        db.execute("CREATE INDEX IF NOT EXISTS parked_oldest ON parked (partition, first_parked_at)")
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS parked_oldest ON parked (partition, first_parked_at)"
+        )
         db.execute("DROP INDEX IF EXISTS parked_due")  # of earlier versions: nothing reads it
         self._create_counts()
 
@@ -98,7 +100,9 @@ class ParkedTable:
         if exists:
             return
         with self._store.transaction():
-            db.execute("CREATE TABLE parked_count (partition INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+            db.execute(
+                "CREATE TABLE parked_count (partition INTEGER PRIMARY KEY, n INTEGER NOT NULL)"
+            )
             db.execute(
                 "INSERT INTO parked_count SELECT partition, COUNT(*) FROM parked GROUP BY partition"
             )
