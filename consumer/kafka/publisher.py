@@ -144,9 +144,7 @@ class Publisher:
                     offsets_sent = True
                 producer.commit_transaction(30)
             except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                if error.fatal() or error.code() in FENCED:  # brokers report fencing either way
-                    raise self._fatal(error) from exc
+                error = self._unless_fatal(exc)
                 if error.retriable() and not error.txn_requires_abort():
                     # the phase that failed is resumed: offsets already sent are not sent again
                     log.warning("transaction commit not done yet (%s): retrying in %.1f s",
@@ -165,6 +163,14 @@ class Publisher:
             self.commits += 1
             return
 
+    def _unless_fatal(self, exc: KafkaException) -> KafkaError:
+        """The error of `exc`; raised as `FencedError` or `FatalError` when this producer is
+        done (brokers report fencing as fatal or as abortable)."""
+        error: KafkaError = exc.args[0]
+        if error.fatal() or error.code() in FENCED:
+            raise self._fatal(error) from exc
+        return error
+
     def _fatal(self, error: KafkaError) -> FatalError:
         self._fenced = True  # whatever the error, this producer is done
         if error.code() in FENCED:
@@ -174,10 +180,37 @@ class Publisher:
             )
         return FatalError(f"transactional producer failed: {error}")
 
-    def redo(self, owned: Callable[[tuple[str, int]], bool]) -> None:
-        """Abort the open transaction and produce again what is still ours (partitions lost)."""
+    def redo(
+        self,
+        owned: Callable[[tuple[str, int]], bool],
+        lost: list[TopicPartition],
+        consumer: InputConsumer,
+    ) -> None:
+        """Partitions were `lost`: abort the open transaction and produce again what is still
+        ours. Lost partitions may mean this process stood still and was replaced by one with
+        the same transactional id; the abort asks the coordinator, which refuses a fenced
+        producer. With no transaction open, the lost partitions' committed offsets (unchanged)
+        go to a transaction aborted at once, to ask it all the same: a fenced producer stops
+        now, before it sends anything more to Meta, not at its next commit."""
+        if not self._open:
+            self._ask_coordinator(lost, consumer)
         if self._open:
             self._abort_and_replay(owned)
+
+    def _ask_coordinator(self, lost: list[TopicPartition], consumer: InputConsumer) -> None:
+        try:
+            offsets = [tp for tp in consumer.committed(lost, timeout=10) if tp.offset >= 0]
+        except KafkaException as exc:
+            log.warning("committed offsets not read (%s): fencing checked at the next commit",
+                        exc)  # fmt: skip
+            return
+        if not offsets:
+            return
+        producer = self._ensure_open()
+        try:
+            producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+        except KafkaException as exc:
+            self._unless_fatal(exc)  # anything else (a stale generation) is not the question
 
     def _abort_and_replay(self, owned: Callable[[tuple[str, int]], bool]) -> None:
         assert self._producer is not None
@@ -187,9 +220,7 @@ class Publisher:
                 self._producer.abort_transaction(30)
                 break
             except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                if error.fatal() or error.code() in FENCED:
-                    raise self._fatal(error) from exc
+                error = self._unless_fatal(exc)
                 if not error.retriable():
                     raise FatalError(f"transaction not aborted: {error}") from exc
                 # resumed, never replaced: a new producer with this id would fence ours

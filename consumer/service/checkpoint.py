@@ -346,4 +346,5 @@ class Checkpoint:
         numbers = {p for _, p in gone}
         self._dedup.drop_uncommitted(numbers)
         self._parking_changes = [c for c in self._parking_changes if c.partition not in numbers]
-        self._publisher.redo(self._owned.__contains__)
+        lost = [TopicPartition(topic, partition) for topic, partition in sorted(gone)]
+        self._publisher.redo(self._owned.__contains__, lost, self._consumer)

@@ -74,13 +74,14 @@ class Transaction:
 
 class FakeProducer(TransactionalProducer):
     """A transactional producer in memory: `transactions` lists every transaction begun, with
-    its records and offsets and whether it committed; `fail_commits` makes the next commits
-    raise those errors."""
+    its records and offsets and whether it committed; `fail_commits` (`fail_offsets`) makes the
+    next commits (offsets sent) raise those errors."""
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.transactions: list[Transaction] = []
         self.fail_commits: list[KafkaError] = []
         self.fail_aborts: list[KafkaError] = []
+        self.fail_offsets: list[KafkaError] = []
         self.offsets_sent = 0  # calls of send_offsets_to_transaction
         self._callbacks: list[tuple[Any, Message]] = []
 
@@ -122,6 +123,8 @@ class FakeProducer(TransactionalProducer):
         self, positions: list[TopicPartition], group_metadata: Any, timeout: float = -1
     ) -> None:
         self.offsets_sent += 1
+        if self.fail_offsets:
+            raise KafkaException(self.fail_offsets.pop(0))
         self.transactions[-1].offsets = [(p.topic, p.partition, p.offset) for p in positions]
 
     def commit_transaction(self, timeout: float = -1) -> None:

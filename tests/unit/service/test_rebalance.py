@@ -170,6 +170,34 @@ def test_a_lost_partition_sends_nothing_more_and_its_events_are_not_duplicates(w
     assert world.producer.transactions == []
 
 
+def test_lost_partitions_ask_the_coordinator_whether_this_producer_was_replaced(world):
+    """A process that stood still may have been replaced by one with its transactional id: with
+    no transaction open, the lost partitions' committed offsets go to a transaction aborted at
+    once; the coordinator refuses a fenced producer there, before anything more is sent."""
+    from confluent_kafka import KafkaError
+
+    from consumer.errors import FencedError
+
+    world.assign(0, 1)
+    world.consumer.committed_offsets = {(IN, 0): 7}  # partition 1: none committed yet
+    world.rebalance.on_lost(world.consumer, [TopicPartition(IN, 0), TopicPartition(IN, 1)])
+    assert world.rebalance.failure is None
+    assert [(t.offsets, t.state) for t in world.producer.transactions] == [
+        ([(IN, 0, 7)], "aborted")  # the offsets as committed, and nothing committed
+    ]
+    world.assign(0)
+    world.producer.fail_offsets = [KafkaError(KafkaError.ILLEGAL_GENERATION, "stale")]
+    world.rebalance.on_lost(world.consumer, [TopicPartition(IN, 0)])
+    assert world.rebalance.failure is None  # not fenced: the group moved on, nothing more
+    assert world.producer.transactions[-1].state == "aborted"
+    world.assign(0)
+    world.producer.fail_offsets = [
+        KafkaError(KafkaError.PRODUCER_FENCED, "fenced", txn_requires_abort=True)
+    ]
+    world.rebalance.on_lost(world.consumer, [TopicPartition(IN, 0)])
+    assert isinstance(world.rebalance.failure, FencedError)
+
+
 def test_the_drain_sends_nothing_new_and_leaves_batched_events_to_the_next_owner(world):
     world.assign(0, 1)
     for offset in range(3):
