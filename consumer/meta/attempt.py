@@ -80,7 +80,8 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Parking:
-    """An event to park: Meta did not take it within the inline retry window."""
+    """An event to park: Meta did not take it within the inline retry window, or its dataset
+    is throttled and it was not tried yet."""
 
     attempts: int
     error: str

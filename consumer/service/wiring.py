@@ -209,6 +209,11 @@ def _consumer_config(
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "fetch.wait.max.ms": "100",  # latency: a quiet partition answers soon
+        # librdkafka's read-ahead, which a lagging consumer keeps full: 16 MiB and 20,000
+        # messages a partition (its defaults, 64 MiB and 100,000, are a quarter of the memory
+        # budget; 16 MiB is still seconds of input at full speed)
+        "queued.max.messages.kbytes": "16384",
+        "queued.min.messages": "20000",
         **config,
         # offsets are committed by the transactions, nothing else
         "enable.auto.commit": "false",

@@ -1,3 +1,4 @@
+import threading
 import time
 
 import httpx
@@ -16,6 +17,8 @@ from consumer.settings import Secret
 from tests.factories import trigger_record
 
 CREDS = Credentials(Secret("tok"))
+THROTTLED_ANSWERS = threading.Event()  # the throttled dataset's answers wait for it
+THROTTLED_ANSWERS.set()
 
 
 def _item(offset, partition=0):
@@ -31,6 +34,7 @@ def _item(offset, partition=0):
 def _handler(request):
     dataset = request.url.path.split("/")[2]
     if dataset == "ds-throttled":
+        THROTTLED_ANSWERS.wait(10)
         return httpx.Response(400, json={"error": {"code": 80004, "message": "slow down"}})
     events = orjson.loads(request.content)["data"]
     return httpx.Response(200, json={"events_received": len(events), "fbtrace_id": "F"})
@@ -56,12 +60,14 @@ def _collect(sender, want, timeout=10):
     return done
 
 
-def test_a_throttled_dataset_waits_while_the_others_flow():
+def test_a_throttled_dataset_waits_while_the_others_flow_and_its_new_events_park_at_once():
     sender = _sender()
+    THROTTLED_ANSWERS.clear()  # both batches are on their way before Meta's first answer
     try:
         for i in range(4):
             sender.add(BatchKey("ds-throttled", CREDS, None), _item(i, 0))
             sender.add(BatchKey("ds-ok", CREDS, None), _item(i, 1))
+        THROTTLED_ANSWERS.set()
         done = _collect(sender, 4)
         assert sorted(item.source.offset for item, _ in done) == [0, 1, 2, 3]
         assert {item.source.partition for item, _ in done} == {1}
@@ -70,11 +76,18 @@ def test_a_throttled_dataset_waits_while_the_others_flow():
         assert sender.step() == []  # the throttled ones wait, none is failed or lost
         assert sender.events({("t", 0)}) == 4
         assert sender.next_wakeup() > 500
-        # more events for the throttled dataset wait too, without a request
+        # a new batch of the throttled dataset is parked at once, without a request: waiting
+        # in place would hold back every later result of its partition
         sender.add(BatchKey("ds-throttled", CREDS, None), _item(9, 0))
         sender.flush()
-        assert sender.events({("t", 0)}) == 5
+        done = sender.step()
+        assert [(item.source.offset, type(o).__name__, o.attempts) for item, o in done] == [
+            (9, "Parking", 0)
+        ]
+        assert done[0][1].retry_after_s > 500  # due when the dataset's throttle is over
+        assert sender.events({("t", 0)}) == 4  # the tried ones still wait their inline window
     finally:
+        THROTTLED_ANSWERS.set()
         sender.close()
 
 
