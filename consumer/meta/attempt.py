@@ -6,7 +6,8 @@ never held by a backoff and one throttled dataset does not stall the others.
 - Retryable errors (timeouts, dropped connections, 5xx, codes 1 and 2): exponential backoff with
   jitter; throttling (4, 17, 32, 613, 80004, 341, 368) waits at least what Meta's usage headers
   ask and holds back the whole dataset. A wait that would end past `CAPI_RETRY_INLINE_S` after
-  the first try parks the events instead (`Parking`, see `events/parking.py`); past the
+  the first try parks the events instead (`Parking`, see `events/parking.py`), and so does any
+  failure of a batch of a dataset that keeps failing (`FAILING_AFTER`); past the
   operator's `CAPI_RETRY_DEADLINE_S` since an event's first try: FAILED/RETRIES_EXHAUSTED.
 - Token or permission errors: every event FAILED/META_AUTH_ERROR.
 - A request refused as a whole (an unknown dataset, code 100/33; an answer that is not the Graph
@@ -47,9 +48,14 @@ from consumer.meta.breaker import CircuitBreaker
 from consumer.meta.client import CapiClient
 from consumer.ops.metrics import Metrics
 
-__all__ = ["Attempt", "Delivery", "Dispatcher", "Outcome", "Parking"]
+__all__ = ["FAILING_AFTER", "Attempt", "Delivery", "Dispatcher", "Outcome", "Parking"]
 
 log = logging.getLogger(__name__)
+
+# After this many temporary failures in a row a dataset is failing: its new batches are parked
+# at their first failure, not retried in place (each would hold back the later results of its
+# partitions for the whole inline window). An answer from Meta for the dataset ends it.
+FAILING_AFTER = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +142,7 @@ class Dispatcher:
         self._on_restricted = on_restricted
         self.breaker = breaker or CircuitBreaker(clock=clock)
         self._throttled: dict[str, float] = {}
+        self._failures_in_row: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def attempt(self, batch: Batch) -> Attempt:
@@ -143,7 +150,10 @@ class Dispatcher:
         until the retry deadline, counted from when its earliest event was first parked."""
         now = self._clock()
         tried_for = max((i.parked_for_s() for i in batch.items), default=0.0)
-        return Attempt(batch, now + self._deadline_s - tried_for, now + self._inline_s)
+        with self._lock:
+            failing = self._failures_in_row.get(batch.key.dataset_id, 0) >= FAILING_AFTER
+        inline_s = 0.0 if failing else self._inline_s
+        return Attempt(batch, now + self._deadline_s - tried_for, now + inline_s)
 
     def throttled_until(self, dataset_id: str) -> float:
         with self._lock:
@@ -193,11 +203,13 @@ class Dispatcher:
         key = batch.key
         attempt.attempts += 1
         started = self._clock()
+        failed: bool | None = False  # failed for a temporary reason; None: throttled
         try:
             response = self._client.send(
                 key.dataset_id, [i.event for i in items], key.credentials, key.test_event_code
             )
         except ThrottledError as exc:
+            failed = None
             self._count(started, "throttled", exc.meta)
             # the dataset waits what Meta asks; this batch also backs off on its own count
             with self._lock:
@@ -207,52 +219,14 @@ class Dispatcher:
             delay = max(exc.retry_after, self._backoff(attempt.failures))
             self._retry(attempt, delay, exc, delivery)
         except RetryableError as exc:
+            failed = True
             self._count(started, "retryable", exc.meta)
             unreachable = isinstance(exc.__cause__, httpx.TransportError)
             self.breaker.failed(key.dataset_id, unreachable=unreachable)
             attempt.failures += 1
             self._retry(attempt, self._backoff(attempt.failures), exc, delivery)
-        except DatasetUnavailableError as exc:
-            self._count(started, "dataset_unavailable", exc.meta)
-            log.error("meta refused the request as a whole dataset=%s events=%d error=%s",
-                      key.dataset_id, len(items), exc)  # fmt: skip
-            delivery.done += self._all(
-                items, ResultStatus.FAILED, Reason.DATASET_UNAVAILABLE, exc, attempt.attempts
-            )
-        except AuthError as exc:
-            self._count(started, "auth_error", exc.meta)
-            log.error(
-                "meta refused credentials dataset=%s events=%d error=%s",
-                key.dataset_id,
-                len(items),
-                exc,
-            )
-            delivery.done += self._all(
-                items, ResultStatus.FAILED, Reason.META_AUTH_ERROR, exc, attempt.attempts
-            )
-        except RestrictedRegionError as exc:
-            self._count(started, "restricted_region", exc.meta)
-            if len(items) > 1:
-                self._split(attempt, delivery)
-                return
-            self._on_restricted(items[0].trigger.channel_account_id)
-            delivery.done += self._all(
-                items, ResultStatus.SKIPPED, Reason.RESTRICTED_REGION, exc, attempt.attempts
-            )
-        except RejectedError as exc:
-            self._count(started, "rejected", exc.meta)
-            if len(items) > 1:
-                self._split(attempt, delivery)
-                return
-            log.warning(
-                "meta rejected event dataset=%s event_id=%s error=%s",
-                key.dataset_id,
-                items[0].trigger.event_id,
-                exc,
-            )
-            delivery.done += self._all(
-                items, ResultStatus.FAILED, Reason.META_REJECTED, exc, attempt.attempts
-            )
+        except (DatasetUnavailableError, AuthError, RestrictedRegionError, RejectedError) as exc:
+            self._refused(attempt, exc, started, delivery)
         else:
             self._count(started, "success", None)
             self._metrics.batch_size.observe(len(items))
@@ -261,6 +235,59 @@ class Dispatcher:
             self._metrics.last_success.set(time.time())
             outcome = Outcome(ResultStatus.SENT, meta_response=response, attempts=attempt.attempts)
             delivery.done += [(item, outcome) for item in items]
+        finally:
+            self._count_in_row(key.dataset_id, failed)
+
+    def _refused(
+        self,
+        attempt: Attempt,
+        exc: DatasetUnavailableError | AuthError | RestrictedRegionError | RejectedError,
+        started: float,
+        delivery: Delivery,
+    ) -> None:
+        """Meta answered and refused: the request as a whole, the credentials, or one event
+        (found by splitting the batch)."""
+        items, key = attempt.batch.items, attempt.batch.key
+        if isinstance(exc, DatasetUnavailableError):
+            self._count(started, "dataset_unavailable", exc.meta)
+            log.error("meta refused the request as a whole dataset=%s events=%d error=%s",
+                      key.dataset_id, len(items), exc)  # fmt: skip
+            delivery.done += self._all(
+                items, ResultStatus.FAILED, Reason.DATASET_UNAVAILABLE, exc, attempt.attempts
+            )
+        elif isinstance(exc, AuthError):
+            self._count(started, "auth_error", exc.meta)
+            log.error("meta refused credentials dataset=%s events=%d error=%s",
+                      key.dataset_id, len(items), exc)  # fmt: skip
+            delivery.done += self._all(
+                items, ResultStatus.FAILED, Reason.META_AUTH_ERROR, exc, attempt.attempts
+            )
+        elif isinstance(exc, RestrictedRegionError):
+            self._count(started, "restricted_region", exc.meta)
+            if len(items) > 1:
+                self._split(attempt, delivery)
+                return
+            self._on_restricted(items[0].trigger.channel_account_id)
+            delivery.done += self._all(
+                items, ResultStatus.SKIPPED, Reason.RESTRICTED_REGION, exc, attempt.attempts
+            )
+        else:
+            self._count(started, "rejected", exc.meta)
+            if len(items) > 1:
+                self._split(attempt, delivery)
+                return
+            log.warning("meta rejected event dataset=%s event_id=%s error=%s",
+                        key.dataset_id, items[0].trigger.event_id, exc)  # fmt: skip
+            delivery.done += self._all(
+                items, ResultStatus.FAILED, Reason.META_REJECTED, exc, attempt.attempts
+            )
+
+    def _count_in_row(self, dataset_id: str, failed: bool | None) -> None:
+        with self._lock:
+            if failed:
+                self._failures_in_row[dataset_id] = self._failures_in_row.get(dataset_id, 0) + 1
+            elif failed is not None:
+                self._failures_in_row.pop(dataset_id, None)
 
     def _retry(self, attempt: Attempt, delay: float, error: CapiError, delivery: Delivery) -> None:
         attempt.last_error = error

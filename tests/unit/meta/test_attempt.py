@@ -10,7 +10,7 @@ from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Approved
 from consumer.events.records import Trigger
 from consumer.events.results import DeadLetter, SourceRef
-from consumer.meta.attempt import Dispatcher
+from consumer.meta.attempt import FAILING_AFTER, Dispatcher
 from consumer.meta.batching import Batch, BatchKey, Pending
 from consumer.meta.client import CapiClient, Credentials
 from consumer.ops.metrics import Metrics
@@ -223,6 +223,34 @@ def test_past_the_inline_window_a_failing_batch_is_parked_not_failed():
     assert parking.attempts > 2  # tried in place first
     assert "HTTP 503" in parking.error
     assert t.now <= 5.0
+
+
+def test_a_failing_dataset_parks_its_new_batches_at_their_first_failure():
+    """Each batch retried in place would hold back its partitions' later results for the whole
+    window; once a dataset failed FAILING_AFTER times in a row its new batches park at once,
+    other datasets are retried in place as before, and an answer from Meta ends it."""
+    healthy = {"ds-1": False, "ds-2": False}
+
+    def handler(request):
+        dataset = request.url.path.split("/")[2]
+        return httpx.Response(200, json=OK) if healthy[dataset] else httpx.Response(500)
+
+    dispatcher, t, _ = _dispatcher(handler, deadline=3600, inline=30.0)
+    first, _ = _run(dispatcher, t, _batch(1))  # fails in place until its window ends
+    assert first[0][1].attempts >= FAILING_AFTER
+    started = t.now
+    parked, waits = _run(dispatcher, t, _batch(2))
+    assert [(type(o).__name__, o.attempts) for _, o in parked] == [("Parking", 1)] * 2
+    assert waits == [] and t.now == started  # no wait in place
+    other, waits = _run(dispatcher, t, _batch(1, dataset="ds-2"))
+    assert other[0][1].attempts > 1 and waits  # another dataset: retried in place
+    healthy["ds-1"] = True
+    assert dispatcher.attempt(_batch(1)).park_at == t.now  # still failing until Meta answers
+    sent, _ = _run(dispatcher, t, _batch(1))
+    assert sent[0][1].status.value == "SENT"
+    healthy["ds-1"] = False
+    again, waits = _run(dispatcher, t, _batch(1))
+    assert again[0][1].attempts > 1 and waits  # the answer ended it: in place again
 
 
 def test_a_throttle_longer_than_the_inline_window_parks_at_once_for_what_meta_asks():
