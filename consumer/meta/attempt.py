@@ -7,7 +7,7 @@ never held by a backoff and one throttled dataset does not stall the others.
   jitter; throttling (4, 17, 32, 613, 80004, 341, 368) waits at least what Meta's usage headers
   ask and holds back the whole dataset. A wait that would end past `CAPI_RETRY_INLINE_S` after
   the first try parks the events instead (`Parking`, see `events/parking.py`), and so does any
-  failure of a batch of a dataset that keeps failing (`FAILING_AFTER`); past the
+  failure of a batch of a dataset that keeps failing (`FAILING_AFTER`) or is throttled; past the
   operator's `CAPI_RETRY_DEADLINE_S` since an event's first try: FAILED/RETRIES_EXHAUSTED.
 - Token or permission errors: every event FAILED/META_AUTH_ERROR.
 - A request refused as a whole (an unknown dataset, code 100/33; an answer that is not the Graph
@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 # at their first failure, not retried in place (each would hold back the later results of its
 # partitions for the whole inline window). An answer from Meta for the dataset ends it.
 FAILING_AFTER = 3
+# Likewise a new batch of a dataset Meta is throttling, unless the throttle ends this soon.
+THROTTLE_WAIT_IN_PLACE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +152,12 @@ class Dispatcher:
         until the retry deadline, counted from when its earliest event was first parked."""
         now = self._clock()
         tried_for = max((i.parked_for_s() for i in batch.items), default=0.0)
+        dataset = batch.key.dataset_id
         with self._lock:
-            failing = self._failures_in_row.get(batch.key.dataset_id, 0) >= FAILING_AFTER
-        inline_s = 0.0 if failing else self._inline_s
+            failing = self._failures_in_row.get(dataset, 0) >= FAILING_AFTER
+            throttled = self._throttled.get(dataset, 0.0) > now + THROTTLE_WAIT_IN_PLACE_S
+        # no inline window: an event waiting in place holds back its partition's later results
+        inline_s = 0.0 if failing or throttled else self._inline_s
         return Attempt(batch, now + self._deadline_s - tried_for, now + inline_s)
 
     def throttled_until(self, dataset_id: str) -> float:

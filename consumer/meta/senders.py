@@ -3,9 +3,9 @@ until their time, outcomes back to the main loop.
 
 The main loop calls `add` for each approved event and `step` on every turn; `step` returns the
 outcomes that arrived. Nothing here touches Kafka. A dataset that Meta throttles is held back
-as a whole while the others keep flowing: its new batches are parked at once rather than wait
-in place (an event waiting holds back the results of every later message of its partition,
-whatever their dataset); retries wait within their inline window.
+as a whole while the others keep flowing: its new batches get no inline window
+(`Dispatcher.attempt`) and are parked at once rather than wait in place; retries wait within
+their window.
 
 A partition the instance gives up (`leave`) gets nothing more sent: its batched events and those
 waiting for a retry are handed back at once, and retries or split halves of its events that come
@@ -37,9 +37,6 @@ log = logging.getLogger(__name__)
 # sharing 6,000 events/s fill 1,000-event batches within a second; smaller datasets and test
 # events still go within a second).
 BACKLOG_LINGER_S = 1.0
-
-# A batch not tried yet waits in place for its dataset's throttle only when it ends this soon.
-UNTRIED_THROTTLE_WAIT_S = 1.0
 
 
 class Sender:
@@ -134,11 +131,11 @@ class Sender:
 
     def _schedule(self, attempt: Attempt) -> None:
         now = self._clock()
-        throttled_until = self._dispatcher.throttled_until(attempt.batch.key.dataset_id)
-        not_before = max(attempt.not_before, throttled_until)
+        not_before = max(
+            attempt.not_before, self._dispatcher.throttled_until(attempt.batch.key.dataset_id)
+        )
         if not_before > now:
-            untried = attempt.attempts == 0 and throttled_until > now + UNTRIED_THROTTLE_WAIT_S
-            if untried or not_before > min(attempt.park_at, attempt.deadline):
+            if not_before > min(attempt.park_at, attempt.deadline):
                 done = self._dispatcher.give_up(attempt, not_before - now)
                 self._completed.put(Delivery(done=done))
                 return
