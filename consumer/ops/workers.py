@@ -19,6 +19,7 @@ which the chaos tests hold. This process only supervises:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -151,20 +152,17 @@ class Supervisor:
 
     def _start_worker(self, index: int) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "consumer.tools.cli", "run", "--worker", str(index)]
-        if not self._settings.metrics_port:
-            self._ports.append(0)
-            return subprocess.Popen(
-                command, env=self.worker_env(index, 0), preexec_fn=_die_with_parent
-            )
-        with socket.create_server(("127.0.0.1", 0)) as listening:
-            port = listening.getsockname()[1]
+        with contextlib.ExitStack() as stack:
+            port, fds = 0, tuple[int, ...]()
+            if self._settings.metrics_port:
+                listening = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
+                port, fds = listening.getsockname()[1], (listening.fileno(),)
+                command += ["--metrics-fd", str(listening.fileno())]
             self._ports.append(port)
             return subprocess.Popen(
-                [*command, "--metrics-fd", str(listening.fileno())],
-                env=self.worker_env(index, port),
-                pass_fds=(listening.fileno(),),
+                command, env=self.worker_env(index, port), pass_fds=fds,
                 preexec_fn=_die_with_parent,  # no other thread runs yet: fork is safe
-            )
+            )  # fmt: skip
 
     def _url(self, index: int, path: str) -> str:
         return f"http://127.0.0.1:{self.worker_port(index)}{path}"
