@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -416,10 +417,16 @@ def plain_latency(broker: str, rate: int, seconds: int) -> dict[str, Any]:
     }
 
 
-def payloads(count: int) -> dict[str, Any]:
-    """Building, normalizing, hashing and serializing events: ours against Meta's SDK, one core."""
-    import orjson
+def payloads(count: int, rounds: int = 5) -> dict[str, Any]:
+    """Building, normalizing, hashing and serializing events: ours against Meta's SDK, one core.
 
+    One event per customer. Each round empties this service's caches, builds every customer's
+    event once (their first event: cold caches), again (warm: the per-customer cache), then
+    has the SDK build them (it keeps no cache: one figure serves both). The best of the rounds
+    counts for each side: on a shared machine, the least disturbed one. Run before anything
+    else in the process holds memory: a large heap makes every garbage collection slower, and
+    the side that allocates more would pay for the benchmark's own data.
+    """
     from consumer.events import normalize
     from consumer.events.policy import Approved, Rules, decide
     from consumer.events.records import MetaConnection, Trigger
@@ -430,53 +437,76 @@ def payloads(count: int) -> dict[str, Any]:
     rules = Rules(restricted_countries=DEFAULT_RESTRICTED_COUNTRIES)
     triggers = [Trigger.from_avro(r) for r in raws]
     # one-time loading (libphonenumber's region metadata, pycountry's tables) is start-up,
-    # not per event: both sides build a few events first; then this service's caches of
-    # normalized values are emptied, so that every customer of the run is new to it once
+    # not per event: both sides build a few events first
     for t in triggers[:50]:
         decide(t, connections[t.connection_id], now_ms, rules)
         _sdk_event(t).normalize()
-    # one event per customer: the first run meets each customer for the first time (cold
-    # caches), the second meets them again (warm); the SDK keeps no cache, one run serves both
     firsts = list({t.contact_id: t for t in triggers}.values())
-    normalize.clear_caches()
 
-    def ours_run() -> tuple[float, list[dict[str, Any]], bytes]:
-        started = time.process_time()
-        built = []
-        for trigger in firsts:
-            decision = decide(trigger, connections[trigger.connection_id], now_ms, rules)
-            if isinstance(decision, Approved):
-                built.append(decision.event)
-        body = orjson.dumps({"data": built})
-        return time.process_time() - started, built, body
+    def build(trigger: Trigger) -> dict[str, Any] | None:
+        decision = decide(trigger, connections[trigger.connection_id], now_ms, rules)
+        return decision.event if isinstance(decision, Approved) else None
 
-    cold_s, ours, body = ours_run()
-    warm_s, _, _ = ours_run()
-
-    started = time.process_time()
-    theirs = []
-    errors: dict[str, int] = {}
-    for t in firsts:
-        event = _sdk_event(t)
-        try:
-            theirs.append(event.normalize())
-        except Exception as exc:  # noqa: BLE001 - the SDK refuses some values ours normalizes
-            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-    json.dumps({"data": theirs})
-    theirs_s = time.process_time() - started
-    sdk_rate = len(theirs) / theirs_s
+    cold, warm, sdk, bare = [], [], [], []
+    for _ in range(rounds):
+        normalize.clear_caches()
+        ours_built, cold_s = _payloads_ours(firsts, build)
+        _, warm_s = _payloads_ours(firsts, build)
+        sdk_built, sdk_s, errors = _payloads_sdk(firsts)
+        cold.append(ours_built / cold_s)
+        warm.append(ours_built / warm_s)
+        sdk.append(sdk_built / sdk_s)
+        bare.append(_hashing_alone(firsts) / len(firsts))
     return {
         "events": len(firsts),
-        "ours_events_per_s": round(len(ours) / warm_s),
-        "ours_cold_events_per_s": round(len(ours) / cold_s),
-        "sdk_events_per_s": round(sdk_rate),
-        "ratio": round((len(ours) / warm_s) / sdk_rate, 2),
-        "ratio_cold": round((len(ours) / cold_s) / sdk_rate, 2),
-        "ours_built": len(ours),
-        "sdk_built": len(theirs),
-        "ours_body_bytes": len(body),
+        "rounds": rounds,
+        "ours_events_per_s": round(max(warm)),
+        "ours_cold_events_per_s": round(max(cold)),
+        "sdk_events_per_s": round(max(sdk)),
+        "ratio": round(max(warm) / max(sdk), 2),
+        "ratio_cold": round(max(cold) / max(sdk), 2),
+        # a first event at 5x the SDK: the warm path, then normalizing and hashing, within this
+        "first_event_budget_us": round(1e6 / (5 * max(sdk)), 1),
+        "warm_us": round(1e6 / max(warm), 1),
+        "hashing_alone_us": round(min(bare) * 1e6, 1),
+        "ours_built": ours_built,
+        "sdk_built": sdk_built,
         "sdk_refusals": errors,
     }
+
+
+def _payloads_ours(triggers: list[Any], build: Any) -> tuple[int, float]:
+    """(events built, CPU seconds): this service's rules, normalization and JSON body."""
+    import orjson
+
+    started = time.process_time()
+    built = [event for event in map(build, triggers) if event is not None]
+    orjson.dumps({"data": built})
+    return len(built), time.process_time() - started
+
+
+def _payloads_sdk(triggers: list[Any]) -> tuple[int, float, dict[str, int]]:
+    """(events built, CPU seconds, refusals by kind): Meta's SDK doing the same."""
+    started = time.process_time()
+    built: list[Any] = []
+    errors: dict[str, int] = {}
+    for t in triggers:
+        try:
+            built.append(_sdk_event(t).normalize())
+        except Exception as exc:  # noqa: BLE001 - the SDK refuses some values ours normalizes
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+    json.dumps({"data": built})
+    return len(built), time.process_time() - started, errors
+
+
+def _hashing_alone(triggers: list[Any]) -> float:
+    """CPU seconds of what no first event can skip: each raw value of the customer hashed."""
+    started = time.process_time()
+    for t in triggers:
+        for value in t.customer_info.values():
+            if value:
+                hashlib.sha256(value.encode()).hexdigest()
+    return time.process_time() - started
 
 
 @functools.cache
@@ -571,6 +601,9 @@ def main() -> None:
         ),
         "command": " ".join(["python", "bench/bench.py", *sys.argv[1:]]),
     }
+    if "payloads" in parts:  # first, while the process holds little (see `payloads`)
+        print("payload building: ours against Meta's SDK ...", flush=True)
+        figures["payloads"] = payloads(args.payload_events)
     triggers = WORLD.triggers(args.events, seed=3)
     with tempfile.TemporaryDirectory(prefix="capi-bench-") as tmp_dir, EmbeddedBroker() as broker:
         tmp = Path(tmp_dir)
@@ -579,9 +612,6 @@ def main() -> None:
         for name, value in WORLD.credentials.items():
             (creds / name).write_text(value)
         bs = broker.bootstrap_servers
-        if "payloads" in parts:
-            print("payload building: ours against Meta's SDK ...", flush=True)
-            figures["payloads"] = payloads(args.payload_events)
         if "ceiling" in parts:
             print(f"ceiling: plain loop over {args.events} messages ...", flush=True)
             figures["ceiling"] = ceiling(bs, triggers)
@@ -642,6 +672,9 @@ def report(f: dict[str, Any]) -> None:
         ("payloads: Meta SDK (events/s, one core)", get("payloads", "sdk_events_per_s"), ""),
         ("payloads: ours / SDK, warm", get("payloads", "ratio"), ">= 5"),
         ("payloads: ours / SDK, first event", get("payloads", "ratio_cold"), ">= 5"),
+        ("  a first event at 5x: at most (µs)", get("payloads", "first_event_budget_us"), ""),
+        ("  of which a customer seen before (µs)", get("payloads", "warm_us"), ""),
+        ("  hashing the raw values alone (µs)", get("payloads", "hashing_alone_us"), ""),
     ]
     print(f"\n{f['machine']}; {f['command']}")
     print(f"{'figure':<44}{'measured':>12}  target")

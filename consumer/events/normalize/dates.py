@@ -53,16 +53,28 @@ def normalize_date_of_birth(
     date = _parse_date(raw.strip().lower(), region, today)
     if date is None or not (dt.date(1900, 1, 1) <= date <= today):
         raise Invalid("invalid_date_of_birth")
-    return f"{date.year:04d}{date.month:02d}{date.day:02d}"
+    return date.isoformat().replace("-", "")  # a year past 1900 has its four digits
+
+
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}t.*")
+_SEPARATORS = re.compile(r"[\s,/.\-]+")
+_ALL_DIGITS = re.compile(r"(?:\d+[/.\-])*\d+")  # `1990-03-04`, `04/03/1990`, `19900304`
+
+
+def _tokens(text: str) -> list[str]:
+    """The parts of a date: its numbers and words, without ordinal suffixes and fillers."""
+    if _ALL_DIGITS.fullmatch(text):  # the common forms, in one step
+        return _SEPARATORS.split(text)
+    if _ISO_DATE_TIME.fullmatch(text):  # an ISO date-time: its date
+        text = text[:10]
+    text = _ORDINAL.sub(r"\1", text)
+    return [t for t in _SEPARATORS.split(text) if t and t not in _FILLER]
 
 
 def _parse_date(text: str, region: str | None, today: dt.date) -> dt.date | None:
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}t.*", text):  # an ISO date-time: its date
-        text = text[:10]
-    text = _ORDINAL.sub(r"\1", text)
-    tokens = [t for t in re.split(r"[\s,/.\-]+", text) if t and t not in _FILLER]
+    tokens = _tokens(text)
     try:
-        if len(tokens) == 1 and re.fullmatch(r"\d{8}", tokens[0]):
+        if len(tokens) == 1 and len(tokens[0]) == 8 and tokens[0].isdigit():
             t = tokens[0]
             return dt.date(int(t[:4]), int(t[4:6]), int(t[6:]))
         if len(tokens) != 3:

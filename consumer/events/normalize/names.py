@@ -52,7 +52,7 @@ def normalize_gender(raw: str) -> str:
 def normalize_email(raw: str) -> str:
     value = raw.strip().lower()
     local, at, domain = value.partition("@")
-    if not at or not local or "." not in domain or any(c.isspace() for c in value):
+    if not at or not local or "." not in domain or len(value.split()) != 1:
         raise Invalid("invalid_email")
     return value
 

@@ -59,7 +59,7 @@ def normalize_zip(raw: str, region: str | None) -> str:
     a ZIP+4 (`94025-1234`) is read as a US code, as Meta's newest normalizer reads it."""
     if region is None and _ZIP_PLUS_4.fullmatch(raw.strip()):
         return raw.strip()[:5]
-    value = "".join(c for c in raw.lower() if not c.isspace() and c != "-")
+    value = "".join(raw.lower().split()).replace("-", "")
     if region == "US":
         digits = value[:5]
         if not (len(digits) == 5 and digits.isdigit()):
