@@ -208,14 +208,12 @@ class Dispatcher:
         key = batch.key
         attempt.attempts += 1
         started = self._clock()
-        failed: bool | None = False  # failed for a temporary reason; None: throttled
         try:
             response = self._client.send(
                 key.dataset_id, [i.event for i in items], key.credentials, key.test_event_code
             )
         except ThrottledError as exc:
-            failed = None
-            self._count(started, "throttled", exc.meta)
+            self._count(key.dataset_id, started, "throttled", exc.meta)
             # the dataset waits what Meta asks; this batch also backs off on its own count
             with self._lock:
                 until = self._clock() + exc.retry_after
@@ -224,8 +222,7 @@ class Dispatcher:
             delay = max(exc.retry_after, self._backoff(attempt.failures))
             self._retry(attempt, delay, exc, delivery)
         except RetryableError as exc:
-            failed = True
-            self._count(started, "retryable", exc.meta)
+            self._count(key.dataset_id, started, "retryable", exc.meta)
             unreachable = isinstance(exc.__cause__, httpx.TransportError)
             self.breaker.failed(key.dataset_id, unreachable=unreachable)
             attempt.failures += 1
@@ -233,15 +230,13 @@ class Dispatcher:
         except (DatasetUnavailableError, AuthError, RestrictedRegionError, RejectedError) as exc:
             self._refused(attempt, exc, started, delivery)
         else:
-            self._count(started, "success", None)
+            self._count(key.dataset_id, started, "success", None)
             self._metrics.batch_size.observe(len(items))
             test = str(key.test_event_code is not None).lower()
             self._metrics.events_sent.labels(test).inc(len(items))
             self._metrics.last_success.set(time.time())
             outcome = Outcome(ResultStatus.SENT, meta_response=response, attempts=attempt.attempts)
             delivery.done += [(item, outcome) for item in items]
-        finally:
-            self._count_in_row(key.dataset_id, failed)
 
     def _refused(
         self,
@@ -254,21 +249,21 @@ class Dispatcher:
         (found by splitting the batch)."""
         items, key = attempt.batch.items, attempt.batch.key
         if isinstance(exc, DatasetUnavailableError):
-            self._count(started, "dataset_unavailable", exc.meta)
+            self._count(key.dataset_id, started, "dataset_unavailable", exc.meta)
             log.error("meta refused the request as a whole dataset=%s events=%d error=%s",
                       key.dataset_id, len(items), exc)  # fmt: skip
             delivery.done += self._all(
                 items, ResultStatus.FAILED, Reason.DATASET_UNAVAILABLE, exc, attempt.attempts
             )
         elif isinstance(exc, AuthError):
-            self._count(started, "auth_error", exc.meta)
+            self._count(key.dataset_id, started, "auth_error", exc.meta)
             log.error("meta refused credentials dataset=%s events=%d error=%s",
                       key.dataset_id, len(items), exc)  # fmt: skip
             delivery.done += self._all(
                 items, ResultStatus.FAILED, Reason.META_AUTH_ERROR, exc, attempt.attempts
             )
         elif isinstance(exc, RestrictedRegionError):
-            self._count(started, "restricted_region", exc.meta)
+            self._count(key.dataset_id, started, "restricted_region", exc.meta)
             if len(items) > 1:
                 self._split(attempt, delivery)
                 return
@@ -277,7 +272,7 @@ class Dispatcher:
                 items, ResultStatus.SKIPPED, Reason.RESTRICTED_REGION, exc, attempt.attempts
             )
         else:
-            self._count(started, "rejected", exc.meta)
+            self._count(key.dataset_id, started, "rejected", exc.meta)
             if len(items) > 1:
                 self._split(attempt, delivery)
                 return
@@ -286,13 +281,6 @@ class Dispatcher:
             delivery.done += self._all(
                 items, ResultStatus.FAILED, Reason.META_REJECTED, exc, attempt.attempts
             )
-
-    def _count_in_row(self, dataset_id: str, failed: bool | None) -> None:
-        with self._lock:
-            if failed:
-                self._failures_in_row[dataset_id] = self._failures_in_row.get(dataset_id, 0) + 1
-            elif failed is not None:
-                self._failures_in_row.pop(dataset_id, None)
 
     def _retry(self, attempt: Attempt, delay: float, error: CapiError, delivery: Delivery) -> None:
         attempt.last_error = error
@@ -331,7 +319,17 @@ class Dispatcher:
         ceiling = min(self._max, self._base * 2 ** (attempts - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    def _count(self, started: float, outcome: str, meta: MetaErrorInfo | None) -> None:
+    def _count(
+        self, dataset_id: str, started: float, outcome: str, meta: MetaErrorInfo | None
+    ) -> None:
+        """A request's outcome: in the metrics, the breaker and the dataset's failures in a row
+        (a temporary failure adds one; an answer other than a throttle, ruled on its own, ends
+        the row)."""
+        with self._lock:
+            if outcome == "retryable":
+                self._failures_in_row[dataset_id] = self._failures_in_row.get(dataset_id, 0) + 1
+            elif outcome != "throttled":
+                self._failures_in_row.pop(dataset_id, None)
         if outcome != "retryable":
             self.breaker.answered()
         self._metrics.request_duration.observe(self._clock() - started)
