@@ -152,8 +152,9 @@ class Supervisor:
 
     def _start_worker(self, index: int) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "consumer.tools.cli", "run", "--worker", str(index)]
-        with contextlib.ExitStack() as stack:
-            port, fds = 0, tuple[int, ...]()
+        port = 0  # no health socket: the worker serves none
+        fds: tuple[int, ...] = ()
+        with contextlib.ExitStack() as stack:  # the socket is the worker's once it started
             if self._settings.metrics_port:
                 listening = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
                 port, fds = listening.getsockname()[1], (listening.fileno(),)

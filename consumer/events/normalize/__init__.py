@@ -171,8 +171,8 @@ class _Field:
     name: str
     key: str
     normalize: Callable[..., str]
-    regional: bool = False
-    costly: bool = False
+    regional: bool
+    costly: bool
 
 
 # each field's normalizer, and whether it reads the value in the customer's region
@@ -191,6 +191,6 @@ _NORMALIZERS: dict[str, tuple[Callable[..., str], bool]] = {
 }
 # in `CustomerInfo.values()` order
 _FIELDS = tuple(
-    _Field(name, FIELD_KEYS[name], *_NORMALIZERS[name], costly=name in COSTLY_FIELDS)
+    _Field(name, FIELD_KEYS[name], *_NORMALIZERS[name], name in COSTLY_FIELDS)
     for name in CUSTOMER_FIELDS
 )

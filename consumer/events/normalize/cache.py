@@ -5,8 +5,9 @@ Two dicts, each emptied when it reaches `CACHE_SIZE` entries rather than kept in
 costly to normalize (`COSTLY_FIELDS`). Both are keyed by a hash of the raw values and hold
 digests: no customer information in clear stays in them. Country names are the exception:
 `places.country_or_none` keeps up to 4,096 as written, with their ISO code (a country alone
-tells little of a person). The lookup tables built once from libphonenumber's, pycountry's and
-CLDR's reference data are cached where they are built, and never cleared.
+tells little of a person). The lookup tables built from reference data (libphonenumber's
+patterns compiled per calling code, pycountry's and CLDR's names, Unicode's categories of the
+characters met) are cached where they are built, and never cleared: they hold no one's data.
 """
 
 from __future__ import annotations
