@@ -63,10 +63,12 @@ class Publisher:
         *,
         producer_factory: Callable[[dict[str, Any]], TransactionalProducer] = Producer,
     ) -> None:
+        self._txn_log = _TransactionLog(config.get("logger") or logging.getLogger("librdkafka"))
         self._config = {
             "linger.ms": "5",
             "compression.type": "lz4",
             **config,
+            "logger": self._txn_log,
             "transactional.id": transactional_id,
             "enable.idempotence": "true",
             "acks": "all",
@@ -167,13 +169,13 @@ class Publisher:
         """The error of `exc`; raised as `FencedError` or `FatalError` when this producer is
         done (brokers report fencing as fatal or as abortable)."""
         error: KafkaError = exc.args[0]
-        if error.fatal() or error.code() in FENCED:
+        if error.fatal() or error.code() in FENCED or self._txn_log.fenced:
             raise self._fatal(error) from exc
         return error
 
     def _fatal(self, error: KafkaError) -> FatalError:
         self._fenced = True  # whatever the error, this producer is done
-        if error.code() in FENCED:
+        if error.code() in FENCED or self._txn_log.fenced:
             return FencedError(
                 f"producer fenced: another instance uses the transactional id "
                 f"{self._transactional_id} (CAPI_INSTANCE_ID must differ between instances)"
@@ -220,6 +222,7 @@ class Publisher:
                 self._producer.abort_transaction(30)
                 break
             except KafkaException as exc:
+                self._producer.poll(0)  # librdkafka's log, where fencing may show (see below)
                 error = self._unless_fatal(exc)
                 if not error.retriable():
                     raise FatalError(f"transaction not aborted: {error}") from exc
@@ -253,3 +256,21 @@ class Publisher:
         if not self._fenced:  # a fenced producer's queue is lost with its transaction
             self._producer.flush(5)
         self._producer = None
+
+
+class _TransactionLog:
+    """librdkafka's log of the producer, passed on to `logger`, noting whether it reported the
+    open transaction refused because another producer took the transactional id. A request
+    librdkafka makes in the background (the offsets of a transaction) is refused so in its log
+    alone; the abort that follows may then never be answered (the coordinator drops a fenced
+    producer's connection), and only this note says why."""
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+        self.fenced = False
+
+    def log(self, level: int, message: str, *args: Any) -> None:
+        """librdkafka's call: `message` formats (facility, client name, text)."""
+        if len(args) == 3 and args[0] == "TXNERR" and "(_FENCED)" in str(args[2]):
+            self.fenced = True
+        self._logger.log(level, message, *args)

@@ -13,7 +13,7 @@ from consumer.errors import FencedError
 from consumer.events.policy import Approved
 from consumer.events.records import ResultStatus, Trigger
 from consumer.events.results import ConversionResult, DeadLetter, MetaResponse, Reason, SourceRef
-from consumer.kafka.publisher import Publisher
+from consumer.kafka.publisher import OutRecord, Publisher
 from consumer.meta.attempt import Outcome, Parking
 from consumer.meta.batching import Pending
 from consumer.ops.monitor import Monitor
@@ -55,12 +55,14 @@ class World:
             self.outbox.load(IN, partition, 0)
         self.producer = FakeProducer()
         self.producers_made = 0
+        self.producer_config: dict = {}
 
         def make(config):
             self.producers_made += 1
+            self.producer_config = config
             return self.producer
 
-        publisher = Publisher({}, "txn-1", producer_factory=make)
+        self.publisher = publisher = Publisher({}, "txn-1", producer_factory=make)
         publisher.start()
         m = metrics()
         self.checkpoint = Checkpoint(
@@ -249,6 +251,35 @@ def test_an_abort_that_times_out_is_resumed_not_replaced(world):
     assert world.producers_made == 1
     assert [t.state for t in world.producer.transactions] == ["aborted", "committed"]
     assert world.results() == [(0, "SKIPPED", "NOT_AD_ATTRIBUTED")]
+
+
+def test_an_abort_never_answered_after_librdkafka_logged_the_producer_fenced_stops_it(world):
+    """A request librdkafka makes in the background (a transaction's offsets) refused as
+    fenced shows in its log alone, and the abort that follows may never be answered (Tansu
+    drops a fenced producer's connection): lost partitions then stop the instance as fenced,
+    instead of retrying the abort for ever."""
+    world.publisher.produce(OutRecord(TOPICS.results, None, b"r", (IN, 0)))  # a transaction open
+    world.producer_config["logger"].log(
+        40, "%s [%s] %s", "TXNERR", "rdkafka#producer-1",
+        "Current transaction failed in state InTransaction: Failed to commit offsets to "
+        "transaction (Broker: There is a newer producer with the same transactionalId) (_FENCED)",
+    )  # fmt: skip
+    world.producer.fail_aborts = [TIMED_OUT] * 100
+    with pytest.raises(FencedError, match="CAPI_INSTANCE_ID"):
+        world.checkpoint.lost({(IN, 0)})
+    assert len(world.producer.fail_aborts) == 99  # stopped at the first unanswered abort
+    assert world.producers_made == 1
+    assert world.producer.committed == []
+
+
+def test_other_librdkafka_log_lines_do_not_stop_an_unanswered_abort(world):
+    world.publisher.produce(OutRecord(TOPICS.results, None, b"r", (IN, 0)))
+    world.producer_config["logger"].log(
+        40, "%s [%s] %s", "FAIL", "rdkafka#producer-1", "Disconnected (_TRANSPORT)"
+    )
+    world.producer.fail_aborts = [TIMED_OUT]
+    world.checkpoint.lost({(IN, 0)})  # resumed, then done: the instance goes on
+    assert world.producer.transactions[0].state == "aborted"
 
 
 def test_an_answer_arriving_after_its_partition_was_lost_is_kept_for_when_it_comes_back(world):
