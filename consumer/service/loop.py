@@ -25,6 +25,7 @@ from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.meta.client import CapiClient
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
+from consumer.service.checkpoint import collect_answers
 from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send
 from consumer.service.wiring import Parts, StoppedWhileStarting, open_parts
 from consumer.settings import Settings
@@ -118,9 +119,7 @@ class Service:
             elif verdict.parked is not None:
                 p.checkpoint.resolve_parked(verdict.result, verdict.dead_letter, verdict.parked)
         # 5. send: batches go out, Meta's answers come back
-        for item, outcome in p.sender.step(backlog=len(msgs) == _CONSUME_BATCH):
-            p.checkpoint.answered(item, outcome)
-        p.checkpoint.abandon(p.sender.take_abandoned())
+        collect_answers(p.sender, p.checkpoint, backlog=len(msgs) == _CONSUME_BATCH)
         # 6. checkpoint: results with their offsets, when due
         p.checkpoint.turn()
         self.metrics.flush()

@@ -24,7 +24,7 @@ from consumer.events.results import Partition
 from consumer.kafka.clients import InputConsumer
 from consumer.meta.senders import Sender
 from consumer.ops.metrics import Metrics
-from consumer.service.checkpoint import Checkpoint
+from consumer.service.checkpoint import Checkpoint, collect_answers
 from consumer.service.flow import FlowControl
 from consumer.settings import Topics
 from consumer.store.dedup_restore import DedupRestore
@@ -157,10 +157,10 @@ class Rebalance:
         self._checkpoint.abandon(self._sender.leave(partitions))
         deadline = self._clock() + self._drain_timeout_s
         while True:
-            for item, outcome in self._sender.step():
-                self._checkpoint.answered(item, outcome)
-            self._checkpoint.abandon(self._sender.take_abandoned())
+            # counted before collecting: a sender thread queues its answer before its request
+            # leaves the count, so once the count is 0 the collection below has every answer
             left = self._sender.in_flight(partitions)
+            collect_answers(self._sender, self._checkpoint)
             if not left or self._clock() >= deadline:
                 break
             self._checkpoint.turn()

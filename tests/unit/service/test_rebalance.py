@@ -284,3 +284,27 @@ def test_a_poll_frozen_past_the_session_timeout_lets_the_partitions_go(world, mo
     assert world.consumer.paused == {(IN, 0), (IN, 1)}  # nothing more is fetched for them
     world.checkpoint.commit(force=True)
     assert world.producer.transactions == []  # nothing of a partition not ours is published
+
+
+def test_the_drain_reads_an_answer_queued_as_its_request_leaves_the_count(world):
+    """A sender thread queues its answer just before its request leaves the in-flight count,
+    so the drain can find nothing in flight with an answer still unread: here that moment is
+    made certain, Meta answering while the drain counts."""
+    world.assign(0)
+    world.send(0, 0)
+    world.sender.step()  # the batch goes out; Meta holds its answer
+    counted = world.sender.in_flight
+
+    def in_flight_as_meta_answers(partitions=None):
+        if counted(partitions):
+            world.meta_may_answer.set()
+            deadline = time.monotonic() + 5
+            while counted(partitions):  # the answer is queued, the request left the count
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+        return 0
+
+    world.sender.in_flight = in_flight_as_meta_answers
+    world.rebalance.drain()
+    assert world.requests == 1
+    assert world.results() == [(0, 0, "SENT")]  # the answer went out with the last commit
