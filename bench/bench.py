@@ -57,9 +57,7 @@ CODEC = AvroCodec(SchemaStore())
 WORLD = SampleWorld()
 TICK = os.sysconf("SC_CLK_TCK")
 PROFILE_DIR: Path | None = None
-PARTS = (
-    "payloads", "ceiling", "drain", "drain_300ms", "drain_2", "latency", "plain_latency"
-)  # fmt: skip
+PARTS = ("payloads", "ceiling", "drain", "drain_300ms", "drain_2", "latency", "plain_latency")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -361,9 +359,13 @@ def plain_latency(broker: str, rate: int, seconds: int) -> dict[str, Any]:
 
     def relay() -> None:
         consumer = Consumer(
-            {"bootstrap.servers": broker, "group.id": uuid.uuid4().hex,
-             "auto.offset.reset": "earliest", "fetch.wait.max.ms": "100"}
-        )  # fmt: skip
+            {
+                "bootstrap.servers": broker,
+                "group.id": uuid.uuid4().hex,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": "100",
+            }
+        )
         producer = Producer({"bootstrap.servers": broker, "linger.ms": "5"})
         parts = consumer.list_topics(source, timeout=10).topics[source].partitions
         consumer.assign([TopicPartition(source, p, 0) for p in parts])
@@ -376,9 +378,13 @@ def plain_latency(broker: str, rate: int, seconds: int) -> dict[str, Any]:
         consumer.close()
 
     reader = Consumer(
-        {"bootstrap.servers": broker, "group.id": uuid.uuid4().hex,
-         "isolation.level": "read_committed", "fetch.wait.max.ms": "10"}
-    )  # fmt: skip
+        {
+            "bootstrap.servers": broker,
+            "group.id": uuid.uuid4().hex,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": "10",
+        }
+    )
     partitions = reader.list_topics(sink, timeout=10).topics[sink].partitions
     reader.assign([TopicPartition(sink, p, 0) for p in partitions])
     relaying = threading.Thread(target=relay)

@@ -57,15 +57,19 @@ def gauge(port: int, name: str) -> float:
 
 def offer(broker: str, topic: str, rate: int, seconds: float, stop: threading.Event) -> int:
     """Triggers at `rate` a second, fresh event ids and times, until `seconds` or `stop`."""
-    producer = Producer({"bootstrap.servers": broker, "linger.ms": "5",
-                         "queue.buffering.max.messages": "1000000"})  # fmt: skip
+    producer = Producer(
+        {"bootstrap.servers": broker, "linger.ms": "5", "queue.buffering.max.messages": "1000000"}
+    )
     pool = bench.WORLD.triggers(10_000, seed=12, only_valid=True)
     started, sent = time.monotonic(), 0
     while not stop.is_set() and time.monotonic() - started < seconds:
         due = int((time.monotonic() - started) * rate)
         while sent < due:
-            trigger = {**pool[sent % len(pool)], "event_id": f"park-{sent}",
-                       "occurred_at": int(time.time() * 1000)}  # fmt: skip
+            trigger = {
+                **pool[sent % len(pool)],
+                "event_id": f"park-{sent}",
+                "occurred_at": int(time.time() * 1000),
+            }
             value = bench.CODEC.encode("ConversionTriggered", trigger, topic)
             producer.produce(topic, key=trigger["contact_id"].encode(), value=value)
             sent += 1
@@ -85,15 +89,24 @@ def run(minutes: float, rate: int) -> dict[str, Any]:
             (creds / name).write_text(value)
         topics = bench.new_topics()
         create_service_topics(b.bootstrap_servers, topics, partitions=3)
-        produce_sample_traffic(b.bootstrap_servers, topics, bench.CODEC, [],
-                               bench.WORLD.connections(), contacts=bench.WORLD.contacts(),
-                               referrals=bench.WORLD.referrals())  # fmt: skip
-        config = {**bench.sandbox_config(bench.WORLD),
-                  "faults": {THROTTLED: {"errors": {"17": 1.0}}}}  # fmt: skip
+        produce_sample_traffic(
+            b.bootstrap_servers,
+            topics,
+            bench.CODEC,
+            [],
+            bench.WORLD.connections(),
+            contacts=bench.WORLD.contacts(),
+            referrals=bench.WORLD.referrals(),
+        )
+        config = {
+            **bench.sandbox_config(bench.WORLD),
+            "faults": {THROTTLED: {"errors": {"17": 1.0}}},
+        }
         with SandboxProcess(config, light=True) as sandbox:
             port = free_port()
-            proc = bench.service(b.bootstrap_servers, topics, sandbox.url, creds, tmp / "state",
-                                 metrics_port=port)  # fmt: skip
+            proc = bench.service(
+                b.bootstrap_servers, topics, sandbox.url, creds, tmp / "state", metrics_port=port
+            )
             pid = bench.service_pid(proc)
             reader = bench.Results(b.bootstrap_servers, topics.results)
             stop = threading.Event()
@@ -137,10 +150,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=5000)
     args = parser.parse_args()
     figures = run(args.minutes, args.rate)
-    print(f"\nthrottled {THROTTLED} for {args.minutes} min at {args.rate}/s offered: "
-          f"offered={figures['offered']} results={figures['results']} "
-          f"parked at the end={figures['parked_at_end']:.0f} "
-          f"peak RSS={figures['peak_rss_mb']} MB (limit 400)")  # fmt: skip
+    print(
+        f"\nthrottled {THROTTLED} for {args.minutes} min at {args.rate}/s offered: "
+        f"offered={figures['offered']} results={figures['results']} "
+        f"parked at the end={figures['parked_at_end']:.0f} "
+        f"peak RSS={figures['peak_rss_mb']} MB (limit 400)"
+    )
     out = bench.ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "parking.json").write_text(json.dumps(figures, indent=2) + "\n")

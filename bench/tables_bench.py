@@ -34,22 +34,35 @@ from consumer.tools.embedded_broker import EmbeddedBroker, create_topics  # noqa
 def produce_contacts(bootstrap: str, topic: str, count: int) -> float:
     codec = AvroCodec(SchemaStore())
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": "50", "batch.size": "1000000",
-         "queue.buffering.max.messages": "2000000", "compression.type": "lz4"}
-    )  # fmt: skip
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": "50",
+            "batch.size": "1000000",
+            "queue.buffering.max.messages": "2000000",
+            "compression.type": "lz4",
+        }
+    )
     started = time.perf_counter()
     for k in range(count):
         contact = {
-            "contact_id": f"c-{k}", "workspace_id": f"ws-{k % 1000}",
-            "email": f"person.{k}@example.com", "phone": f"+1 650 {k % 1000:03d} {k % 10000:04d}",
-            "first_name": "Ann", "last_name": f"Lee{k % 97}", "gender": "f",
-            "date_of_birth": "1990-03-04", "city": "Menlo Park", "state": "CA", "zip": "94025",
-            "country": "US", "external_id": f"crm-{k}",
+            "contact_id": f"c-{k}",
+            "workspace_id": f"ws-{k % 1000}",
+            "email": f"person.{k}@example.com",
+            "phone": f"+1 650 {k % 1000:03d} {k % 10000:04d}",
+            "first_name": "Ann",
+            "last_name": f"Lee{k % 97}",
+            "gender": "f",
+            "date_of_birth": "1990-03-04",
+            "city": "Menlo Park",
+            "state": "CA",
+            "zip": "94025",
+            "country": "US",
+            "external_id": f"crm-{k}",
             "identities": [
                 {"channel": "MESSENGER", "account_id": "page-1", "user_id": f"psid-{k}"}
             ],
             "updated_at": 1_780_000_000_000,
-        }  # fmt: skip
+        }
         value = codec.encode("Contact", contact, topic)
         while True:
             try:
@@ -85,19 +98,23 @@ def child(bootstrap: str, topic: str, count: int, lookups: int) -> None:
         db_bytes = (Path(state) / "tables.sqlite3").stat().st_size
         reader.close()
         store.close()
-    print(json.dumps({
-        "records_read": reader.records_read,
-        "keys": count,
-        "bootstrap_s": round(took, 2),
-        "bootstrap_records_per_s": round(reader.records_read / took),
-        "lookups": lookups,
-        "lookups_found": found,
-        "lookup_us": round(lookup_s / lookups * 1e6, 2),
-        "rss_mb_start": round(rss_before / 1024),
-        "rss_mb_after_bootstrap": round(rss_after_bootstrap / 1024),
-        "rss_mb_peak": round(rss_peak / 1024),
-        "state_file_mb": round(db_bytes / 2**20),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "records_read": reader.records_read,
+                "keys": count,
+                "bootstrap_s": round(took, 2),
+                "bootstrap_records_per_s": round(reader.records_read / took),
+                "lookups": lookups,
+                "lookups_found": found,
+                "lookup_us": round(lookup_s / lookups * 1e6, 2),
+                "rss_mb_start": round(rss_before / 1024),
+                "rss_mb_after_bootstrap": round(rss_after_bootstrap / 1024),
+                "rss_mb_peak": round(rss_peak / 1024),
+                "state_file_mb": round(db_bytes / 2**20),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -111,14 +128,26 @@ def main() -> None:
         return
     topics = Topics()
     with EmbeddedBroker() as broker:
-        create_topics(broker.bootstrap_servers, [topics.contacts], partitions=3,
-                      compacted=[topics.contacts])  # fmt: skip
+        create_topics(
+            broker.bootstrap_servers, [topics.contacts], partitions=3, compacted=[topics.contacts]
+        )
         produce_s = produce_contacts(broker.bootstrap_servers, topics.contacts, args.contacts)
         out = subprocess.run(
-            [sys.executable, __file__, "--contacts", str(args.contacts),
-             "--lookups", str(args.lookups), "--child", broker.bootstrap_servers, topics.contacts],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                __file__,
+                "--contacts",
+                str(args.contacts),
+                "--lookups",
+                str(args.lookups),
+                "--child",
+                broker.bootstrap_servers,
+                topics.contacts,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     figures["produce_s"] = round(produce_s, 1)
     figures["machine"] = f"{os.cpu_count()} cores, {sys.platform}, Python {sys.version.split()[0]}"

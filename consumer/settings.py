@@ -36,33 +36,91 @@ MAX_BATCH_SIZE = 1000
 # ePrivacy Directive: EU-27, Norway, Iceland, Liechtenstein, United Kingdom, Japan.
 DEFAULT_RESTRICTED_COUNTRIES: frozenset[str] = frozenset(
     [
-        "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE",
-        "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "NO",
-        "IS", "LI", "GB", "JP"
+        "AT",
+        "BE",
+        "BG",
+        "HR",
+        "CY",
+        "CZ",
+        "DK",
+        "EE",
+        "FI",
+        "FR",
+        "DE",
+        "GR",
+        "HU",
+        "IE",
+        "IT",
+        "LV",
+        "LT",
+        "LU",
+        "MT",
+        "NL",
+        "PL",
+        "PT",
+        "RO",
+        "SK",
+        "SI",
+        "ES",
+        "SE",
+        "NO",
+        "IS",
+        "LI",
+        "GB",
+        "JP",
     ]
-)  # fmt: skip
+)
 
 _KAFKA_PREFIX = "CAPI_KAFKA_"
 # librdkafka warns when a client gets another role's setting; the passthrough is split by role.
 _CONSUMER_ONLY = frozenset(
     [
-        "group.id", "group.instance.id", "session.timeout.ms", "heartbeat.interval.ms",
-        "max.poll.interval.ms", "auto.offset.reset", "enable.auto.commit",
-        "auto.commit.interval.ms", "enable.auto.offset.store", "partition.assignment.strategy",
-        "isolation.level", "fetch.min.bytes", "fetch.max.bytes", "fetch.wait.max.ms",
-        "max.partition.fetch.bytes", "queued.min.messages", "queued.max.messages.kbytes",
-        "enable.partition.eof", "check.crcs", "group.protocol", "group.remote.assignor"
+        "group.id",
+        "group.instance.id",
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "auto.offset.reset",
+        "enable.auto.commit",
+        "auto.commit.interval.ms",
+        "enable.auto.offset.store",
+        "partition.assignment.strategy",
+        "isolation.level",
+        "fetch.min.bytes",
+        "fetch.max.bytes",
+        "fetch.wait.max.ms",
+        "max.partition.fetch.bytes",
+        "queued.min.messages",
+        "queued.max.messages.kbytes",
+        "enable.partition.eof",
+        "check.crcs",
+        "group.protocol",
+        "group.remote.assignor",
     ]
-)  # fmt: skip
+)
 _PRODUCER_ONLY = frozenset(
     [
-        "acks", "request.required.acks", "linger.ms", "queue.buffering.max.ms", "batch.size",
-        "batch.num.messages", "compression.type", "compression.codec", "enable.idempotence",
-        "message.timeout.ms", "delivery.timeout.ms", "queue.buffering.max.messages",
-        "queue.buffering.max.kbytes", "retries", "message.send.max.retries", "transactional.id",
-        "transaction.timeout.ms", "partitioner", "sticky.partitioning.linger.ms"
+        "acks",
+        "request.required.acks",
+        "linger.ms",
+        "queue.buffering.max.ms",
+        "batch.size",
+        "batch.num.messages",
+        "compression.type",
+        "compression.codec",
+        "enable.idempotence",
+        "message.timeout.ms",
+        "delivery.timeout.ms",
+        "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes",
+        "retries",
+        "message.send.max.retries",
+        "transactional.id",
+        "transaction.timeout.ms",
+        "partitioner",
+        "sticky.partitioning.linger.ms",
     ]
-)  # fmt: skip
+)
 _SERVICE_VARIABLES = {"CAPI_KAFKA_BOOTSTRAP_SERVERS"}
 
 
@@ -104,8 +162,12 @@ class Topics:
     @classmethod
     def from_env(cls, reader: EnvReader) -> Topics:
         defaults = cls()
-        return cls(**{name: reader.text(f"CAPI_TOPIC_{name.upper()}", getattr(defaults, name))
-                      for name in cls.__slots__})  # fmt: skip
+        return cls(
+            **{
+                name: reader.text(f"CAPI_TOPIC_{name.upper()}", getattr(defaults, name))
+                for name in cls.__slots__
+            }
+        )
 
     def as_env(self) -> dict[str, str]:
         """The `CAPI_TOPIC_*` variables naming these topics (for a process to start)."""

@@ -70,8 +70,12 @@ class MinimalRegistry:
             ids = self.subjects.get(parts[1], [])
             if body["schema"] in self.schemas and self.schemas.index(body["schema"]) + 1 in ids:
                 schema_id = self.schemas.index(body["schema"]) + 1
-                return 200, {"subject": parts[1], "id": schema_id, "version": 1,
-                             "schema": body["schema"]}  # fmt: skip
+                return 200, {
+                    "subject": parts[1],
+                    "id": schema_id,
+                    "version": 1,
+                    "schema": body["schema"],
+                }
             return 404, {"error_code": 40403 if ids else 40401, "message": "not found"}
         return 404, {"error_code": 404, "message": "not found"}
 
@@ -84,8 +88,9 @@ def _handler(registry: MinimalRegistry) -> type[BaseHTTPRequestHandler]:
         def _serve(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
-            status, payload = registry.answer(method, self.path, body,
-                                              self.headers.get("Authorization"))  # fmt: skip
+            status, payload = registry.answer(
+                method, self.path, body, self.headers.get("Authorization")
+            )
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")

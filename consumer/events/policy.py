@@ -54,11 +54,22 @@ _ASSET_LABEL = {
 # The event names Meta accepts for business messaging (docs/meta-rules.md); others are rejected.
 BUSINESS_MESSAGING_EVENTS = frozenset(
     {
-        "Purchase", "LeadSubmitted", "QualifiedLead", "InitiateCheckout", "AddToCart",
-        "ViewContent", "OrderCreated", "OrderShipped", "OrderDelivered", "OrderCanceled",
-        "OrderReturned", "CartAbandoned", "RatingProvided", "ReviewProvided",
+        "Purchase",
+        "LeadSubmitted",
+        "QualifiedLead",
+        "InitiateCheckout",
+        "AddToCart",
+        "ViewContent",
+        "OrderCreated",
+        "OrderShipped",
+        "OrderDelivered",
+        "OrderCanceled",
+        "OrderReturned",
+        "CartAbandoned",
+        "RatingProvided",
+        "ReviewProvided",
     }
-)  # fmt: skip
+)
 # Only Pages and Instagram accounts fall under the ePrivacy restriction.
 _REGION_RESTRICTED_CHANNELS = frozenset({Channel.MESSENGER, Channel.INSTAGRAM})
 

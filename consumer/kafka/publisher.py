@@ -149,8 +149,11 @@ class Publisher:
                 error = self._unless_fatal(exc)
                 if error.retriable() and not error.txn_requires_abort():
                     # the phase that failed is resumed: offsets already sent are not sent again
-                    log.warning("transaction commit not done yet (%s): retrying in %.1f s",
-                                error.str(), pause)  # fmt: skip
+                    log.warning(
+                        "transaction commit not done yet (%s): retrying in %.1f s",
+                        error.str(),
+                        pause,
+                    )
                     time.sleep(pause)
                     pause = min(pause * 2, _RETRY_PAUSE_MAX_S)
                     continue
@@ -203,8 +206,7 @@ class Publisher:
         try:
             offsets = [tp for tp in consumer.committed(lost, timeout=10) if tp.offset >= 0]
         except KafkaException as exc:
-            log.warning("committed offsets not read (%s): fencing checked at the next commit",
-                        exc)  # fmt: skip
+            log.warning("committed offsets not read (%s): fencing checked at the next commit", exc)
             return
         if not offsets:
             return
@@ -227,8 +229,9 @@ class Publisher:
                 if not error.retriable():
                     raise FatalError(f"transaction not aborted: {error}") from exc
                 # resumed, never replaced: a new producer with this id would fence ours
-                log.warning("transaction abort not done yet (%s): retrying in %.1f s",
-                            error.str(), pause)  # fmt: skip
+                log.warning(
+                    "transaction abort not done yet (%s): retrying in %.1f s", error.str(), pause
+                )
                 time.sleep(pause)
                 pause = min(pause * 2, _RETRY_PAUSE_MAX_S)
         self._replay(owned)

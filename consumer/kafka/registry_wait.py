@@ -52,8 +52,14 @@ class RegistryWait:
     def hold(self, consumer: _Seekable, topic: str, partition: int, offset: int, why: str) -> None:
         """Read `topic[partition]` again from `offset` once the registry may answer."""
         if (topic, partition) not in self._until:
-            log.warning("%s waits for the schema registry topic=%s partition=%d offset=%d: %s",
-                        self._what, topic, partition, offset, why)  # fmt: skip
+            log.warning(
+                "%s waits for the schema registry topic=%s partition=%d offset=%d: %s",
+                self._what,
+                topic,
+                partition,
+                offset,
+                why,
+            )
         self.wait((topic, partition))
         tp = TopicPartition(topic, partition, offset)
         consumer.pause([tp])

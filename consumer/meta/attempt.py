@@ -180,15 +180,24 @@ class Dispatcher:
         """The attempt may not wait `wait_s` more in place: its events are parked, or past the
         retry deadline, FAILED/RETRIES_EXHAUSTED."""
         if self._clock() + wait_s > attempt.deadline:
-            log.error("retries exhausted dataset=%s events=%d attempts=%d error=%s",
-                      attempt.batch.key.dataset_id, len(attempt.batch), attempt.attempts,
-                      attempt.last_error)  # fmt: skip
+            log.error(
+                "retries exhausted dataset=%s events=%d attempts=%d error=%s",
+                attempt.batch.key.dataset_id,
+                len(attempt.batch),
+                attempt.attempts,
+                attempt.last_error,
+            )
             return list(self.expire(attempt))
         key = attempt.batch.key
         error = str(attempt.last_error or f"dataset {key.dataset_id} throttled by Meta")
-        log.warning("parked dataset=%s events=%d attempts=%d for at least %.0f s error=%s",
-                    attempt.batch.key.dataset_id, len(attempt.batch), attempt.attempts, wait_s,
-                    error)  # fmt: skip
+        log.warning(
+            "parked dataset=%s events=%d attempts=%d for at least %.0f s error=%s",
+            attempt.batch.key.dataset_id,
+            len(attempt.batch),
+            attempt.attempts,
+            wait_s,
+            error,
+        )
         parking = Parking(attempt.attempts, error[:200], wait_s)
         return [(item, parking) for item in attempt.batch.items]
 
@@ -250,15 +259,23 @@ class Dispatcher:
         items, key = attempt.batch.items, attempt.batch.key
         if isinstance(exc, DatasetUnavailableError):
             self._count(key.dataset_id, started, "dataset_unavailable", exc.meta)
-            log.error("meta refused the request as a whole dataset=%s events=%d error=%s",
-                      key.dataset_id, len(items), exc)  # fmt: skip
+            log.error(
+                "meta refused the request as a whole dataset=%s events=%d error=%s",
+                key.dataset_id,
+                len(items),
+                exc,
+            )
             delivery.done += self._all(
                 items, ResultStatus.FAILED, Reason.DATASET_UNAVAILABLE, exc, attempt.attempts
             )
         elif isinstance(exc, AuthError):
             self._count(key.dataset_id, started, "auth_error", exc.meta)
-            log.error("meta refused credentials dataset=%s events=%d error=%s",
-                      key.dataset_id, len(items), exc)  # fmt: skip
+            log.error(
+                "meta refused credentials dataset=%s events=%d error=%s",
+                key.dataset_id,
+                len(items),
+                exc,
+            )
             delivery.done += self._all(
                 items, ResultStatus.FAILED, Reason.META_AUTH_ERROR, exc, attempt.attempts
             )
@@ -276,8 +293,12 @@ class Dispatcher:
             if len(items) > 1:
                 self._split(attempt, delivery)
                 return
-            log.warning("meta rejected event dataset=%s event_id=%s error=%s",
-                        key.dataset_id, items[0].trigger.event_id, exc)  # fmt: skip
+            log.warning(
+                "meta rejected event dataset=%s event_id=%s error=%s",
+                key.dataset_id,
+                items[0].trigger.event_id,
+                exc,
+            )
             delivery.done += self._all(
                 items, ResultStatus.FAILED, Reason.META_REJECTED, exc, attempt.attempts
             )

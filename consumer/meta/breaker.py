@@ -72,9 +72,13 @@ class CircuitBreaker:
                 self._open = True
                 self._next_probe = self._clock() + self._probe_every_s
         if opens:
-            log.error("circuit breaker open: %d temporary failures in a row across %d datasets "
-                      "(%d without reaching Meta); input waits, parked events probe",
-                      self._streak, len(self._datasets), self._unreachable)  # fmt: skip
+            log.error(
+                "circuit breaker open: %d temporary failures in a row across %d datasets "
+                "(%d without reaching Meta); input waits, parked events probe",
+                self._streak,
+                len(self._datasets),
+                self._unreachable,
+            )
             self._on_change(True)
 
     def probe_due(self) -> bool:

@@ -161,9 +161,11 @@ class Supervisor:
                 command += ["--metrics-fd", str(listening.fileno())]
             self._ports.append(port)
             return subprocess.Popen(
-                command, env=self.worker_env(index, port), pass_fds=fds,
+                command,
+                env=self.worker_env(index, port),
+                pass_fds=fds,
                 preexec_fn=_die_with_parent,  # no other thread runs yet: fork is safe
-            )  # fmt: skip
+            )
 
     def _url(self, index: int, path: str) -> str:
         return f"http://127.0.0.1:{self.worker_port(index)}{path}"

@@ -192,21 +192,37 @@ class Checkpoint:
         key = (result.event_id or "").encode("utf-8")
         value = self._encode_result(result.to_avro())
         records = [
-            OutRecord(self._topics.results, key, value, source.topic_partition,
-                      partition=source.partition, on_delivery=self._result_delivered)
-        ]  # fmt: skip
+            OutRecord(
+                self._topics.results,
+                key,
+                value,
+                source.topic_partition,
+                partition=source.partition,
+                on_delivery=self._result_delivered,
+            )
+        ]
         if dead_letter is not None:
-            records.append(OutRecord(self._topics.dlq, dead_letter.key, dead_letter.value,
-                                     source.topic_partition,
-                                     headers=result.dead_letter_headers()))  # fmt: skip
+            records.append(
+                OutRecord(
+                    self._topics.dlq,
+                    dead_letter.key,
+                    dead_letter.value,
+                    source.topic_partition,
+                    headers=result.dead_letter_headers(),
+                )
+            )
         return records
 
     def _hold(self, result: ConversionResult, records: list[OutRecord]) -> bool:
         source = result.source
         dedup = result.dedup_entry
         if source.topic_partition not in self._owned:
-            log.debug("result held back: partition %s[%d] is no longer ours offset=%d",
-                     source.topic, source.partition, source.offset)  # fmt: skip
+            log.debug(
+                "result held back: partition %s[%d] is no longer ours offset=%d",
+                source.topic,
+                source.partition,
+                source.offset,
+            )
             if dedup is not None:
                 self._dedup.abandon(dedup.event_id)
             return False
@@ -307,13 +323,17 @@ class Checkpoint:
             self._held.pop(source)
             records = [
                 replace(r, on_delivery=self._result_delivered_ahead)
-                if r.topic == self._topics.results else r
+                if r.topic == self._topics.results
+                else r
                 for r in held.records
-            ]  # fmt: skip
+            ]
             self._publish(Held(records, held.dedup), source[1])
         if ahead:
-            log.info("results published ahead of their offsets count=%d partitions=%s",
-                     len(ahead), sorted(partitions))  # fmt: skip
+            log.info(
+                "results published ahead of their offsets count=%d partitions=%s",
+                len(ahead),
+                sorted(partitions),
+            )
         return [source for source, _ in ahead]
 
     def abandon(self, items: list[Pending]) -> None:

@@ -55,8 +55,9 @@ class Service:
         self.metrics = metrics or Metrics()
         self.tables = ReferenceTables.for_topics(codec, settings.topics)
         self.ready = threading.Event()
-        self.monitor = Monitor(self.metrics, settings.topics.triggered, self.ready,
-                               lambda: codec.registry_problem)  # fmt: skip
+        self.monitor = Monitor(
+            self.metrics, settings.topics.triggered, self.ready, lambda: codec.registry_problem
+        )
         self._codec = codec
         self._client = client
         self._clock_ms = clock_ms
@@ -70,15 +71,26 @@ class Service:
     def run(self) -> None:
         with contextlib.ExitStack() as stack:
             try:
-                parts = open_parts(stack, self.settings, codec=self._codec, client=self._client,
-                                   reference=self.tables, metrics=self.metrics,
-                                   monitor=self.monitor, clock_ms=self._clock_ms,
-                                   stopping=self._stop)  # fmt: skip
+                parts = open_parts(
+                    stack,
+                    self.settings,
+                    codec=self._codec,
+                    client=self._client,
+                    reference=self.tables,
+                    metrics=self.metrics,
+                    monitor=self.monitor,
+                    clock_ms=self._clock_ms,
+                    stopping=self._stop,
+                )
             except StoppedWhileStarting:
                 log.info("stopped before taking traffic")
                 return
-            log.info("consuming topic=%s group=%s instance=%s", self.settings.topics.triggered,
-                     self.settings.group_id, self.settings.instance_id)  # fmt: skip
+            log.info(
+                "consuming topic=%s group=%s instance=%s",
+                self.settings.topics.triggered,
+                self.settings.group_id,
+                self.settings.instance_id,
+            )
             if self._on_ready is not None:
                 self._on_ready()
             self.ready.set()

@@ -83,8 +83,10 @@ class RetryTopic:
     def committed(self, changes: list[ParkingChange]) -> None:
         """The transaction holding `changes` committed: the local table takes them."""
         if changes:
-            self.table.apply([c.row for c in changes if c.row is not None],
-                             [c.event_id for c in changes if c.row is None])  # fmt: skip
+            self.table.apply(
+                [c.row for c in changes if c.row is not None],
+                [c.event_id for c in changes if c.row is None],
+            )
         for change in changes:
             self._taken.pop(change.event_id, None)
 
@@ -98,8 +100,13 @@ class RetryTopic:
         """Parked events of `partitions` that are due and not taken yet (at most `limit` taken
         at a time), now taken."""
         room = limit - len(self._taken)
-        records = self.table.due(partitions, limit=room, skip_ids=self._taken.keys(),
-                                 skip_datasets=skip_datasets, due_by_ms=due_by_ms)  # fmt: skip
+        records = self.table.due(
+            partitions,
+            limit=room,
+            skip_ids=self._taken.keys(),
+            skip_datasets=skip_datasets,
+            due_by_ms=due_by_ms,
+        )
         due = [decode_parked(record) for record in records]
         for parked in due:
             self._taken[parked.event_id] = parked.partition

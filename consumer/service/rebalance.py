@@ -112,8 +112,9 @@ class Rebalance:
             self._callbacks_done = self._clock()
 
     def on_lost(self, consumer: InputConsumer, partitions: list[TopicPartition]) -> None:
-        log.warning("lost %s; their uncommitted messages will be processed again",
-                    _names(partitions))  # fmt: skip
+        log.warning(
+            "lost %s; their uncommitted messages will be processed again", _names(partitions)
+        )
         self._metrics.rebalances.labels("lost").inc()
         gone = self._release(partitions)
         try:
@@ -166,8 +167,12 @@ class Rebalance:
             self._checkpoint.turn()
             time.sleep(0.01)
         if left:
-            log.warning("drain timed out after %.0f s: %d events in flight without an answer; "
-                        "the next owner sends them again", self._drain_timeout_s, left)  # fmt: skip
+            log.warning(
+                "drain timed out after %.0f s: %d events in flight without an answer; "
+                "the next owner sends them again",
+                self._drain_timeout_s,
+                left,
+            )
         self._checkpoint.commit(force=True, letting_go=partitions)
 
     def _release(self, partitions: list[TopicPartition]) -> set[Partition]:

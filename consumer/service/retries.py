@@ -71,11 +71,13 @@ class ParkedRetries:
         if breaker.is_open:
             if not breaker.probe_due():
                 return []
-            due = self._retry.take_due(partitions, self._retry.taken() + 1,
-                                       due_by_ms=_FAR_FUTURE_MS)  # fmt: skip
+            due = self._retry.take_due(
+                partitions, self._retry.taken() + 1, due_by_ms=_FAR_FUTURE_MS
+            )
         else:
-            due = self._retry.take_due(partitions, self._max_taken,
-                                       self._dispatcher.throttled_datasets())  # fmt: skip
+            due = self._retry.take_due(
+                partitions, self._max_taken, self._dispatcher.throttled_datasets()
+            )
         verdicts: list[Resolved | Send] = []
         for parked in due:
             verdict = self._triage.parked(parked)

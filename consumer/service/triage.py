@@ -176,7 +176,10 @@ class Triage:
             return None  # fetched before its partition was let go: its next owner reads it
         if self._restore.is_restoring(source.partition):
             return Rewind(source)  # assigned a moment ago: its dedup entries are not restored
-        if self._restore.already_resolved(source.partition, source.offset):
+        event_id = data.get("event_id") if isinstance(data, dict) else None
+        if self._restore.already_resolved(
+            source.partition, source.offset, event_id if isinstance(event_id, str) else None
+        ):
             return AlreadyResolved(source)
         if self._outbox.has(source.topic, source.partition, source.offset):
             if isinstance(data, dict) and isinstance(data.get("event_id"), str):
@@ -184,8 +187,13 @@ class Triage:
                 self._dedup.begin(data["event_id"])
             return Recover(source)
         if isinstance(data, SchemaUnavailableError):
-            log.warning("schema registry unavailable topic=%s partition=%d offset=%d: %s",
-                        source.topic, source.partition, source.offset, data)  # fmt: skip
+            log.warning(
+                "schema registry unavailable topic=%s partition=%d offset=%d: %s",
+                source.topic,
+                source.partition,
+                source.offset,
+                data,
+            )
             return Rewind(source, schema_unavailable=True)
         received = DeadLetter(msg.key(), msg.value())
         now_ms = self._clock_ms()
@@ -219,11 +227,17 @@ class Triage:
             log.warning("schema registry unavailable for a parked event: %s", exc)
             return None
         except (DecodeError, KeyError, ValueError, TypeError) as exc:  # it was decoded once
-            return _undecodable(parked.source, f"parked event: {exc}"[:200], parked.received,
-                                self._clock_ms(), parked)  # fmt: skip
+            return _undecodable(
+                parked.source,
+                f"parked event: {exc}"[:200],
+                parked.received,
+                self._clock_ms(),
+                parked,
+            )
         self._dedup.begin(trigger.event_id)
-        verdict = self._decide(parked.source, self._enrich(trigger), parked.received,
-                               self._clock_ms(), parked)  # fmt: skip
+        verdict = self._decide(
+            parked.source, self._enrich(trigger), parked.received, self._clock_ms(), parked
+        )
         if isinstance(verdict, Resolved):
             letter = verdict.dead_letter
             if verdict.result.reason is Reason.EVENT_TOO_OLD:
@@ -244,9 +258,13 @@ class Triage:
         try:
             decision = decide(trigger, connection, now_ms, self._rules, self._restricted_assets)
         except Exception as exc:  # an unforeseen rule break must not stop the partition
-            log.exception("rule evaluation failed topic=%s partition=%d offset=%d event_id=%s",
-                          source.topic, source.partition, source.offset,
-                          trigger.event_id)  # fmt: skip
+            log.exception(
+                "rule evaluation failed topic=%s partition=%d offset=%d event_id=%s",
+                source.topic,
+                source.partition,
+                source.offset,
+                trigger.event_id,
+            )
             detail = f"unexpected error evaluating the event: {type(exc).__name__}"
             refusal = Refusal(False, Reason.INVALID_EVENT, detail)
             return Resolved(refusal.result(source, trigger, now_ms), received)

@@ -107,8 +107,15 @@ def open_parts(
     parked.create_table()
     producer_config = {**s.kafka_config("producer"), **rdkafka_log}
     transaction_timeout_s = float(producer_config.get("transaction.timeout.ms", 60_000)) / 1000
-    restore = DedupRestore(dedup, parked, codec, consumer_config, admin_config,
-                           transaction_timeout_s=transaction_timeout_s)  # fmt: skip
+    restore = DedupRestore(
+        dedup,
+        parked,
+        codec,
+        consumer_config,
+        admin_config,
+        input_topic=s.topics.triggered,
+        transaction_timeout_s=transaction_timeout_s,
+    )
     _closing(stack, restore).open()
     dedup.purge()
     outbox = Outbox(store)
@@ -127,47 +134,86 @@ def open_parts(
     consumer = _closing(stack, Consumer(_consumer_config(s, consumer_config, monitor, owned)))
     restricted_assets: set[str] = set()
     breaker = CircuitBreaker(on_change=monitor.breaker)
-    dispatcher = Dispatcher(client, metrics, retry_deadline_s=s.retry_deadline_s,
-                            retry_inline_s=s.retry_inline_s, on_restricted=restricted_assets.add,
-                            breaker=breaker)  # fmt: skip
-    sender = Sender(dispatcher, Batcher(s.batch_size, s.batch_linger_ms / 1000),
-                    s.max_in_flight_requests)  # fmt: skip
+    dispatcher = Dispatcher(
+        client,
+        metrics,
+        retry_deadline_s=s.retry_deadline_s,
+        retry_inline_s=s.retry_inline_s,
+        on_restricted=restricted_assets.add,
+        breaker=breaker,
+    )
+    sender = Sender(
+        dispatcher, Batcher(s.batch_size, s.batch_linger_ms / 1000), s.max_in_flight_requests
+    )
     _closing(stack, sender).start()
     encode_result = codec.encoder("ConversionResult", s.topics.results)
     retry = RetryTopic(parked, s.topics.triggered, s.park_delays_s)
     checkpoint = Checkpoint(
-        consumer=consumer, publisher=publisher, outbox=outbox, dedup=dedup, owned=owned,
+        consumer=consumer,
+        publisher=publisher,
+        outbox=outbox,
+        dedup=dedup,
+        owned=owned,
         retry=retry,
-        topics=s.topics, encode_result=encode_result,
-        metrics=metrics, monitor=monitor, commit_interval_s=s.commit_interval_ms / 1000,
+        topics=s.topics,
+        encode_result=encode_result,
+        metrics=metrics,
+        monitor=monitor,
+        commit_interval_s=s.commit_interval_ms / 1000,
         clock_ms=clock_ms,
-    )  # fmt: skip
-    flow = FlowControl(consumer=consumer, restore=restore, owned=owned,
-                       max_pending=s.max_pending_events, max_pending_bytes=s.max_pending_bytes,
-                       breaker=breaker,
-                       metrics=metrics)  # fmt: skip
+    )
+    flow = FlowControl(
+        consumer=consumer,
+        restore=restore,
+        owned=owned,
+        max_pending=s.max_pending_events,
+        max_pending_bytes=s.max_pending_bytes,
+        breaker=breaker,
+        metrics=metrics,
+    )
     rebalance = Rebalance(
-        owned=owned, checkpoint=checkpoint, flow=flow, sender=sender,
-        restore=restore, outbox=outbox, topics=s.topics, drain_timeout_s=s.drain_timeout_s,
+        owned=owned,
+        checkpoint=checkpoint,
+        flow=flow,
+        sender=sender,
+        restore=restore,
+        outbox=outbox,
+        topics=s.topics,
+        drain_timeout_s=s.drain_timeout_s,
         session_timeout_s=float(consumer_config.get("session.timeout.ms", 45_000)) / 1000,
         metrics=metrics,
-    )  # fmt: skip
+    )
     stack.callback(metrics.flush)
     stack.callback(rebalance.closing)
     triage = Triage(
-        codec=codec, dedup=dedup, parked=parked, restore=restore, outbox=outbox,
+        codec=codec,
+        dedup=dedup,
+        parked=parked,
+        restore=restore,
+        outbox=outbox,
         tables=reference,
-        credentials=CredentialStore(s.credentials_dir), rules=Rules.from_settings(s),
-        restricted_assets=restricted_assets, owned=owned,
-        metrics=metrics, clock_ms=clock_ms,
-    )  # fmt: skip
+        credentials=CredentialStore(s.credentials_dir),
+        rules=Rules.from_settings(s),
+        restricted_assets=restricted_assets,
+        owned=owned,
+        metrics=metrics,
+        clock_ms=clock_ms,
+    )
     retries = ParkedRetries(
-        retry=retry, triage=triage, restore=restore, dispatcher=dispatcher, owned=owned,
-        metrics=metrics, max_taken=min(s.batch_size * s.max_in_flight_requests,
-                                       s.max_pending_events // 2),
-    )  # fmt: skip
-    consumer.subscribe([s.topics.triggered], on_assign=rebalance.on_assign,
-                       on_revoke=rebalance.on_revoke, on_lost=rebalance.on_lost)  # fmt: skip
+        retry=retry,
+        triage=triage,
+        restore=restore,
+        dispatcher=dispatcher,
+        owned=owned,
+        metrics=metrics,
+        max_taken=min(s.batch_size * s.max_in_flight_requests, s.max_pending_events // 2),
+    )
+    consumer.subscribe(
+        [s.topics.triggered],
+        on_assign=rebalance.on_assign,
+        on_revoke=rebalance.on_revoke,
+        on_lost=rebalance.on_lost,
+    )
     return Parts(consumer, tables, triage, retries, sender, checkpoint, flow, rebalance)
 
 

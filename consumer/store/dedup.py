@@ -5,11 +5,20 @@ Every processed `event_id` (sent, skipped or failed) counts for `window_s` (7 da
 lives in the state store and is rebuilt from the results topic (`dedup_restore.py`); entries of
 the open transaction are kept in memory until it commits, and messages in progress are tracked
 too, so a second copy arriving before the first is resolved is a duplicate as well.
+
+The window is kept while the service runs: `purge_step` walks the table in key order a slice
+at a time and deletes what is older than the window, so an id leaves the disk at most one sweep
+after its window ends (a sweep of 100 million ids takes hours at the loop's pace), with no index
+on time to pay for. The rows are compact (about 30 bytes an id on disk, measured in
+`tests/unit/store/test_dedup.py`): an id that is a UUID in its canonical form is kept as its
+16 bytes, any other id as its text (SQLite never finds a text equal to a blob, so the two
+cannot meet); the status is a small number, the time a number of seconds since 2020.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 
 from consumer.events.results import DedupEntry
@@ -19,8 +28,31 @@ __all__ = ["IN_PROGRESS", "PARKED", "Dedup", "DedupRow"]
 
 IN_PROGRESS = "IN_PROGRESS"
 PARKED = "PARKED"  # waiting in the retry topic: a copy of it is a duplicate too
-DedupRow = tuple[str, str, int, int]  # event_id, status, processed at (ms), results partition
-_INSERT = "INSERT OR REPLACE INTO dedup (event_id, status, at, partition) VALUES (?, ?, ?, ?)"
+DedupRow = tuple[str, str, int]  # event_id, status, processed at (ms)
+
+# the most frequent statuses are 0 and 1, which SQLite stores in no byte at all
+_STATUS_CODES = {"SENT": 0, "SKIPPED": 1, "FAILED": 2, PARKED: 3}
+_STATUSES = {code: status for status, code in _STATUS_CODES.items()}
+_EPOCH_S = 1_577_836_800  # 2020-01-01: seconds since then fit in 4 bytes until 2088
+_INSERT = "INSERT OR REPLACE INTO dedup_ids (id, status, at) VALUES (?, ?, ?)"
+_CHUNK = 500  # ids bound in one query
+
+
+def id_key(event_id: str) -> bytes | str:
+    """The table's key of `event_id`: 16 bytes for a UUID written in its canonical form (the
+    same UUID in capitals is another id, and stays text), the text itself otherwise."""
+    if len(event_id) == 36:
+        try:
+            parsed = uuid.UUID(event_id)
+        except ValueError:
+            return event_id
+        if str(parsed) == event_id:
+            return parsed.bytes
+    return event_id
+
+
+def _stored_at(at_ms: int) -> int:
+    return max(0, at_ms // 1000 - _EPOCH_S)
 
 
 class Dedup:
@@ -37,6 +69,7 @@ class Dedup:
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.topic = results_topic
+        self.window_s = window_s
         self._store = store
         self._window_ms = window_s * 1000
         self._clock_ms = clock_ms
@@ -47,17 +80,31 @@ class Dedup:
         # the table's rows for the ids of the batch being handled, read in one query
         self._looked_up: set[str] = set()
         self._found: dict[str, tuple[str, int]] = {}
+        self._sweep_after: bytes | str | None = None  # where the purge's next slice starts
+        self._swept = 0  # ids seen by the sweep under way
+        self.ids: int | None = None  # ids the last whole sweep found (None before one ended)
 
     def create_table(self) -> None:
-        self._store.db.execute(
-            "CREATE TABLE IF NOT EXISTS dedup (event_id TEXT PRIMARY KEY, status TEXT NOT NULL,"
-            " at INTEGER NOT NULL, partition INTEGER NOT NULL) WITHOUT ROWID"
-        )
+        """Create the table. A state folder of an earlier version kept ids as text with their
+        results partition: its table goes, and the results topic is read again from its start
+        (`dedup_restore.py`), as for a new state folder."""
+        db = self._store.db
+        with self._store.transaction():
+            earlier = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dedup'"
+            ).fetchone()
+            if earlier:
+                db.execute("DROP TABLE dedup")
+                db.execute("DELETE FROM offsets WHERE topic = ?", (self.topic,))
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS dedup_ids (id PRIMARY KEY, status INTEGER NOT NULL,"
+                " at INTEGER NOT NULL) WITHOUT ROWID"
+            )
 
     def reset(self, topic_id: str) -> None:
         """The results topic is new (its id changed): what the table holds is void."""
         with self._store.transaction():
-            self._store.db.execute("DELETE FROM dedup")
+            self._store.db.execute("DELETE FROM dedup_ids")
             self._store.reset_topic(self.topic, topic_id)
 
     # -- reading -----------------------------------------------------------------------------
@@ -66,8 +113,15 @@ class Dedup:
         """Read the table's rows for a consumed batch in one query per 500 ids; `seen` answers
         from them until `forget_looked_up` (the table changes only at commit and restore)."""
         self._looked_up = set(event_ids)
-        rows = self._store.rows_by_event_id("event_id, status, at", "dedup", self._looked_up)
-        self._found = {event_id: (str(status), int(at)) for event_id, status, at in rows}
+        self._found = {}
+        keys = {id_key(e): e for e in self._looked_up}
+        listed = list(keys)
+        for start in range(0, len(listed), _CHUNK):
+            chunk = listed[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT id, status, at FROM dedup_ids WHERE id IN ({marks})"  # noqa: S608 - only placeholders
+            for key, status, at in self._store.db.execute(query, chunk):
+                self._found[keys[key]] = (_STATUSES[int(status)], int(at))
 
     def forget_looked_up(self) -> None:
         self._looked_up = set()
@@ -81,14 +135,20 @@ class Dedup:
         if entry is not None:
             return entry[0]
         if event_id in self._looked_up:
-            row = self._found.get(event_id)
+            found = self._found.get(event_id)
         else:
             row = self._store.db.execute(
-                "SELECT status, at FROM dedup WHERE event_id = ?", (event_id,)
+                "SELECT status, at FROM dedup_ids WHERE id = ?",
+                (id_key(event_id),),
             ).fetchone()
-        if row is None or int(row[1]) < self._clock_ms() - self._window_ms:
+            found = None if row is None else (_STATUSES[int(row[0])], int(row[1]))
+        if found is None or found[1] < _stored_at(self._clock_ms() - self._window_ms):
             return None
-        return str(row[0])
+        return found[0]
+
+    def within_window(self, at_ms: int) -> bool:
+        """A result processed at `at_ms` still counts."""
+        return at_ms >= self._clock_ms() - self._window_ms
 
     # -- the open transaction ----------------------------------------------------------------
 
@@ -120,16 +180,20 @@ class Dedup:
         """The transaction committed: its entries are durable; keep them locally."""
         if not self._uncommitted and not self._result_offsets and not self._first_ahead:
             return
-        rows = [(e, s, at, p) for e, (s, at, p) in self._uncommitted.items()]
+        rows = [(e, s, at) for e, (s, at, _) in self._uncommitted.items()]
         self.store(rows, self._result_offsets | self._first_ahead)
         self._uncommitted.clear()
         self._result_offsets.clear()
         self._first_ahead.clear()
 
     def drop_uncommitted(self, partitions: set[int]) -> None:
-        """The transaction was lost for these partitions: forget what it recorded."""
+        """The transaction was lost for these partitions: forget what it recorded, and where
+        its results were written (aborted, they are no position to resume from)."""
         for event_id in [e for e, v in self._uncommitted.items() if v[2] in partitions]:
             del self._uncommitted[event_id]
+        for partition in partitions:
+            self._result_offsets.pop(partition, None)
+            self._first_ahead.pop(partition, None)
 
     # -- the table ---------------------------------------------------------------------------
 
@@ -137,7 +201,10 @@ class Dedup:
         """Write rows and how far each results partition is read into them, in one transaction."""
         self.forget_looked_up()
         with self._store.transaction():
-            self._store.db.executemany(_INSERT, rows)
+            self._store.db.executemany(
+                _INSERT,
+                [(id_key(e), _STATUS_CODES[s], _stored_at(at)) for e, s, at in rows],
+            )
             for partition, offset in result_offsets.items():
                 self._store.save_offset(self.topic, partition, offset)
 
@@ -147,10 +214,37 @@ class Dedup:
     def stored_topic_id(self) -> str | None:
         return self._store.topic_id(self.topic)
 
+    def purge_step(self, limit: int = 5_000) -> int:
+        """Delete the expired ids among the next `limit` of the table in key order; return
+        how many. The sweep starts again from the first key when it reaches the last."""
+        db = self._store.db
+        if self._sweep_after is None:
+            rows = db.execute(
+                "SELECT id, at FROM dedup_ids ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        else:
+            rows = db.execute(
+                "SELECT id, at FROM dedup_ids WHERE id > ? ORDER BY id LIMIT ?",
+                (self._sweep_after, limit),
+            ).fetchall()
+        cutoff = _stored_at(self._clock_ms() - self._window_ms)
+        expired = [(key,) for key, at in rows if int(at) < cutoff]
+        self._swept += len(rows) - len(expired)
+        if len(rows) < limit:  # the end of the table: the next slice starts over
+            self._sweep_after, self.ids, self._swept = None, self._swept, 0
+        else:
+            self._sweep_after = rows[-1][0]
+        if expired:
+            self.forget_looked_up()
+            with self._store.transaction():
+                db.executemany("DELETE FROM dedup_ids WHERE id = ?", expired)
+        return len(expired)
+
     def purge(self) -> int:
-        """Delete entries older than the window; return how many."""
-        cutoff = self._clock_ms() - self._window_ms
-        self.forget_looked_up()
-        with self._store.transaction():
-            cursor = self._store.db.execute("DELETE FROM dedup WHERE at < ?", (cutoff,))
-        return cursor.rowcount
+        """Delete every id older than the window (a whole sweep); return how many."""
+        self._sweep_after, self._swept = None, 0
+        purged = self.purge_step()
+        while self._sweep_after is not None:
+            purged += self.purge_step()
+        return purged

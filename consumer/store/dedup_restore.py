@@ -94,11 +94,13 @@ class DedupRestore:
         kafka_config: Mapping[str, Any],
         admin_config: Mapping[str, Any],
         *,
+        input_topic: str,
         transaction_timeout_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dedup = dedup
         self._parked = parked
+        self._input_topic = input_topic
         self._stall_s = transaction_timeout_s + _STALL_MARGIN_S
         self._clock = clock
         self._topic = dedup.topic
@@ -110,7 +112,8 @@ class DedupRestore:
         self._restoring: dict[Partition, int] = {}  # (topic, partition) -> end offset to reach
         self._progress: dict[Partition, tuple[float, int]] = {}  # -> when it moved, position
         self._committed_input: dict[int, int] = {}  # partition -> committed input offset
-        self._resolved: dict[int, set[int]] = {}  # partition -> input offsets with a result
+        # partition -> input offsets with a result -> its event_id ("" when it has none)
+        self._resolved: dict[int, dict[int, str]] = {}
         self.partitions = 0
         self.records_restored = 0
         self._registry_wait = RegistryWait("dedup restore")
@@ -151,7 +154,7 @@ class DedupRestore:
         stored = self._stored()
         for partition, committed in committed_input.items():
             self._committed_input[partition] = committed
-            self._resolved[partition] = set()
+            self._resolved[partition] = {}
             for topic in self._topics:
                 tp = TopicPartition(topic, partition)
                 low, high = self._consumer.get_watermark_offsets(tp, timeout=30)
@@ -167,8 +170,10 @@ class DedupRestore:
 
     def _stored(self) -> dict[str, dict[int, int]]:
         """How far the local tables have read each topic's partitions."""
-        return {self._dedup.topic: self._dedup.stored_offsets(),
-                self._parked.topic: self._parked.stored_offsets()}  # fmt: skip
+        return {
+            self._dedup.topic: self._dedup.stored_offsets(),
+            self._parked.topic: self._parked.stored_offsets(),
+        }
 
     def _reassign(self, stored: Mapping[str, Mapping[int, int]]) -> None:
         assert self._consumer is not None, "open() first"
@@ -185,10 +190,14 @@ class DedupRestore:
     def is_restoring(self, partition: int) -> bool:
         return any(p == partition for _, p in self._restoring)
 
-    def already_resolved(self, partition: int, offset: int) -> bool:
-        """This input message has a visible result already (see the module docstring)."""
+    def already_resolved(self, partition: int, offset: int, event_id: str | None) -> bool:
+        """This input message has a visible result already (see the module docstring). A
+        result naming another `event_id` than the message's is of another message at the same
+        offset (the input topic was deleted and created again): not this one's."""
         resolved = self._resolved.get(partition)
-        return bool(resolved) and offset in resolved  # type: ignore[operator]
+        if not resolved or offset not in resolved:
+            return False
+        return not (event_id and resolved[offset] and resolved[offset] != event_id)
 
     def step(self, max_records: int = 20_000) -> list[int]:
         """Apply a slice of the results; return the partitions now restored."""
@@ -228,15 +237,20 @@ class DedupRestore:
         except DecodeError:
             log.warning("undecodable result while restoring partition=%d", partition)
             return None
-        source = int(result["source_partition"])
-        if source == partition and result["source_offset"] >= self._committed_input.get(
-            partition, 0
+        event_id = result.get("event_id") or ""
+        source, offset = int(result["source_partition"]), int(result["source_offset"])
+        if (
+            result["source_topic"] == self._input_topic
+            and source == partition
+            and offset >= self._committed_input.get(partition, 0)
         ):
-            self._resolved.setdefault(partition, set()).add(int(result["source_offset"]))
-        event_id = result.get("event_id")
+            self._resolved.setdefault(partition, {})[offset] = event_id
+        processed_at = int(result["processed_at"])
         if not event_id or result.get("reason") == Reason.DUPLICATE:
             return None
-        return event_id, result["status"], int(result["processed_at"]), partition
+        if not self._dedup.within_window(processed_at):
+            return None  # it counts no more: the table keeps only the window
+        return event_id, result["status"], processed_at
 
     def _finished_partitions(self) -> list[int]:
         assert self._consumer is not None, "open() first"
@@ -251,9 +265,12 @@ class DedupRestore:
             elif now - self._progress[key][0] > self._stall_s and self._stuck(key):
                 # read_committed stops at the last stable offset: an open transaction of a dead
                 # instance holds it until the broker aborts it. What lies behind is uncommitted.
-                log.warning("dedup restore stuck behind an open transaction topic=%s "
-                            "partition=%d for %.0f s; going on with what is committed", *key,
-                            now - self._progress[key][0])  # fmt: skip
+                log.warning(
+                    "dedup restore stuck behind an open transaction topic=%s "
+                    "partition=%d for %.0f s; going on with what is committed",
+                    *key,
+                    now - self._progress[key][0],
+                )
                 done.append(key)
         for key in done:
             del self._restoring[key]
@@ -262,9 +279,12 @@ class DedupRestore:
         if done:
             self._reassign(self._stored())
         if restored:
-            log.info("dedup restored partitions=%s records=%d resolved_uncommitted=%d",
-                     restored, self.records_restored,
-                     sum(len(self._resolved.get(p, ())) for p in restored))  # fmt: skip
+            log.info(
+                "dedup restored partitions=%s records=%d resolved_uncommitted=%d",
+                restored,
+                self.records_restored,
+                sum(len(self._resolved.get(p, ())) for p in restored),
+            )
         return restored
 
     def _stuck(self, key: Partition) -> bool:

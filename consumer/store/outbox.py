@@ -69,8 +69,7 @@ class Outbox:
                 db.execute("UPDATE outbox SET at = ?", (now,))
             purged = db.execute("DELETE FROM outbox WHERE at < ?", (now - self._window_ms,))
         if purged.rowcount:
-            log.info("outbox entries older than the event window purged count=%d",
-                     purged.rowcount)  # fmt: skip
+            log.info("outbox entries older than the event window purged count=%d", purged.rowcount)
 
     def load(self, topic: str, partition: int, committed: int) -> None:
         """Remember which offsets of a newly assigned partition have an entry; drop the ones
@@ -85,8 +84,12 @@ class Outbox:
         ).fetchall()
         self._known[(topic, partition)] = {int(r[0]) for r in rows}
         if rows:
-            log.info("outbox entries to publish topic=%s partition=%d count=%d",
-                     topic, partition, len(rows))  # fmt: skip
+            log.info(
+                "outbox entries to publish topic=%s partition=%d count=%d",
+                topic,
+                partition,
+                len(rows),
+            )
 
     def forget(self, topic: str, partition: int) -> None:
         self._known.pop((topic, partition), None)
@@ -107,15 +110,21 @@ class Outbox:
         entry = orjson.dumps(
             {
                 "records": [
-                    {"topic": r.topic, "key": _b64(r.key), "value": _b64(r.value),
-                     "partition": r.partition,
-                     "headers": [[k, _b64(v if isinstance(v, bytes) else str(v or "").encode())]
-                                 for k, v in (r.headers or [])]}
+                    {
+                        "topic": r.topic,
+                        "key": _b64(r.key),
+                        "value": _b64(r.value),
+                        "partition": r.partition,
+                        "headers": [
+                            [k, _b64(v if isinstance(v, bytes) else str(v or "").encode())]
+                            for k, v in (r.headers or [])
+                        ],
+                    }
                     for r in records
                 ],
                 "dedup": None if dedup is None else list(dedup),
             }
-        )  # fmt: skip
+        )
         self._pending.append((topic, partition, offset, entry, self._clock_ms()))
 
     def flush(self) -> None:
@@ -141,12 +150,15 @@ class Outbox:
         source = (topic, partition)
         records = [
             OutRecord(
-                r["topic"], _unb64(r["key"]), _unb64(r["value"]), source,
+                r["topic"],
+                _unb64(r["key"]),
+                _unb64(r["value"]),
+                source,
                 partition=r["partition"],
                 headers=[(k, _unb64(v)) for k, v in r["headers"]] or None,
             )
             for r in data["records"]
-        ]  # fmt: skip
+        ]
         dedup = DedupEntry(str(data["dedup"][0]), str(data["dedup"][1])) if data["dedup"] else None
         return records, dedup
 

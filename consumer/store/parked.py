@@ -53,8 +53,14 @@ def decode_parked(value: bytes) -> ParkedEvent:
 
 def parked_row(parked: ParkedEvent, value: bytes) -> ParkedRow:
     """The table's row for `parked`, encoded as `value`."""
-    return ParkedRow(parked.event_id, parked.partition, parked.dataset_id, parked.due_at,
-                     parked.first_parked_at, value)  # fmt: skip
+    return ParkedRow(
+        parked.event_id,
+        parked.partition,
+        parked.dataset_id,
+        parked.due_at,
+        parked.first_parked_at,
+        value,
+    )
 
 
 class ParkedTable:
@@ -149,9 +155,11 @@ class ParkedTable:
         with self._store.transaction():
             self._store.db.executemany(
                 _UPSERT,
-                [(r.event_id, r.partition, r.dataset_id, r.due_at, r.first_parked_at, r.record)
-                 for r in parked],
-            )  # fmt: skip
+                [
+                    (r.event_id, r.partition, r.dataset_id, r.due_at, r.first_parked_at, r.record)
+                    for r in parked
+                ],
+            )
             self._store.db.executemany(
                 "DELETE FROM parked WHERE event_id = ?", [(e,) for e in ended]
             )

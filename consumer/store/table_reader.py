@@ -121,8 +121,12 @@ class Table(Generic[V]):
             self._build(data)  # refuse what could not be used later
         except (DecodeError, KeyError, ValueError, TypeError) as exc:
             self.errors += 1
-            log.warning("undecodable table record table=%s key_len=%d error=%s",
-                        self.name, len(text_key), exc)  # fmt: skip
+            log.warning(
+                "undecodable table record table=%s key_len=%d error=%s",
+                self.name,
+                len(text_key),
+                exc,
+            )
             return
         self.kv.put(text_key, orjson.dumps(data))
 
@@ -144,8 +148,9 @@ class TableReader:
         self._tables = {t.topic: t for t in tables}
         self._store = store
         self._config = reader_config(kafka_config, "tables")
-        self._admin_config = dict(admin_config or {"bootstrap.servers":
-                                                   kafka_config["bootstrap.servers"]})  # fmt: skip
+        self._admin_config = dict(
+            admin_config or {"bootstrap.servers": kafka_config["bootstrap.servers"]}
+        )
         self._consumer: Consumer | None = None
         self._assignment: list[TopicPartition] = []
         self.records_read = 0

@@ -89,8 +89,11 @@ def run(worker: int | None, metrics_fd: int | None) -> None:
                 listening=None if metrics_fd is None else socket.socket(fileno=metrics_fd),
             )
         except OSError as exc:
-            click.echo(f"capi-consumer: CAPI_METRICS_PORT {settings.metrics_port}: cannot listen: "
-                       f"{exc.strerror or exc}", err=True)  # fmt: skip
+            click.echo(
+                f"capi-consumer: CAPI_METRICS_PORT {settings.metrics_port}: cannot listen: "
+                f"{exc.strerror or exc}",
+                err=True,
+            )
             sys.exit(2)
         server.start()
         log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", settings.metrics_port)
@@ -164,8 +167,9 @@ def sandbox(
             light=light,
         )
     except OSError as exc:
-        click.echo(f"capi-consumer sandbox: {host}:{port}: cannot listen: {exc.strerror or exc}",
-                   err=True)  # fmt: skip
+        click.echo(
+            f"capi-consumer sandbox: {host}:{port}: cannot listen: {exc.strerror or exc}", err=True
+        )
         sys.exit(2)
     click.echo(f"sandbox listening on {server.url}")
     sys.stdout.flush()
@@ -176,13 +180,37 @@ def sandbox(
 
 _CHANNELS = click.Choice(["WHATSAPP", "MESSENGER", "INSTAGRAM"], case_sensitive=False)
 _EVENT_TYPES = click.Choice(
-    ["PURCHASE", "LEAD_SUBMITTED", "QUALIFIED_LEAD", "INITIATE_CHECKOUT", "ADD_TO_CART",
-     "VIEW_CONTENT", "ORDER_CREATED", "ORDER_SHIPPED", "ORDER_DELIVERED", "ORDER_CANCELED",
-     "ORDER_RETURNED", "CART_ABANDONED", "RATING_PROVIDED", "REVIEW_PROVIDED"],
+    [
+        "PURCHASE",
+        "LEAD_SUBMITTED",
+        "QUALIFIED_LEAD",
+        "INITIATE_CHECKOUT",
+        "ADD_TO_CART",
+        "VIEW_CONTENT",
+        "ORDER_CREATED",
+        "ORDER_SHIPPED",
+        "ORDER_DELIVERED",
+        "ORDER_CANCELED",
+        "ORDER_RETURNED",
+        "CART_ABANDONED",
+        "RATING_PROVIDED",
+        "REVIEW_PROVIDED",
+    ],
     case_sensitive=False,
-)  # fmt: skip
-_CUSTOMER_OPTIONS = ("email", "phone", "first_name", "last_name", "gender", "date_of_birth",
-                     "city", "state", "zip", "country", "external_id")  # fmt: skip
+)
+_CUSTOMER_OPTIONS = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "gender",
+    "date_of_birth",
+    "city",
+    "state",
+    "zip",
+    "country",
+    "external_id",
+)
 
 
 @main.command("test-event")
@@ -190,8 +218,12 @@ _CUSTOMER_OPTIONS = ("email", "phone", "first_name", "last_name", "gender", "dat
 @click.option("--dataset", "dataset_id", required=True, help="Dataset (pixel) id.")
 @click.option("--test-event-code", required=True, help="From Events Manager > Test events.")
 @click.option("--channel", type=_CHANNELS, default="whatsapp", show_default=True)
-@click.option("--account", "account_id", help="WABA, Page or Instagram account id "
-              "[default: the first of the channel linked to the dataset].")  # fmt: skip
+@click.option(
+    "--account",
+    "account_id",
+    help="WABA, Page or Instagram account id "
+    "[default: the first of the channel linked to the dataset].",
+)
 @click.option("--event-type", type=_EVENT_TYPES, default="lead_submitted", show_default=True)
 @click.option("--currency", help="ISO 4217, for a Purchase.")
 @click.option("--value", help="Total value, for a Purchase.")

@@ -35,16 +35,23 @@ _PARTITIONS = 3
 
 
 def produce_sample_traffic(
-    bootstrap: str, topics: Topics, codec: AvroCodec, triggers: list[dict[str, Any]],
-    connections: list[dict[str, Any]], *, garbage: int = 0,
-    contacts: Sequence[dict[str, Any]] = (), referrals: Sequence[dict[str, Any]] = (),
-) -> int:  # fmt: skip
+    bootstrap: str,
+    topics: Topics,
+    codec: AvroCodec,
+    triggers: list[dict[str, Any]],
+    connections: list[dict[str, Any]],
+    *,
+    garbage: int = 0,
+    contacts: Sequence[dict[str, Any]] = (),
+    referrals: Sequence[dict[str, Any]] = (),
+) -> int:
     """Produce the tables' records, then triggers (and `garbage` undecodable values).
 
     Returns how many input messages (triggers) were produced.
     """
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": "true",
-                         "linger.ms": "20"})  # fmt: skip
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": "true", "linger.ms": "20"}
+    )
     tables = (
         ("MetaConnection", topics.connections, connections),
         ("Contact", topics.contacts, contacts),
@@ -120,9 +127,15 @@ def run_demo(count: int, timeout_s: float) -> int:
         creds = write_credentials(Path(tmp) / "credentials", world.credentials)
         create_service_topics(broker.bootstrap_servers, topics, _PARTITIONS)
         expected = produce_sample_traffic(
-            broker.bootstrap_servers, topics, codec, world.triggers(count), world.connections(),
-            garbage=2, contacts=world.contacts(), referrals=world.referrals(),
-        )  # fmt: skip
+            broker.bootstrap_servers,
+            topics,
+            codec,
+            world.triggers(count),
+            world.connections(),
+            garbage=2,
+            contacts=world.contacts(),
+            referrals=world.referrals(),
+        )
         echo(f"produced {expected} triggers ({count} samples, 2 undecodable)")
         settings = Settings(
             bootstrap_servers=broker.bootstrap_servers,

@@ -83,12 +83,20 @@ class EmbeddedBroker:
             url = f"tcp://127.0.0.1:{port}"
             env = {k: v for k, v in os.environ.items() if k not in ("RUST_LOG",)}
             self._process = subprocess.Popen(
-                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"],
+                [
+                    binary,
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 env=env,
-            )  # fmt: skip
+            )
             self.bootstrap_servers = f"127.0.0.1:{port}"
             if self._wait_ready():
                 log.info("embedded broker ready bootstrap=%s", self.bootstrap_servers)
@@ -193,9 +201,11 @@ def service_topics(
         # parked events: partition p holds input partition p's; compacted, the latest record
         # of each event_id counts, and stays until a tombstone ends its parking
         (topics.retry, results_partitions or partitions, COMPACT),
-        *((name, partitions, COMPACT) for name in (topics.connections, topics.contacts,
-                                                   topics.referrals)),
-    ]  # fmt: skip
+        *(
+            (name, partitions, COMPACT)
+            for name in (topics.connections, topics.contacts, topics.referrals)
+        ),
+    ]
 
 
 def create_service_topics(bootstrap_servers: str, topics: Topics, partitions: int = 3) -> None:

@@ -83,8 +83,11 @@ def create_topics(settings: Settings, partitions: int) -> tuple[list[str], bool]
     existing = topic_partitions(settings)
     at_least = max(partitions, existing.get(t.triggered, partitions))
     plan = service_topics(t, partitions, results_partitions=at_least)
-    new = [NewTopic(n, num_partitions=p, replication_factor=1, config=c)
-           for n, p, c in plan if n not in existing]  # fmt: skip
+    new = [
+        NewTopic(n, num_partitions=p, replication_factor=1, config=c)
+        for n, p, c in plan
+        if n not in existing
+    ]
     futures = {}
     if new:
         admin = AdminClient(_config(settings, "admin"))
@@ -103,8 +106,10 @@ def create_topics(settings: Settings, partitions: int) -> tuple[list[str], bool]
     for topic in (t.results, t.retry):
         if existing.get(topic, at_least) < existing.get(t.triggered, partitions):
             ok = False
-            lines.append(f"{topic}: fewer partitions than {t.triggered}; the service needs at "
-                         "least as many (delete and create it again)")  # fmt: skip
+            lines.append(
+                f"{topic}: fewer partitions than {t.triggered}; the service needs at "
+                "least as many (delete and create it again)"
+            )
     return lines, ok
 
 
@@ -114,8 +119,14 @@ def _partitions(count: int) -> str:
 
 def produce(settings: Settings, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
     """Produce (topic, key, value) messages and wait until the broker has them all."""
-    producer = Producer({**_config(settings, "producer"), "enable.idempotence": "true",
-                         "linger.ms": "20", "message.timeout.ms": "10000"})  # fmt: skip
+    producer = Producer(
+        {
+            **_config(settings, "producer"),
+            "enable.idempotence": "true",
+            "linger.ms": "20",
+            "message.timeout.ms": "10000",
+        }
+    )
     errors: list[str] = []
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:
@@ -132,8 +143,10 @@ def produce(settings: Settings, messages: Sequence[tuple[str, bytes, bytes]]) ->
     left = producer.flush(15)
     if left or errors:
         reason = errors[0] if errors else "no answer"
-        raise LocalError(f"broker {settings.bootstrap_servers}: {left + len(errors)} of "
-                         f"{len(messages)} messages not delivered ({reason})")  # fmt: skip
+        raise LocalError(
+            f"broker {settings.bootstrap_servers}: {left + len(errors)} of "
+            f"{len(messages)} messages not delivered ({reason})"
+        )
 
 
 # ---- JSON records checked against the contract's Avro schemas, with friendly messages ----
@@ -247,11 +260,14 @@ def _now_ms() -> int:
 def _generated(name: str) -> dict[str, Callable[[], Any]]:
     """Fields a user may leave out although the schema requires them."""
     generated: dict[str, dict[str, Callable[[], Any]]] = {
-        "ConversionTriggered": {"event_id": lambda: f"evt-{uuid.uuid4().hex[:16]}",
-                                "occurred_at": _now_ms, "customer_info": dict},
+        "ConversionTriggered": {
+            "event_id": lambda: f"evt-{uuid.uuid4().hex[:16]}",
+            "occurred_at": _now_ms,
+            "customer_info": dict,
+        },
         "Contact": {"updated_at": _now_ms},
         "MetaConnection": {"updated_at": _now_ms},
-    }  # fmt: skip
+    }
     return generated.get(name, {})
 
 
@@ -274,17 +290,23 @@ class Tail:
     def __init__(self, settings: Settings, topic: str) -> None:
         self._settings = settings
         partitions = require_topics(settings, topic)[topic]
-        self._consumer = Consumer({
-            **_config(settings, "consumer"), "group.id": f"capi-tail-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": "false", "isolation.level": "read_committed",
-            "enable.partition.eof": "true",
-        })  # fmt: skip
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING)
-                               for p in range(partitions)])  # fmt: skip
+        self._consumer = Consumer(
+            {
+                **_config(settings, "consumer"),
+                "group.id": f"capi-tail-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": "false",
+                "isolation.level": "read_committed",
+                "enable.partition.eof": "true",
+            }
+        )
+        self._consumer.assign(
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)]
+        )
         self._partitions = partitions
 
-    def messages(self, *, follow: bool, stopped: Callable[[], bool],
-                 idle_s: float = 5.0) -> Iterator[Message]:  # fmt: skip
+    def messages(
+        self, *, follow: bool, stopped: Callable[[], bool], idle_s: float = 5.0
+    ) -> Iterator[Message]:
         """What the topic holds; then, with `follow`, what comes until `stopped()`. Without it,
         ends when every partition is read to its end (or nothing came for `idle_s`)."""
         at_end: set[int] = set()

@@ -38,8 +38,10 @@ _TABLES = {
 }
 # Tansu 0.6 takes ~23 s to form a group with the default 45 s session timeout, ~3 s with 6 s;
 # and it may miss a LeaveGroup, then holds the next rebalance for max.poll.interval.ms
-_FAST_GROUPS = ("CAPI_KAFKA_SESSION_TIMEOUT_MS=6000 CAPI_KAFKA_HEARTBEAT_INTERVAL_MS=500 "
-                "CAPI_KAFKA_MAX_POLL_INTERVAL_MS=45000")  # fmt: skip
+_FAST_GROUPS = (
+    "CAPI_KAFKA_SESSION_TIMEOUT_MS=6000 CAPI_KAFKA_HEARTBEAT_INTERVAL_MS=500 "
+    "CAPI_KAFKA_MAX_POLL_INTERVAL_MS=45000"
+)
 RESULTS_HEADER = f"{'EVENT_ID':<24} {'STATUS':<8} {'REASON':<24} {'DATASET':<10} SOURCE"
 DLQ_HEADER = f"{'EVENT_ID':<24} {'SOURCE':<28} ERROR"
 
@@ -84,8 +86,13 @@ def _listened_on(port: int) -> bool:
 
 
 @click.command()
-@click.option("--port", default=9092, show_default=True, type=click.IntRange(0, 65535),
-              help="Port on 127.0.0.1; 0 picks a free one.")  # fmt: skip
+@click.option(
+    "--port",
+    default=9092,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port on 127.0.0.1; 0 picks a free one.",
+)
 @one_line_errors
 def broker(port: int) -> None:
     """Run the embedded Kafka broker (Tansu, in memory) until Ctrl-C.
@@ -98,8 +105,11 @@ def broker(port: int) -> None:
     from consumer.tools.local import LocalError
 
     if port and _listened_on(port):
-        _fail(f"broker: 127.0.0.1:{port}: cannot listen: Address already in use "
-              "(--port 0 picks a free one)", 2)  # fmt: skip
+        _fail(
+            f"broker: 127.0.0.1:{port}: cannot listen: Address already in use "
+            "(--port 0 picks a free one)",
+            2,
+        )
     stop = _on_stop_signals()
     server = EmbeddedBroker(port or None)
     servers = server.start()  # a BrokerError (no binary, no answer) is one line
@@ -107,8 +117,10 @@ def broker(port: int) -> None:
         click.echo(f"bootstrap servers: {servers}")
         click.echo(f"export CAPI_KAFKA_BOOTSTRAP_SERVERS={servers}")
         click.echo(f"export {_FAST_GROUPS}  # group joins in ~3 s on this broker, not ~23 s")
-        click.echo("(embedded Tansu, storage in memory: stopping it loses every topic; "
-                   "Ctrl-C or SIGTERM stops it)")  # fmt: skip
+        click.echo(
+            "(embedded Tansu, storage in memory: stopping it loses every topic; "
+            "Ctrl-C or SIGTERM stops it)"
+        )
         sys.stdout.flush()
         while not stop.wait(0.5):
             if not server.running() and not stop.wait(0.5):  # Ctrl-C reaches it too
@@ -124,9 +136,12 @@ def topics() -> None:
 
 @topics.command("create")
 @click.option(
-    "--partitions", default=3, show_default=True, type=click.IntRange(1, 10_000),
+    "--partitions",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
     help="Partitions of each new topic (results, retry: at least the input's).",
-)  # fmt: skip
+)
 @one_line_errors
 def topics_create(partitions: int) -> None:
     """Create the input, results, dead-letter, retry and the three table topics; those that
@@ -174,8 +189,9 @@ def _write_sample_files(settings: Settings, sandbox_path: Path) -> list[str]:
         write_credentials(creds, world.credentials)
         sandbox_path.write_text(json.dumps(sandbox_config(world), indent=2) + "\n", "utf-8")
     except OSError as exc:
-        raise LocalError(f"{exc.filename}: cannot write: {exc.strerror} "
-                         "(set CAPI_CREDENTIALS_DIR, e.g. ./creds)") from exc  # fmt: skip
+        raise LocalError(
+            f"{exc.filename}: cannot write: {exc.strerror} (set CAPI_CREDENTIALS_DIR, e.g. ./creds)"
+        ) from exc
     return [
         f"{'credentials':<28} {len(world.credentials)} files in {creds}",
         f"{'sandbox configuration':<28} {sandbox_path} "
@@ -214,21 +230,30 @@ def seed(*, sandbox_config: Path, **files: IO[str] | None) -> None:
 
     settings = _settings()
     world = SampleWorld()
-    samples = {"connections": world.connections, "contacts": world.contacts,
-               "referrals": world.referrals}  # fmt: skip
+    samples = {
+        "connections": world.connections,
+        "contacts": world.contacts,
+        "referrals": world.referrals,
+    }
     own = {table: file for table, file in files.items() if file is not None}
-    tables = {t: _load_records(f, _TABLES[t][0]) for t, f in own.items()} if own else {
-        table: make() for table, make in samples.items()
-    }  # fmt: skip
+    tables = (
+        {t: _load_records(f, _TABLES[t][0]) for t, f in own.items()}
+        if own
+        else {table: make() for table, make in samples.items()}
+    )
     names = {table: getattr(settings.topics, _TABLES[table][1]) for table in tables}
     require_topics(settings, *names.values())
     lines = [] if own else _write_sample_files(settings, sandbox_config)
     codec = codec_for(settings)
     schemas = {table: _TABLES[table][0] for table in tables}
-    produce(settings, [
-        (names[t], record_key(schemas[t], r).encode(), codec.encode(schemas[t], r, names[t]))
-        for t, records in tables.items() for r in records
-    ])  # fmt: skip
+    produce(
+        settings,
+        [
+            (names[t], record_key(schemas[t], r).encode(), codec.encode(schemas[t], r, names[t]))
+            for t, records in tables.items()
+            for r in records
+        ],
+    )
     for table, records in tables.items():
         click.echo(f"{names[table]:<28} {len(records)} {table}")
     for line in lines:
@@ -269,10 +294,13 @@ def produce(sample: int | None, valid_only: bool, json_file: IO[str] | None) -> 
     topic = settings.topics.triggered
     require_topics(settings, topic)
     codec = codec_for(settings)
-    produce_messages(settings, [
-        (topic, t["contact_id"].encode(), codec.encode("ConversionTriggered", t, topic))
-        for t in triggers
-    ])  # fmt: skip
+    produce_messages(
+        settings,
+        [
+            (topic, t["contact_id"].encode(), codec.encode("ConversionTriggered", t, topic))
+            for t in triggers
+        ],
+    )
     click.echo(f"produced {len(triggers)} trigger{'s' * (len(triggers) != 1)} to {topic}")
     if json_file is not None:
         for trigger in triggers:
@@ -283,9 +311,11 @@ def _result_line(value: bytes | None, codec: Any, *, as_json: bool) -> str:
     record = codec.decode(value, "ConversionResult")
     if as_json:
         return json.dumps(record, ensure_ascii=False)
-    return (f"{record['event_id'] or '-':<24} {record['status']:<8} {record['reason'] or '':<24} "
-            f"{record['dataset_id'] or '-':<10} {record['source_partition']}/"
-            f"{record['source_offset']}")  # fmt: skip
+    return (
+        f"{record['event_id'] or '-':<24} {record['status']:<8} {record['reason'] or '':<24} "
+        f"{record['dataset_id'] or '-':<10} {record['source_partition']}/"
+        f"{record['source_offset']}"
+    )
 
 
 def _dead_letter_line(msg: Any, codec: Any, *, as_json: bool) -> str:
@@ -299,11 +329,16 @@ def _dead_letter_line(msg: Any, codec: Any, *, as_json: bool) -> str:
         where = "/".join(str(v) for v in source.values()) if source["topic"] else "-"
         return f"{event_id or '-':<24} {where:<28} {headers.get('capi.error', '')}"
     key = msg.key()
-    return json.dumps({
-        "event_id": event_id, "error": headers.get("capi.error"), "source": source,
-        "key": None if key is None else key.decode(errors="replace"),
-        "value_base64": base64.b64encode(msg.value() or b"").decode(),
-    }, ensure_ascii=False)  # fmt: skip
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "error": headers.get("capi.error"),
+            "source": source,
+            "key": None if key is None else key.decode(errors="replace"),
+            "value_base64": base64.b64encode(msg.value() or b"").decode(),
+        },
+        ensure_ascii=False,
+    )
 
 
 @click.command()
@@ -330,8 +365,11 @@ def tail(which: str, follow: bool, as_json: bool) -> None:
     try:
         for msg in reader.messages(follow=follow, stopped=stop.is_set):
             try:
-                line = (_result_line(msg.value(), codec, as_json=as_json) if which == "results"
-                        else _dead_letter_line(msg, codec, as_json=as_json))  # fmt: skip
+                line = (
+                    _result_line(msg.value(), codec, as_json=as_json)
+                    if which == "results"
+                    else _dead_letter_line(msg, codec, as_json=as_json)
+                )
             except CapiConsumerError as exc:
                 click.echo(f"capi-consumer: {msg.partition()}/{msg.offset()}: {exc}", err=True)
                 continue

@@ -19,13 +19,28 @@ __all__ = ["SampleWorld", "sandbox_config", "write_credentials"]
 
 _FIRST = ["John", "Marie-Claire", "José", "Anna", "Åsa", "Mohammed", "Zoë", "Li", "Oğuz", "Sam"]
 _LAST = ["Smith", "O'Brien", "García", "Müller", "Nguyen", "Kowalski", "Dupont", "Tanaka"]
-_CITIES = [("Menlo Park", "California", "94025-1234", "US"), ("São Paulo", "SP", "01310-100", "BR"),
-           ("Austin", "TX", "78701", "US"), ("Mexico City", "CDMX", "06600", "MX")]  # fmt: skip
+_CITIES = [
+    ("Menlo Park", "California", "94025-1234", "US"),
+    ("São Paulo", "SP", "01310-100", "BR"),
+    ("Austin", "TX", "78701", "US"),
+    ("Mexico City", "CDMX", "06600", "MX"),
+]
 _EVENT_TYPES = [
-    "LEAD_SUBMITTED", "PURCHASE", "QUALIFIED_LEAD", "INITIATE_CHECKOUT", "ADD_TO_CART",
-    "VIEW_CONTENT", "ORDER_CREATED", "ORDER_SHIPPED", "ORDER_DELIVERED", "ORDER_CANCELED",
-    "ORDER_RETURNED", "CART_ABANDONED", "RATING_PROVIDED", "REVIEW_PROVIDED",
-]  # fmt: skip
+    "LEAD_SUBMITTED",
+    "PURCHASE",
+    "QUALIFIED_LEAD",
+    "INITIATE_CHECKOUT",
+    "ADD_TO_CART",
+    "VIEW_CONTENT",
+    "ORDER_CREATED",
+    "ORDER_SHIPPED",
+    "ORDER_DELIVERED",
+    "ORDER_CANCELED",
+    "ORDER_RETURNED",
+    "CART_ABANDONED",
+    "RATING_PROVIDED",
+    "REVIEW_PROVIDED",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,18 +118,30 @@ class SampleWorld:
         ]
         return [
             _connection(
-                "conn-us", "ACTIVE", "token-us", "secret-us", page_assets,
+                "conn-us",
+                "ACTIVE",
+                "token-us",
+                "secret-us",
+                page_assets,
                 {"ds-1": [a[1] for a in page_assets], "ds-2": ["waba-100"]},
             ),
             _connection(
-                "conn-2", "ACTIVE", "token-2", None,
-                [("WHATSAPP_BUSINESS_ACCOUNT", "waba-400", "FR")], {"ds-3": ["waba-400"]},
+                "conn-2",
+                "ACTIVE",
+                "token-2",
+                None,
+                [("WHATSAPP_BUSINESS_ACCOUNT", "waba-400", "FR")],
+                {"ds-3": ["waba-400"]},
             ),
             _connection(
-                "conn-off", "DISCONNECTED", "token-off", None,
-                [("WHATSAPP_BUSINESS_ACCOUNT", "waba-900", "US")], {"ds-9": ["waba-900"]},
+                "conn-off",
+                "DISCONNECTED",
+                "token-off",
+                None,
+                [("WHATSAPP_BUSINESS_ACCOUNT", "waba-900", "US")],
+                {"ds-9": ["waba-900"]},
             ),
-        ]  # fmt: skip
+        ]
 
     def contacts(self, count: int = 5000) -> list[dict[str, Any]]:
         """Contacts `c-0` .. `c-{count-1}`, with their Messenger and Instagram identities."""
@@ -299,10 +326,21 @@ def _referral_waba(k: int) -> str:
 
 def _empty_info() -> dict[str, Any]:
     return dict.fromkeys(
-        ("email", "phone", "first_name", "last_name", "gender", "date_of_birth", "city",
-         "state", "zip", "country", "external_id"),
+        (
+            "email",
+            "phone",
+            "first_name",
+            "last_name",
+            "gender",
+            "date_of_birth",
+            "city",
+            "state",
+            "zip",
+            "country",
+            "external_id",
+        ),
         None,
-    )  # fmt: skip
+    )
 
 
 def sandbox_config(world: SampleWorld) -> dict[str, Any]:

@@ -91,10 +91,14 @@ class TestEventResult:
         elif self.error is not None:
             e = self.error
             error = {
-                "message": e.message, "type": e.type, "code": e.code,
-                "error_subcode": e.subcode, "error_user_title": e.user_title,
-                "error_user_msg": e.user_msg, "fbtrace_id": e.fbtrace_id,
-            }  # fmt: skip
+                "message": e.message,
+                "type": e.type,
+                "code": e.code,
+                "error_subcode": e.subcode,
+                "error_user_title": e.user_title,
+                "error_user_msg": e.user_msg,
+                "fbtrace_id": e.fbtrace_id,
+            }
             payload = {"error": {k: v for k, v in error.items() if v is not None}}
         else:
             payload = {}
@@ -193,8 +197,12 @@ def read_reference_tables(
         scratch.cleanup()
 
     needed = [tables.connections] + ([tables.contacts] if with_contacts else [])
-    reader = TableReader(needed, {**settings.kafka_config("consumer"), **quiet}, store,
-                         admin_config={**settings.kafka_config("admin"), **quiet})  # fmt: skip
+    reader = TableReader(
+        needed,
+        {**settings.kafka_config("consumer"), **quiet},
+        store,
+        admin_config={**settings.kafka_config("admin"), **quiet},
+    )
     try:
         reader.bootstrap(timeout_s=120)
     except Exception as exc:  # every failure is one line for the command

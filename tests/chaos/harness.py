@@ -188,12 +188,19 @@ class Run:
 
     def __init__(self, bootstrap, topics, tmp_path, sandbox, **env):
         self.bootstrap, self.topics, self.sandbox = bootstrap, topics, sandbox
-        produce_sample_traffic(bootstrap, topics, _CODEC, [], _WORLD.connections(),
-                               contacts=_WORLD.contacts(),
-                               referrals=_WORLD.referrals())  # fmt: skip
+        produce_sample_traffic(
+            bootstrap,
+            topics,
+            _CODEC,
+            [],
+            _WORLD.connections(),
+            contacts=_WORLD.contacts(),
+            referrals=_WORLD.referrals(),
+        )
         creds = write_credentials(tmp_path / "creds", _WORLD.credentials)
-        self.env = service_env(bootstrap, topics, sandbox.url, creds, f"g-{topics.triggered}",
-                               **env)  # fmt: skip
+        self.env = service_env(
+            bootstrap, topics, sandbox.url, creds, f"g-{topics.triggered}", **env
+        )
         self.tmp_path = tmp_path
         self.reader = ResultReader(bootstrap, topics.results, _CODEC)
         self.produced = 0
@@ -214,8 +221,9 @@ class Run:
             while sent < total:  # what is due by now, whatever producing costs
                 due = min(total, int((time.monotonic() - started) * per_second) + 1)
                 if due > sent:
-                    produce_sample_traffic(self.bootstrap, self.topics, _CODEC,
-                                           triggers[sent:due], [])  # fmt: skip
+                    produce_sample_traffic(
+                        self.bootstrap, self.topics, _CODEC, triggers[sent:due], []
+                    )
                     sent = due
                 time.sleep(0.25)
 

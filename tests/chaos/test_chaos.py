@@ -41,10 +41,15 @@ def _report(capsys, name, figures):
 
 def _produce(bootstrap, topics, count, seed, garbage=0, tables=True):
     return produce_sample_traffic(
-        bootstrap, topics, CODEC, WORLD.triggers(count, seed=seed), WORLD.connections(),
-        garbage=garbage, contacts=WORLD.contacts() if tables else (),
+        bootstrap,
+        topics,
+        CODEC,
+        WORLD.triggers(count, seed=seed),
+        WORLD.connections(),
+        garbage=garbage,
+        contacts=WORLD.contacts() if tables else (),
         referrals=WORLD.referrals() if tables else (),
-    )  # fmt: skip
+    )
 
 
 def test_sigkill_repeatedly_while_events_flow(kafka_bootstrap, topics, tmp_path, capsys):
@@ -52,8 +57,14 @@ def test_sigkill_repeatedly_while_events_flow(kafka_bootstrap, topics, tmp_path,
     config = {**sandbox_config(WORLD), "faults": {"*": {"latency_ms": 20}}}
     with SandboxProcess(config) as sandbox:
         creds = write_credentials(tmp_path / "creds", WORLD.credentials)
-        env = service_env(kafka_bootstrap, topics, sandbox.url, creds, f"g-{topics.triggered}",
-                          CAPI_MAX_IN_FLIGHT_REQUESTS=str(IN_FLIGHT))  # fmt: skip
+        env = service_env(
+            kafka_bootstrap,
+            topics,
+            sandbox.url,
+            creds,
+            f"g-{topics.triggered}",
+            CAPI_MAX_IN_FLIGHT_REQUESTS=str(IN_FLIGHT),
+        )
         service = Service(env, tmp_path, "killed").start()
         reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
         rng = random.Random(7)
@@ -83,10 +94,16 @@ def test_broker_frozen_for_30_seconds(tmp_path, capsys):
         expected = _produce(broker.bootstrap_servers, topics, 8_000, seed=202, garbage=5)
         with SandboxProcess(sandbox_config(WORLD)) as sandbox:
             creds = write_credentials(tmp_path / "creds", WORLD.credentials)
-            env = service_env(broker.bootstrap_servers, topics, sandbox.url, creds, "g-freeze",
-                              CAPI_KAFKA_SESSION_TIMEOUT_MS="45000",
-                              CAPI_KAFKA_HEARTBEAT_INTERVAL_MS="3000",
-                              CAPI_BATCH_LINGER_MS="200")  # fmt: skip
+            env = service_env(
+                broker.bootstrap_servers,
+                topics,
+                sandbox.url,
+                creds,
+                "g-freeze",
+                CAPI_KAFKA_SESSION_TIMEOUT_MS="45000",
+                CAPI_KAFKA_HEARTBEAT_INTERVAL_MS="3000",
+                CAPI_BATCH_LINGER_MS="200",
+            )
             service = Service(env, tmp_path, "frozen").start()
             reader = ResultReader(broker.bootstrap_servers, topics.results, CODEC)
             deadline = time.monotonic() + 120
@@ -113,8 +130,9 @@ def test_three_consumers_joining_and_leaving(kafka_bootstrap, topics, tmp_path, 
 
         def trickle():  # a steady flow while members come and go
             for start in range(0, total, 1000):
-                produce_sample_traffic(kafka_bootstrap, topics, CODEC,
-                                       triggers[start:start + 1000], [])  # fmt: skip
+                produce_sample_traffic(
+                    kafka_bootstrap, topics, CODEC, triggers[start : start + 1000], []
+                )
                 time.sleep(1.0)
 
         producer = threading.Thread(target=trickle)
@@ -162,17 +180,37 @@ def test_three_consumers_joining_and_leaving(kafka_bootstrap, topics, tmp_path, 
 def test_every_sandbox_fault(kafka_bootstrap, topics, tmp_path, capsys):
     faults = {
         # about one request in six fails, each way in turn
-        "ds-1": {"latency_ms": 30, "errors": {"500": 0.03, "503": 0.02, "1": 0.02, "2": 0.02,
-                                              "4": 0.01, "17": 0.01, "613": 0.01, "80004": 0.01},
-                 "timeout_rate": 0.02, "timeout_s": 3, "drop_rate": 0.02},
+        "ds-1": {
+            "latency_ms": 30,
+            "errors": {
+                "500": 0.03,
+                "503": 0.02,
+                "1": 0.02,
+                "2": 0.02,
+                "4": 0.01,
+                "17": 0.01,
+                "613": 0.01,
+                "80004": 0.01,
+            },
+            "timeout_rate": 0.02,
+            "timeout_s": 3,
+            "drop_rate": 0.02,
+        },
         "ds-3": {"errors": {"190": 1.0}},
-    }  # fmt: skip
+    }
     expected = _produce(kafka_bootstrap, topics, 5_000, seed=404, garbage=10)
     with SandboxProcess({**sandbox_config(WORLD), "faults": faults}) as sandbox:
         creds = write_credentials(tmp_path / "creds", WORLD.credentials)
-        env = service_env(kafka_bootstrap, topics, sandbox.url, creds, f"g-{topics.triggered}",
-                          CAPI_REQUEST_TIMEOUT_S="1.5", CAPI_THROTTLE_BACKOFF_S="1",
-                          CAPI_RETRY_DEADLINE_S="300")  # fmt: skip
+        env = service_env(
+            kafka_bootstrap,
+            topics,
+            sandbox.url,
+            creds,
+            f"g-{topics.triggered}",
+            CAPI_REQUEST_TIMEOUT_S="1.5",
+            CAPI_THROTTLE_BACKOFF_S="1",
+            CAPI_RETRY_DEADLINE_S="300",
+        )
         service = Service(env, tmp_path, "faulty").start()
         reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
         inputs = input_offsets(kafka_bootstrap, topics.triggered, expected)

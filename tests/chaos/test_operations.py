@@ -56,13 +56,21 @@ def _sent_twice(results):
 
 
 def test_rolling_restart_while_meta_throttles_a_dataset(kafka_bootstrap, topics, tmp_path, capsys):
-    config = {**sandbox_config(WORLD), "faults": {THROTTLED: {"errors": {"17": 1.0}},
-                                                  "*": {"latency_ms": 50}}}  # fmt: skip
+    config = {
+        **sandbox_config(WORLD),
+        "faults": {THROTTLED: {"errors": {"17": 1.0}}, "*": {"latency_ms": 50}},
+    }
     with SandboxProcess(config) as sandbox:
         # parked events come back after 20, 40, then every 60 s (the defaults, 1 then 5
         # minutes, would outlast the test's wait for the last results)
-        run = Run(kafka_bootstrap, topics, tmp_path, sandbox, CAPI_THROTTLE_BACKOFF_S="10",
-                  CAPI_PARK_DELAYS_S="20,40,60")  # fmt: skip
+        run = Run(
+            kafka_bootstrap,
+            topics,
+            tmp_path,
+            sandbox,
+            CAPI_THROTTLE_BACKOFF_S="10",
+            CAPI_PARK_DELAYS_S="20,40,60",
+        )
         throttled_until = time.monotonic() + 150
         a = run.joined(run.service("a"))
         producer = run.trickle(6_000, 200, seed=501)
@@ -105,11 +113,17 @@ def test_broker_frozen_for_60_seconds(tmp_path, capsys):
     topics = Topics()
     with EmbeddedBroker() as broker, SandboxProcess(sandbox_config(WORLD)) as sandbox:
         create_service_topics(broker.bootstrap_servers, topics)
-        run = Run(broker.bootstrap_servers, topics, tmp_path, sandbox,
-                   CAPI_KAFKA_SESSION_TIMEOUT_MS="45000",
-                   CAPI_KAFKA_HEARTBEAT_INTERVAL_MS="3000")  # fmt: skip
-        run.produced = produce_sample_traffic(broker.bootstrap_servers, topics, CODEC,
-                                              WORLD.triggers(8_000, seed=503), [])  # fmt: skip
+        run = Run(
+            broker.bootstrap_servers,
+            topics,
+            tmp_path,
+            sandbox,
+            CAPI_KAFKA_SESSION_TIMEOUT_MS="45000",
+            CAPI_KAFKA_HEARTBEAT_INTERVAL_MS="3000",
+        )
+        run.produced = produce_sample_traffic(
+            broker.bootstrap_servers, topics, CODEC, WORLD.triggers(8_000, seed=503), []
+        )
         service = run.joined(run.service("frozen"))
         deadline = time.monotonic() + 60
         while len(run.reader.results) < 500:  # frozen in the middle of the work
@@ -157,16 +171,28 @@ def test_schema_registry_stopped_for_60_seconds_during_a_restart(
     kafka_bootstrap, topics, tmp_path, capsys
 ):
     with MinimalRegistry() as registry, SandboxProcess(sandbox_config(WORLD)) as sandbox:
-        codec = AvroCodec(SchemaStore(), SchemaRegistryClient({"url": registry.url}),
-                          auto_register=True)  # fmt: skip
+        codec = AvroCodec(
+            SchemaStore(), SchemaRegistryClient({"url": registry.url}), auto_register=True
+        )
         codec.schema_id("ConversionResult", topics.results)  # registered by its owners, once
         creds = write_credentials(tmp_path / "creds", WORLD.credentials)
-        env = service_env(kafka_bootstrap, topics, sandbox.url, creds, f"g-{topics.triggered}",
-                          CAPI_SCHEMA_REGISTRY_URL=registry.url)  # fmt: skip
+        env = service_env(
+            kafka_bootstrap,
+            topics,
+            sandbox.url,
+            creds,
+            f"g-{topics.triggered}",
+            CAPI_SCHEMA_REGISTRY_URL=registry.url,
+        )
         expected = produce_sample_traffic(
-            kafka_bootstrap, topics, codec, WORLD.triggers(3_000, seed=505), WORLD.connections(),
-            contacts=WORLD.contacts(), referrals=WORLD.referrals(),
-        )  # fmt: skip
+            kafka_bootstrap,
+            topics,
+            codec,
+            WORLD.triggers(3_000, seed=505),
+            WORLD.connections(),
+            contacts=WORLD.contacts(),
+            referrals=WORLD.referrals(),
+        )
         reader = ResultReader(kafka_bootstrap, topics.results, codec)
         service = Service(env, tmp_path, "registry").start()
         deadline = time.monotonic() + 120
@@ -177,8 +203,9 @@ def test_schema_registry_stopped_for_60_seconds_during_a_restart(
         _read_until_quiet(reader)  # what the first run committed, before the registry goes
         registry.stop()
         service.start()  # its restart meets no registry
-        expected += produce_sample_traffic(kafka_bootstrap, topics, codec,
-                                           WORLD.triggers(1_000, seed=506), [])  # fmt: skip
+        expected += produce_sample_traffic(
+            kafka_bootstrap, topics, codec, WORLD.triggers(1_000, seed=506), []
+        )
         seen = len(reader.results)
         waited = time.monotonic() + 60
         while time.monotonic() < waited:
@@ -188,8 +215,11 @@ def test_schema_registry_stopped_for_60_seconds_during_a_restart(
         registry.start()
         inputs = input_offsets(kafka_bootstrap, topics.triggered, expected)
         v = settle(reader, inputs, sandbox, [service])
-    _report(capsys, "schema registry stopped 60 s during a restart",
-            f"results while it was away={during}; {v}")  # fmt: skip
+    _report(
+        capsys,
+        "schema registry stopped 60 s during a restart",
+        f"results while it was away={during}; {v}",
+    )
     assert "waiting for the schema registry" in service.log_tail(400)
     assert during == 0  # nothing decoded without the writer schemas; nothing failed either
     _no_second_send(v)

@@ -38,8 +38,10 @@ def _statuses(results):
 def test_one_dataset_throttled_for_150_s_holds_back_no_other(
     kafka_bootstrap, topics, tmp_path, capsys
 ):
-    config = {**sandbox_config(WORLD), "faults": {THROTTLED: {"errors": {"17": 1.0}},
-                                                  "*": {"latency_ms": 50}}}  # fmt: skip
+    config = {
+        **sandbox_config(WORLD),
+        "faults": {THROTTLED: {"errors": {"17": 1.0}}, "*": {"latency_ms": 50}},
+    }
     with SandboxProcess(config) as sandbox:
         run = Run(kafka_bootstrap, topics, tmp_path, sandbox, CAPI_PARK_DELAYS_S=FAST_PARKING)
         triggers = WORLD.triggers(6_000, seed=601, only_valid=True)
@@ -59,11 +61,14 @@ def test_one_dataset_throttled_for_150_s_holds_back_no_other(
         v = run.settle([service])
         settled_after = time.monotonic() - recovered
     throttled = [r for r in run.reader.results if r["dataset_id"] == THROTTLED]
-    _report(capsys, "one dataset throttled 150 s among four",
-            f"other datasets' {others} results all visible after {others_after:.0f} s; "
-            f"throttled dataset's results while throttled={throttled_during}, all "
-            f"{len(throttled)} within {settled_after:.0f} s of the end; "
-            f"statuses={_statuses(run.reader.results)}; {v}")  # fmt: skip
+    _report(
+        capsys,
+        "one dataset throttled 150 s among four",
+        f"other datasets' {others} results all visible after {others_after:.0f} s; "
+        f"throttled dataset's results while throttled={throttled_during}, all "
+        f"{len(throttled)} within {settled_after:.0f} s of the end; "
+        f"statuses={_statuses(run.reader.results)}; {v}",
+    )
     assert others_after is not None and others_after <= 60
     assert throttled_during == 0  # parked, not failed
     assert _statuses(run.reader.results).get("FAILED", 0) == 0
@@ -96,11 +101,14 @@ def test_meta_answering_503_to_everything_for_5_minutes(kafka_bootstrap, topics,
         peak_mb = max(peak_mb, service.peak_rss_mb())
         breaker = "circuit breaker open" in service.log_tail(100_000)
         v = run.settle([service])
-    _report(capsys, "Meta answers 503 for 5 minutes",
-            f"results during the outage={during}; all {run.produced} results "
-            f"{all_after:.0f} s after it ended; breaker opened={breaker}; "
-            f"peak RSS={peak_mb:.0f} MB; "
-            f"statuses={_statuses(run.reader.results)}; {v}")  # fmt: skip
+    _report(
+        capsys,
+        "Meta answers 503 for 5 minutes",
+        f"results during the outage={during}; all {run.produced} results "
+        f"{all_after:.0f} s after it ended; breaker opened={breaker}; "
+        f"peak RSS={peak_mb:.0f} MB; "
+        f"statuses={_statuses(run.reader.results)}; {v}",
+    )
     assert during == 0
     assert breaker
     assert all_after <= 120
@@ -113,12 +121,21 @@ def test_sigkill_every_few_seconds_while_events_are_parked_and_retried(
 ):
     # half the requests of one dataset are throttled: its events are parked, retried, parked
     # again, while the others flow
-    config = {**sandbox_config(WORLD), "faults": {THROTTLED: {"errors": {"17": 0.5}},
-                                                  "*": {"latency_ms": 20}}}  # fmt: skip
+    config = {
+        **sandbox_config(WORLD),
+        "faults": {THROTTLED: {"errors": {"17": 0.5}}, "*": {"latency_ms": 20}},
+    }
     with SandboxProcess(config) as sandbox:
-        run = Run(kafka_bootstrap, topics, tmp_path, sandbox, CAPI_PARK_DELAYS_S="5,10",
-                  CAPI_RETRY_INLINE_S="2", CAPI_THROTTLE_BACKOFF_S="5",
-                  CAPI_MAX_IN_FLIGHT_REQUESTS=str(IN_FLIGHT))  # fmt: skip
+        run = Run(
+            kafka_bootstrap,
+            topics,
+            tmp_path,
+            sandbox,
+            CAPI_PARK_DELAYS_S="5,10",
+            CAPI_RETRY_INLINE_S="2",
+            CAPI_THROTTLE_BACKOFF_S="5",
+            CAPI_MAX_IN_FLIGHT_REQUESTS=str(IN_FLIGHT),
+        )
         service = run.service("killed").start()
         producer = run.trickle(6_000, 100, seed=603, only_valid=True)
         rng = random.Random(11)
@@ -133,9 +150,12 @@ def test_sigkill_every_few_seconds_while_events_are_parked_and_retried(
         parked = service.log_tail(100_000).count(" parked dataset=")
         v = run.settle([service])
     bound = kills * (IN_FLIGHT + 1) * BATCH_SIZE
-    _report(capsys, "SIGKILL while events are parked and retried",
-            f"kills={kills} bound={bound} parkings logged={parked}; "
-            f"statuses={_statuses(run.reader.results)}; {v}")  # fmt: skip
+    _report(
+        capsys,
+        "SIGKILL while events are parked and retried",
+        f"kills={kills} bound={bound} parkings logged={parked}; "
+        f"statuses={_statuses(run.reader.results)}; {v}",
+    )
     assert parked > 0
     assert _statuses(run.reader.results).get("FAILED", 0) == 0
     check_delivery(v, duplicate_send_bound=bound)

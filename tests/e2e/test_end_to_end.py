@@ -50,9 +50,16 @@ def test_one_thousand_triggers(kafka_bootstrap, topics, tmp_path):
     assert len(sent_ids) > 600
     # the mix produced every outcome the samples aim at
     reasons = Counter(r["reason"] for r in results if r["reason"])
-    for reason in ("RESTRICTED_REGION", "NO_CUSTOMER_INFORMATION", "NOT_AD_ATTRIBUTED",
-                   "CHANNEL_NOT_SELECTED", "CONNECTION_DISCONNECTED", "UNKNOWN_CONNECTION",
-                   "ASSET_NOT_LINKED", "DUPLICATE"):  # fmt: skip
+    for reason in (
+        "RESTRICTED_REGION",
+        "NO_CUSTOMER_INFORMATION",
+        "NOT_AD_ATTRIBUTED",
+        "CHANNEL_NOT_SELECTED",
+        "CONNECTION_DISCONNECTED",
+        "UNKNOWN_CONNECTION",
+        "ASSET_NOT_LINKED",
+        "DUPLICATE",
+    ):
         assert reasons[reason] > 0, reason
     # no request over the batch limit; test events travelled apart
     assert all(r.get("events", 0) <= BATCH_SIZE for r in requests)

@@ -43,9 +43,14 @@ def test_run_exposes_metrics_and_drains_on_sigterm(kafka_bootstrap, topics, tmp_
             kafka_bootstrap, topics, CODEC, world.triggers(200, seed=21), world.connections()
         )
         env = service_env(
-            kafka_bootstrap, topics, sandbox.url, creds, f"cli-{topics.triggered}",
-            CAPI_METRICS_PORT=str(port), CAPI_STATE_DIR=str(tmp_path / "state"),
-        )  # fmt: skip
+            kafka_bootstrap,
+            topics,
+            sandbox.url,
+            creds,
+            f"cli-{topics.triggered}",
+            CAPI_METRICS_PORT=str(port),
+            CAPI_STATE_DIR=str(tmp_path / "state"),
+        )
         proc = start_cli(env, "run", stderr=subprocess.PIPE, text=True)
         try:
             reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
@@ -114,8 +119,12 @@ def test_a_busy_metrics_port_is_one_line_and_exit_2(tmp_path):
         busy.bind(("0.0.0.0", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = {**os.environ, "CAPI_METRICS_PORT": str(port), "CAPI_CREDENTIALS_DIR": str(tmp_path),
-               "CAPI_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}  # fmt: skip
+        env = {
+            **os.environ,
+            "CAPI_METRICS_PORT": str(port),
+            "CAPI_CREDENTIALS_DIR": str(tmp_path),
+            "CAPI_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        }
         out = run_cli(env, "run", timeout=60)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
@@ -135,9 +144,15 @@ def _worker_pids(pid, count, timeout=30):
 
 def _two_workers(kafka_bootstrap, topics, graph_url, creds, port, tmp_path):
     env = service_env(
-        kafka_bootstrap, topics, graph_url, creds, f"workers-{topics.triggered}",
-        CAPI_METRICS_PORT=str(port), CAPI_STATE_DIR=str(tmp_path / "state"), CAPI_WORKERS="2",
-    )  # fmt: skip
+        kafka_bootstrap,
+        topics,
+        graph_url,
+        creds,
+        f"workers-{topics.triggered}",
+        CAPI_METRICS_PORT=str(port),
+        CAPI_STATE_DIR=str(tmp_path / "state"),
+        CAPI_WORKERS="2",
+    )
     return start_cli(env, "run", stderr=subprocess.PIPE, text=True)
 
 
@@ -192,8 +207,11 @@ def test_two_workers_share_the_partitions_and_answer_as_one_service(
     assert {dict(labels)["worker"] for labels in consumed} == {"0", "1"}  # both got partitions
     assert sum(consumed.values()) == expected
     assert len(reader.results) == expected  # one result per input, none twice
-    sent = sum(v for (name, labels), v in samples.items() if name == "capi_results_total"
-               and ("status", "SENT") in labels)  # fmt: skip
+    sent = sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "capi_results_total" and ("status", "SENT") in labels
+    )
     assert sent == accepted
     assert {(tmp_path / "state" / f"worker-{i}").is_dir() for i in (0, 1)} == {True}
 
@@ -223,9 +241,13 @@ def test_sigterm_drains_every_worker(kafka_bootstrap, topics, tmp_path):
 
 def test_an_unreachable_broker_is_named_within_seconds_and_sigterm_stops_the_wait(tmp_path):
     port = free_port()
-    env = {**os.environ, "CAPI_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
-           "CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_METRICS_PORT": str(port),
-           "CAPI_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+    env = {
+        **os.environ,
+        "CAPI_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "CAPI_CREDENTIALS_DIR": str(tmp_path),
+        "CAPI_METRICS_PORT": str(port),
+        "CAPI_STATE_DIR": str(tmp_path / "state"),
+    }
     proc = start_cli(env, "run", stderr=subprocess.PIPE, text=True)
     try:
         lines = [proc.stderr.readline(), proc.stderr.readline()]  # the endpoint, then the broker
@@ -252,11 +274,22 @@ def test_sigterm_while_meta_answers_slowly_and_batches_are_split(kafka_bootstrap
         creds = write_credentials(tmp_path / "creds", world.credentials)
         # about one in a hundred is a page only Meta knows is restricted: its batch is split
         expected = produce_sample_traffic(
-            kafka_bootstrap, topics, CODEC, world.triggers(1_000, seed=23), world.connections(),
-            contacts=world.contacts(), referrals=world.referrals(),
-        )  # fmt: skip
-        env = service_env(kafka_bootstrap, topics, sandbox.url, creds, f"slow-{topics.triggered}",
-                          CAPI_STATE_DIR=str(tmp_path / "state"))  # fmt: skip
+            kafka_bootstrap,
+            topics,
+            CODEC,
+            world.triggers(1_000, seed=23),
+            world.connections(),
+            contacts=world.contacts(),
+            referrals=world.referrals(),
+        )
+        env = service_env(
+            kafka_bootstrap,
+            topics,
+            sandbox.url,
+            creds,
+            f"slow-{topics.triggered}",
+            CAPI_STATE_DIR=str(tmp_path / "state"),
+        )
         proc = start_cli(env, "run", stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while _answered(sandbox) < 3:  # then SIGTERM, with more requests on their way

@@ -19,24 +19,46 @@ WORLD = SampleWorld()
 
 
 def _contact(contact_id, email):
-    return {"contact_id": contact_id, "workspace_id": "ws-1", "email": email, "phone": None,
-            "first_name": None, "last_name": None, "gender": None, "date_of_birth": None,
-            "city": None, "state": None, "zip": None, "country": None, "external_id": None,
-            "identities": [{"channel": "MESSENGER", "account_id": "page-200",
-                            "user_id": f"psid-of-{contact_id}"}],
-            "updated_at": 0}  # fmt: skip
+    return {
+        "contact_id": contact_id,
+        "workspace_id": "ws-1",
+        "email": email,
+        "phone": None,
+        "first_name": None,
+        "last_name": None,
+        "gender": None,
+        "date_of_birth": None,
+        "city": None,
+        "state": None,
+        "zip": None,
+        "country": None,
+        "external_id": None,
+        "identities": [
+            {"channel": "MESSENGER", "account_id": "page-200", "user_id": f"psid-of-{contact_id}"}
+        ],
+        "updated_at": 0,
+    }
 
 
 def _messenger_trigger(event_id, contact_id):
-    base = next(t for t in WORLD.triggers(50, seed=3, only_valid=True)
-                if t["channel"] == "MESSENGER")  # fmt: skip
-    return {**base, "event_id": event_id, "contact_id": contact_id, "channel_user_id": None,
-            "customer_info": {k: None for k in base["customer_info"]}}  # fmt: skip
+    base = next(
+        t for t in WORLD.triggers(50, seed=3, only_valid=True) if t["channel"] == "MESSENGER"
+    )
+    return {
+        **base,
+        "event_id": event_id,
+        "contact_id": contact_id,
+        "channel_user_id": None,
+        "customer_info": {k: None for k in base["customer_info"]},
+    }
 
 
 def _whatsapp_trigger(event_id, contact_id):
-    base = next(t for t in WORLD.triggers(50, seed=3, only_valid=True)
-                if t["channel_account_id"] == "waba-100")  # fmt: skip
+    base = next(
+        t
+        for t in WORLD.triggers(50, seed=3, only_valid=True)
+        if t["channel_account_id"] == "waba-100"
+    )
     return {**base, "event_id": event_id, "contact_id": contact_id, "ctwa_clid": None}
 
 
@@ -53,15 +75,24 @@ def _events_by_id(sandbox):
 def test_tables_are_bootstrapped_before_the_first_trigger(
     kafka_bootstrap, topics, sandbox, tmp_path
 ):
-    referral = {"contact_id": "c-ref", "channel": "WHATSAPP", "channel_account_id": "waba-100",
-                "ctwa_clid": "ClickFromReferral01", "ad_id": None, "source_url": None,
-                "referred_at": int(time.time() * 1000) - 3_600_000}  # fmt: skip
+    referral = {
+        "contact_id": "c-ref",
+        "channel": "WHATSAPP",
+        "channel_account_id": "waba-100",
+        "ctwa_clid": "ClickFromReferral01",
+        "ad_id": None,
+        "source_url": None,
+        "referred_at": int(time.time() * 1000) - 3_600_000,
+    }
     produce_sample_traffic(
-        kafka_bootstrap, topics, CODEC,
+        kafka_bootstrap,
+        topics,
+        CODEC,
         [_messenger_trigger("m-1", "c-known"), _whatsapp_trigger("w-1", "c-ref")],
         WORLD.connections(),
-        contacts=[_contact("c-known", "known@example.com")], referrals=[referral],
-    )  # fmt: skip
+        contacts=[_contact("c-known", "known@example.com")],
+        referrals=[referral],
+    )
     creds = write_credentials(tmp_path / "creds", WORLD.credentials)
     settings = settings_for(kafka_bootstrap, topics, sandbox.url, creds, state_dir=tmp_path / "s")
     reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
@@ -82,9 +113,13 @@ def test_tables_are_bootstrapped_before_the_first_trigger(
 
 def test_live_update_and_erasure_reach_the_next_event(kafka_bootstrap, topics, sandbox, tmp_path):
     produce_sample_traffic(
-        kafka_bootstrap, topics, CODEC, [], WORLD.connections(),
+        kafka_bootstrap,
+        topics,
+        CODEC,
+        [],
+        WORLD.connections(),
         contacts=[_contact("c-1", "first@example.com"), _contact("c-2", "erase@example.com")],
-    )  # fmt: skip
+    )
     creds = write_credentials(tmp_path / "creds", WORLD.credentials)
     settings = settings_for(
         kafka_bootstrap, topics, sandbox.url, creds, state_dir=tmp_path / "s", batch_linger_ms=0
@@ -98,9 +133,13 @@ def test_live_update_and_erasure_reach_the_next_event(kafka_bootstrap, topics, s
     with RunningApp(settings):
         send(_messenger_trigger("before", "c-1"), _messenger_trigger("erase-before", "c-2"))
         produce_sample_traffic(
-            kafka_bootstrap, topics, CODEC, [], [],
+            kafka_bootstrap,
+            topics,
+            CODEC,
+            [],
+            [],
             contacts=[_contact("c-1", "second@example.com")],
-        )  # fmt: skip
+        )
         from confluent_kafka import Producer
 
         tombstone = Producer({"bootstrap.servers": kafka_bootstrap})
@@ -120,8 +159,11 @@ def test_live_update_and_erasure_reach_the_next_event(kafka_bootstrap, topics, s
         "INVALID_EVENT",
     )  # no PSID without the contact
     erased_hash = sha256_hex("erase@example.com")
-    late_bodies = [r["body"] for r in sandbox.requests()
-                   if "erase-after" in r["body"] or '"after"' in r["body"]]  # fmt: skip
+    late_bodies = [
+        r["body"]
+        for r in sandbox.requests()
+        if "erase-after" in r["body"] or '"after"' in r["body"]
+    ]
     assert all(erased_hash not in body for body in late_bodies)
 
 
@@ -132,8 +174,11 @@ def test_rotated_token_is_used_without_a_restart(kafka_bootstrap, topics, tmp_pa
     with SandboxProcess(world_config, record_bodies=True) as sandbox:
         creds = write_credentials(tmp_path / "creds", WORLD.credentials)
         settings = settings_for(kafka_bootstrap, topics, sandbox.url, creds, batch_linger_ms=0)
-        trigger = next(t for t in WORLD.triggers(50, seed=5, only_valid=True)
-                       if t["connection_id"] == "conn-us")  # fmt: skip
+        trigger = next(
+            t
+            for t in WORLD.triggers(50, seed=5, only_valid=True)
+            if t["connection_id"] == "conn-us"
+        )
         produce_sample_traffic(kafka_bootstrap, topics, CODEC, [], WORLD.connections())
         reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
         with RunningApp(settings):

@@ -37,19 +37,31 @@ def test_metrics_logs_and_health(kafka_bootstrap, topics, tmp_path):
     try:
         with SandboxProcess(sandbox_config(WORLD)) as sandbox:
             settings = settings_for(
-                kafka_bootstrap, topics, sandbox.url, write_credentials(tmp_path / "c", creds),
+                kafka_bootstrap,
+                topics,
+                sandbox.url,
+                write_credentials(tmp_path / "c", creds),
                 state_dir=tmp_path / "s",
-            )  # fmt: skip
+            )
             expected = produce_sample_traffic(
-                kafka_bootstrap, topics, CODEC, triggers, WORLD.connections(), garbage=3,
-                contacts=WORLD.contacts(), referrals=WORLD.referrals(),
-            )  # fmt: skip
+                kafka_bootstrap,
+                topics,
+                CODEC,
+                triggers,
+                WORLD.connections(),
+                garbage=3,
+                contacts=WORLD.contacts(),
+                referrals=WORLD.referrals(),
+            )
             reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
             with RunningApp(settings) as running:
                 health = HealthServer(
-                    0, running.metrics.registry, running.app.monitor.alive_problems,
-                    running.app.monitor.ready_problems, host="127.0.0.1",
-                )  # fmt: skip
+                    0,
+                    running.metrics.registry,
+                    running.app.monitor.alive_problems,
+                    running.app.monitor.ready_problems,
+                    host="127.0.0.1",
+                )
                 health.start()
                 try:
                     assert reader.read_until(expected, 90)

@@ -77,8 +77,13 @@ def test_each_kind_of_trigger_gets_its_result(kafka_bootstrap, topics, settings,
     )
     # dead letters keep the bytes and say why: the undecodable message and the one an operator
     # can fix (unknown connection)
-    dlq = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": uuid.uuid4().hex,
-                    "isolation.level": "read_committed"})  # fmt: skip
+    dlq = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "isolation.level": "read_committed",
+        }
+    )
     dlq.assign([TopicPartition(topics.dlq, p, 0) for p in range(3)])
     letters = []
     deadline = time.monotonic() + 30
@@ -196,11 +201,13 @@ def test_a_static_member_processes_and_gets_its_partitions_back_after_a_restart(
     folder, it gets its partitions back and finishes the input without a second result."""
     from dataclasses import replace
 
-    static = replace(settings, static_membership=True, instance_id="static-1",
-                     state_dir=tmp_path / "state")  # fmt: skip
+    static = replace(
+        settings, static_membership=True, instance_id="static-1", state_dir=tmp_path / "state"
+    )
     triggers = WORLD.triggers(300, seed=41)
-    first = produce_sample_traffic(kafka_bootstrap, topics, CODEC, triggers[:150],
-                                   WORLD.connections())  # fmt: skip
+    first = produce_sample_traffic(
+        kafka_bootstrap, topics, CODEC, triggers[:150], WORLD.connections()
+    )
     reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
     with RunningApp(static):
         assert reader.read_until(first, 60)

@@ -38,9 +38,10 @@ class PrometheusServer:
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(DEPLOY / "prometheus" / "alerts.yaml")],
-            "scrape_configs": [{"job_name": "capi-consumer",
-                                "static_configs": [{"targets": [target]}]}],
-        }  # fmt: skip
+            "scrape_configs": [
+                {"job_name": "capi-consumer", "static_configs": [{"targets": [target]}]}
+            ],
+        }
         self._config = workdir / "prometheus.yml"
         self._config.write_text(yaml.safe_dump(config))
         self._data = workdir / "prometheus-data"
@@ -52,10 +53,15 @@ class PrometheusServer:
         assert binary, "prometheus is missing: `make test` installs Debian's package"
         with self._log.open("wb") as log:
             self._proc = subprocess.Popen(
-                [binary, f"--config.file={self._config}", f"--storage.tsdb.path={self._data}",
-                 f"--web.listen-address=127.0.0.1:{self.port}"],
-                stdout=log, stderr=log,
-            )  # fmt: skip
+                [
+                    binary,
+                    f"--config.file={self._config}",
+                    f"--storage.tsdb.path={self._data}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                ],
+                stdout=log,
+                stderr=log,
+            )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -107,15 +113,29 @@ def test_every_dashboard_query_and_alert_expression_returns_series(
     faults = {"ds-1": {"errors": {"190": 0.05}}, "ds-3": {"errors": {"17": 0.5}}}
     with SandboxProcess({**sandbox_config(world), "faults": faults}) as sandbox:
         expected = produce_sample_traffic(
-            kafka_bootstrap, topics, CODEC, world.triggers(3_000, seed=71), world.connections(),
-            garbage=5, contacts=world.contacts(), referrals=world.referrals(),
-        )  # fmt: skip
+            kafka_bootstrap,
+            topics,
+            CODEC,
+            world.triggers(3_000, seed=71),
+            world.connections(),
+            garbage=5,
+            contacts=world.contacts(),
+            referrals=world.referrals(),
+        )
         port = free_port()
         creds = write_credentials(tmp_path / "creds", world.credentials)
-        env = service_env(kafka_bootstrap, topics, sandbox.url, creds, f"prom-{topics.triggered}",
-                          CAPI_METRICS_PORT=str(port), CAPI_STATE_DIR=str(tmp_path / "state"),
-                          CAPI_RETRY_INLINE_S="1", CAPI_THROTTLE_BACKOFF_S="1",
-                          CAPI_PARK_DELAYS_S="2")  # fmt: skip
+        env = service_env(
+            kafka_bootstrap,
+            topics,
+            sandbox.url,
+            creds,
+            f"prom-{topics.triggered}",
+            CAPI_METRICS_PORT=str(port),
+            CAPI_STATE_DIR=str(tmp_path / "state"),
+            CAPI_RETRY_INLINE_S="1",
+            CAPI_THROTTLE_BACKOFF_S="1",
+            CAPI_PARK_DELAYS_S="2",
+        )
         service = start_cli(env, "run", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             with PrometheusServer(tmp_path, f"127.0.0.1:{port}") as prometheus:

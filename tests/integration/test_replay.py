@@ -74,8 +74,11 @@ def test_replay_without_a_topic_or_a_broker_is_one_line(kafka_bootstrap, tmp_pat
     import socket
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPI_")}
-    env |= {"CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "CAPI_TOPIC_DLQ": "no-such-dlq"}  # fmt: skip
+    env |= {
+        "CAPI_CREDENTIALS_DIR": str(tmp_path),
+        "CAPI_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "CAPI_TOPIC_DLQ": "no-such-dlq",
+    }
     missing = run_cli(env, "replay-dlq")
     assert missing.returncode == 1
     assert missing.stderr.splitlines() == [

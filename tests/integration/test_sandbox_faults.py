@@ -35,5 +35,9 @@ def test_faults_are_set_per_dataset_counted_and_reset():
         assert stats["faults"] == {"190": 1, "drop": 1}
         assert stats["accepted_events"] == 2
         sandbox.reset()
-        assert sandbox.stats() == {"accepted_requests": 0, "rejected_requests": 0,
-                                   "accepted_events": 0, "faults": {}}  # fmt: skip
+        assert sandbox.stats() == {
+            "accepted_requests": 0,
+            "rejected_requests": 0,
+            "accepted_events": 0,
+            "faults": {},
+        }

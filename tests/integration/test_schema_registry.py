@@ -67,8 +67,9 @@ def test_basic_authentication_read_from_the_credentials_folder(tmp_path):
     (tmp_path / "schema-registry").write_text("svc-capi:s3cret\n")
     with MinimalRegistry(user_info="svc-capi:s3cret") as registry:
         settings = Settings(schema_registry_url=registry.url, credentials_dir=tmp_path)
-        authed = AvroCodec(SchemaStore(), SchemaRegistryClient(registry_config(settings)),
-                           auto_register=True)  # fmt: skip
+        authed = AvroCodec(
+            SchemaStore(), SchemaRegistryClient(registry_config(settings)), auto_register=True
+        )
         assert authed.schema_id("ConversionResult", "results") == 1
         anonymous = _codec(registry.url, auto_register=True)
         with pytest.raises(SchemaUnavailableError):  # waited for, never a failed message
@@ -90,8 +91,12 @@ def test_test_event_reads_registry_framed_tables(registry, kafka_bootstrap, topi
     world = SampleWorld()
     framed = _codec(registry.url, auto_register=True)
     produce_sample_traffic(kafka_bootstrap, topics, framed, [], world.connections())
-    settings = Settings(bootstrap_servers=kafka_bootstrap, topics=topics,
-                        schema_registry_url=registry.url, credentials_dir=tmp_path)  # fmt: skip
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        topics=topics,
+        schema_registry_url=registry.url,
+        credentials_dir=tmp_path,
+    )
     tables, close = read_reference_tables(settings, with_contacts=False)
     try:
         assert tables.connections.get("conn-us") is not None

@@ -18,10 +18,23 @@ CODEC = AvroCodec(SchemaStore())
 
 
 def _contact(contact_id, email):
-    return {"contact_id": contact_id, "workspace_id": "ws-1", "email": email, "phone": None,
-            "first_name": "Erin", "last_name": None, "gender": None, "date_of_birth": None,
-            "city": None, "state": None, "zip": None, "country": "US", "external_id": None,
-            "identities": [], "updated_at": 0}  # fmt: skip
+    return {
+        "contact_id": contact_id,
+        "workspace_id": "ws-1",
+        "email": email,
+        "phone": None,
+        "first_name": "Erin",
+        "last_name": None,
+        "gender": None,
+        "date_of_birth": None,
+        "city": None,
+        "state": None,
+        "zip": None,
+        "country": "US",
+        "external_id": None,
+        "identities": [],
+        "updated_at": 0,
+    }
 
 
 def _produce(bootstrap, topic, schema, items):
@@ -65,9 +78,13 @@ class Tables:
 
 
 def test_bootstrap_reads_everything_then_applies_live_updates(kafka_bootstrap, topics, tmp_path):
-    _produce(kafka_bootstrap, topics.connections, "MetaConnection",
-             [(f"conn-{i}", connection_record(connection_id=f"conn-{i}")) for i in range(50)]
-             + [("conn-3", None)])  # fmt: skip
+    _produce(
+        kafka_bootstrap,
+        topics.connections,
+        "MetaConnection",
+        [(f"conn-{i}", connection_record(connection_id=f"conn-{i}")) for i in range(50)]
+        + [("conn-3", None)],
+    )
     _contacts(kafka_bootstrap, topics, {f"c-{i}": f"p{i}@example.com" for i in range(300)})
     with Tables(kafka_bootstrap, topics, tmp_path / "state") as t:
         assert len(t.tables.connections) == 49

@@ -19,9 +19,13 @@ WORLD = SampleWorld()
 @pytest.fixture
 def run_test_event(kafka_bootstrap, topics, tmp_path):
     produce_sample_traffic(
-        kafka_bootstrap, topics, AvroCodec(SchemaStore()), [], WORLD.connections(),
+        kafka_bootstrap,
+        topics,
+        AvroCodec(SchemaStore()),
+        [],
+        WORLD.connections(),
         contacts=WORLD.contacts(5),
-    )  # fmt: skip
+    )
     creds = write_credentials(tmp_path / "creds", WORLD.credentials)
     with SandboxProcess(sandbox_config(WORLD)) as sandbox:
         env = {
@@ -42,10 +46,25 @@ def run_test_event(kafka_bootstrap, topics, tmp_path):
 
 def test_sends_one_test_event_and_prints_metas_response(run_test_event):
     proc = run_test_event(
-        "--connection", "conn-us", "--dataset", "ds-1", "--test-event-code", "TEST123",
-        "--channel", "messenger", "--user-id", "psid-42", "--email", "Ann@Example.com",
-        "--event-type", "purchase", "--currency", "EUR", "--value", "42.50",
-    )  # fmt: skip
+        "--connection",
+        "conn-us",
+        "--dataset",
+        "ds-1",
+        "--test-event-code",
+        "TEST123",
+        "--channel",
+        "messenger",
+        "--user-id",
+        "psid-42",
+        "--email",
+        "Ann@Example.com",
+        "--event-type",
+        "purchase",
+        "--currency",
+        "EUR",
+        "--value",
+        "42.50",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "test event sent" in proc.stdout
     response = json.loads(proc.stdout.split("Response\n", 1)[1])
@@ -62,9 +81,15 @@ def test_sends_one_test_event_and_prints_metas_response(run_test_event):
 
 def test_whatsapp_test_event_needs_no_click_id(run_test_event):
     proc = run_test_event(
-        "--connection", "conn-2", "--dataset", "ds-3", "--test-event-code", "T2",
-        "--phone", "+33 6 12 34 56 78",
-    )  # fmt: skip
+        "--connection",
+        "conn-2",
+        "--dataset",
+        "ds-3",
+        "--test-event-code",
+        "T2",
+        "--phone",
+        "+33 6 12 34 56 78",
+    )
     assert proc.returncode == 0, proc.stderr
     assert (
         run_test_event.sandbox.events()[0]["event"]["user_data"]["whatsapp_business_account_id"]
@@ -74,9 +99,21 @@ def test_whatsapp_test_event_needs_no_click_id(run_test_event):
 
 def test_local_refusal_is_one_line_and_exit_1(run_test_event):
     proc = run_test_event(
-        "--connection", "conn-us", "--dataset", "ds-1", "--test-event-code", "T3",
-        "--channel", "MESSENGER", "--account", "page-250", "--user-id", "p", "--email", "a@b.co",
-    )  # fmt: skip
+        "--connection",
+        "conn-us",
+        "--dataset",
+        "ds-1",
+        "--test-event-code",
+        "T3",
+        "--channel",
+        "MESSENGER",
+        "--account",
+        "page-250",
+        "--user-id",
+        "p",
+        "--email",
+        "a@b.co",
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip().splitlines()[0]]
     assert "not sent: RESTRICTED_REGION" in proc.stderr
@@ -85,9 +122,21 @@ def test_local_refusal_is_one_line_and_exit_1(run_test_event):
 
 def test_metas_refusal_is_printed_with_its_error(run_test_event):
     proc = run_test_event(
-        "--connection", "conn-us", "--dataset", "ds-1", "--test-event-code", "T4",
-        "--channel", "MESSENGER", "--account", "page-260", "--user-id", "p", "--email", "a@b.co",
-    )  # fmt: skip
+        "--connection",
+        "conn-us",
+        "--dataset",
+        "ds-1",
+        "--test-event-code",
+        "T4",
+        "--channel",
+        "MESSENGER",
+        "--account",
+        "page-260",
+        "--user-id",
+        "p",
+        "--email",
+        "a@b.co",
+    )
     assert proc.returncode == 1
     assert "Meta refused the test event" in proc.stderr
     error = json.loads(proc.stdout.split("Response\n", 1)[1])["error"]
@@ -103,9 +152,17 @@ def test_unknown_connection(run_test_event):
 
 def test_customer_information_and_psid_from_a_contact(run_test_event):
     proc = run_test_event(
-        "--connection", "conn-us", "--dataset", "ds-1", "--test-event-code", "T5",
-        "--channel", "MESSENGER", "--contact-id", "c-3",
-    )  # fmt: skip
+        "--connection",
+        "conn-us",
+        "--dataset",
+        "ds-1",
+        "--test-event-code",
+        "T5",
+        "--channel",
+        "MESSENGER",
+        "--contact-id",
+        "c-3",
+    )
     assert proc.returncode == 0, proc.stderr
     user_data = run_test_event.sandbox.events()[0]["event"]["user_data"]
     assert user_data["page_scoped_user_id"] == "psid-c3"
@@ -114,8 +171,14 @@ def test_customer_information_and_psid_from_a_contact(run_test_event):
 
 def test_unknown_contact_is_refused(run_test_event):
     proc = run_test_event(
-        "--connection", "conn-us", "--dataset", "ds-1", "--test-event-code", "T6",
-        "--contact-id", "c-nobody",
-    )  # fmt: skip
+        "--connection",
+        "conn-us",
+        "--dataset",
+        "ds-1",
+        "--test-event-code",
+        "T6",
+        "--contact-id",
+        "c-nobody",
+    )
     assert proc.returncode == 1
     assert "contact c-nobody is not in" in proc.stderr

@@ -43,8 +43,7 @@ def walkthrough():
 
 def _cli(env, cwd, *args, timeout=60):
     """One command to its end, in `cwd`."""
-    proc = start_cli(env, *args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                     text=True)  # fmt: skip
+    proc = start_cli(env, *args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -96,8 +95,10 @@ class Walkthrough:
         assert lines[0] == f"bootstrap servers: {servers}", lines
         assert lines[1] == f"export CAPI_KAFKA_BOOTSTRAP_SERVERS={servers}"
         assert "in memory" in lines[3]
-        self.broker_exports = [lines[1].replace(servers, "127.0.0.1:9092"),
-                               lines[2].split("  #", 1)[0]]  # fmt: skip
+        self.broker_exports = [
+            lines[1].replace(servers, "127.0.0.1:9092"),
+            lines[2].split("  #", 1)[0],
+        ]
 
     def start(self, args, **popen):
         proc = start_cli(self.env, *args[1:], cwd=self.cwd, text=True, **popen)
@@ -120,7 +121,11 @@ def _check_seed(done, cwd):
     assert re.search(r"^meta-connections +3 connections$", done.stdout, re.MULTILINE)
     assert re.search(r"^contacts +5000 contacts$", done.stdout, re.MULTILINE)
     assert sorted(p.name for p in (cwd / "creds").iterdir()) == [
-        "secret-us", "token-2", "token-off", "token-us"]  # fmt: skip
+        "secret-us",
+        "token-2",
+        "token-off",
+        "token-us",
+    ]
     assert json.loads((cwd / "sandbox.json").read_text())["tokens"]
 
 
@@ -202,8 +207,9 @@ def test_an_unreachable_broker_and_a_bad_trigger_are_one_line(tmp_path):
     assert done.stderr.startswith(f"capi-consumer: broker {env['CAPI_KAFKA_BOOTSTRAP_SERVERS']}: ")
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     trigger = Path(tmp_path / "trigger.json")
-    trigger.write_text(json.dumps({"contact_id": "c-1", "workspace_id": "ws-1",
-                                   "channel": "WHATSUP"}))  # fmt: skip
+    trigger.write_text(
+        json.dumps({"contact_id": "c-1", "workspace_id": "ws-1", "channel": "WHATSUP"})
+    )
     done = _cli(env, tmp_path, "produce", "--json", str(trigger))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [

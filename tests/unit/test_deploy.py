@@ -77,11 +77,16 @@ def test_alerts_pass_their_promtool_unit_tests():
     if promtool is None:
         pytest.fail("promtool not found: `make test` installs it (Debian package prometheus)")
     directory = DEPLOY / "prometheus"
-    check = subprocess.run([promtool, "check", "rules", "alerts.yaml"], cwd=directory,
-                           capture_output=True, text=True)  # fmt: skip
+    check = subprocess.run(
+        [promtool, "check", "rules", "alerts.yaml"], cwd=directory, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
-    test = subprocess.run([promtool, "test", "rules", "alerts_test.yaml"], cwd=directory,
-                          capture_output=True, text=True)  # fmt: skip
+    test = subprocess.run(
+        [promtool, "test", "rules", "alerts_test.yaml"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+    )
     assert test.returncode == 0, test.stdout + test.stderr
 
 

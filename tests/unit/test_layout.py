@@ -1,4 +1,4 @@
-"""The README's module table is the package's tree, and no module outgrows a reading."""
+"""The README's module table is the package's tree, and the imports point one way."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 from tests.readme import README, module_table
 
 PACKAGE = Path(__file__).resolve().parents[2] / "consumer"
-MAX_LINES = 350
 
 
 def _tree() -> set[str]:
@@ -29,10 +28,55 @@ def test_the_readme_module_table_matches_the_tree():
     assert module_table() == _tree()
 
 
-def test_no_module_is_over_the_size_limit():
-    sizes = {p.relative_to(PACKAGE).as_posix(): len(p.read_text().splitlines())
-             for p in PACKAGE.rglob("*.py")}  # fmt: skip
-    assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+def _imports() -> dict[str, set[str]]:
+    """Each module of the package and the package modules it imports (at any depth)."""
+    import ast
+
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        modules[name] = found
+    return {m: {i for i in found if i in modules and i != m} for m, found in modules.items()}
+
+
+def test_no_module_imports_itself_through_others():
+    """A module's size is a hint; what keeps the package readable is that its imports form no
+    cycle (a module that needs what needs it holds two ideas)."""
+    graph = _imports()
+    state: dict[str, int] = {}  # 1 on the path being walked, 2 done
+
+    def walk(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for imported in sorted(graph[module]):
+            if state.get(imported) == 1:
+                cycle = [*path[path.index(imported) :], imported]
+                raise AssertionError(" -> ".join(cycle))
+            if imported not in state:
+                walk(imported, [*path, imported])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            walk(module, [module])
+
+
+def test_nothing_outside_the_tools_imports_the_tools():
+    graph = _imports()
+    upward = {
+        (module, imported)
+        for module, found in graph.items()
+        if not module.startswith("consumer.tools")
+        for imported in found
+        if imported.startswith("consumer.tools")
+    }
+    assert upward == set()
 
 
 def test_the_readme_and_docs_refer_to_nothing_outside_the_repository():

@@ -33,13 +33,29 @@ _LIBRARY_FEMALE = """girl lady miss ms mrs madam ma'am daughter mother mom mama 
     sister wife girlfriend bride widow queen princess duchess countess empress goddess maiden
     lass gal chick dame belle she her hers herself"""
 _GENDERS = {
-    "f": "f", "female": "f", "woman": "f", "w": "f", "femme": "f", "féminin": "f",
-    "feminin": "f", "mujer": "f", "femenino": "f", "feminino": "f", "weiblich": "f",
-    "m": "m", "male": "m", "man": "m", "homme": "m", "masculin": "m", "hombre": "m",
-    "masculino": "m", "männlich": "m", "mannlich": "m",
+    "f": "f",
+    "female": "f",
+    "woman": "f",
+    "w": "f",
+    "femme": "f",
+    "féminin": "f",
+    "feminin": "f",
+    "mujer": "f",
+    "femenino": "f",
+    "feminino": "f",
+    "weiblich": "f",
+    "m": "m",
+    "male": "m",
+    "man": "m",
+    "homme": "m",
+    "masculin": "m",
+    "hombre": "m",
+    "masculino": "m",
+    "männlich": "m",
+    "mannlich": "m",
     **dict.fromkeys(_LIBRARY_MALE.split(), "m"),
     **dict.fromkeys(_LIBRARY_FEMALE.split(), "f"),
-}  # fmt: skip
+}
 
 
 def normalize_gender(raw: str) -> str:

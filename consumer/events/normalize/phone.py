@@ -157,8 +157,17 @@ def is_valid_number(code: int, nsn: str) -> bool:
 
 
 _ByLength = dict[int, tuple[re.Pattern[str], re.Pattern[str]]]
-_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
-          "voicemail", "fixed_line")  # fmt: skip
+_TYPES = (
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+)
 
 
 def _matches(by_length: _ByLength, nsn: str) -> bool:

@@ -16,16 +16,46 @@ __all__ = ["STATE_TABLES", "north_american_states"]
 
 # US GPO Style Manual abbreviations that differ from the AP style's
 _US_GPO = {
-    "Tex": "TX", "Penn": "PA", "Penna": "PA", "Kans": "KS", "Nebr": "NE", "Oreg": "OR",
-    "Wisc": "WI", "NDak": "ND", "SDak": "SD", "NMex": "NM", "WVa": "WV", "Cal": "CA",
-    "Mass": "MA", "Ariz": "AZ", "Wash": "WA", "Mich": "MI", "Minn": "MN", "Tenn": "TN",
-}  # fmt: skip
+    "Tex": "TX",
+    "Penn": "PA",
+    "Penna": "PA",
+    "Kans": "KS",
+    "Nebr": "NE",
+    "Oreg": "OR",
+    "Wisc": "WI",
+    "NDak": "ND",
+    "SDak": "SD",
+    "NMex": "NM",
+    "WVa": "WV",
+    "Cal": "CA",
+    "Mass": "MA",
+    "Ariz": "AZ",
+    "Wash": "WA",
+    "Mich": "MI",
+    "Minn": "MN",
+    "Tenn": "TN",
+}
 # the provinces' and territories' traditional abbreviations (before the two-letter codes)
 _CA_TRADITIONAL = {
-    "Alta": "AB", "BC": "BC", "Man": "MB", "NB": "NB", "Nfld": "NL", "NS": "NS", "NWT": "NT",
-    "Ont": "ON", "PEI": "PE", "Que": "QC", "Qué": "QC", "Sask": "SK", "YT": "YT", "Yuk": "YT",
-    "Québec": "QC", "Nunavut": "NU", "Newfoundland": "NL", "Labrador": "NL",
-}  # fmt: skip
+    "Alta": "AB",
+    "BC": "BC",
+    "Man": "MB",
+    "NB": "NB",
+    "Nfld": "NL",
+    "NS": "NS",
+    "NWT": "NT",
+    "Ont": "ON",
+    "PEI": "PE",
+    "Que": "QC",
+    "Qué": "QC",
+    "Sask": "SK",
+    "YT": "YT",
+    "Yuk": "YT",
+    "Québec": "QC",
+    "Nunavut": "NU",
+    "Newfoundland": "NL",
+    "Labrador": "NL",
+}
 
 
 def _key(name: str) -> str:

@@ -44,8 +44,13 @@ def graph_error(
             '{"1": [{"type": "ads_management", "call_count": 100, '
             f'"estimated_time_to_regain_access": {regain_minutes}}}]}}'
         )
-    error = {"message": message, "type": "OAuthException", "code": code,
-             "is_transient": transient, "fbtrace_id": fbtrace_id}  # fmt: skip
+    error = {
+        "message": message,
+        "type": "OAuthException",
+        "code": code,
+        "is_transient": transient,
+        "fbtrace_id": fbtrace_id,
+    }
     return status, {"error": error}, headers
 
 

@@ -34,8 +34,16 @@ class SandboxProcess:
         self._dir = tempfile.TemporaryDirectory(prefix="capi-sandbox-")
         config_path = Path(self._dir.name) / "sandbox.json"
         config_path.write_text(json.dumps(self._config), encoding="utf-8")
-        args = [sys.executable, "-m", "consumer.tools.cli", "sandbox", "--port", "0",
-                "--config", str(config_path)]  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "consumer.tools.cli",
+            "sandbox",
+            "--port",
+            "0",
+            "--config",
+            str(config_path),
+        ]
         if self._record_bodies:
             args.append("--record-bodies")
         if self._light:

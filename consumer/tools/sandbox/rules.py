@@ -23,11 +23,22 @@ __all__ = [
 SUPPORTED_VERSIONS = frozenset({"v22.0", "v23.0", "v24.0", "v25.0", "v26.0"})
 EVENT_NAMES = frozenset(
     {
-        "Purchase", "LeadSubmitted", "QualifiedLead", "InitiateCheckout", "AddToCart",
-        "ViewContent", "OrderCreated", "OrderShipped", "OrderDelivered", "OrderCanceled",
-        "OrderReturned", "CartAbandoned", "RatingProvided", "ReviewProvided",
+        "Purchase",
+        "LeadSubmitted",
+        "QualifiedLead",
+        "InitiateCheckout",
+        "AddToCart",
+        "ViewContent",
+        "OrderCreated",
+        "OrderShipped",
+        "OrderDelivered",
+        "OrderCanceled",
+        "OrderReturned",
+        "CartAbandoned",
+        "RatingProvided",
+        "ReviewProvided",
     }
-)  # fmt: skip
+)
 _HASHED = frozenset(
     {"em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id"}
 )
@@ -38,8 +49,17 @@ _PLAIN_IDS = {
 }
 _ALL_PLAIN = frozenset(k for keys in _PLAIN_IDS.values() for k in keys)
 _FORBIDDEN = frozenset({"client_ip_address", "client_user_agent", "fbc", "fbp"})
-_EVENT_KEYS = frozenset({"event_name", "event_time", "event_id", "action_source",
-                        "messaging_channel", "user_data", "custom_data"})  # fmt: skip
+_EVENT_KEYS = frozenset(
+    {
+        "event_name",
+        "event_time",
+        "event_id",
+        "action_source",
+        "messaging_channel",
+        "user_data",
+        "custom_data",
+    }
+)
 _BODY_KEYS = frozenset(
     {"data", "access_token", "test_event_code", "partner_agent", "appsecret_proof"}
 )
@@ -196,16 +216,18 @@ def _validate_event(
     if name not in EVENT_NAMES:
         raise _invalid(
             f"{where}.event_name {name!r} is not a supported business messaging event",
-            subcode=2804066, title="Invalid event type",
-        )  # fmt: skip
+            subcode=2804066,
+            title="Invalid event type",
+        )
     event_time = event.get("event_time")
     if not isinstance(event_time, int) or isinstance(event_time, bool):
         raise _invalid(f"{where}.event_time must be a Unix timestamp in seconds")
     if event_time < now - _MAX_AGE_S:
         raise _invalid(
-            f"{where}.event_time is more than 7 days in the past", subcode=2804003,
+            f"{where}.event_time is more than 7 days in the past",
+            subcode=2804003,
             title="Event Timestamp Too Old",
-        )  # fmt: skip
+        )
     if event_time > now + _MAX_FUTURE_S:
         # Meta documents no limit for future times; they are reported to fail. The subcode is
         # an assumption.
@@ -217,9 +239,10 @@ def _validate_event(
     channel = event.get("messaging_channel")
     if channel not in _PLAIN_IDS:
         raise _invalid(
-            f"{where}.messaging_channel is missing or invalid", subcode=2804063,
+            f"{where}.messaging_channel is missing or invalid",
+            subcode=2804063,
             title="Missing messaging channel",
-        )  # fmt: skip
+        )
     _validate_user_data(where, channel, event.get("user_data"), config, linked)
     _validate_custom_data(where, name, event.get("custom_data"))
 
@@ -282,18 +305,20 @@ def _validate_channel_ids(where: str, channel: str, user_data: dict[str, Any]) -
         clid = user_data.get("ctwa_clid")
         if clid is not None and not (isinstance(clid, str) and _CLID.fullmatch(clid)):
             raise _invalid(
-                f"{where}.user_data.ctwa_clid is invalid", subcode=2804087,
+                f"{where}.user_data.ctwa_clid is invalid",
+                subcode=2804087,
                 title="Messaging Event Invalid Ctwa Clid",
-            )  # fmt: skip
+            )
     elif channel == "messenger":
         if not account or not user_data.get(user_key):
             raise _invalid(f"{where}.user_data needs page_id and page_scoped_user_id")
     else:
         if not account:
             raise _invalid(
-                f"{where}.user_data.ig_account_id is required", subcode=2804079,
+                f"{where}.user_data.ig_account_id is required",
+                subcode=2804079,
                 title="Missing IG account ID parameter",
-            )  # fmt: skip
+            )
         if not user_data.get(user_key):
             raise _invalid(f"{where}.user_data.ig_sid is required", subcode=2804075)
     return account_key, account

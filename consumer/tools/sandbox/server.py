@@ -256,9 +256,14 @@ class _Handler(BaseHTTPRequestHandler):
         if len(segments) != 3 or segments[2] != "events":
             self._reply(
                 400,
-                {"error": {"message": "Unknown path components", "code": 2500,
-                           "type": "OAuthException"}},
-            )  # fmt: skip
+                {
+                    "error": {
+                        "message": "Unknown path components",
+                        "code": 2500,
+                        "type": "OAuthException",
+                    }
+                },
+            )
             return
         if self._inject(self.sandbox.draw_fault(segments[1])):
             return

@@ -9,18 +9,27 @@ OCCURRED = NOW_MS - 60_000
 CONTACT = Contact(
     contact_id="c-1",
     workspace_id="ws-1",
-    customer_info=CustomerInfo(email="contact@example.com", phone="+33 6 12 34 56 78",
-                               first_name="Ann", country="FR"),
-    identities=(Identity(Channel.MESSENGER, "page-1", "psid-from-contact"),
-                Identity(Channel.INSTAGRAM, "ig-1", "igsid-from-contact"),
-                Identity(Channel.MESSENGER, "page-2", "psid-other-page")),
-)  # fmt: skip
+    customer_info=CustomerInfo(
+        email="contact@example.com", phone="+33 6 12 34 56 78", first_name="Ann", country="FR"
+    ),
+    identities=(
+        Identity(Channel.MESSENGER, "page-1", "psid-from-contact"),
+        Identity(Channel.INSTAGRAM, "ig-1", "igsid-from-contact"),
+        Identity(Channel.MESSENGER, "page-2", "psid-other-page"),
+    ),
+)
 
 
 def _referral(**overrides):
-    values = dict(contact_id="c-1", channel=Channel.WHATSAPP, channel_account_id="waba-1",
-                  ctwa_clid="clid-from-referral", ad_id=None, source_url=None,
-                  referred_at=OCCURRED - 3_600_000)  # fmt: skip
+    values = dict(
+        contact_id="c-1",
+        channel=Channel.WHATSAPP,
+        channel_account_id="waba-1",
+        ctwa_clid="clid-from-referral",
+        ad_id=None,
+        source_url=None,
+        referred_at=OCCURRED - 3_600_000,
+    )
     values.update(overrides)
     return AdReferral(**values)
 

@@ -109,10 +109,18 @@ def test_date_of_birth(raw, region, expected):
 @pytest.mark.parametrize(
     "raw",
     [
-        "31/02/1990", "yesterday", "1800-01-01", "2999-01-01", "13/13/1990", "1990", "4 5",
-        "1990-01-99999999999", "99999999999999999999-01-01", "01/01/99999999999999999999",
+        "31/02/1990",
+        "yesterday",
+        "1800-01-01",
+        "2999-01-01",
+        "13/13/1990",
+        "1990",
+        "4 5",
+        "1990-01-99999999999",
+        "99999999999999999999-01-01",
+        "01/01/99999999999999999999",
     ],
-)  # fmt: skip
+)
 def test_impossible_date_of_birth_is_refused(raw):
     with pytest.raises(ValueError, match="invalid_date_of_birth"):
         normalize_date_of_birth(raw)
@@ -293,9 +301,15 @@ def _written_forms():
 
 @pytest.mark.parametrize(
     ("text", "region"),
-    [("+0307000000000", None), ("+1 650 555 1212 ext 3", None), ("020 7946 0958", "GB"),
-     ("16505551212", "US"), ("+39 06 6982 1234", None), ("1-800-FLOWERS", "US")],
-)  # fmt: skip
+    [
+        ("+0307000000000", None),
+        ("+1 650 555 1212 ext 3", None),
+        ("020 7946 0958", "GB"),
+        ("16505551212", "US"),
+        ("+39 06 6982 1234", None),
+        ("1-800-FLOWERS", "US"),
+    ],
+)
 def test_quick_phone_path_leaves_the_unusual_to_the_parser(text, region):
     assert normalize.phone._quick_phone(text, region) is None
 

@@ -204,8 +204,9 @@ def test_a_newer_writer_schema_is_decoded_from_the_registry():
     fastavro.schemaless_writer(
         buf, fastavro.parse_schema(newer), {**trigger_record(), "campaign": "x"}
     )
-    decoded = AvroCodec(STORE, registry).decode(b"\x00" + (3).to_bytes(4, "big") + buf.getvalue(),
-                                                 "ConversionTriggered")  # fmt: skip
+    decoded = AvroCodec(STORE, registry).decode(
+        b"\x00" + (3).to_bytes(4, "big") + buf.getvalue(), "ConversionTriggered"
+    )
     assert decoded == trigger_record()  # the added field is not in our reader schema
 
 

@@ -189,16 +189,25 @@ def test_auth_error_fails_the_batch_without_retrying():
 @pytest.mark.parametrize(
     ("status", "body", "content_type"),
     [
-        (400, {"error": {"code": 100, "error_subcode": 33, "message": "Object with ID 'ds-1' "
-                         "does not exist, cannot be loaded due to missing permissions"}},
-         "application/json"),
+        (
+            400,
+            {
+                "error": {
+                    "code": 100,
+                    "error_subcode": 33,
+                    "message": "Object with ID 'ds-1' "
+                    "does not exist, cannot be loaded due to missing permissions",
+                }
+            },
+            "application/json",
+        ),
         (404, "<html><body>Not Found</body></html>", "text/html"),
         (302, "", "text/html"),
         (407, "<html>Proxy Authentication Required</html>", "text/html"),
         (413, "<html>Request Entity Too Large</html>", "text/html"),
     ],
     ids=["unknown dataset", "404 page", "redirect", "proxy", "too large"],
-)  # fmt: skip
+)
 def test_a_request_refused_as_a_whole_fails_its_batch_in_one_request(status, body, content_type):
     requests = []
 
@@ -272,9 +281,16 @@ def test_the_retry_deadline_counts_from_when_an_event_was_first_parked():
     batch = _batch(1)
     first = batch.items[0]
     parked_long_ago = ParkedEvent(
-        "e0", "ds-1", first.source, first.received, attempts=4, parkings=3,
-        first_parked_at=int(time.time() * 1000) - 599_900, parked_at=0, due_at=0,
-    )  # fmt: skip
+        "e0",
+        "ds-1",
+        first.source,
+        first.received,
+        attempts=4,
+        parkings=3,
+        first_parked_at=int(time.time() * 1000) - 599_900,
+        parked_at=0,
+        due_at=0,
+    )
     batch.items[0] = replace(first, parked=parked_long_ago)
     outcomes, _ = _run(dispatcher, t, batch)
     assert [(o.status.value, o.reason, o.attempts) for _, o in outcomes] == [

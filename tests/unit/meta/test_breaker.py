@@ -12,8 +12,9 @@ class Clock:
 
 
 def _breaker(clock, changes):
-    return CircuitBreaker(failures_to_open=4, probe_min_s=5, probe_max_s=20, clock=clock,
-                          on_change=changes.append)  # fmt: skip
+    return CircuitBreaker(
+        failures_to_open=4, probe_min_s=5, probe_max_s=20, clock=clock, on_change=changes.append
+    )
 
 
 def test_one_failing_dataset_never_opens_it():

@@ -22,20 +22,36 @@ RULES = Rules(restricted_countries=DEFAULT_RESTRICTED_COUNTRIES)
 CONNECTION = MetaConnection.from_avro(connection_record())
 CREDS = Credentials(Secret("EAAB-snapshot-token"), Secret("snapshot-app-secret"))
 ACCOUNTS = {
-    Channel.WHATSAPP: {"channel_account_id": "waba-1",
-                       "selected_whatsapp_business_account_id": "waba-1"},
-    Channel.MESSENGER: {"channel_account_id": "page-1", "channel_user_id": "psid-1",
-                        "selected_whatsapp_business_account_id": None,
-                        "selected_page_id": "page-1"},
-    Channel.INSTAGRAM: {"channel_account_id": "ig-1", "channel_user_id": "igsid-1",
-                        "selected_whatsapp_business_account_id": None,
-                        "selected_instagram_account_id": "ig-1"},
-}  # fmt: skip
+    Channel.WHATSAPP: {
+        "channel_account_id": "waba-1",
+        "selected_whatsapp_business_account_id": "waba-1",
+    },
+    Channel.MESSENGER: {
+        "channel_account_id": "page-1",
+        "channel_user_id": "psid-1",
+        "selected_whatsapp_business_account_id": None,
+        "selected_page_id": "page-1",
+    },
+    Channel.INSTAGRAM: {
+        "channel_account_id": "ig-1",
+        "channel_user_id": "igsid-1",
+        "selected_whatsapp_business_account_id": None,
+        "selected_instagram_account_id": "ig-1",
+    },
+}
 INFO = customer_info(
-    email=" Ann.Lee@Example.COM ", phone="+1 (650) 555-1212", first_name="Zoë",
-    last_name="O'Neil", gender="Female", date_of_birth="March 4th, 1990", city="San José",
-    state="California", zip="95112-4401", country="United States", external_id="crm-7",
-)  # fmt: skip
+    email=" Ann.Lee@Example.COM ",
+    phone="+1 (650) 555-1212",
+    first_name="Zoë",
+    last_name="O'Neil",
+    gender="Female",
+    date_of_birth="March 4th, 1990",
+    city="San José",
+    state="California",
+    zip="95112-4401",
+    country="United States",
+    external_id="crm-7",
+)
 
 
 def _bodies():

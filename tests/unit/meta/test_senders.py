@@ -41,8 +41,12 @@ def _handler(request):
 
 
 def _sender(max_size=2):
-    client = CapiClient("https://graph.example", "v24.0", transport=httpx.MockTransport(_handler),
-                        throttle_backoff_s=600)  # fmt: skip
+    client = CapiClient(
+        "https://graph.example",
+        "v24.0",
+        transport=httpx.MockTransport(_handler),
+        throttle_backoff_s=600,
+    )
     dispatcher = Dispatcher(
         client, Metrics(CollectorRegistry()), retry_deadline_s=3600, retry_inline_s=3600
     )

@@ -18,12 +18,22 @@ def test_consumer_lag_counts_from_the_position_to_the_last_stable_offset():
     monitor = Monitor(metrics, "in", threading.Event())
     # offsets committed by transactions: librdkafka's own consumer_lag stays -1
     committed_elsewhere = {"consumer_lag": -1, "committed_offset": -1001}
-    monitor.on_stats(_stats({
-        "0": {**committed_elsewhere, "hi_offset": 120, "ls_offset": 100, "app_offset": 40},
-        "1": {**committed_elsewhere, "hi_offset": 50, "ls_offset": 50, "app_offset": -1001},
-        "2": {**committed_elsewhere, "hi_offset": 9, "ls_offset": 9, "app_offset": 9},
-        "-1": {**committed_elsewhere, "hi_offset": -1001, "ls_offset": -1001, "app_offset": -1001},
-    }), owned={("in", 0), ("in", 1)})  # fmt: skip
+    monitor.on_stats(
+        _stats(
+            {
+                "0": {**committed_elsewhere, "hi_offset": 120, "ls_offset": 100, "app_offset": 40},
+                "1": {**committed_elsewhere, "hi_offset": 50, "ls_offset": 50, "app_offset": -1001},
+                "2": {**committed_elsewhere, "hi_offset": 9, "ls_offset": 9, "app_offset": 9},
+                "-1": {
+                    **committed_elsewhere,
+                    "hi_offset": -1001,
+                    "ls_offset": -1001,
+                    "app_offset": -1001,
+                },
+            }
+        ),
+        owned={("in", 0), ("in", 1)},
+    )
 
     def lag(partition):
         return metrics.registry.get_sample_value(

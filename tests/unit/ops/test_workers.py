@@ -7,8 +7,9 @@ from consumer.settings import Settings
 
 def _exposition(consumed, in_flight):
     registry = CollectorRegistry()
-    Counter("capi_messages_consumed", "Input messages consumed.", ["topic"],
-            registry=registry).labels("in").inc(consumed)  # fmt: skip
+    Counter(
+        "capi_messages_consumed", "Input messages consumed.", ["topic"], registry=registry
+    ).labels("in").inc(consumed)
     Gauge("capi_in_flight_events", "In flight.", registry=registry).set(in_flight)
     return generate_latest(registry).decode()
 

@@ -18,10 +18,17 @@ CODEC = AvroCodec(SchemaStore())
 IN = TOPICS.triggered
 
 
-def message(offset: int, value: bytes | None, *, partition: int = 0, key: bytes = b"c-1",
-            headers: list[tuple[str, bytes]] | None = None) -> Message:  # fmt: skip
-    return Message(topic=IN, partition=partition, offset=offset, key=key, value=value,
-                   headers=headers)  # fmt: skip
+def message(
+    offset: int,
+    value: bytes | None,
+    *,
+    partition: int = 0,
+    key: bytes = b"c-1",
+    headers: list[tuple[str, bytes]] | None = None,
+) -> Message:
+    return Message(
+        topic=IN, partition=partition, offset=offset, key=key, value=value, headers=headers
+    )
 
 
 def trigger_bytes(record: dict[str, Any]) -> bytes:
@@ -159,7 +166,7 @@ class FakeRestore:
     def is_restoring(self, partition: int) -> bool:
         return partition in self.restoring_partitions
 
-    def already_resolved(self, partition: int, offset: int) -> bool:
+    def already_resolved(self, partition: int, offset: int, event_id: str | None) -> bool:
         return (partition, offset) in self.resolved
 
     def step(self) -> list[int]:

@@ -66,12 +66,19 @@ class World:
         publisher.start()
         m = metrics()
         self.checkpoint = Checkpoint(
-            consumer=FakeConsumer(), publisher=publisher, outbox=self.outbox, dedup=self.dedup,
-            retry=self.retry, owned=self.owned, topics=TOPICS,
-            encode_result=CODEC.encoder("ConversionResult", TOPICS.results), metrics=m,
-            monitor=Monitor(m, IN, threading.Event()), commit_interval_s=0.0,
+            consumer=FakeConsumer(),
+            publisher=publisher,
+            outbox=self.outbox,
+            dedup=self.dedup,
+            retry=self.retry,
+            owned=self.owned,
+            topics=TOPICS,
+            encode_result=CODEC.encoder("ConversionResult", TOPICS.results),
+            metrics=m,
+            monitor=Monitor(m, IN, threading.Event()),
+            commit_interval_s=0.0,
             clock_ms=lambda: NOW_MS,
-        )  # fmt: skip
+        )
 
     def results(self, txn_index: int = -1) -> list[tuple[int, str, str | None]]:
         """(source offset, status, reason) of the results in a transaction."""
@@ -91,8 +98,9 @@ def world(tmp_path: Path) -> World:
 def _skipped(offset: int, partition: int = 0, event_id: str = "") -> ConversionResult:
     trigger = Trigger.from_avro(trigger_record(event_id=event_id or f"e{partition}-{offset}"))
     source = SourceRef(IN, partition, offset)
-    return ConversionResult(source, ResultStatus.SKIPPED, NOW_MS, Reason.NOT_AD_ATTRIBUTED,
-                            "no click id", trigger)  # fmt: skip
+    return ConversionResult(
+        source, ResultStatus.SKIPPED, NOW_MS, Reason.NOT_AD_ATTRIBUTED, "no click id", trigger
+    )
 
 
 def _pending(offset: int, partition: int = 0) -> Pending:
@@ -260,10 +268,13 @@ def test_an_abort_never_answered_after_librdkafka_logged_the_producer_fenced_sto
     instead of retrying the abort for ever."""
     world.publisher.produce(OutRecord(TOPICS.results, None, b"r", (IN, 0)))  # a transaction open
     world.producer_config["logger"].log(
-        40, "%s [%s] %s", "TXNERR", "rdkafka#producer-1",
+        40,
+        "%s [%s] %s",
+        "TXNERR",
+        "rdkafka#producer-1",
         "Current transaction failed in state InTransaction: Failed to commit offsets to "
         "transaction (Broker: There is a newer producer with the same transactionalId) (_FENCED)",
-    )  # fmt: skip
+    )
     world.producer.fail_aborts = [TIMED_OUT] * 100
     with pytest.raises(FencedError, match="CAPI_INSTANCE_ID"):
         world.checkpoint.lost({(IN, 0)})

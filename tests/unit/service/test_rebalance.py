@@ -67,27 +67,50 @@ class World:
         publisher = Publisher({}, "txn-1", producer_factory=lambda config: self.producer)
         publisher.start()
         self.checkpoint = Checkpoint(
-            consumer=self.consumer, publisher=publisher, outbox=self.outbox, dedup=self.dedup,
-            retry=RetryTopic(self.parked, IN), owned=self.owned, topics=TOPICS,
-            encode_result=CODEC.encoder("ConversionResult", TOPICS.results), metrics=m,
-            monitor=Monitor(m, IN, threading.Event()), commit_interval_s=3600,
+            consumer=self.consumer,
+            publisher=publisher,
+            outbox=self.outbox,
+            dedup=self.dedup,
+            retry=RetryTopic(self.parked, IN),
+            owned=self.owned,
+            topics=TOPICS,
+            encode_result=CODEC.encoder("ConversionResult", TOPICS.results),
+            metrics=m,
+            monitor=Monitor(m, IN, threading.Event()),
+            commit_interval_s=3600,
             clock_ms=lambda: NOW_MS,
-        )  # fmt: skip
+        )
         self.breaker = CircuitBreaker()
-        self.flow = FlowControl(consumer=self.consumer, restore=self.restore, owned=self.owned,
-                                max_pending=1000, max_pending_bytes=2**30,
-                                breaker=self.breaker, metrics=m)  # fmt: skip
-        client = CapiClient("https://graph.example", "v24.0",
-                            transport=httpx.MockTransport(self._meta))  # fmt: skip
-        dispatcher = Dispatcher(client, m, retry_deadline_s=3600, retry_inline_s=3600,
-                                breaker=self.breaker)  # fmt: skip
+        self.flow = FlowControl(
+            consumer=self.consumer,
+            restore=self.restore,
+            owned=self.owned,
+            max_pending=1000,
+            max_pending_bytes=2**30,
+            breaker=self.breaker,
+            metrics=m,
+        )
+        client = CapiClient(
+            "https://graph.example", "v24.0", transport=httpx.MockTransport(self._meta)
+        )
+        dispatcher = Dispatcher(
+            client, m, retry_deadline_s=3600, retry_inline_s=3600, breaker=self.breaker
+        )
         self.sender = Sender(dispatcher, Batcher(10, 0.0), 2)
         self.sender.start()
         self.rebalance = Rebalance(
-            owned=self.owned, checkpoint=self.checkpoint, flow=self.flow, sender=self.sender,
-            restore=self.restore, outbox=self.outbox, topics=TOPICS,
-            drain_timeout_s=10, session_timeout_s=6, metrics=m, clock=lambda: self.now,
-        )  # fmt: skip
+            owned=self.owned,
+            checkpoint=self.checkpoint,
+            flow=self.flow,
+            sender=self.sender,
+            restore=self.restore,
+            outbox=self.outbox,
+            topics=TOPICS,
+            drain_timeout_s=10,
+            session_timeout_s=6,
+            metrics=m,
+            clock=lambda: self.now,
+        )
 
     def _meta(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1

@@ -49,17 +49,31 @@ class World:
         self.dispatcher = _Dispatcher(lambda: self.now)
         self.metrics = metrics()
         self.retries = ParkedRetries(
-            retry=self.retry, triage=self.triage, restore=self.restore,  # type: ignore[arg-type]
-            dispatcher=self.dispatcher, owned={(IN, 0), (IN, 1)},  # type: ignore[arg-type]
-            metrics=self.metrics, max_taken=3, clock=lambda: self.now,
+            retry=self.retry,
+            triage=self.triage,
+            restore=self.restore,  # type: ignore[arg-type]
+            dispatcher=self.dispatcher,
+            owned={(IN, 0), (IN, 1)},  # type: ignore[arg-type]
+            metrics=self.metrics,
+            max_taken=3,
+            clock=lambda: self.now,
             clock_ms=lambda: NOW_MS,
-        )  # fmt: skip
+        )
 
-    def park(self, event_id: str, *, partition: int = 0, due_in_s: int = -1,
-             dataset: str = "ds-1") -> None:  # fmt: skip
-        parked = ParkedEvent(event_id, dataset, SourceRef(IN, partition, 0), DeadLetter(None, b"v"),
-                             attempts=1, parkings=1, first_parked_at=NOW_MS - 90_000,
-                             parked_at=NOW_MS, due_at=NOW_MS + due_in_s * 1000)  # fmt: skip
+    def park(
+        self, event_id: str, *, partition: int = 0, due_in_s: int = -1, dataset: str = "ds-1"
+    ) -> None:
+        parked = ParkedEvent(
+            event_id,
+            dataset,
+            SourceRef(IN, partition, 0),
+            DeadLetter(None, b"v"),
+            attempts=1,
+            parkings=1,
+            first_parked_at=NOW_MS - 90_000,
+            parked_at=NOW_MS,
+            due_at=NOW_MS + due_in_s * 1000,
+        )
         self.table.apply([parked_row(parked, encode_parked(parked))], [])
 
     def turn(self) -> list[Any]:

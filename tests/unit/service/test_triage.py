@@ -55,14 +55,18 @@ class World:
         (creds / "token-1").write_text("tok")
         self.triage = Triage(
             codec=CODEC,
-            dedup=self.dedup, parked=self.parked, restore=self.restore, outbox=self.outbox,
+            dedup=self.dedup,
+            parked=self.parked,
+            restore=self.restore,
+            outbox=self.outbox,
             tables=self.tables,
             credentials=CredentialStore(creds),
             rules=Rules(restricted_countries=DEFAULT_RESTRICTED_COUNTRIES),
-            restricted_assets=set(), owned={(IN, 0), (IN, 1)},
+            restricted_assets=set(),
+            owned={(IN, 0), (IN, 1)},
             metrics=metrics(),
             clock_ms=lambda: NOW_MS,
-        )  # fmt: skip
+        )
 
 
 @pytest.fixture
@@ -70,26 +74,61 @@ def world(tmp_path: Path) -> World:
     return World(tmp_path)
 
 
-PAGE = {"channel": "MESSENGER", "channel_account_id": "page-1", "channel_user_id": "psid-1",
-        "selected_whatsapp_business_account_id": None, "selected_page_id": "page-1"}  # fmt: skip
+PAGE = {
+    "channel": "MESSENGER",
+    "channel_account_id": "page-1",
+    "channel_user_id": "psid-1",
+    "selected_whatsapp_business_account_id": None,
+    "selected_page_id": "page-1",
+}
 
 
 # (case, trigger overrides, verdict type, status, reason, dead-lettered)
 TOO_OLD = NOW_MS - 8 * 86_400_000
 DECISIONS = [
     ("approved", {}, Send, None, None, False),
-    ("unknown connection", {"connection_id": "conn-9"},
-     Resolved, "FAILED", "UNKNOWN_CONNECTION", True),
-    ("restricted page", {**PAGE, "channel_account_id": "page-de", "selected_page_id": "page-de"},
-     Resolved, "SKIPPED", "RESTRICTED_REGION", False),
-    ("not selected", {"selected_whatsapp_business_account_id": None},
-     Resolved, "SKIPPED", "CHANNEL_NOT_SELECTED", False),
+    (
+        "unknown connection",
+        {"connection_id": "conn-9"},
+        Resolved,
+        "FAILED",
+        "UNKNOWN_CONNECTION",
+        True,
+    ),
+    (
+        "restricted page",
+        {**PAGE, "channel_account_id": "page-de", "selected_page_id": "page-de"},
+        Resolved,
+        "SKIPPED",
+        "RESTRICTED_REGION",
+        False,
+    ),
+    (
+        "not selected",
+        {"selected_whatsapp_business_account_id": None},
+        Resolved,
+        "SKIPPED",
+        "CHANNEL_NOT_SELECTED",
+        False,
+    ),
     ("too old", {"occurred_at": TOO_OLD}, Resolved, "FAILED", "EVENT_TOO_OLD", False),
-    ("purchase without value", {"event_type": "PURCHASE"},
-     Resolved, "FAILED", "INVALID_EVENT", False),
-    ("no credentials", {"connection_id": "conn-2"},
-     Resolved, "FAILED", "MISSING_CREDENTIALS", True),
-]  # fmt: skip
+    (
+        "purchase without value",
+        {"event_type": "PURCHASE"},
+        Resolved,
+        "FAILED",
+        "INVALID_EVENT",
+        False,
+    ),
+    (
+        "no credentials",
+        {"connection_id": "conn-2"},
+        Resolved,
+        "FAILED",
+        "MISSING_CREDENTIALS",
+        True,
+    ),
+]
 
 
 @pytest.mark.parametrize(
@@ -206,9 +245,17 @@ def test_a_message_of_a_partition_let_go_gets_no_verdict(world):
 
 
 def _parked(value: bytes, partition: int = 0, attempts: int = 3) -> ParkedEvent:
-    return ParkedEvent("evt-1", "ds-1", SourceRef(IN, partition, 7), DeadLetter(b"c-1", value),
-                       attempts=attempts, parkings=1, first_parked_at=NOW_MS - 60_000,
-                       parked_at=NOW_MS - 60_000, due_at=NOW_MS)  # fmt: skip
+    return ParkedEvent(
+        "evt-1",
+        "ds-1",
+        SourceRef(IN, partition, 7),
+        DeadLetter(b"c-1", value),
+        attempts=attempts,
+        parkings=1,
+        first_parked_at=NOW_MS - 60_000,
+        parked_at=NOW_MS - 60_000,
+        due_at=NOW_MS,
+    )
 
 
 def test_a_copy_of_an_event_parked_by_the_previous_owner_is_a_duplicate(world):

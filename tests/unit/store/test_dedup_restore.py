@@ -63,8 +63,16 @@ class World:
         self.parked.create_table()
         self.consumer = FakeResultsConsumer()
         self.consumer.high = {0: 100, 1: 100}
-        self.restore = DedupRestore(dedup, self.parked, AvroCodec(SchemaStore()), {}, {},
-                                    transaction_timeout_s=60, clock=lambda: self.now)  # fmt: skip
+        self.restore = DedupRestore(
+            dedup,
+            self.parked,
+            AvroCodec(SchemaStore()),
+            {},
+            {},
+            input_topic="in",
+            transaction_timeout_s=60,
+            clock=lambda: self.now,
+        )
         self.restore.attach(self.consumer, partitions=2)
         self.restore.start({0: 0, 1: 0})
 
@@ -107,15 +115,24 @@ def test_while_the_broker_does_not_answer_every_partition_waits(tmp_path):
 
 
 def _parked(event_id, partition, due_at):
-    return ParkedEvent(event_id, "ds-1", SourceRef("in", partition, 7), DeadLetter(b"k", b"v"),
-                       attempts=3, parkings=1, first_parked_at=NOW_MS - 1000,
-                       parked_at=NOW_MS - 1000, due_at=due_at)  # fmt: skip
+    return ParkedEvent(
+        event_id,
+        "ds-1",
+        SourceRef("in", partition, 7),
+        DeadLetter(b"k", b"v"),
+        attempts=3,
+        parkings=1,
+        first_parked_at=NOW_MS - 1000,
+        parked_at=NOW_MS - 1000,
+        due_at=due_at,
+    )
 
 
 def _retry_record(event_id, partition, offset, parked):
     value = None if parked is None else encode_parked(parked)
-    return Message(topic=RETRY, partition=partition, offset=offset, key=event_id.encode(),
-                   value=value)  # fmt: skip
+    return Message(
+        topic=RETRY, partition=partition, offset=offset, key=event_id.encode(), value=value
+    )
 
 
 def test_the_retry_topic_is_read_into_the_parked_table(tmp_path):

@@ -12,9 +12,17 @@ from tests.factories import NOW_MS
 
 
 def _row(event_id: str, partition: int, first_parked_s_ago: int = 60, due_in_s: int = 60):
-    parked = ParkedEvent(event_id, "ds-1", SourceRef("in", partition, 0), DeadLetter(None, b"v"),
-                         attempts=1, parkings=1, first_parked_at=NOW_MS - first_parked_s_ago * 1000,
-                         parked_at=NOW_MS, due_at=NOW_MS + due_in_s * 1000)  # fmt: skip
+    parked = ParkedEvent(
+        event_id,
+        "ds-1",
+        SourceRef("in", partition, 0),
+        DeadLetter(None, b"v"),
+        attempts=1,
+        parkings=1,
+        first_parked_at=NOW_MS - first_parked_s_ago * 1000,
+        parked_at=NOW_MS,
+        due_at=NOW_MS + due_in_s * 1000,
+    )
     return parked_row(parked, encode_parked(parked))
 
 

@@ -27,23 +27,41 @@ def test_a_sound_sasl_ssl_setup_has_no_problem(tmp_path):
     [
         ({"CAPI_KAFKA_SECURITY_PROTOCOL": "TLS"}, "CAPI_KAFKA_SECURITY_PROTOCOL: 'TLS' is not"),
         ({"CAPI_KAFKA_SASL_MECHANISM": "PLAIN"}, "ignores the SASL settings"),
-        ({"CAPI_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "CAPI_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256"},
-         "CAPI_KAFKA_SASL_USERNAME: required with SASL SCRAM-SHA-256"),
-        ({"CAPI_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "CAPI_KAFKA_SASL_MECHANISM": "MD5"},
-         "CAPI_KAFKA_SASL_MECHANISM: 'MD5' is not a SASL mechanism"),
-        ({"CAPI_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "CAPI_KAFKA_SASL_MECHANISM": "PLAIN",
-          "CAPI_KAFKA_SASL_USERNAME": "u", "CAPI_KAFKA_SASL_PASSWORD": "p"}, "unencrypted"),
-        ({"CAPI_KAFKA_SECURITY_PROTOCOL": "SSL", "CAPI_KAFKA_SSL_CA_LOCATION": "/nope/ca.pem"},
-         "CAPI_KAFKA_SSL_CA_LOCATION: /nope/ca.pem is not a readable file"),
+        (
+            {
+                "CAPI_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "CAPI_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+            },
+            "CAPI_KAFKA_SASL_USERNAME: required with SASL SCRAM-SHA-256",
+        ),
+        (
+            {"CAPI_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "CAPI_KAFKA_SASL_MECHANISM": "MD5"},
+            "CAPI_KAFKA_SASL_MECHANISM: 'MD5' is not a SASL mechanism",
+        ),
+        (
+            {
+                "CAPI_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "CAPI_KAFKA_SASL_MECHANISM": "PLAIN",
+                "CAPI_KAFKA_SASL_USERNAME": "u",
+                "CAPI_KAFKA_SASL_PASSWORD": "p",
+            },
+            "unencrypted",
+        ),
+        (
+            {"CAPI_KAFKA_SECURITY_PROTOCOL": "SSL", "CAPI_KAFKA_SSL_CA_LOCATION": "/nope/ca.pem"},
+            "CAPI_KAFKA_SSL_CA_LOCATION: /nope/ca.pem is not a readable file",
+        ),
         ({"CAPI_KAFKA_SSL_CA_LOCATION": "/nope/ca.pem"}, "PLAINTEXT does not use TLS"),
-        ({"CAPI_KAFKA_SECURITY_PROTOCOL": "SSL", "CAPI_KAFKA_SSL_CERTIFICATE_LOCATION": "/c"},
-         "go together"),
+        (
+            {"CAPI_KAFKA_SECURITY_PROTOCOL": "SSL", "CAPI_KAFKA_SSL_CERTIFICATE_LOCATION": "/c"},
+            "go together",
+        ),
         (
             {"CAPI_SCHEMA_REGISTRY_URL": "http://registry.example.com"},
             "CAPI_SCHEMA_REGISTRY_URL: plain http",
         ),
     ],
-)  # fmt: skip
+)
 def test_each_problem_is_one_line_naming_the_variable(tmp_path, env, expected):
     problems = settings_problems(_settings(tmp_path, **env))
     assert any(expected in p for p in problems), problems
@@ -56,8 +74,14 @@ def test_a_local_sandbox_over_http_is_fine(tmp_path):
 
 def test_broker_problems_missing_topics_and_too_few_result_partitions(tmp_path):
     settings = _settings(tmp_path)
-    partitions = {"conversions.triggered": 6, "conversions.results": 3, "conversions.retry": 4,
-                  "meta-connections": 1, "contacts": 1, "ad-referrals": 1}  # fmt: skip
+    partitions = {
+        "conversions.triggered": 6,
+        "conversions.results": 3,
+        "conversions.retry": 4,
+        "meta-connections": 1,
+        "contacts": 1,
+        "ad-referrals": 1,
+    }
     assert broker_problems(settings, partitions) == [
         "topic conversions.dlq: does not exist",
         "topic conversions.results: 3 partitions, fewer than the 6 of conversions.triggered "
