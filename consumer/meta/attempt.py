@@ -102,9 +102,10 @@ class Attempt:
     place (`park_at`), and until when at all (`deadline`)."""
 
     batch: Batch
-    deadline: float
+    deadline: float  # the latest of its events' own deadlines
     park_at: float
     attempts: int = 0  # requests that carried these events (splits included)
+    started: float = 0.0  # when the first attempt was made (the loop's monotonic clock)
     not_before: float = 0.0
     last_error: CapiError | None = None
     failures: int = 0  # temporary failures so far: what the backoff grows with
@@ -149,16 +150,18 @@ class Dispatcher:
 
     def attempt(self, batch: Batch) -> Attempt:
         """A first attempt for `batch`: retried in place for the inline window, and at all
-        until the retry deadline, counted from when its earliest event was first parked."""
+        until the retry deadline, which each event counts from when it was first parked: the
+        attempt lasts until its freshest event's, and when it gives up, only the events past
+        their own deadline fail (`give_up`)."""
         now = self._clock()
-        tried_for = max((i.parked_for_s() for i in batch.items), default=0.0)
+        tried_for = min((i.parked_for_s() for i in batch.items), default=0.0)
         dataset = batch.key.dataset_id
         with self._lock:
             failing = self._failures_in_row.get(dataset, 0) >= FAILING_AFTER
             throttled = self._throttled.get(dataset, 0.0) > now + THROTTLE_WAIT_IN_PLACE_S
         # no inline window: an event waiting in place holds back its partition's later results
         inline_s = 0.0 if failing or throttled else self._inline_s
-        return Attempt(batch, now + self._deadline_s - tried_for, now + inline_s)
+        return Attempt(batch, now + self._deadline_s - tried_for, now + inline_s, started=now)
 
     def throttled_until(self, dataset_id: str) -> float:
         with self._lock:
@@ -179,15 +182,26 @@ class Dispatcher:
     def give_up(self, attempt: Attempt, wait_s: float) -> list[tuple[Pending, Outcome | Parking]]:
         """The attempt may not wait `wait_s` more in place: its events are parked, or past the
         retry deadline, FAILED/RETRIES_EXHAUSTED."""
-        if self._clock() + wait_s > attempt.deadline:
+        now = self._clock()
+        past = [
+            i
+            for i in attempt.batch.items
+            if self._tried_for(i, attempt, now) + wait_s > self._deadline_s
+        ]
+        if past:
             log.error(
                 "retries exhausted dataset=%s events=%d attempts=%d error=%s",
                 attempt.batch.key.dataset_id,
-                len(attempt.batch),
+                len(past),
                 attempt.attempts,
                 attempt.last_error,
             )
-            return list(self.expire(attempt))
+        expired: list[tuple[Pending, Outcome | Parking]] = []
+        expired += self.expire(attempt, past)
+        gone = {id(i) for i in past}
+        waiting = [i for i in attempt.batch.items if id(i) not in gone]
+        if not waiting:
+            return expired
         key = attempt.batch.key
         error = str(attempt.last_error or f"dataset {key.dataset_id} throttled by Meta")
         log.warning(
@@ -199,13 +213,18 @@ class Dispatcher:
             error,
         )
         parking = Parking(attempt.attempts, error[:200], wait_s)
-        return [(item, parking) for item in attempt.batch.items]
+        return expired + [(item, parking) for item in waiting]
 
-    def expire(self, attempt: Attempt) -> list[tuple[Pending, Outcome]]:
-        """The outcome of an attempt whose deadline passed while it waited."""
+    def expire(
+        self, attempt: Attempt, items: list[Pending] | None = None
+    ) -> list[tuple[Pending, Outcome]]:
+        """The outcome of an attempt's events (`items`, default all) whose deadline passed
+        while they waited."""
+        if items is not None and not items:
+            return []
         error = attempt.last_error or RetryableError("retry deadline passed")
         return self._all(
-            attempt.batch.items,
+            attempt.batch.items if items is None else items,
             ResultStatus.FAILED,
             Reason.RETRIES_EXHAUSTED,
             error,
@@ -332,9 +351,16 @@ class Dispatcher:
                     attempt.deadline,
                     attempt.park_at,
                     attempt.attempts,
+                    started=attempt.started,
                     failures=attempt.failures,
                 )
             )
+
+    @staticmethod
+    def _tried_for(item: Pending, attempt: Attempt, now: float) -> float:
+        """Seconds `item` has been tried: since it was first parked, or since this attempt
+        began for an event never parked."""
+        return item.parked_for_s() if item.parked is not None else now - attempt.started
 
     def _backoff(self, attempts: int) -> float:
         ceiling = min(self._max, self._base * 2 ** (attempts - 1))

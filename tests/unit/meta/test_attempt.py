@@ -297,3 +297,27 @@ def test_the_retry_deadline_counts_from_when_an_event_was_first_parked():
         ("FAILED", "RETRIES_EXHAUSTED", 1)
     ]
     assert outcomes[0][1].result_for(batch.items[0], 0).attempts == 5  # counted across parking
+
+
+def test_a_fresh_event_batched_with_a_nearly_expired_one_keeps_its_own_deadline():
+    from consumer.meta.attempt import Parking
+
+    dispatcher, t, _ = _dispatcher(lambda r: httpx.Response(503), deadline=600, inline=5.0)
+    batch = _batch(2)
+    first = batch.items[0]
+    nearly_expired = ParkedEvent(
+        "e0",
+        "ds-1",
+        first.source,
+        first.received,
+        attempts=4,
+        parkings=3,
+        first_parked_at=int(time.time() * 1000) - 599_900,
+        parked_at=0,
+        due_at=0,
+    )
+    batch.items[0] = replace(first, parked=nearly_expired)
+    outcomes, _ = _run(dispatcher, t, batch)
+    by_id = {item.trigger.event_id: outcome for item, outcome in outcomes}
+    assert (by_id["e0"].status.value, by_id["e0"].reason) == ("FAILED", "RETRIES_EXHAUSTED")
+    assert isinstance(by_id["e1"], Parking)  # parked for later, not failed with the old one
