@@ -182,6 +182,16 @@ class Checkpoint:
             self._metrics.tally(self._metrics.dead_letters, result.reason or "")
         self._metrics.unparked.labels(result.status).inc()
 
+    def end_parking(self, parked: ParkedEvent) -> None:
+        """A parked event whose result is published already: only its parking ends (the
+        tombstone goes out with the next commit), nothing more is published for it."""
+        if parked.source.topic_partition not in self._owned:
+            self._retry.untake(parked.event_id)
+            return
+        tombstone, change = self._retry.end(parked)
+        self._unparked.append(Held([tombstone], None, change))
+        self._metrics.already_resolved.inc()
+
     def resolve(self, result: ConversionResult, dead_letter: DeadLetter | None) -> bool:
         """Hold the result (and its dead letter) until it can go out with its offset; False when
         its partition is no longer ours (the new owner processes the message again)."""

@@ -26,7 +26,7 @@ from consumer.meta.client import CapiClient
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
 from consumer.service.checkpoint import collect_answers
-from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send
+from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send, Unpark
 from consumer.service.wiring import Parts, StoppedWhileStarting, open_parts
 from consumer.settings import Settings
 from consumer.store.reference_tables import ReferenceTables
@@ -125,11 +125,13 @@ class Service:
             elif isinstance(verdict, AlreadyResolved):
                 p.checkpoint.already_resolved(verdict.source)
         # 4b. parked events that are due come back: sent again, or resolved now
-        for verdict in p.retries.turn():
-            if isinstance(verdict, Send):
-                self._send(p, verdict)
-            elif verdict.parked is not None:
-                p.checkpoint.resolve_parked(verdict.result, verdict.dead_letter, verdict.parked)
+        for due in p.retries.turn():
+            if isinstance(due, Send):
+                self._send(p, due)
+            elif isinstance(due, Unpark):
+                p.checkpoint.end_parking(due.parked)
+            elif due.parked is not None:
+                p.checkpoint.resolve_parked(due.result, due.dead_letter, due.parked)
         # 5. send: batches go out, Meta's answers come back
         collect_answers(p.sender, p.checkpoint, backlog=len(msgs) == _CONSUME_BATCH)
         # 6. checkpoint: results with their offsets, when due

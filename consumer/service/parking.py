@@ -120,8 +120,10 @@ class RetryTopic:
         self._taken.pop(event_id, None)
 
     def forget(self, partitions: set[int]) -> None:
-        """Partitions no longer ours: their taken events are their next owner's."""
+        """Partitions no longer ours: their taken events are their next owner's, and their
+        rows leave the local table (rebuilt from the retry topic if they come back)."""
         self._taken = {e: p for e, p in self._taken.items() if p not in partitions}
+        self.table.drop_partitions(partitions)
 
     def _record(self, parked: ParkedEvent, value: bytes | None) -> OutRecord:
         return OutRecord(

@@ -17,7 +17,7 @@ from consumer.events.results import Partition
 from consumer.meta.attempt import Dispatcher
 from consumer.ops.metrics import Metrics
 from consumer.service.parking import RetryTopic
-from consumer.service.triage import Resolved, Send, Triage
+from consumer.service.triage import Resolved, Send, Triage, Unpark
 from consumer.store.dedup_restore import DedupRestore
 
 __all__ = ["ParkedRetries"]
@@ -56,7 +56,7 @@ class ParkedRetries:
         self._next_report = 0.0
         self._breaker_was_open = False
 
-    def turn(self) -> list[Resolved | Send]:
+    def turn(self) -> list[Resolved | Send | Unpark]:
         """The parked events to resolve or send now."""
         now = self._clock()
         if now < self._next_turn:
@@ -78,7 +78,7 @@ class ParkedRetries:
             due = self._retry.take_due(
                 partitions, self._max_taken, self._dispatcher.throttled_datasets()
             )
-        verdicts: list[Resolved | Send] = []
+        verdicts: list[Resolved | Send | Unpark] = []
         for parked in due:
             verdict = self._triage.parked(parked)
             if verdict is None:

@@ -41,7 +41,7 @@ from consumer.kafka.codec import AvroCodec
 from consumer.meta.batching import BatchKey, Pending
 from consumer.meta.credentials import CredentialStore, MissingCredentialsError
 from consumer.ops.metrics import Metrics
-from consumer.store.dedup import PARKED, Dedup
+from consumer.store.dedup import IN_PROGRESS, PARKED, Dedup
 from consumer.store.dedup_restore import DedupRestore
 from consumer.store.outbox import Outbox
 from consumer.store.parked import ParkedTable
@@ -54,6 +54,7 @@ __all__ = [
     "Rewind",
     "Send",
     "Triage",
+    "Unpark",
     "Verdict",
 ]
 
@@ -97,6 +98,14 @@ class Send:
 
     item: Pending
     key: BatchKey
+
+
+@dataclass(frozen=True, slots=True)
+class Unpark:
+    """A parked event whose result is published already (by another owner of its partition,
+    or before its parking's end reached the local table): its parking ends, nothing is sent."""
+
+    parked: ParkedEvent
 
 
 Verdict = Rewind | AlreadyResolved | Recover | Resolved | Send
@@ -212,10 +221,12 @@ class Triage:
         self._dedup.begin(trigger.event_id)
         return self._decide(source, self._enrich(trigger), received, now_ms)
 
-    def parked(self, parked: ParkedEvent) -> Resolved | Send | None:
+    def parked(self, parked: ParkedEvent) -> Resolved | Send | Unpark | None:
         """What to do with a parked event that is due: its result now (it grew too old, its
-        connection went), or send it again with today's credentials. None: not now (its
-        partition is not ours or not restored, or the registry does not answer)."""
+        connection went), or send it again with today's credentials, after the same dedup
+        check as a consumed event: one whose `event_id` has a result already is only
+        unparked. None: not now (its partition is not ours or not restored, the registry does
+        not answer, or a copy of it is being processed)."""
         if parked.source.topic_partition not in self._owned or self._restore.is_restoring(
             parked.partition
         ):
@@ -234,6 +245,17 @@ class Triage:
                 self._clock_ms(),
                 parked,
             )
+        prior = self._dedup.seen(trigger.event_id)
+        if prior == IN_PROGRESS:
+            return None
+        if prior is not None and prior != PARKED:
+            log.info(
+                "parked event resolved already partition=%d event_id=%s status=%s",
+                parked.partition,
+                parked.event_id,
+                prior,
+            )
+            return Unpark(parked)
         self._dedup.begin(trigger.event_id)
         verdict = self._decide(
             parked.source, self._enrich(trigger), parked.received, self._clock_ms(), parked

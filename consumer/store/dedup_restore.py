@@ -151,6 +151,9 @@ class DedupRestore:
         `committed_input` gives each partition's committed input offset (0 for none).
         """
         assert self._consumer is not None, "open() first"
+        # the parked rows of these partitions are rebuilt from the retry topic, from its start:
+        # rows kept from an earlier ownership may have been resolved by another owner since
+        self._parked.drop_partitions(list(committed_input))
         stored = self._stored()
         for partition, committed in committed_input.items():
             self._committed_input[partition] = committed

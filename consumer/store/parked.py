@@ -166,6 +166,21 @@ class ParkedTable:
             for partition, offset in (topic_offsets or {}).items():
                 self._store.save_offset(self.topic, partition, offset)
 
+    def drop_partitions(self, partitions: Collection[int]) -> None:
+        """The rows of `partitions` stop counting: their partition left this instance, or
+        came back to it, and the retry topic is then the truth, read again from its start."""
+        if not partitions:
+            return
+        marks = ",".join("?" * len(partitions))
+        with self._store.transaction():
+            self._store.db.execute(
+                f"DELETE FROM parked WHERE partition IN ({marks})",  # noqa: S608 - only placeholders
+                tuple(partitions),
+            )
+            self._store.forget_offsets(self.topic, partitions)
+        self._empty = None
+        self._datasets = None
+
     def stored_offsets(self) -> dict[int, int]:
         return self._store.offsets(self.topic)
 

@@ -145,6 +145,15 @@ class StateStore:
             (topic, partition, next_offset),
         )
 
+    def forget_offsets(self, topic: str, partitions: Iterable[int]) -> None:
+        """Forget how far these partitions of `topic` were read (they are read from their
+        start next time); the caller clears what it built from them, in the same
+        transaction."""
+        self.db.executemany(
+            "DELETE FROM offsets WHERE topic = ? AND partition = ?",
+            [(topic, p) for p in partitions],
+        )
+
     def topic_id(self, topic: str) -> str | None:
         row = self.db.execute("SELECT topic_id FROM topics WHERE topic = ?", (topic,)).fetchone()
         return None if row is None else str(row[0])

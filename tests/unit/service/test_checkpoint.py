@@ -409,3 +409,21 @@ def test_the_bytes_held_count_unresolved_messages_and_held_results(world):
     cp.consumed(SourceRef(IN, 1, 0), size=500)
     cp.release({(IN, 1)})
     assert cp.bytes == 0
+
+
+def test_a_parked_event_with_a_result_already_ends_with_its_tombstone_alone(world):
+    parked = _park(world)
+    world.checkpoint.end_parking(parked)
+    world.checkpoint.commit()
+    txn = world.producer.committed[-1]
+    assert [(topic, value) for topic, _, value in txn.records] == [(TOPICS.retry, None)]
+    assert world.parked.parked_among(["e0-0"]) == set()
+
+
+def test_a_partition_let_go_takes_its_parked_rows_with_it(world):
+    _park(world)
+    assert world.parked.summary([0]) == (1, NOW_MS)
+    world.checkpoint.release({(IN, 0)})
+    assert world.parked.parked_among(["e0-0"]) == set()
+    assert world.parked.summary([0]) == (0, None)
+    assert world.parked.stored_offsets() == {}  # read from the retry topic's start next time

@@ -14,7 +14,7 @@ from consumer.events.policy import Rules
 from consumer.events.records import MetaConnection
 from consumer.events.results import REPLAY_HEADER, DeadLetter, DedupEntry, SourceRef
 from consumer.meta.credentials import CredentialStore
-from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send, Triage
+from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send, Triage, Unpark
 from consumer.settings import DEFAULT_RESTRICTED_COUNTRIES
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
@@ -275,6 +275,8 @@ def test_a_due_parked_event_is_decided_again_with_todays_tables(world):
     assert verdict.item.source == SourceRef(IN, 0, 7)  # its input's: where its result goes
     assert verdict.key.credentials.access_token.reveal() == "tok"  # looked up now, not kept
     assert world.dedup.seen("evt-1") == "IN_PROGRESS"  # a copy arriving now is a duplicate
+    assert world.triage.parked(_parked(value)) is None  # not twice at once
+    world.dedup.abandon("evt-1")  # its partition moved before Meta answered
     world.tables.connections.rows.clear()  # the connection went while it was parked
     gone = world.triage.parked(_parked(value))
     assert isinstance(gone, Resolved)
@@ -299,3 +301,13 @@ def test_a_parked_event_waits_while_its_partition_is_restored_or_not_ours(world)
     world.restore.restoring_partitions = {0}
     assert world.triage.parked(_parked(value)) is None
     assert world.triage.parked(_parked(value, partition=5)) is None
+
+
+def test_a_parked_event_with_a_result_already_is_unparked_not_sent(world):
+    """Its partition's other owner sent it while it was away from here: the results topic
+    says so (restored into the dedup table), whatever the local parked table still holds."""
+    value = trigger_bytes(trigger_record())
+    world.dedup.store([("evt-1", "SENT", NOW_MS - 1_000)], {})
+    verdict = world.triage.parked(_parked(value))
+    assert verdict == Unpark(_parked(value))
+    assert world.dedup.seen("evt-1") == "SENT"  # nothing began for it

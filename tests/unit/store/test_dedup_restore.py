@@ -4,16 +4,23 @@ read into the parked table: the latest record of each event wins, a tombstone en
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from consumer.events.parking import ParkedEvent
-from consumer.events.results import DeadLetter, SourceRef
+from consumer.events.records import Trigger
+from consumer.events.results import ConversionResult, DeadLetter, ResultStatus, SourceRef
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.store.dedup import Dedup
 from consumer.store.dedup_restore import DedupRestore
 from consumer.store.parked import ParkedTable, encode_parked
 from consumer.store.sqlite import StateStore
-from tests.factories import NOW_MS
+from tests.factories import NOW_MS, trigger_record
 
 TOPIC = "results"
 RETRY = "retry"
@@ -57,7 +64,7 @@ class World:
     def __init__(self, tmp_path):
         self.now = 1000.0
         store = StateStore(tmp_path).open()
-        dedup = Dedup(store, TOPIC)
+        dedup = Dedup(store, TOPIC, clock_ms=lambda: NOW_MS)
         dedup.create_table()
         self.parked = ParkedTable(store, RETRY, clock_ms=lambda: NOW_MS)
         self.parked.create_table()
@@ -150,3 +157,58 @@ def test_the_retry_topic_is_read_into_the_parked_table(tmp_path):
     assert w.parked.parked_among(["a", "b", "c"]) == {"a", "c"}
     assert w.parked.due({0, 1}, limit=10) == [encode_parked(_parked("c", 1, NOW_MS - 5))]
     assert w.parked.stored_offsets() == {0: 4, 1: 1}
+
+
+def _result_record(partition, offset, source_topic, source_offset, event_id, processed_at):
+    trigger = Trigger.from_avro(trigger_record(event_id=event_id))
+    result = ConversionResult(
+        SourceRef(source_topic, partition, source_offset),
+        ResultStatus.SENT,
+        processed_at,
+        trigger=trigger,
+    )
+    value = AvroCodec(SchemaStore()).encode("ConversionResult", result.to_avro(), TOPIC)
+    return Message(topic=TOPIC, partition=partition, offset=offset, value=value)
+
+
+def test_a_partition_assigned_again_rebuilds_its_parked_rows_from_the_retry_topic(tmp_path):
+    """Rows kept from an earlier ownership may have been sent by another owner since, and the
+    retry records that parked them compacted away: the retry topic is read from its start, the
+    local rows of the partition count no more."""
+    w = World(tmp_path)
+    w.consumer.messages = [
+        _retry_record("a", 0, 0, _parked("a", 0, NOW_MS - 5)),
+        _retry_record("b", 0, 1, _parked("b", 0, NOW_MS - 5)),
+        _retry_record("c", 1, 0, _parked("c", 1, NOW_MS - 5)),
+    ]
+    w.consumer.positions = {0: 100, 1: 100}
+    w.after(1)
+    assert w.parked.parked_among(["a", "b", "c"]) == {"a", "b", "c"}
+    w.restore.forget([0])  # partition 0 leaves; another instance sends a and b meanwhile
+    w.parked.drop_partitions([0])
+    assert w.parked.parked_among(["a", "b", "c"]) == {"c"}  # no longer counted here
+    w.restore.start({0: 0})  # it comes back
+    retry_assigned = {(p, o) for t, p, o in w.consumer.assigned if t == RETRY}
+    assert (0, OFFSET_BEGINNING) in retry_assigned  # read from its start
+    assert w.parked.stored_offsets() == {1: 1}
+
+
+def test_the_restore_keeps_only_results_of_the_window_and_of_its_input_topic(tmp_path):
+    w = World(tmp_path)
+    week_and_a_day_ms = 8 * 86_400_000
+    w.consumer.messages = [
+        _result_record(0, 0, "in", 3, "fresh", NOW_MS),
+        _result_record(0, 1, "in", 4, "stale", NOW_MS - week_and_a_day_ms),
+        _result_record(0, 2, "in-before", 5, "other-topic", NOW_MS),
+    ]
+    w.consumer.positions = {0: 100, 1: 100}
+    w.after(1)
+    dedup = w.restore._dedup
+    assert [dedup.seen(e) for e in ("fresh", "stale", "other-topic")] == ["SENT", None, "SENT"]
+    rows = dedup._store.db.execute("SELECT COUNT(*) FROM dedup_ids").fetchone()[0]
+    assert rows == 2  # the stale one never reached the disk
+    assert w.restore.already_resolved(0, 3, "fresh")
+    assert w.restore.already_resolved(0, 4, None)  # undecodable: resolved by offset alone
+    assert not w.restore.already_resolved(0, 5, None)  # a result of another input topic
+    # the input topic was deleted and created again: another message at offset 3
+    assert not w.restore.already_resolved(0, 3, "new-message")
