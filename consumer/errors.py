@@ -8,6 +8,8 @@
     ├── BrokerUnavailableError the Kafka broker did not answer in time (named, with why)
     ├── DecodeError            bytes that are not a message we can read (-> UNDECODABLE)
     ├── SchemaUnavailableError the Schema Registry did not answer; the message waits
+    ├── StateFullError         the state volume (or CAPI_STATE_MAX_BYTES) is full; what was to
+    │                          be written waits in memory, the input pauses
     └── CapiError              the Graph API refused or could not be reached
         ├── RetryableError     temporary: timeouts, 5xx, codes 1 and 2
         │   └── ThrottledError rate limited; carries the time to wait
@@ -41,6 +43,7 @@ __all__ = [
     "RestrictedRegionError",
     "RetryableError",
     "SchemaUnavailableError",
+    "StateFullError",
     "ThrottledError",
 ]
 
@@ -82,6 +85,12 @@ class DecodeError(CapiConsumerError):
 
 class SchemaUnavailableError(CapiConsumerError):
     """The Schema Registry could not be reached: a passing condition, not a bad message."""
+
+
+class StateFullError(CapiConsumerError):
+    """A write of the local state found no room: the volume is full, or the store reached
+    `CAPI_STATE_MAX_BYTES`. The write was rolled back; the caller keeps what it wanted to
+    write and tries again (`StateStore.may_write`)."""
 
 
 @dataclass(frozen=True, slots=True)

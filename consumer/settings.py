@@ -217,6 +217,9 @@ class Settings:
     drain_timeout_s: float = 30.0
     max_pending_events: int = 50_000
     max_pending_bytes: int = 128 * 1024 * 1024
+    # the state store's cap (0: the volume's size) and the parked events' share of it
+    state_max_bytes: int = 0
+    max_parked_bytes: int = 2 * 1024**3
     workers: int = 1
     # group.instance.id = CAPI_INSTANCE_ID: a restarted instance gets its partitions back
     # without a rebalance, on brokers that implement static membership (KIP-345)
@@ -292,6 +295,12 @@ class Settings:
             ),
             max_pending_bytes=reader.integer(
                 "CAPI_MAX_PENDING_BYTES", defaults.max_pending_bytes, 2**20, 2**34
+            ),
+            state_max_bytes=reader.integer(
+                "CAPI_STATE_MAX_BYTES", defaults.state_max_bytes, 0, 2**50
+            ),
+            max_parked_bytes=reader.integer(
+                "CAPI_MAX_PARKED_BYTES", defaults.max_parked_bytes, 2**20, 2**50
             ),
             workers=reader.integer("CAPI_WORKERS", defaults.workers, 1, 64),
             static_membership=reader.flag("CAPI_STATIC_MEMBERSHIP", defaults.static_membership),

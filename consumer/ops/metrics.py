@@ -173,6 +173,36 @@ class Metrics:
             "How long the oldest waiting parked event has been parked (0 when none is).",
             registry=r,
         )
+        self.parked_bytes = Gauge(
+            "capi_parked_bytes",
+            "Bytes of the parked events kept in the local state (their records as received).",
+            registry=r,
+        )
+        self.parked_budget_bytes = Gauge(
+            "capi_parked_budget_bytes",
+            "CAPI_MAX_PARKED_BYTES: past it the input pauses until parked events leave.",
+            registry=r,
+        )
+        self.state_full = Gauge(
+            "capi_state_full",
+            "1 while the state store finds no room (volume or CAPI_STATE_MAX_BYTES): input paused.",
+            registry=r,
+        )
+        self.state_bytes = Gauge(
+            "capi_state_bytes",
+            "Bytes the state store's pages hold (free pages left out).",
+            registry=r,
+        )
+        self.dedup_ids = Gauge(
+            "capi_dedup_ids",
+            "Event ids in the dedup window, as counted by the last sweep of the table.",
+            registry=r,
+        )
+        self.dedup_purged = Counter(
+            "capi_dedup_ids_purged",
+            "Event ids deleted from the dedup table once past the window.",
+            registry=r,
+        )
         self.breaker_open = Gauge(
             "capi_circuit_breaker_open",
             "1 while Meta fails for every dataset and new input waits (the breaker is open).",

@@ -35,7 +35,7 @@ class Monitor:
         self._last_turn = time.monotonic()
         self._brokers_up: int | None = None  # from librdkafka statistics; None before any
         self._commits_seen = (0, 0)
-        self._due = (0.0, 0.0)  # when to look at table lag, at table sizes
+        self._due = 0.0  # when to look at the tables (lag, key counts) again
         self._breaker_open = False
 
     def turned(self) -> None:
@@ -81,19 +81,16 @@ class Monitor:
         self._metrics.transactions.labels("aborted").inc(aborts - seen_aborts)
         self._commits_seen = (commits, aborts)
 
-    def tables(self, reader: TableReader, counts: bool = False) -> None:
-        """Lag every few seconds; key counts (a scan) every minute."""
+    def tables(self, reader: TableReader) -> None:
+        """Lag and key counts (kept by the tables, no scan) every few seconds."""
         now = time.monotonic()
-        lag_due, count_due = self._due
-        if now >= lag_due:
-            for name, lag in reader.lag().items():
-                self._metrics.table_lag.labels(name).set(lag)
-            lag_due = now + 5
-        if counts or now >= count_due:
-            for table in reader.tables:
-                self._metrics.table_keys.labels(table.name).set(len(table))
-            count_due = now + 60
-        self._due = (lag_due, count_due)
+        if now < self._due:
+            return
+        for name, lag in reader.lag().items():
+            self._metrics.table_lag.labels(name).set(lag)
+        for table in reader.tables:
+            self._metrics.table_keys.labels(table.name).set(len(table))
+        self._due = now + 5
 
     def alive_problems(self, stuck_after_s: float = 120.0) -> list[str]:
         """What makes this process unhealthy (an empty list when it is fine)."""

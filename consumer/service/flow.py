@@ -5,8 +5,9 @@ Schema Registry did not answer, and, with every other one, while too many messag
 unresolved or held (backpressure: paused at `CAPI_MAX_PENDING_EVENTS` messages unresolved or
 whose results wait behind an unresolved one, or at `CAPI_MAX_PENDING_BYTES` of them, resumed
 when both are down to half), and
-while the circuit breaker is open (Meta fails for everyone: the lag is the buffer). A paused
-partition is still polled, so the consumer stays in its group.
+while the circuit breaker is open (Meta fails for everyone: the lag is the buffer), and while
+the local state has no room (`state_space.py`). A paused partition is still polled, so the
+consumer stays in its group.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from consumer.kafka.clients import InputConsumer
 from consumer.kafka.registry_wait import RegistryWait
 from consumer.meta.breaker import CircuitBreaker
 from consumer.ops.metrics import Metrics
+from consumer.service.state_space import StateSpace
 from consumer.store.dedup_restore import DedupRestore
 
 __all__ = ["FlowControl"]
@@ -39,6 +41,7 @@ class FlowControl:
         max_pending_bytes: int,
         breaker: CircuitBreaker,
         metrics: Metrics,
+        space: StateSpace | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._consumer = consumer
@@ -48,6 +51,8 @@ class FlowControl:
         self._max_bytes = max_pending_bytes
         self._breaker = breaker
         self._breaker_open = False
+        self._space = space
+        self._no_room = False
         self._metrics = metrics
         self._backpressure = False
         self._schema_wait = RegistryWait("input", clock)
@@ -59,6 +64,10 @@ class FlowControl:
         changed = bool(self._restore.step()) or self._apply_due
         if self._breaker.is_open is not self._breaker_open:
             self._breaker_open = self._breaker.is_open
+            changed = True
+        no_room = self._space is not None and self._space.input_waits()
+        if no_room is not self._no_room:
+            self._no_room = no_room
             changed = True
         full = pending >= self._max_pending or pending_bytes >= self._max_bytes
         half = pending <= self._max_pending // 2 and pending_bytes <= self._max_bytes // 2
@@ -98,6 +107,7 @@ class FlowControl:
             waiting = (
                 self._backpressure
                 or self._breaker_open
+                or self._no_room
                 or partition in restoring
                 or (topic, partition) in self._schema_wait
             )

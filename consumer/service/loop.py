@@ -103,7 +103,9 @@ class Service:
         # 1. the reference tables take their updates
         p.tables.poll()
         self.monitor.tables(p.tables)
-        # 2. partitions pause or resume (dedup restore, backpressure, schema waits)
+        # 1b. the local state: the dedup window kept, room on its volume watched
+        p.space.turn()
+        # 2. partitions pause or resume (dedup restore, backpressure, schema waits, room)
         p.flow.turn(len(p.checkpoint), p.checkpoint.bytes)
         # 3. poll: answers come back from the sender threads, so look often while any is out
         wait = p.sender.next_wakeup()

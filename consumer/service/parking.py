@@ -3,10 +3,12 @@ parking (see `events/parking.py`), and the local parked table's changes once the
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from consumer.errors import StateFullError
 from consumer.events.parking import PARKING_DELAYS_S, ParkedEvent, next_delay_s
 from consumer.kafka.publisher import OutRecord
 from consumer.meta.attempt import Parking
@@ -49,6 +51,8 @@ class RetryTopic:
         self._delays_s = delays_s
         # parked events taken to be tried again: their rows stay until the outcome commits
         self._taken: dict[str, int] = {}  # event_id -> partition
+        # changes committed to Kafka that the table could not take yet (its store was full)
+        self._unapplied: list[ParkingChange] = []
         self._rng = rng or random.Random()
 
     def park(self, item: Pending, parking: Parking, now_ms: int) -> tuple[OutRecord, ParkingChange]:
@@ -81,14 +85,22 @@ class RetryTopic:
         return self._record(parked, None), ParkingChange(parked.event_id, parked.partition, None)
 
     def committed(self, changes: list[ParkingChange]) -> None:
-        """The transaction holding `changes` committed: the local table takes them."""
-        if changes:
+        """The transaction holding `changes` committed: the local table takes them. While its
+        store is full they wait here, and their events stay taken (a parking that ended is not
+        tried again from a row the table still holds)."""
+        self._unapplied += changes
+        if not self._unapplied or not self.table.may_write():
+            return
+        try:
             self.table.apply(
-                [c.row for c in changes if c.row is not None],
-                [c.event_id for c in changes if c.row is None],
+                [c.row for c in self._unapplied if c.row is not None],
+                [c.event_id for c in self._unapplied if c.row is None],
             )
-        for change in changes:
+        except StateFullError:
+            return
+        for change in self._unapplied:
             self._taken.pop(change.event_id, None)
+        self._unapplied = []
 
     def take_due(
         self,
@@ -123,7 +135,10 @@ class RetryTopic:
         """Partitions no longer ours: their taken events are their next owner's, and their
         rows leave the local table (rebuilt from the retry topic if they come back)."""
         self._taken = {e: p for e, p in self._taken.items() if p not in partitions}
-        self.table.drop_partitions(partitions)
+        self._unapplied = [c for c in self._unapplied if c.partition not in partitions]
+        # on a full volume, dropped when the partition is assigned again (`due` never asks)
+        with contextlib.suppress(StateFullError):
+            self.table.drop_partitions(partitions)
 
     def _record(self, parked: ParkedEvent, value: bytes | None) -> OutRecord:
         return OutRecord(

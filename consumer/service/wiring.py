@@ -17,6 +17,7 @@ from consumer.errors import (
     DecodeError,
     FatalError,
     SchemaUnavailableError,
+    StateFullError,
 )
 from consumer.events.policy import Rules
 from consumer.events.results import Partition
@@ -37,6 +38,7 @@ from consumer.service.flow import FlowControl
 from consumer.service.parking import RetryTopic
 from consumer.service.rebalance import Rebalance
 from consumer.service.retries import ParkedRetries
+from consumer.service.state_space import StateSpace
 from consumer.service.triage import Triage
 from consumer.settings import Settings
 from consumer.store.dedup import Dedup
@@ -66,10 +68,24 @@ class Parts:
     checkpoint: Checkpoint
     flow: FlowControl
     rebalance: Rebalance
+    space: StateSpace
 
 
 class StoppedWhileStarting(Exception):
     """`stop()` came while the service waited for the broker or the registry to answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class _LocalState:
+    """The state store and what lives in it, opened and caught up."""
+
+    store: StateStore
+    tables: TableReader
+    dedup: Dedup
+    parked: ParkedTable
+    restore: DedupRestore
+    outbox: Outbox
+    space: StateSpace
 
 
 def open_parts(
@@ -89,37 +105,19 @@ def open_parts(
     rdkafka_log: dict[str, Any] = {"logger": logging.getLogger("librdkafka")}
     consumer_config = {**s.kafka_config("consumer"), **rdkafka_log}
     admin_config = {**s.kafka_config("admin"), **rdkafka_log}
-    store = _closing(stack, StateStore(s.state_dir).open())
-    tables = _closing(
-        stack, TableReader(reference.all(), consumer_config, store, admin_config=admin_config)
-    )
-    _wait_for_broker(admin_config, stopping, monitor)
-    if stopping.is_set():
-        raise StoppedWhileStarting
-    monitor.starting("catching the reference tables up")
-    took = tables.bootstrap()
-    for table in tables.tables:
-        metrics.table_bootstrap_seconds.labels(table.name).set(took)
-    monitor.tables(tables, counts=True)
-    dedup = Dedup(store, s.topics.results)
-    dedup.create_table()
-    parked = ParkedTable(store, s.topics.retry)
-    parked.create_table()
     producer_config = {**s.kafka_config("producer"), **rdkafka_log}
-    transaction_timeout_s = float(producer_config.get("transaction.timeout.ms", 60_000)) / 1000
-    restore = DedupRestore(
-        dedup,
-        parked,
-        codec,
-        consumer_config,
-        admin_config,
-        input_topic=s.topics.triggered,
-        transaction_timeout_s=transaction_timeout_s,
+    local = _open_local_state(
+        stack,
+        s,
+        codec=codec,
+        reference=reference,
+        consumer_config=consumer_config,
+        admin_config=admin_config,
+        transaction_timeout_s=float(producer_config.get("transaction.timeout.ms", 60_000)) / 1000,
+        metrics=metrics,
+        monitor=monitor,
+        stopping=stopping,
     )
-    _closing(stack, restore).open()
-    dedup.purge()
-    outbox = Outbox(store)
-    outbox.open()
     publisher = _closing(
         stack, Publisher(producer_config, f"capi-consumer-{s.group_id}-{s.instance_id}")
     )
@@ -147,12 +145,12 @@ def open_parts(
     )
     _closing(stack, sender).start()
     encode_result = codec.encoder("ConversionResult", s.topics.results)
-    retry = RetryTopic(parked, s.topics.triggered, s.park_delays_s)
+    retry = RetryTopic(local.parked, s.topics.triggered, s.park_delays_s)
     checkpoint = Checkpoint(
         consumer=consumer,
         publisher=publisher,
-        outbox=outbox,
-        dedup=dedup,
+        outbox=local.outbox,
+        dedup=local.dedup,
         owned=owned,
         retry=retry,
         topics=s.topics,
@@ -164,20 +162,21 @@ def open_parts(
     )
     flow = FlowControl(
         consumer=consumer,
-        restore=restore,
+        restore=local.restore,
         owned=owned,
         max_pending=s.max_pending_events,
         max_pending_bytes=s.max_pending_bytes,
         breaker=breaker,
         metrics=metrics,
+        space=local.space,
     )
     rebalance = Rebalance(
         owned=owned,
         checkpoint=checkpoint,
         flow=flow,
         sender=sender,
-        restore=restore,
-        outbox=outbox,
+        restore=local.restore,
+        outbox=local.outbox,
         topics=s.topics,
         drain_timeout_s=s.drain_timeout_s,
         session_timeout_s=float(consumer_config.get("session.timeout.ms", 45_000)) / 1000,
@@ -187,10 +186,10 @@ def open_parts(
     stack.callback(rebalance.closing)
     triage = Triage(
         codec=codec,
-        dedup=dedup,
-        parked=parked,
-        restore=restore,
-        outbox=outbox,
+        dedup=local.dedup,
+        parked=local.parked,
+        restore=local.restore,
+        outbox=local.outbox,
         tables=reference,
         credentials=CredentialStore(s.credentials_dir),
         rules=Rules.from_settings(s),
@@ -202,7 +201,7 @@ def open_parts(
     retries = ParkedRetries(
         retry=retry,
         triage=triage,
-        restore=restore,
+        restore=local.restore,
         dispatcher=dispatcher,
         owned=owned,
         metrics=metrics,
@@ -214,7 +213,68 @@ def open_parts(
         on_revoke=rebalance.on_revoke,
         on_lost=rebalance.on_lost,
     )
-    return Parts(consumer, tables, triage, retries, sender, checkpoint, flow, rebalance)
+    return Parts(
+        consumer, local.tables, triage, retries, sender, checkpoint, flow, rebalance, local.space
+    )
+
+
+def _open_local_state(
+    stack: contextlib.ExitStack,
+    s: Settings,
+    *,
+    codec: AvroCodec,
+    reference: ReferenceTables,
+    consumer_config: dict[str, Any],
+    admin_config: dict[str, Any],
+    transaction_timeout_s: float,
+    metrics: Metrics,
+    monitor: Monitor,
+    stopping: threading.Event,
+) -> _LocalState:
+    """Open the state store, catch the reference tables up, open the dedup and parked tables
+    and the outbox; each step that writes waits while the store has no room."""
+
+    def while_full(step: Callable[[], T]) -> T:
+        return _while_state_full(step, metrics, monitor, stopping)
+
+    store = _closing(stack, StateStore(s.state_dir, max_bytes=s.state_max_bytes))
+    while_full(store.open)
+    tables = _closing(
+        stack, TableReader(reference.all(), consumer_config, store, admin_config=admin_config)
+    )
+    _wait_for_broker(admin_config, stopping, monitor)
+    if stopping.is_set():
+        raise StoppedWhileStarting
+    monitor.starting("catching the reference tables up")
+    took = while_full(tables.bootstrap)
+    for table in tables.tables:
+        metrics.table_bootstrap_seconds.labels(table.name).set(took)
+    monitor.tables(tables)
+    dedup = Dedup(store, s.topics.results)
+    while_full(dedup.create_table)
+    parked = ParkedTable(store, s.topics.retry)
+    while_full(parked.create_table)
+    restore = DedupRestore(
+        dedup,
+        parked,
+        codec,
+        consumer_config,
+        admin_config,
+        input_topic=s.topics.triggered,
+        transaction_timeout_s=transaction_timeout_s,
+    )
+    while_full(_closing(stack, restore).open)
+    dedup.purge()
+    outbox = Outbox(store)
+    while_full(outbox.open)
+    space = StateSpace(
+        store=store,
+        dedup=dedup,
+        parked=parked,
+        max_parked_bytes=s.max_parked_bytes,
+        metrics=metrics,
+    )
+    return _LocalState(store, tables, dedup, parked, restore, outbox, space)
 
 
 def _wait_for_broker(
@@ -231,6 +291,27 @@ def _wait_for_broker(
             monitor.starting(problem)
             log.warning("waiting: %s", problem)
             stopping.wait(_BROKER_WAIT_S)
+
+
+def _while_state_full(
+    step: Callable[[], T], metrics: Metrics, monitor: Monitor, stopping: threading.Event
+) -> T:
+    """Run a step of the start that writes the state store; while the store has no room, say
+    so (log, `/readyz`, `capi_state_full`) and try again every few seconds: a full volume is
+    waited for, never a crash loop."""
+    while True:
+        try:
+            result = step()
+        except StateFullError as exc:
+            problem = f"no room for the local state: {exc}"
+            monitor.starting(problem)
+            metrics.state_full.set(1)
+            log.warning("waiting: %s", problem)
+            if stopping.wait(_BROKER_WAIT_S):
+                raise StoppedWhileStarting from exc
+            continue
+        metrics.state_full.set(0)
+        return result
 
 
 def _wait_for_result_schema(codec: AvroCodec, topic: str, stopping: threading.Event) -> None:
@@ -275,6 +356,7 @@ class _Closable(Protocol):
 
 
 C = TypeVar("C", bound=_Closable)
+T = TypeVar("T")
 
 
 def _closing(stack: contextlib.ExitStack, closable: C) -> C:

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 
+from consumer.errors import StateFullError
 from consumer.events.results import DedupEntry
 from consumer.store.sqlite import StateStore
 
@@ -177,11 +178,18 @@ class Dedup:
             self._first_ahead[partition] = offset
 
     def committed(self) -> None:
-        """The transaction committed: its entries are durable; keep them locally."""
+        """The transaction committed: its entries are durable; keep them locally. While the
+        store is full they stay in memory (where `seen` finds them) and are written with the
+        next commit that finds room."""
         if not self._uncommitted and not self._result_offsets and not self._first_ahead:
             return
+        if not self._store.may_write():
+            return
         rows = [(e, s, at) for e, (s, at, _) in self._uncommitted.items()]
-        self.store(rows, self._result_offsets | self._first_ahead)
+        try:
+            self.store(rows, self._result_offsets | self._first_ahead)
+        except StateFullError:
+            return
         self._uncommitted.clear()
         self._result_offsets.clear()
         self._first_ahead.clear()
@@ -211,6 +219,9 @@ class Dedup:
     def stored_offsets(self) -> dict[int, int]:
         return self._store.offsets(self.topic)
 
+    def may_write(self) -> bool:
+        return self._store.may_write()
+
     def stored_topic_id(self) -> str | None:
         return self._store.topic_id(self.topic)
 
@@ -235,10 +246,14 @@ class Dedup:
             self._sweep_after, self.ids, self._swept = None, self._swept, 0
         else:
             self._sweep_after = rows[-1][0]
-        if expired:
-            self.forget_looked_up()
-            with self._store.transaction():
+        if not expired:
+            return 0
+        self.forget_looked_up()
+        try:
+            with self._store.transaction(adds=False):
                 db.executemany("DELETE FROM dedup_ids WHERE id = ?", expired)
+        except StateFullError:  # no room even for the journal: the next sweep deletes them
+            return 0
         return len(expired)
 
     def purge(self) -> int:

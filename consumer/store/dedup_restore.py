@@ -44,7 +44,12 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from consumer.errors import CapiConsumerError, DecodeError, SchemaUnavailableError
+from consumer.errors import (
+    CapiConsumerError,
+    DecodeError,
+    SchemaUnavailableError,
+    StateFullError,
+)
 from consumer.events.results import Partition, Reason
 from consumer.kafka.codec import AvroCodec
 from consumer.kafka.registry_wait import RegistryWait
@@ -153,7 +158,10 @@ class DedupRestore:
         assert self._consumer is not None, "open() first"
         # the parked rows of these partitions are rebuilt from the retry topic, from its start:
         # rows kept from an earlier ownership may have been resolved by another owner since
-        self._parked.drop_partitions(list(committed_input))
+        try:
+            self._parked.drop_partitions(list(committed_input))
+        except StateFullError:  # read on from where they are: the dedup check guards them
+            log.warning("parked rows of an earlier ownership kept: the state store is full")
         stored = self._stored()
         for partition, committed in committed_input.items():
             self._committed_input[partition] = committed
@@ -204,7 +212,7 @@ class DedupRestore:
 
     def step(self, max_records: int = 20_000) -> list[int]:
         """Apply a slice of the results; return the partitions now restored."""
-        if not self._restoring or self._consumer is None:
+        if not self._restoring or self._consumer is None or not self._dedup.may_write():
             return []
         self._registry_wait.release_due(self._consumer)
         msgs = self._consumer.consume(num_messages=max_records, timeout=0.05)
@@ -229,8 +237,12 @@ class DedupRestore:
             if row is not None:
                 rows.append(row)
         if msgs:
-            self._dedup.store(rows, offsets)
-            parked.apply(self._parked)
+            try:
+                self._dedup.store(rows, offsets)
+                parked.apply(self._parked)
+            except StateFullError:  # read again from what the tables hold, once there is room
+                self._reassign(self._stored())
+                return []
             self.records_restored += len(msgs)
         return self._finished_partitions()
 

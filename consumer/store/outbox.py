@@ -12,12 +12,14 @@ of the loop.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
 
 import orjson
 
+from consumer.errors import StateFullError
 from consumer.events.results import DedupEntry
 from consumer.kafka.publisher import OutRecord
 from consumer.store.sqlite import StateStore
@@ -74,7 +76,7 @@ class Outbox:
     def load(self, topic: str, partition: int, committed: int) -> None:
         """Remember which offsets of a newly assigned partition have an entry; drop the ones
         before the committed offset (another instance finished them)."""
-        with self._store.transaction():
+        with contextlib.suppress(StateFullError), self._store.transaction(adds=False):
             self._store.db.execute(
                 "DELETE FROM outbox WHERE topic = ? AND partition = ? AND offset < ?",
                 (topic, partition, committed),
@@ -128,14 +130,19 @@ class Outbox:
         self._pending.append((topic, partition, offset, entry, self._clock_ms()))
 
     def flush(self) -> None:
-        if not self._pending:
+        """Write the queued entries; while the store is full they stay queued (a crash then
+        loses them: those events would be sent again), until committed or written."""
+        if not self._pending or not self._store.may_write():
             return
-        with self._store.transaction():
-            self._store.db.executemany(
-                "INSERT OR REPLACE INTO outbox (topic, partition, offset, entry, at)"
-                " VALUES (?,?,?,?,?)",
-                self._pending,
-            )
+        try:
+            with self._store.transaction():
+                self._store.db.executemany(
+                    "INSERT OR REPLACE INTO outbox (topic, partition, offset, entry, at)"
+                    " VALUES (?,?,?,?,?)",
+                    self._pending,
+                )
+        except StateFullError:
+            return
         self._pending.clear()
 
     def take(
@@ -166,7 +173,10 @@ class Outbox:
         """These (topic, partition, offset) entries are published: not needed any more."""
         if not entries:
             return
-        with self._store.transaction():
+        done = set(entries)
+        self._pending = [e for e in self._pending if e[:3] not in done]
+        # left behind on a full volume, never recovered: the published answer is found first
+        with contextlib.suppress(StateFullError), self._store.transaction(adds=False):
             self._store.db.executemany(
                 "DELETE FROM outbox WHERE topic = ? AND partition = ? AND offset = ?", entries
             )
@@ -182,7 +192,10 @@ class Outbox:
         ends = [(t, p, max(offsets)) for (t, p), offsets in released.items() if offsets]
         if not ends:
             return
-        with self._store.transaction():
+        last = {(t, p): end for t, p, end in ends}
+        self._pending = [e for e in self._pending if e[2] > last.get((e[0], e[1]), -1)]
+        # left behind on a full volume, they are deleted when the partition is assigned again
+        with contextlib.suppress(StateFullError), self._store.transaction(adds=False):
             self._store.db.executemany(
                 "DELETE FROM outbox WHERE topic = ? AND partition = ? AND offset <= ?", ends
             )

@@ -97,36 +97,44 @@ class ParkedTable:
         self._create_counts()
 
     def _create_counts(self) -> None:
-        """How many events each partition has parked, kept by triggers in the transactions
-        that change the table (counting rows every few seconds would read the whole table)."""
+        """How many events each partition has parked, and their bytes, kept by triggers in the
+        transactions that change the table (counting rows every few seconds would read the
+        whole table). A state folder of an earlier version counted no bytes: its counts are
+        made again."""
         db = self._store.db
-        exists = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'parked_count'"
-        ).fetchone()
-        if exists:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(parked_count)")}
+        if "bytes" in columns:
             return
         with self._store.transaction():
+            for trigger in ("parked_counted", "parked_uncounted", "parked_moved"):
+                db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+            db.execute("DROP TABLE IF EXISTS parked_count")
             db.execute(
-                "CREATE TABLE parked_count (partition INTEGER PRIMARY KEY, n INTEGER NOT NULL)"
+                "CREATE TABLE parked_count (partition INTEGER PRIMARY KEY, n INTEGER NOT NULL,"
+                " bytes INTEGER NOT NULL)"
             )
             db.execute(
-                "INSERT INTO parked_count SELECT partition, COUNT(*) FROM parked GROUP BY partition"
+                "INSERT INTO parked_count SELECT partition, COUNT(*), SUM(length(record))"
+                " FROM parked GROUP BY partition"
             )
             db.execute(
                 "CREATE TRIGGER parked_counted AFTER INSERT ON parked BEGIN"
-                " INSERT INTO parked_count VALUES (NEW.partition, 1)"
-                " ON CONFLICT (partition) DO UPDATE SET n = n + 1; END"
+                " INSERT INTO parked_count VALUES (NEW.partition, 1, length(NEW.record))"
+                " ON CONFLICT (partition) DO UPDATE SET n = n + 1,"
+                " bytes = bytes + length(NEW.record); END"
             )
             db.execute(
                 "CREATE TRIGGER parked_uncounted AFTER DELETE ON parked BEGIN"
-                " UPDATE parked_count SET n = n - 1 WHERE partition = OLD.partition; END"
+                " UPDATE parked_count SET n = n - 1, bytes = bytes - length(OLD.record)"
+                " WHERE partition = OLD.partition; END"
             )
             db.execute(
-                "CREATE TRIGGER parked_moved AFTER UPDATE OF partition ON parked"
-                " WHEN OLD.partition != NEW.partition BEGIN"
-                " UPDATE parked_count SET n = n - 1 WHERE partition = OLD.partition;"
-                " INSERT INTO parked_count VALUES (NEW.partition, 1)"
-                " ON CONFLICT (partition) DO UPDATE SET n = n + 1; END"
+                "CREATE TRIGGER parked_changed AFTER UPDATE ON parked BEGIN"
+                " UPDATE parked_count SET n = n - 1, bytes = bytes - length(OLD.record)"
+                " WHERE partition = OLD.partition;"
+                " INSERT INTO parked_count VALUES (NEW.partition, 1, length(NEW.record))"
+                " ON CONFLICT (partition) DO UPDATE SET n = n + 1,"
+                " bytes = bytes + length(NEW.record); END"
             )
 
     def reset(self, topic_id: str) -> None:
@@ -146,12 +154,6 @@ class ParkedTable:
         """Park or park again `parked`, end the parking of `ended`, and note how far each retry
         partition is read into the table, in one local transaction."""
         parked, ended = list(parked), list(ended)
-        if parked:
-            self._empty = False
-        elif ended and self._empty is False:
-            self._empty = None  # perhaps emptied: looked at again when asked
-        if self._datasets is not None:
-            self._datasets.update(r.dataset_id for r in parked)
         with self._store.transaction():
             self._store.db.executemany(
                 _UPSERT,
@@ -165,6 +167,15 @@ class ParkedTable:
             )
             for partition, offset in (topic_offsets or {}).items():
                 self._store.save_offset(self.topic, partition, offset)
+        if parked:
+            self._empty = False
+        elif ended and self._empty is False:
+            self._empty = None  # perhaps emptied: looked at again when asked
+        if self._datasets is not None:
+            self._datasets.update(r.dataset_id for r in parked)
+
+    def may_write(self) -> bool:
+        return self._store.may_write()
 
     def drop_partitions(self, partitions: Collection[int]) -> None:
         """The rows of `partitions` stop counting: their partition left this instance, or
@@ -172,7 +183,7 @@ class ParkedTable:
         if not partitions:
             return
         marks = ",".join("?" * len(partitions))
-        with self._store.transaction():
+        with self._store.transaction(adds=False):
             self._store.db.execute(
                 f"DELETE FROM parked WHERE partition IN ({marks})",  # noqa: S608 - only placeholders
                 tuple(partitions),
@@ -232,11 +243,16 @@ class ParkedTable:
             return
         marks = ",".join("?" * len(partitions))
         now = self._clock_ms()
-        with self._store.transaction():
+        with self._store.transaction(adds=False):
             self._store.db.execute(
                 f"UPDATE parked SET due_at = ? WHERE due_at > ? AND partition IN ({marks})",  # noqa: S608 - only placeholders
                 (now, now, *partitions),
             )
+
+    def stored_bytes(self) -> int:
+        """Bytes of every parked record the table holds (one row a partition to add up)."""
+        (total,) = self._store.db.execute("SELECT SUM(bytes) FROM parked_count").fetchone()
+        return int(total or 0)
 
     def summary(self, partitions: Collection[int]) -> tuple[int, int | None]:
         """(events parked, when the oldest of them was first tried) in `partitions`: a few

@@ -8,6 +8,12 @@ tombstone cannot be found in the file afterwards. The rollback journal (not WAL)
 images out of the store once a transaction ends.
 
 Deleting the folder is always safe: the tables are rebuilt from their compacted topics.
+
+A full volume is an operating condition, not a crash: a transaction that finds no room
+(SQLite's SQLITE_FULL, from the file system or from `CAPI_STATE_MAX_BYTES`) is rolled back and
+raises `StateFullError`; the store is then `full` until a transaction that adds rows commits
+again. Its writers keep what they wanted to write and try again at most once a second
+(`may_write`); flow control pauses the input meanwhile.
 """
 
 from __future__ import annotations
@@ -17,20 +23,25 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from consumer.errors import StateFullError
 
 __all__ = ["KeyValue", "StateStore"]
 
 log = logging.getLogger(__name__)
 
 _SCHEMA_VERSION = 1
+_RETRY_FULL_S = 1.0  # how often a writer tries again while the store is full
 
 
 class KeyValue:
-    """One table of the store: text keys, blob values."""
+    """One table of the store: text keys, blob values, and how many keys it holds (counted
+    once when opened, then kept by every change: no scan of the table while running)."""
 
     def __init__(self, store: StateStore, name: str) -> None:
         # table names are the service's own constants, checked here; values are bound, never
@@ -40,40 +51,60 @@ class KeyValue:
         self._store = store
         self._table = f"kv_{name}"
         self._get = f"SELECT v FROM {self._table} WHERE k = ?"
-        self._put = f"INSERT OR REPLACE INTO {self._table} (k, v) VALUES (?, ?)"
+        self._update = f"UPDATE {self._table} SET v = ? WHERE k = ?"
+        self._insert = f"INSERT INTO {self._table} (k, v) VALUES (?, ?)"
         self._delete = f"DELETE FROM {self._table} WHERE k = ?"
+        self._count = 0
 
     def create(self) -> None:
         self._store.db.execute(
             f"CREATE TABLE IF NOT EXISTS {self._table} (k TEXT PRIMARY KEY, v BLOB NOT NULL) "
             "WITHOUT ROWID"
         )
+        self.recount()
 
     def get(self, key: str) -> bytes | None:
         row = self._store.db.execute(self._get, (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def put(self, key: str, value: bytes) -> None:
-        self._store.db.execute(self._put, (key, value))
+        if self._store.db.execute(self._update, (value, key)).rowcount == 0:
+            self._store.db.execute(self._insert, (key, value))
+            self._count += 1
 
     def delete(self, key: str) -> None:
-        self._store.db.execute(self._delete, (key,))
+        self._count -= self._store.db.execute(self._delete, (key,)).rowcount
 
     def count(self) -> int:
+        return self._count
+
+    def recount(self) -> None:
+        """Count the keys (a scan): when opened, and after a transaction was rolled back."""
         row = self._store.db.execute(f"SELECT COUNT(*) FROM {self._table}").fetchone()
-        return int(row[0])
+        self._count = int(row[0])
 
     def clear(self) -> None:
         self._store.db.execute(f"DELETE FROM {self._table}")
+        self._count = 0
 
 
 class StateStore:
     """The SQLite file; used from one thread at a time (the service's main loop)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = directory / "tables.sqlite3"
+        self._max_bytes = max_bytes
+        self._clock = clock
         self._db: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        self.full_since: float | None = None  # when a write last found no room, while full
+        self._failed_at = 0.0
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -82,13 +113,28 @@ class StateStore:
         return self._db
 
     def open(self) -> StateStore:
+        """Open the file (`StateFullError` when the volume has no room even for that)."""
         _private(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._prepare(db)
+        except sqlite3.Error as exc:
+            db.close()
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise StateFullError(f"state store {self.path} is full ({exc})") from exc
+            raise
+        self._db = db
+        return self
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA secure_delete = ON")
         db.execute("PRAGMA journal_mode = TRUNCATE")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA cache_size = -32768")  # 32 MiB of page cache, whatever the size
         db.execute("PRAGMA temp_store = MEMORY")
+        if self._max_bytes:
+            page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+            db.execute(f"PRAGMA max_page_count = {max(1, self._max_bytes // page_size)}")
         db.execute(
             "CREATE TABLE IF NOT EXISTS offsets (topic TEXT NOT NULL, partition INTEGER NOT NULL,"
             " next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition)) WITHOUT ROWID"
@@ -98,8 +144,6 @@ class StateStore:
             " WITHOUT ROWID"
         )
         db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-        self._db = db
-        return self
 
     def close(self) -> None:
         if self._db is not None:
@@ -111,16 +155,48 @@ class StateStore:
         kv.create()
         return kv
 
+    @property
+    def full(self) -> bool:
+        """A write found no room, and none that adds rows has committed since."""
+        return self.full_since is not None
+
+    def may_write(self) -> bool:
+        """Whether a writer holding back rows because the store was full tries again now."""
+        return self.full_since is None or self._clock() - self._failed_at >= _RETRY_FULL_S
+
+    def used_bytes(self) -> int:
+        """The bytes the database's pages hold (free pages left out): two header reads."""
+        db = self.db
+        pages = int(db.execute("PRAGMA page_count").fetchone()[0])
+        free = int(db.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * int(db.execute("PRAGMA page_size").fetchone()[0])
+
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, adds: bool = True) -> Iterator[None]:
+        """One write transaction; `StateFullError` when it finds no room (rolled back).
+        `adds`: it may need new pages, so its success says there is room again (a transaction
+        that only deletes succeeds on a full volume too)."""
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
             try:
                 yield
-            except BaseException:
-                self.db.execute("ROLLBACK")
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                    if self.full_since is None:
+                        self.full_since = self._clock()
+                        log.warning(
+                            "state store full path=%s: input paused until there is room", self.path
+                        )
+                    self._failed_at = self._clock()
+                    raise StateFullError(f"state store {self.path} is full ({exc})") from exc
                 raise
-            self.db.execute("COMMIT")
+            if adds and self.full_since is not None:
+                log.info("state store has room again after %.0f s", self._clock() - self.full_since)
+                self.full_since = None
 
     def rows_by_event_id(self, columns: str, table: str, event_ids: Iterable[str]) -> list[Any]:
         """`SELECT columns FROM table` for the rows of `event_ids`, one query per 500 ids."""

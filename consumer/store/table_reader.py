@@ -21,7 +21,12 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from consumer.errors import CapiConsumerError, DecodeError, SchemaUnavailableError
+from consumer.errors import (
+    CapiConsumerError,
+    DecodeError,
+    SchemaUnavailableError,
+    StateFullError,
+)
 from consumer.kafka.clients import PARTITION_EOF
 from consumer.kafka.registry_wait import RegistryWait
 from consumer.store.sqlite import KeyValue, StateStore
@@ -166,6 +171,9 @@ class TableReader:
         started = time.monotonic()
         for table in self._tables.values():
             table.attach(self._store)
+        if self._consumer is not None:  # a bootstrap that stopped short, begun again
+            self._consumer.close()
+            self._assignment = []
         consumer = self._consumer = Consumer(self._config)
         admin = AdminClient(self._admin_config)
         descriptions = admin.describe_topics(TopicCollection(list(self._tables)))
@@ -183,8 +191,13 @@ class TableReader:
                 if high > max(start, 0):
                     targets[(topic, partition)] = high
         consumer.assign(self._assignment)
+        deadline = started + timeout_s
         while targets:
-            if time.monotonic() - started > timeout_s:
+            if not self._store.may_write():  # a full store: waited for, not counted
+                time.sleep(0.1)
+                deadline += 0.1
+                continue
+            if time.monotonic() > deadline:
                 raise BootstrapTimeout(f"tables not caught up after {timeout_s:.0f}s")
             self._registry_wait.release_due(consumer)
             self._apply(consumer.consume(num_messages=10_000, timeout=0.5))
@@ -226,7 +239,7 @@ class TableReader:
 
     def poll(self, max_messages: int = 1000) -> int:
         """Apply what arrived since the last call without waiting; return how many."""
-        if self._consumer is None:
+        if self._consumer is None or not self._store.may_write():
             return 0
         self._registry_wait.release_due(self._consumer)
         msgs = self._consumer.consume(num_messages=max_messages, timeout=0)
@@ -234,8 +247,24 @@ class TableReader:
         return len(msgs)
 
     def _apply(self, msgs: list[Any]) -> None:
+        """Apply a slice in one transaction; on a full store, read it again later."""
         if not msgs:
             return
+        try:
+            self._apply_in_transaction(msgs)
+        except StateFullError:
+            assert self._consumer is not None
+            first: dict[tuple[str, int], int] = {}
+            for msg in msgs:
+                if msg.error() is None:
+                    first.setdefault((msg.topic(), msg.partition()), msg.offset())
+            for (topic, partition), offset in first.items():
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            for table in self._tables.values():
+                table.reset()
+                table.kv.recount()
+
+    def _apply_in_transaction(self, msgs: list[Any]) -> None:
         next_offsets: dict[tuple[str, int], int] = {}
         with self._store.transaction():
             for msg in msgs:

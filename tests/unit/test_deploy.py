@@ -42,7 +42,7 @@ def test_dashboard_queries_use_only_exported_metrics():
     dashboard = json.loads((DEPLOY / "grafana" / "dashboard.json").read_text())
     catalogue = _catalogue()
     rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
-    assert rows == ["Flow", "Meta", "Retries", "Kafka", "Tables"]
+    assert rows == ["Flow", "Meta", "Retries", "Kafka", "Tables", "Local state"]
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     assert len(exprs) > 25
     used = set()
@@ -67,6 +67,8 @@ def test_alert_rules_use_only_exported_metrics():
         "CapiSchemaRegistryDown",
         "CapiParkedEventsOld",
         "CapiCircuitBreakerOpen",
+        "CapiStateVolumeFull",
+        "CapiParkedBudgetReached",
     }
     for expr in alerts.values():
         assert _metric_names(expr) <= _catalogue(), expr

@@ -105,3 +105,64 @@ def test_backpressure_counts_bytes_too(world):
     assert world.consumer.paused == {P0, P1}  # until both are down to half
     world.flow.turn(1, 500)
     assert world.consumer.paused == set()
+
+
+def test_every_partition_waits_while_the_local_state_has_no_room(tmp_path):
+    """A real state space: the store full (SQLite's own limit), then the parked budget."""
+    from consumer.service.state_space import StateSpace
+    from consumer.store.dedup import Dedup
+    from consumer.store.parked import ParkedTable
+    from consumer.store.sqlite import StateStore
+    from tests.unit.store.test_parked import _row
+    from tests.unit.store.test_state_full import LIMIT, _filler, _room
+
+    clock = [100.0]
+    store = StateStore(tmp_path, max_bytes=LIMIT, clock=lambda: clock[0]).open()
+    dedup = Dedup(store, "results")
+    dedup.create_table()
+    parked = ParkedTable(store, "retry")
+    parked.create_table()
+    rows = [_row(f"p{i}", 0) for i in range(10)]
+    budget = sum(len(r.record) for r in rows)
+    m = metrics()
+    space = StateSpace(
+        store=store,
+        dedup=dedup,
+        parked=parked,
+        max_parked_bytes=budget,
+        metrics=m,
+        clock=lambda: clock[0],
+    )
+    consumer = FakeConsumer()
+    flow = FlowControl(
+        consumer=consumer,
+        restore=FakeRestore(),
+        owned={P0, P1},
+        max_pending=10,
+        max_pending_bytes=1000,
+        breaker=CircuitBreaker(),
+        metrics=m,
+        space=space,
+    )
+
+    def turn() -> set[tuple[str, int]]:
+        clock[0] += 1
+        space.turn()
+        flow.turn(0)
+        return set(consumer.paused)
+
+    assert turn() == set()
+    _filler(store)
+    assert turn() == {P0, P1}
+    assert m.state_full._value.get() == 1
+    _room(store)
+    parked.apply(rows[:9], [])  # a write that adds rows finds room again
+    assert turn() == set()
+    assert m.state_full._value.get() == 0
+    parked.apply(rows[9:], [])  # the budget reached
+    assert turn() == {P0, P1}
+    assert m.parked_bytes._value.get() == budget
+    parked.apply([], ["p0"])  # 90 % of it: still waiting
+    assert turn() == {P0, P1}
+    parked.apply([], ["p1", "p2"])
+    assert turn() == set()

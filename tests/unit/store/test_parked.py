@@ -51,8 +51,10 @@ def test_the_summary_follows_parking_parking_again_and_ending(tmp_path):
     table.apply([_row("b", 2, 60)], [])  # the same event id from another partition
     assert [table.summary([p])[0] for p in (0, 1, 2)] == [0, 0, 1]
     assert _counted(store) == {2: 1}
+    assert table.stored_bytes() == len(_row("b", 2, 60).record)
     table.reset("new-topic-id")
     assert table.summary([0, 1, 2]) == (0, None)
+    assert table.stored_bytes() == 0
 
 
 def test_a_state_folder_from_before_the_counts_is_counted_once_at_start(tmp_path):
@@ -62,10 +64,28 @@ def test_a_state_folder_from_before_the_counts_is_counted_once_at_start(tmp_path
     store.db.execute("DROP TABLE parked_count")  # as an earlier version left it
     store.db.execute("DROP TRIGGER parked_counted")
     store.db.execute("DROP TRIGGER parked_uncounted")
-    store.db.execute("DROP TRIGGER parked_moved")
+    store.db.execute("DROP TRIGGER parked_changed")
     store.close()
     store = StateStore(tmp_path).open()
     table = _table(store)
     assert table.summary([0, 1])[0] == 3
     table.apply([_row("d", 1)], ["a"])
     assert table.summary([0])[0] == 1 and table.summary([1])[0] == 2
+
+
+def test_a_state_folder_that_counted_no_bytes_is_counted_again_at_start(tmp_path):
+    store = StateStore(tmp_path).open()
+    table = _table(store)
+    rows = [_row("a", 0), _row("b", 0), _row("c", 1)]
+    table.apply(rows, [])
+    for trigger in ("parked_counted", "parked_uncounted", "parked_changed"):
+        store.db.execute(f"DROP TRIGGER {trigger}")
+    store.db.execute("DROP TABLE parked_count")
+    store.db.execute("CREATE TABLE parked_count (partition INTEGER PRIMARY KEY, n INTEGER)")
+    store.db.execute("INSERT INTO parked_count VALUES (0, 2), (1, 1)")
+    store.close()
+    store = StateStore(tmp_path).open()
+    table = _table(store)
+    assert table.stored_bytes() == sum(len(r.record) for r in rows)
+    table.apply([], ["a"])
+    assert table.stored_bytes() == sum(len(r.record) for r in rows[1:])
