@@ -9,16 +9,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from consumer.errors import CapiConsumerError
 from consumer.settings import Settings
 
-__all__ = ["broker_problems", "registry_problems", "settings_problems"]
+__all__ = [
+    "broker_problems",
+    "registry_problems",
+    "retry_topic_problems",
+    "settings_problems",
+    "topic_config",
+]
 
 _PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
 _MECHANISMS = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"}
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+_WEEK_MS = 7 * 24 * 3600 * 1000
 
 
 def settings_problems(settings: Settings) -> list[str]:
@@ -119,6 +127,43 @@ def broker_problems(settings: Settings, partitions: Mapping[str, int]) -> list[s
                 f"{t.triggered} ({what} go to the partition numbered like their input)"
             )
     return problems
+
+
+def retry_topic_problems(topic: str, config: Mapping[str, str]) -> list[str]:
+    """What the retry topic's configuration (`cleanup.policy`, `retention.ms`) would lose: a
+    parked event is kept there until Meta takes it, up to Meta's 7 days."""
+    policy = {p.strip() for p in config.get("cleanup.policy", "delete").split(",")}
+    problems = []
+    if "compact" not in policy:
+        problems.append(
+            f"topic {topic}: cleanup.policy={config.get('cleanup.policy', 'delete')}; the retry "
+            "topic must be compacted (cleanup.policy=compact): its records are the parked "
+            "events' latest state, and deleted ones are never sent nor get a result"
+        )
+    retention = int(config.get("retention.ms", "604800000"))
+    if "delete" in policy and 0 <= retention < _WEEK_MS:
+        problems.append(
+            f"topic {topic}: retention.ms={retention} deletes parked events before Meta's "
+            f"7 days ({_WEEK_MS}); raise it or use cleanup.policy=compact alone"
+        )
+    return problems
+
+
+def topic_config(
+    admin_config: Mapping[str, Any], topic: str, timeout_s: float = 10.0
+) -> dict[str, str]:
+    """A topic's configuration as the broker reports it (`CapiConsumerError` if it cannot)."""
+    from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+
+    admin = AdminClient({**admin_config, "log_level": "0"})
+    resource = ConfigResource("topic", topic)
+    try:
+        entries = admin.describe_configs([resource])[resource].result(timeout=timeout_s)
+    except Exception as exc:  # any failure: the configuration could not be read
+        raise CapiConsumerError(
+            f"topic {topic}: its configuration could not be read: {exc}"
+        ) from exc
+    return {name: str(entry.value) for name, entry in entries.items() if entry.value is not None}
 
 
 def registry_problems(settings: Settings) -> list[str]:

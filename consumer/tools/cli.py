@@ -352,7 +352,13 @@ def check() -> None:
     """Validate the configuration and reach the broker; one line per problem."""
     settings = _settings(check_dirs=False)  # a missing credentials folder is one problem line
     from consumer.kafka.clients import topic_partitions
-    from consumer.tools.check import broker_problems, registry_problems, settings_problems
+    from consumer.tools.check import (
+        broker_problems,
+        registry_problems,
+        retry_topic_problems,
+        settings_problems,
+        topic_config,
+    )
 
     problems = settings_problems(settings)
     if not any(p.startswith("CAPI_KAFKA_") for p in problems):  # else no client can connect
@@ -362,6 +368,14 @@ def check() -> None:
             problems.append(str(exc))
         else:
             problems += broker_problems(settings, partitions) + registry_problems(settings)
+            retry = settings.topics.retry
+            if retry in partitions:
+                try:
+                    config = topic_config(settings.kafka_config("admin"), retry)
+                except CapiConsumerError as exc:
+                    problems.append(str(exc))
+                else:
+                    problems += retry_topic_problems(retry, config)
     for line in problems:
         click.echo(f"capi-consumer check: {line}", err=True)
     if problems:

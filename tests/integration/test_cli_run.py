@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.kafka.codec import AvroCodec, SchemaStore
@@ -111,6 +112,19 @@ def test_check_reports_what_is_missing_one_line_each(kafka_bootstrap, topics, tm
     assert missing.returncode == 1, missing.stderr
     assert missing.stderr.strip().splitlines() == [
         f"capi-consumer check: CAPI_CREDENTIALS_DIR: {tmp_path / 'missing'} is not readable"
+    ]
+    deleting = f"{topics.retry}-deleting"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    config = {"cleanup.policy": "delete", "retention.ms": "86400000"}
+    [created] = admin.create_topics([NewTopic(deleting, 3, 1, config=config)]).values()
+    created.result(timeout=30)
+    env.update(CAPI_CREDENTIALS_DIR=str(tmp_path), CAPI_TOPIC_RETRY=deleting)
+    retry = run_cli(env, "check", timeout=60)
+    assert retry.returncode == 1, retry.stderr
+    assert [line.split(";")[0] for line in retry.stderr.strip().splitlines()] == [
+        f"capi-consumer check: topic {deleting}: cleanup.policy=delete",
+        f"capi-consumer check: topic {deleting}: retention.ms=86400000 deletes parked events "
+        "before Meta's 7 days (604800000)",
     ]
 
 

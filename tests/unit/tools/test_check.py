@@ -103,3 +103,32 @@ def test_replay_refuses_an_unknown_reason_in_one_line(tmp_path):
     assert out.returncode == 2
     assert "'BOGUS' is not one of 'ASSET_NOT_LINKED'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+RETRY_CONFIGS = [
+    ({"cleanup.policy": "compact"}, []),
+    ({"cleanup.policy": "compact,delete", "retention.ms": "604800000"}, []),
+    ({"cleanup.policy": "compact,delete", "retention.ms": "-1"}, []),
+    (
+        {"cleanup.policy": "delete", "retention.ms": "604800000"},
+        [
+            "topic conversions.retry: cleanup.policy=delete; the retry topic must be compacted "
+            "(cleanup.policy=compact): its records are the parked events' latest state, and "
+            "deleted ones are never sent nor get a result"
+        ],
+    ),
+    (
+        {"cleanup.policy": "compact,delete", "retention.ms": "86400000"},
+        [
+            "topic conversions.retry: retention.ms=86400000 deletes parked events before Meta's "
+            "7 days (604800000); raise it or use cleanup.policy=compact alone"
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "problems"), RETRY_CONFIGS)
+def test_a_retry_topic_that_would_lose_parked_events_is_reported(config, problems):
+    from consumer.tools.check import retry_topic_problems
+
+    assert retry_topic_problems("conversions.retry", config) == problems
