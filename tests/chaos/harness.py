@@ -41,13 +41,18 @@ class Service:
     """One `capi-consumer run` process with its own instance id and state folder."""
 
     def __init__(
-        self, env: dict[str, str], workdir: Path, name: str, state: str | None = None
+        self,
+        env: dict[str, str],
+        workdir: Path,
+        name: str,
+        state: str | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.name = name
         self._env = {
             **env,
             "CAPI_INSTANCE_ID": name,
-            "CAPI_STATE_DIR": str(workdir / (state or name)),
+            "CAPI_STATE_DIR": str(state_dir or workdir / (state or name)),
         }
         self._log = workdir / f"{state or name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -205,8 +210,8 @@ class Run:
         self.reader = ResultReader(bootstrap, topics.results, _CODEC)
         self.produced = 0
 
-    def service(self, name, state=None):
-        return Service(self.env, self.tmp_path, name, state=state)
+    def service(self, name, state=None, state_dir=None):
+        return Service(self.env, self.tmp_path, name, state=state, state_dir=state_dir)
 
     def produce(self, triggers):
         """Produce `triggers` now, all at once."""
