@@ -132,7 +132,6 @@ class Dispatcher:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
-        on_restricted: Callable[[str], None] = lambda asset_id: None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self._client = client
@@ -142,7 +141,6 @@ class Dispatcher:
         self._base = backoff_base_s
         self._max = backoff_max_s
         self._clock = clock
-        self._on_restricted = on_restricted
         self.breaker = breaker or CircuitBreaker(clock=clock)
         self._throttled: dict[str, float] = {}
         self._failures_in_row: dict[str, int] = {}
@@ -303,7 +301,6 @@ class Dispatcher:
             if len(items) > 1:
                 self._split(attempt, delivery)
                 return
-            self._on_restricted(items[0].trigger.channel_account_id)
             delivery.done += self._all(
                 items, ResultStatus.SKIPPED, Reason.RESTRICTED_REGION, exc, attempt.attempts
             )

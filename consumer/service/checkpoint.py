@@ -32,7 +32,6 @@ from consumer.kafka.offsets import OffsetTracker
 from consumer.kafka.publisher import OutRecord, Publisher
 from consumer.meta.attempt import Outcome, Parking
 from consumer.meta.batching import Pending
-from consumer.meta.senders import Sender
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
 from consumer.service.held import Held, HeldResults, UnresolvedBytes
@@ -41,7 +40,7 @@ from consumer.settings import Topics
 from consumer.store.dedup import PARKED, Dedup
 from consumer.store.outbox import Outbox
 
-__all__ = ["Checkpoint", "collect_answers"]
+__all__ = ["Checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -379,11 +378,3 @@ class Checkpoint:
         self._parking_changes = [c for c in self._parking_changes if c.partition not in numbers]
         lost = [TopicPartition(topic, partition) for topic, partition in sorted(gone)]
         self._publisher.redo(self._owned.__contains__, lost, self._consumer)
-
-
-def collect_answers(sender: Sender, checkpoint: Checkpoint, backlog: bool = False) -> None:
-    """Move the sender along and hand every answer that came back to the checkpoint, and the
-    events given up before Meta answered them."""
-    for item, outcome in sender.step(backlog=backlog):
-        checkpoint.answered(item, outcome)
-    checkpoint.abandon(sender.take_abandoned())

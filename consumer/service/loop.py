@@ -25,7 +25,6 @@ from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.meta.client import CapiClient
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
-from consumer.service.checkpoint import collect_answers
 from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send, Unpark
 from consumer.service.wiring import Parts, StoppedWhileStarting, open_parts
 from consumer.settings import Settings
@@ -135,7 +134,7 @@ class Service:
             elif due.parked is not None:
                 p.checkpoint.resolve_parked(due.result, due.dead_letter, due.parked)
         # 5. send: batches go out, Meta's answers come back
-        collect_answers(p.sender, p.checkpoint, backlog=len(msgs) == _CONSUME_BATCH)
+        p.answers.collect(backlog=len(msgs) == _CONSUME_BATCH)
         # 6. checkpoint: results with their offsets, when due
         p.checkpoint.turn()
         self.metrics.flush()

@@ -24,8 +24,10 @@ from consumer.events.results import Partition
 from consumer.kafka.clients import InputConsumer
 from consumer.meta.senders import Sender
 from consumer.ops.metrics import Metrics
-from consumer.service.checkpoint import Checkpoint, collect_answers
+from consumer.service.answers import Answers
+from consumer.service.checkpoint import Checkpoint
 from consumer.service.flow import FlowControl
+from consumer.service.ownership import Ownership
 from consumer.settings import Topics
 from consumer.store.dedup_restore import DedupRestore
 from consumer.store.outbox import Outbox
@@ -36,16 +38,17 @@ log = logging.getLogger(__name__)
 
 
 class Rebalance:
-    """The consumer's rebalance callbacks and the drain at shutdown. Keeps `owned`, the live set
-    of input partitions that checkpoint and flow control read."""
+    """The consumer's rebalance callbacks and the drain at shutdown; the one owner that
+    changes `ownership`, the input partitions everyone else reads."""
 
     def __init__(
         self,
         *,
-        owned: set[Partition],
+        ownership: Ownership,
         checkpoint: Checkpoint,
         flow: FlowControl,
         sender: Sender,
+        answers: Answers,
         restore: DedupRestore,
         outbox: Outbox,
         topics: Topics,
@@ -54,10 +57,11 @@ class Rebalance:
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._owned = owned
+        self._owned = ownership
         self._checkpoint = checkpoint
         self._flow = flow
         self._sender = sender
+        self._answers = answers
         self._restore = restore
         self._outbox = outbox
         self._topics = topics
@@ -88,7 +92,7 @@ class Rebalance:
                 f"(partition {too_high[0]}); the smaller has {self._restore.partitions}"
             )
         arrived = {(tp.topic, tp.partition) for tp in partitions}
-        self._owned |= arrived
+        self._owned.arrived(arrived)
         self._sender.join(arrived)
         committed = consumer.committed(partitions, timeout=30) if partitions else []
         log.info("committed input offsets %s", _offsets(committed))
@@ -135,7 +139,7 @@ class Rebalance:
         stalled = self._clock() - max(started, self._callbacks_done)
         if stalled > self._session_timeout_s and self._owned:
             log.warning("the process stood still for %.0f s, past the session timeout", stalled)
-            partitions = [TopicPartition(t, p) for t, p in sorted(self._owned)]
+            partitions = [TopicPartition(t, p) for t, p in self._owned]
             consumer.pause(partitions)
             self.on_lost(consumer, partitions)
         if self.failure is not None:
@@ -161,7 +165,7 @@ class Rebalance:
             # counted before collecting: a sender thread queues its answer before its request
             # leaves the count, so once the count is 0 the collection below has every answer
             left = self._sender.in_flight(partitions)
-            collect_answers(self._sender, self._checkpoint)
+            self._answers.collect()
             if not left or self._clock() >= deadline:
                 break
             self._checkpoint.turn()
@@ -178,7 +182,7 @@ class Rebalance:
     def _release(self, partitions: list[TopicPartition]) -> set[Partition]:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self._checkpoint.abandon(self._sender.leave(gone))
-        self._owned -= gone
+        self._owned.left(gone)
         self._checkpoint.release(gone)
         self._flow.forget(gone)
         self._restore.forget([p for _, p in gone])

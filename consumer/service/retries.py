@@ -11,11 +11,11 @@ first, not after the longer delay its failed probes earned).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
-from consumer.events.results import Partition
 from consumer.meta.attempt import Dispatcher
 from consumer.ops.metrics import Metrics
+from consumer.service.ownership import Ownership
 from consumer.service.parking import RetryTopic
 from consumer.service.triage import Resolved, Send, Triage, Unpark
 from consumer.store.dedup_restore import DedupRestore
@@ -37,7 +37,7 @@ class ParkedRetries:
         triage: Triage,
         restore: DedupRestore,
         dispatcher: Dispatcher,
-        owned: Collection[Partition],
+        owned: Ownership,
         metrics: Metrics,
         max_taken: int,
         clock: Callable[[], float] = time.monotonic,
@@ -62,7 +62,7 @@ class ParkedRetries:
         if now < self._next_turn:
             return []
         self._next_turn = now + _EVERY_S
-        partitions = {p for _, p in self._owned} - self._restore.restoring()
+        partitions = self._owned.numbers() - self._restore.restoring()
         self._report(now, partitions)
         breaker = self._dispatcher.breaker
         if self._breaker_was_open and not breaker.is_open:

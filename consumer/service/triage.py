@@ -125,7 +125,7 @@ class Triage:
         tables: ReferenceTables,
         credentials: CredentialStore,
         rules: Rules,
-        restricted_assets: Collection[str],
+        restricted_assets: Collection[str] = (),
         owned: Collection[Partition],
         metrics: Metrics,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
@@ -138,7 +138,9 @@ class Triage:
         self._tables = tables
         self._credentials = credentials
         self._rules = rules
-        self._restricted_assets = restricted_assets
+        # assets Meta refused as in a messaging-restrictive region (Meta's answers, collected
+        # on the main loop): their next events are skipped without a request
+        self._restricted_assets = set(restricted_assets)
         self._owned = owned
         self._parked_ids: set[str] = set()  # the consumed batch's event ids that are parked
         self._window_ms = rules.attribution_window_s * 1000
@@ -267,6 +269,10 @@ class Triage:
             result = replace(verdict.result, attempts=parked.attempts)
             return Resolved(result, letter, parked)
         return verdict
+
+    def remember_restricted(self, asset_id: str) -> None:
+        """Meta answered that this asset is in a messaging-restrictive region."""
+        self._restricted_assets.add(asset_id)
 
     def _decide(
         self,

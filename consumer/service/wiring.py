@@ -20,7 +20,6 @@ from consumer.errors import (
     StateFullError,
 )
 from consumer.events.policy import Rules
-from consumer.events.results import Partition
 from consumer.kafka.clients import topic_partitions
 from consumer.kafka.codec import AvroCodec
 from consumer.kafka.publisher import Publisher
@@ -33,8 +32,10 @@ from consumer.meta.credentials import CredentialStore
 from consumer.meta.senders import Sender
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
+from consumer.service.answers import Answers
 from consumer.service.checkpoint import Checkpoint
 from consumer.service.flow import FlowControl
+from consumer.service.ownership import Ownership
 from consumer.service.parking import RetryTopic
 from consumer.service.rebalance import Rebalance
 from consumer.service.retries import ParkedRetries
@@ -68,6 +69,7 @@ class Parts:
     checkpoint: Checkpoint
     flow: FlowControl
     rebalance: Rebalance
+    answers: Answers
     space: StateSpace
 
 
@@ -128,16 +130,14 @@ def open_parts(
         _wait_for_result_schema(codec, s.topics.results, stopping)
         if stopping.is_set():
             raise StoppedWhileStarting
-    owned: set[Partition] = set()
+    owned = Ownership()
     consumer = _closing(stack, Consumer(_consumer_config(s, consumer_config, monitor, owned)))
-    restricted_assets: set[str] = set()
     breaker = CircuitBreaker(on_change=monitor.breaker)
     dispatcher = Dispatcher(
         client,
         metrics,
         retry_deadline_s=s.retry_deadline_s,
         retry_inline_s=s.retry_inline_s,
-        on_restricted=restricted_assets.add,
         breaker=breaker,
     )
     sender = Sender(
@@ -170,20 +170,6 @@ def open_parts(
         metrics=metrics,
         space=local.space,
     )
-    rebalance = Rebalance(
-        owned=owned,
-        checkpoint=checkpoint,
-        flow=flow,
-        sender=sender,
-        restore=local.restore,
-        outbox=local.outbox,
-        topics=s.topics,
-        drain_timeout_s=s.drain_timeout_s,
-        session_timeout_s=float(consumer_config.get("session.timeout.ms", 45_000)) / 1000,
-        metrics=metrics,
-    )
-    stack.callback(metrics.flush)
-    stack.callback(rebalance.closing)
     triage = Triage(
         codec=codec,
         dedup=local.dedup,
@@ -193,11 +179,26 @@ def open_parts(
         tables=reference,
         credentials=CredentialStore(s.credentials_dir),
         rules=Rules.from_settings(s),
-        restricted_assets=restricted_assets,
         owned=owned,
         metrics=metrics,
         clock_ms=clock_ms,
     )
+    answers = Answers(sender=sender, checkpoint=checkpoint, triage=triage)
+    rebalance = Rebalance(
+        ownership=owned,
+        checkpoint=checkpoint,
+        flow=flow,
+        sender=sender,
+        answers=answers,
+        restore=local.restore,
+        outbox=local.outbox,
+        topics=s.topics,
+        drain_timeout_s=s.drain_timeout_s,
+        session_timeout_s=float(consumer_config.get("session.timeout.ms", 45_000)) / 1000,
+        metrics=metrics,
+    )
+    stack.callback(metrics.flush)
+    stack.callback(rebalance.closing)
     retries = ParkedRetries(
         retry=retry,
         triage=triage,
@@ -214,7 +215,16 @@ def open_parts(
         on_lost=rebalance.on_lost,
     )
     return Parts(
-        consumer, local.tables, triage, retries, sender, checkpoint, flow, rebalance, local.space
+        consumer,
+        local.tables,
+        triage,
+        retries,
+        sender,
+        checkpoint,
+        flow,
+        rebalance,
+        answers,
+        local.space,
     )
 
 
@@ -329,7 +339,7 @@ def _wait_for_result_schema(codec: AvroCodec, topic: str, stopping: threading.Ev
 
 
 def _consumer_config(
-    s: Settings, config: dict[str, Any], monitor: Monitor, owned: set[Partition]
+    s: Settings, config: dict[str, Any], monitor: Monitor, owned: Ownership
 ) -> dict[str, Any]:
     return {
         "group.id": s.group_id,

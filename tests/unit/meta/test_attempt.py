@@ -41,7 +41,7 @@ def _batch(n, account="page-1", dataset="ds-1"):
     return Batch(BatchKey(dataset, Credentials(Secret("tok")), None), 0.0, items)
 
 
-def _dispatcher(handler, deadline=60.0, restricted=None, inline=None):
+def _dispatcher(handler, deadline=60.0, inline=None):
     """`inline` (default: the deadline, no parking) is how long a batch is retried in place."""
     t = FakeTime()
     client = CapiClient("https://graph.example", "v24.0", transport=httpx.MockTransport(handler))
@@ -52,7 +52,6 @@ def _dispatcher(handler, deadline=60.0, restricted=None, inline=None):
         retry_deadline_s=deadline,
         retry_inline_s=deadline if inline is None else inline,
         clock=t.clock,
-        on_restricted=(restricted.append if restricted is not None else lambda a: None),
     )
     return dispatcher, t, metrics
 
@@ -159,17 +158,14 @@ def test_one_bad_event_is_isolated_and_the_rest_is_sent():
     assert all(by_id[f"e{i}"].status.value == "SENT" for i in (0, 1, 2, 3, 4, 6, 7))
 
 
-def test_restrictive_region_answer_is_skipped_and_remembered():
-    remembered = []
-
+def test_restrictive_region_answer_is_skipped():
     def handler(request):
         message = "Messaging Event Within Messaging Restrictive Region"
         return httpx.Response(400, json={"error": {"code": 100, "message": message}})
 
-    dispatcher, t, _ = _dispatcher(handler, restricted=remembered)
+    dispatcher, t, _ = _dispatcher(handler)
     outcomes, _ = _run(dispatcher, t, _batch(1, account="page-9"))
     assert (outcomes[0][1].status.value, outcomes[0][1].reason) == ("SKIPPED", "RESTRICTED_REGION")
-    assert remembered == ["page-9"]
 
 
 def test_auth_error_fails_the_batch_without_retrying():

@@ -22,8 +22,10 @@ from consumer.meta.breaker import CircuitBreaker
 from consumer.meta.client import CapiClient, Credentials
 from consumer.meta.senders import Sender
 from consumer.ops.monitor import Monitor
+from consumer.service.answers import Answers
 from consumer.service.checkpoint import Checkpoint
 from consumer.service.flow import FlowControl
+from consumer.service.ownership import Ownership
 from consumer.service.parking import RetryTopic
 from consumer.service.rebalance import Rebalance
 from consumer.settings import Secret
@@ -61,7 +63,7 @@ class World:
         self.consumer = FakeConsumer()
         self.producer = FakeProducer()
         self.restore = FakeRestore(partitions=2)
-        self.owned: set[tuple[str, int]] = set()
+        self.owned = Ownership()
         m = metrics()
         self.metrics = m
         publisher = Publisher({}, "txn-1", producer_factory=lambda config: self.producer)
@@ -98,11 +100,14 @@ class World:
         )
         self.sender = Sender(dispatcher, Batcher(10, 0.0), 2)
         self.sender.start()
+        self.restricted: list[str] = []
+        answers = Answers(sender=self.sender, checkpoint=self.checkpoint, triage=self)
         self.rebalance = Rebalance(
-            owned=self.owned,
+            ownership=self.owned,
             checkpoint=self.checkpoint,
             flow=self.flow,
             sender=self.sender,
+            answers=answers,
             restore=self.restore,
             outbox=self.outbox,
             topics=TOPICS,
@@ -111,6 +116,9 @@ class World:
             metrics=m,
             clock=lambda: self.now,
         )
+
+    def remember_restricted(self, asset_id: str) -> None:
+        self.restricted.append(asset_id)
 
     def _meta(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
@@ -152,14 +160,14 @@ def world(tmp_path: Path):
 def test_an_assignment_starts_the_restore_from_the_committed_offsets(world):
     world.consumer.committed_offsets = {(IN, 1): 40}
     world.assign(0, 1)
-    assert world.owned == {(IN, 0), (IN, 1)}
+    assert set(world.owned) == {(IN, 0), (IN, 1)}
     assert world.restore.started == [{0: 0, 1: 40}]  # no committed offset: from the start
 
 
 def test_an_input_partition_without_a_results_partition_stops_the_service(world):
     with pytest.raises(FatalError, match="need at least as many partitions"):
         world.assign(0, 2)
-    assert world.owned == set()
+    assert set(world.owned) == set()
 
 
 def test_a_revoke_waits_for_the_answers_in_flight_and_commits_them(world):
@@ -175,7 +183,7 @@ def test_a_revoke_waits_for_the_answers_in_flight_and_commits_them(world):
     # released too)
     assert sorted(world.results()) == [(0, 0, "SENT"), (1, 0, "SENT")]
     assert sorted(world.producer.committed[0].offsets) == [(IN, 0, 1), (IN, 1, 1)]
-    assert world.owned == {(IN, 1)}
+    assert set(world.owned) == {(IN, 1)}
     assert world.restore.forgotten == [0]
 
 
@@ -275,7 +283,7 @@ def test_a_fenced_producer_met_in_a_revoke_lets_the_revoke_complete_then_stops(w
     ]
     world.rebalance.on_revoke(world.consumer, [TopicPartition(IN, 0)])  # returns: no exception
     assert isinstance(world.rebalance.failure, FencedError)
-    assert world.owned == set()  # released: the group can hand the partition on at once
+    assert set(world.owned) == set()  # released: the group can hand the partition on at once
 
 
 def test_a_poll_frozen_past_the_session_timeout_lets_the_partitions_go(world, monkeypatch):
@@ -299,11 +307,11 @@ def test_a_poll_frozen_past_the_session_timeout_lets_the_partitions_go(world, mo
         return world.rebalance.consume(world.consumer, 500, 0.05)
 
     consume_taking(5)  # within the session timeout: still ours
-    assert world.owned == {(IN, 0), (IN, 1)}
+    assert set(world.owned) == {(IN, 0), (IN, 1)}
     consume_taking(60, callback=world.rebalance.on_assign)  # a callback may take long
-    assert world.owned == {(IN, 0), (IN, 1)}
+    assert set(world.owned) == {(IN, 0), (IN, 1)}
     consume_taking(60)  # frozen (SIGSTOP) inside the poll: the group has moved on
-    assert world.owned == set()
+    assert set(world.owned) == set()
     assert world.consumer.paused == {(IN, 0), (IN, 1)}  # nothing more is fetched for them
     world.checkpoint.commit(force=True)
     assert world.producer.transactions == []  # nothing of a partition not ours is published

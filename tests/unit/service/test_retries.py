@@ -9,6 +9,7 @@ from typing import Any
 from consumer.events.parking import ParkedEvent
 from consumer.events.results import DeadLetter, SourceRef
 from consumer.meta.breaker import CircuitBreaker
+from consumer.service.ownership import Ownership
 from consumer.service.parking import RetryTopic
 from consumer.service.retries import ParkedRetries
 from consumer.store.parked import ParkedTable, encode_parked, parked_row
@@ -38,6 +39,12 @@ class _Triage:
         return None if parked.event_id in self.not_now else parked.event_id
 
 
+def _owning(*partitions: tuple[str, int]) -> Ownership:
+    ownership = Ownership()
+    ownership.arrived(partitions)
+    return ownership
+
+
 class World:
     def __init__(self, tmp_path: Path) -> None:
         self.now = 100.0
@@ -53,7 +60,7 @@ class World:
             triage=self.triage,
             restore=self.restore,  # type: ignore[arg-type]
             dispatcher=self.dispatcher,
-            owned={(IN, 0), (IN, 1)},  # type: ignore[arg-type]
+            owned=_owning((IN, 0), (IN, 1)),
             metrics=self.metrics,
             max_taken=3,
             clock=lambda: self.now,
