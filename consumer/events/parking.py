@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
-from consumer.events.results import DeadLetter, SourceRef
+from consumer.events.results import RawMessage, SourceRef
 
 __all__ = ["PARKING_DELAYS_S", "ParkedEvent", "next_delay_s"]
 
@@ -44,7 +44,7 @@ class ParkedEvent:
     event_id: str
     dataset_id: str
     source: SourceRef
-    received: DeadLetter
+    received: RawMessage
     attempts: int
     parkings: int
     first_parked_at: int
@@ -92,7 +92,7 @@ class ParkedEvent:
             event_id=data["event_id"],
             dataset_id=data["dataset_id"],
             source=SourceRef(data["source_topic"], data["source_partition"], data["source_offset"]),
-            received=DeadLetter(data["key"], data["value"]),
+            received=RawMessage(data["key"], data["value"]),
             attempts=data["attempts"],
             parkings=data["parkings"],
             first_parked_at=data["first_parked_at"],

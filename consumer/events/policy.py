@@ -101,15 +101,29 @@ class Rules:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why an event is not sent: SKIPPED by design, or FAILED needing attention."""
+    """Why an event is not sent: SKIPPED by design (`skip`), or FAILED needing attention
+    (`fail`)."""
 
-    skipped: bool
+    status: ResultStatus
     reason: Reason
     detail: str
 
+    @classmethod
+    def skip(cls, reason: Reason, detail: str) -> Refusal:
+        return cls(ResultStatus.SKIPPED, reason, detail)
+
+    @classmethod
+    def fail(cls, reason: Reason, detail: str) -> Refusal:
+        return cls(ResultStatus.FAILED, reason, detail)
+
+    @property
+    def skipped(self) -> bool:
+        return self.status is ResultStatus.SKIPPED
+
     def result(self, source: SourceRef, trigger: Trigger, processed_at: int) -> ConversionResult:
-        status = ResultStatus.SKIPPED if self.skipped else ResultStatus.FAILED
-        return ConversionResult(source, status, processed_at, self.reason, self.detail, trigger)
+        return ConversionResult(
+            source, self.status, processed_at, self.reason, self.detail, trigger
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +139,6 @@ class Approved:
 Decision = Refusal | Approved
 
 
-def _skip(reason: Reason, detail: str) -> Refusal:
-    return Refusal(True, reason, detail)
-
-
-def _fail(reason: Reason, detail: str) -> Refusal:
-    return Refusal(False, reason, detail)
-
-
 def decide(
     trigger: Trigger,
     connection: MetaConnection | None,
@@ -142,9 +148,9 @@ def decide(
 ) -> Decision:
     """Refuse what must not reach Meta, or build the server event."""
     if not trigger.event_id.strip():
-        return _fail(Reason.INVALID_EVENT, "event_id is empty")
+        return Refusal.fail(Reason.INVALID_EVENT, "event_id is empty")
     if trigger.event_type.event_name not in BUSINESS_MESSAGING_EVENTS:
-        return _fail(
+        return Refusal.fail(
             Reason.INVALID_EVENT,
             f"{trigger.event_type.event_name} is not a business messaging event",
         )
@@ -163,7 +169,7 @@ def decide(
         trigger.customer_info, default_region=rules.default_phone_region
     )
     if not user_data.hashed:
-        return _skip(
+        return Refusal.skip(
             Reason.NO_CUSTOMER_INFORMATION,
             "no customer information field is present after normalization",
         )
@@ -195,19 +201,21 @@ def _route_refusal(
     """Why the event may not take its way (connection, account, region, dataset), if it may not."""
     channel = trigger.channel
     if connection is None or connection.connection_id != trigger.connection_id:
-        return _fail(Reason.UNKNOWN_CONNECTION, f"connection {trigger.connection_id} is not known")
+        return Refusal.fail(
+            Reason.UNKNOWN_CONNECTION, f"connection {trigger.connection_id} is not known"
+        )
     if connection.status is ConnectionStatus.DISCONNECTED:
-        return _skip(
+        return Refusal.skip(
             Reason.CONNECTION_DISCONNECTED, f"connection {connection.connection_id} is disconnected"
         )
     if trigger.selected_account_id != trigger.channel_account_id:
-        return _skip(
+        return Refusal.skip(
             Reason.CHANNEL_NOT_SELECTED,
             f"the step did not select the {_ASSET_LABEL[channel]} {trigger.channel_account_id}",
         )
     asset = connection.asset(trigger.channel_account_id)
     if asset is None or asset.asset_type is not _ASSET_TYPE[channel]:
-        return _fail(
+        return Refusal.fail(
             Reason.ASSET_NOT_LINKED,
             f"{_label(trigger)} is not an asset of connection {connection.connection_id}",
         )
@@ -215,14 +223,14 @@ def _route_refusal(
         asset.registration_country.upper() in rules.restricted_countries
         or asset.asset_id in restricted_assets
     ):
-        return _skip(
+        return Refusal.skip(
             Reason.RESTRICTED_REGION,
             f"{_label(trigger)} is registered in {asset.registration_country.upper()}, where "
             "the ePrivacy Directive rules out Conversions API for business messaging",
         )
     dataset = connection.dataset(trigger.dataset_id)
     if dataset is None or asset.asset_id not in dataset.linked_asset_ids:
-        return _fail(
+        return Refusal.fail(
             Reason.ASSET_NOT_LINKED,
             f"dataset {trigger.dataset_id} is not linked to {_label(trigger)}: link the dataset "
             "to it in Meta Events Manager",
@@ -233,13 +241,13 @@ def _route_refusal(
 def _time_refusal(trigger: Trigger, now_ms: int, rules: Rules) -> Refusal | None:
     age_s = (now_ms - trigger.occurred_at) / 1000
     if age_s > rules.max_event_age_s:
-        return _fail(
+        return Refusal.fail(
             Reason.EVENT_TOO_OLD,
             f"occurred {age_s / 86400:.1f} days ago; Meta refuses events older than "
             f"{rules.max_event_age_s / 86400:g} days",
         )
     if -age_s > rules.future_skew_s:
-        return _fail(Reason.INVALID_EVENT, f"occurred_at is {-age_s:.0f} s in the future")
+        return Refusal.fail(Reason.INVALID_EVENT, f"occurred_at is {-age_s:.0f} s in the future")
     return None
 
 
@@ -255,17 +263,21 @@ def _channel_ids(trigger: Trigger, require_click_id: bool) -> dict[str, str] | R
         if clid:
             ids["ctwa_clid"] = clid
         elif require_click_id:
-            return _skip(
+            return Refusal.skip(
                 Reason.NOT_AD_ATTRIBUTED,
                 "WhatsApp conversation without a click-to-WhatsApp ad click id",
             )
         return ids
     if trigger.channel is Channel.MESSENGER:
         if not user_id:
-            return _fail(Reason.INVALID_EVENT, "Messenger event without the page-scoped user id")
+            return Refusal.fail(
+                Reason.INVALID_EVENT, "Messenger event without the page-scoped user id"
+            )
         return {"page_id": trigger.channel_account_id, "page_scoped_user_id": user_id}
     if not user_id:
-        return _fail(Reason.INVALID_EVENT, "Instagram event without the Instagram-scoped user id")
+        return Refusal.fail(
+            Reason.INVALID_EVENT, "Instagram event without the Instagram-scoped user id"
+        )
     return {"ig_account_id": trigger.channel_account_id, "ig_sid": user_id}
 
 
@@ -273,19 +285,21 @@ def _custom_data(trigger: Trigger) -> dict[str, Any] | Refusal:
     currency = (trigger.currency or "").strip().upper()
     raw_value = (trigger.value or "").strip()
     if trigger.event_type is EventType.PURCHASE and not (currency and raw_value):
-        return _fail(Reason.INVALID_EVENT, "a Purchase needs a currency and a value")
+        return Refusal.fail(Reason.INVALID_EVENT, "a Purchase needs a currency and a value")
     data: dict[str, Any] = {}
     if currency:
         if not is_currency(currency):
-            return _fail(Reason.INVALID_EVENT, f"currency {currency[:8]!r} is not an ISO 4217 code")
+            return Refusal.fail(
+                Reason.INVALID_EVENT, f"currency {currency[:8]!r} is not an ISO 4217 code"
+            )
         data["currency"] = currency
     if raw_value:
         try:
             value = Decimal(raw_value)
         except InvalidOperation:
-            return _fail(Reason.INVALID_EVENT, "value is not a decimal number")
+            return Refusal.fail(Reason.INVALID_EVENT, "value is not a decimal number")
         if not value.is_finite() or value < 0 or not math.isfinite(float(value)):
-            return _fail(Reason.INVALID_EVENT, "value must be a finite, non-negative number")
+            return Refusal.fail(Reason.INVALID_EVENT, "value must be a finite, non-negative number")
         data["value"] = float(value)
     return data
 

@@ -14,10 +14,10 @@ __all__ = [
     "DEAD_LETTER_REASONS",
     "REPLAY_HEADER",
     "ConversionResult",
-    "DeadLetter",
     "DedupEntry",
     "MetaResponse",
     "Partition",
+    "RawMessage",
     "Reason",
     "SourceRef",
 ]
@@ -77,8 +77,9 @@ class SourceRef:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """The received key and value, unchanged, for an operator to fix and replay."""
+class RawMessage:
+    """A received message's key and value as they arrived: what a dead letter carries, for
+    an operator to fix and replay, and what a parked event keeps of its trigger."""
 
     key: bytes | None
     value: bytes | None

@@ -14,21 +14,21 @@ from typing import Any
 from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Approved
 from consumer.events.records import Trigger
-from consumer.events.results import DeadLetter, SourceRef
+from consumer.events.results import RawMessage, SourceRef
 from consumer.meta.client import Credentials
 
-__all__ = ["Batch", "BatchKey", "Batcher", "Pending"]
+__all__ = ["Batch", "BatchKey", "Batcher", "OutgoingEvent"]
 
 
 @dataclass(frozen=True, slots=True)
-class Pending:
+class OutgoingEvent:
     """An approved event waiting to be sent, with what its result needs; `parked` when it
     comes from the retry topic (its `source` is then its input's, long committed)."""
 
     source: SourceRef
     trigger: Trigger
     approved: Approved
-    received: DeadLetter  # the input message as received, for a dead letter
+    received: RawMessage  # the input message as received, for a dead letter
     parked: ParkedEvent | None = None
 
     @property
@@ -62,12 +62,12 @@ class Batch:
 
     key: BatchKey
     opened_at: float
-    items: list[Pending] = field(default_factory=list)
+    items: list[OutgoingEvent] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def take(self, partitions: Collection[tuple[str, int]]) -> list[Pending]:
+    def take(self, partitions: Collection[tuple[str, int]]) -> list[OutgoingEvent]:
         """Take the events of `partitions` out of the batch; return them."""
         mine = [i for i in self.items if i.source.topic_partition in partitions]
         if mine:
@@ -92,7 +92,7 @@ class Batcher:
         """Events waiting in open batches."""
         return sum(len(b) for b in self._open.values())
 
-    def add(self, key: BatchKey, item: Pending) -> Batch | None:
+    def add(self, key: BatchKey, item: OutgoingEvent) -> Batch | None:
         batch = self._open.get(key)
         if batch is None:
             batch = self._open[key] = Batch(key, self._clock())
@@ -127,9 +127,9 @@ class Batcher:
         self._open.clear()
         return batches
 
-    def drop(self, partitions: set[tuple[str, int]]) -> list[Pending]:
+    def drop(self, partitions: set[tuple[str, int]]) -> list[OutgoingEvent]:
         """Remove the events of `partitions` (no longer ours); return what was removed."""
-        dropped: list[Pending] = []
+        dropped: list[OutgoingEvent] = []
         for key, batch in list(self._open.items()):
             dropped += batch.take(partitions)
             if not batch.items:

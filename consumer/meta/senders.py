@@ -24,8 +24,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from consumer.errors import RetryableError
 from consumer.events.results import Partition
-from consumer.meta.attempt import Attempt, Delivery, Dispatcher, Outcome, Parking
-from consumer.meta.batching import Batch, Batcher, BatchKey, Pending
+from consumer.meta.batching import Batch, Batcher, BatchKey, OutgoingEvent
+from consumer.meta.dispatch import Attempt, Delivery, Dispatcher, Outcome, Parking
 
 __all__ = ["BACKLOG_LINGER_S", "Sender"]
 
@@ -60,7 +60,7 @@ class Sender:
         self._in_flight: dict[Future[None], Attempt] = {}
         self._completed: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
         self._left: set[Partition] = set()  # partitions given up: nothing more is sent for them
-        self._abandoned: list[Pending] = []
+        self._abandoned: list[OutgoingEvent] = []
 
     def start(self) -> None:
         self._pool = ThreadPoolExecutor(self._max_in_flight, thread_name_prefix="capi-send")
@@ -72,7 +72,7 @@ class Sender:
 
     # -- intake ------------------------------------------------------------------------------
 
-    def add(self, key: BatchKey, item: Pending) -> None:
+    def add(self, key: BatchKey, item: OutgoingEvent) -> None:
         full = self._batcher.add(key, item)
         if full is not None:
             self._schedule(self._dispatcher.attempt(full))
@@ -84,7 +84,7 @@ class Sender:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def step(self, backlog: bool = False) -> list[tuple[Pending, Outcome | Parking]]:
+    def step(self, backlog: bool = False) -> list[tuple[OutgoingEvent, Outcome | Parking]]:
         """Move batches along; return the outcomes that came back since the last call.
 
         `backlog`: the input has more waiting; batches may then linger longer and fill up.
@@ -100,7 +100,7 @@ class Sender:
         while self._waiting and self._waiting[0][0] <= now:
             _, _, attempt = heapq.heappop(self._waiting)
             self._schedule(attempt)
-        done: list[tuple[Pending, Outcome | Parking]] = []
+        done: list[tuple[OutgoingEvent, Outcome | Parking]] = []
         while True:
             try:
                 delivery = self._completed.get_nowait()
@@ -114,7 +114,7 @@ class Sender:
                     self._schedule(attempt)
         return done
 
-    def take_abandoned(self) -> list[Pending]:
+    def take_abandoned(self) -> list[OutgoingEvent]:
         """Events of partitions given up that came back for another try: not sent again."""
         abandoned, self._abandoned = self._abandoned, []
         return abandoned
@@ -179,7 +179,7 @@ class Sender:
     def in_flight_requests(self) -> int:
         return len(self._in_flight)
 
-    def leave(self, partitions: set[Partition]) -> list[Pending]:
+    def leave(self, partitions: set[Partition]) -> list[OutgoingEvent]:
         """Give `partitions` up: their batched events and those waiting for a retry come back
         now (not sent); requests already in flight finish, and what of theirs comes back for
         another try is abandoned too (`take_abandoned`)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from consumer.events.results import Reason
-from consumer.meta.attempt import Outcome
+from consumer.meta.dispatch import Outcome
 from consumer.meta.senders import Sender
 from consumer.service.checkpoint import Checkpoint
 

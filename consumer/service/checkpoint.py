@@ -22,20 +22,20 @@ from consumer.events.parking import ParkedEvent
 from consumer.events.results import (
     DEAD_LETTER_REASONS,
     ConversionResult,
-    DeadLetter,
     DedupEntry,
     Partition,
+    RawMessage,
     SourceRef,
 )
 from consumer.kafka.clients import InputConsumer
 from consumer.kafka.offsets import OffsetTracker
 from consumer.kafka.publisher import OutRecord, Publisher
-from consumer.meta.attempt import Outcome, Parking
-from consumer.meta.batching import Pending
+from consumer.meta.batching import OutgoingEvent
+from consumer.meta.dispatch import Outcome, Parking
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
 from consumer.service.held import Held, HeldResults, UnresolvedBytes
-from consumer.service.parking import ParkingChange, RetryTopic
+from consumer.service.retry_topic import ParkingChange, RetryTopic
 from consumer.settings import Topics
 from consumer.store.dedup import PARKED, Dedup
 from consumer.store.outbox import Outbox
@@ -130,7 +130,7 @@ class Checkpoint:
         self._held.put((source.topic, source.partition, source.offset), Held(records, dedup))
         self._metrics.outbox_recovered.inc()
 
-    def answered(self, item: Pending, outcome: Outcome | Parking) -> None:
+    def answered(self, item: OutgoingEvent, outcome: Outcome | Parking) -> None:
         """Meta's outcome for an event: hold its result, and keep it in the outbox, even for a
         partition no longer ours: if it comes back to this instance (a rebalance after a
         stall), Meta's answer is published from there instead of the event being sent again.
@@ -165,7 +165,7 @@ class Checkpoint:
         self._hold(result, records)
 
     def resolve_parked(
-        self, result: ConversionResult, dead_letter: DeadLetter | None, parked: ParkedEvent
+        self, result: ConversionResult, dead_letter: RawMessage | None, parked: ParkedEvent
     ) -> None:
         """The one result of a parked event (with its dead letter, if any): it goes out with
         the next commit, with the tombstone that ends the parking."""
@@ -191,12 +191,12 @@ class Checkpoint:
         self._unparked.append(Held([tombstone], None, change))
         self._metrics.already_resolved.inc()
 
-    def resolve(self, result: ConversionResult, dead_letter: DeadLetter | None) -> bool:
+    def resolve(self, result: ConversionResult, dead_letter: RawMessage | None) -> bool:
         """Hold the result (and its dead letter) until it can go out with its offset; False when
         its partition is no longer ours (the new owner processes the message again)."""
         return self._hold(result, self._records(result, dead_letter))
 
-    def _records(self, result: ConversionResult, dead_letter: DeadLetter | None) -> list[OutRecord]:
+    def _records(self, result: ConversionResult, dead_letter: RawMessage | None) -> list[OutRecord]:
         source = result.source
         key = (result.event_id or "").encode("utf-8")
         value = self._encode_result(result.to_avro())
@@ -345,7 +345,7 @@ class Checkpoint:
             )
         return [source for source, _ in ahead]
 
-    def abandon(self, items: list[Pending]) -> None:
+    def abandon(self, items: list[OutgoingEvent]) -> None:
         """Events given up before Meta answered them: the next owner processes them."""
         for item in items:
             self._dedup.abandon(item.trigger.event_id)

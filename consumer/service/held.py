@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from consumer.events.results import DedupEntry, Partition
 from consumer.kafka.publisher import OutRecord
-from consumer.service.parking import ParkingChange
+from consumer.service.retry_topic import ParkingChange
 
 __all__ = ["Held", "HeldResults", "Source", "UnresolvedBytes"]
 

@@ -7,7 +7,7 @@ Delivery: results and dead letters are produced in a Kafka transaction that also
 input offsets (`checkpoint.py`), every `CAPI_COMMIT_INTERVAL_MS`. An offset is committed only
 once the result of every earlier message of its partition is in the same or an earlier
 transaction. Results go to the partition numbered like their input's, so the results topic
-doubles as the dedup changelog (`store/dedup_restore.py`). A crash therefore loses nothing and
+doubles as the dedup changelog (`store/recovery.py`). A crash therefore loses nothing and
 publishes nothing twice; what it can repeat is the sending of events that were in flight (sent,
 their transaction not committed).
 """
@@ -25,8 +25,8 @@ from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.meta.client import CapiClient
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
+from consumer.service.startup import Parts, StoppedWhileStarting, open_parts
 from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send, Unpark
-from consumer.service.wiring import Parts, StoppedWhileStarting, open_parts
 from consumer.settings import Settings
 from consumer.store.reference_tables import ReferenceTables
 

@@ -29,8 +29,8 @@ from consumer.service.checkpoint import Checkpoint
 from consumer.service.flow import FlowControl
 from consumer.service.ownership import Ownership
 from consumer.settings import Topics
-from consumer.store.dedup_restore import DedupRestore
 from consumer.store.outbox import Outbox
+from consumer.store.recovery import Recovery
 
 __all__ = ["Rebalance"]
 
@@ -49,7 +49,7 @@ class Rebalance:
         flow: FlowControl,
         sender: Sender,
         answers: Answers,
-        restore: DedupRestore,
+        restore: Recovery,
         outbox: Outbox,
         topics: Topics,
         drain_timeout_s: float,

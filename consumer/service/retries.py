@@ -13,12 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from consumer.meta.attempt import Dispatcher
+from consumer.meta.dispatch import Dispatcher
 from consumer.ops.metrics import Metrics
 from consumer.service.ownership import Ownership
-from consumer.service.parking import RetryTopic
+from consumer.service.retry_topic import RetryTopic
 from consumer.service.triage import Resolved, Send, Triage, Unpark
-from consumer.store.dedup_restore import DedupRestore
+from consumer.store.recovery import Recovery
 
 __all__ = ["ParkedRetries"]
 
@@ -35,7 +35,7 @@ class ParkedRetries:
         *,
         retry: RetryTopic,
         triage: Triage,
-        restore: DedupRestore,
+        restore: Recovery,
         dispatcher: Dispatcher,
         owned: Ownership,
         metrics: Metrics,

@@ -31,20 +31,20 @@ from consumer.events.results import (
     DEAD_LETTER_REASONS,
     REPLAY_HEADER,
     ConversionResult,
-    DeadLetter,
     Partition,
+    RawMessage,
     Reason,
     SourceRef,
 )
 from consumer.kafka.clients import FENCED, PARTITION_EOF
 from consumer.kafka.codec import AvroCodec
-from consumer.meta.batching import BatchKey, Pending
+from consumer.meta.batching import BatchKey, OutgoingEvent
 from consumer.meta.credentials import CredentialStore, MissingCredentialsError
 from consumer.ops.metrics import Metrics
 from consumer.store.dedup import IN_PROGRESS, PARKED, Dedup
-from consumer.store.dedup_restore import DedupRestore
 from consumer.store.outbox import Outbox
 from consumer.store.parked import ParkedTable
+from consumer.store.recovery import Recovery
 from consumer.store.reference_tables import ReferenceTables
 
 __all__ = [
@@ -88,7 +88,7 @@ class Resolved:
     """The message's result is known now (`parked`: the result of a parked event)."""
 
     result: ConversionResult
-    dead_letter: DeadLetter | None = None
+    dead_letter: RawMessage | None = None
     parked: ParkedEvent | None = None
 
 
@@ -96,7 +96,7 @@ class Resolved:
 class Send:
     """An approved event for Meta."""
 
-    item: Pending
+    item: OutgoingEvent
     key: BatchKey
 
 
@@ -120,7 +120,7 @@ class Triage:
         codec: AvroCodec,
         dedup: Dedup,
         parked: ParkedTable,
-        restore: DedupRestore,
+        restore: Recovery,
         outbox: Outbox,
         tables: ReferenceTables,
         credentials: CredentialStore,
@@ -206,7 +206,7 @@ class Triage:
                 data,
             )
             return Rewind(source, schema_unavailable=True)
-        received = DeadLetter(msg.key(), msg.value())
+        received = RawMessage(msg.key(), msg.value())
         now_ms = self._clock_ms()
         if not isinstance(data, dict):  # a DecodeError
             return _undecodable(source, str(data), received, now_ms)
@@ -219,7 +219,7 @@ class Triage:
             prior = PARKED  # parked by this partition's previous owner
         if prior is not None and not (prior == ResultStatus.FAILED and _is_replay(msg)):
             detail = f"event_id was already processed ({prior})"
-            return Resolved(Refusal(True, Reason.DUPLICATE, detail).result(source, trigger, now_ms))
+            return Resolved(Refusal.skip(Reason.DUPLICATE, detail).result(source, trigger, now_ms))
         self._dedup.begin(trigger.event_id)
         return self._decide(source, self._enrich(trigger), received, now_ms)
 
@@ -278,7 +278,7 @@ class Triage:
         self,
         source: SourceRef,
         trigger: Trigger,
-        received: DeadLetter,
+        received: RawMessage,
         now_ms: int,
         parked: ParkedEvent | None = None,
     ) -> Resolved | Send:
@@ -294,7 +294,7 @@ class Triage:
                 trigger.event_id,
             )
             detail = f"unexpected error evaluating the event: {type(exc).__name__}"
-            refusal = Refusal(False, Reason.INVALID_EVENT, detail)
+            refusal = Refusal.fail(Reason.INVALID_EVENT, detail)
             return Resolved(refusal.result(source, trigger, now_ms), received)
         if isinstance(decision, Refusal):
             letter = received if decision.reason in DEAD_LETTER_REASONS else None
@@ -305,10 +305,10 @@ class Triage:
         try:
             credentials = self._credentials.for_connection(connection)
         except MissingCredentialsError as exc:
-            refusal = Refusal(False, Reason.MISSING_CREDENTIALS, str(exc))
+            refusal = Refusal.fail(Reason.MISSING_CREDENTIALS, str(exc))
             return Resolved(refusal.result(source, trigger, self._clock_ms()), received)
         key = BatchKey(trigger.dataset_id, credentials, trigger.test_event_code)
-        return Send(Pending(source, trigger, decision, received, parked), key)
+        return Send(OutgoingEvent(source, trigger, decision, received, parked), key)
 
     def _enrich(self, trigger: Trigger) -> Trigger:
         contact = self._tables.contacts.get(trigger.contact_id)
@@ -352,7 +352,7 @@ def _decode(codec: AvroCodec, msg: Message) -> dict[str, Any] | CapiConsumerErro
 def _undecodable(
     source: SourceRef,
     detail: str,
-    received: DeadLetter,
+    received: RawMessage,
     now_ms: int,
     parked: ParkedEvent | None = None,
 ) -> Resolved:

@@ -2,7 +2,7 @@
 
 Meta does not deduplicate business-messaging events, so the service must not send one twice.
 Every processed `event_id` (sent, skipped or failed) counts for `window_s` (7 days). The table
-lives in the state store and is rebuilt from the results topic (`dedup_restore.py`); entries of
+lives in the state store and is rebuilt from the results topic (`recovery.py`); entries of
 the open transaction are kept in memory until it commits, and messages in progress are tracked
 too, so a second copy arriving before the first is resolved is a duplicate as well.
 
@@ -88,7 +88,7 @@ class Dedup:
     def create_table(self) -> None:
         """Create the table. A state folder of an earlier version kept ids as text with their
         results partition: its table goes, and the results topic is read again from its start
-        (`dedup_restore.py`), as for a new state folder."""
+        (`recovery.py`), as for a new state folder."""
         db = self._store.db
         with self._store.transaction():
             earlier = db.execute(
@@ -173,7 +173,7 @@ class Dedup:
     def delivered_ahead(self, partition: int, offset: int) -> None:
         """A result published ahead of its input offset (its partition was let go) reached
         `partition`: the table's position there stays before it, so that the next restore of
-        the partition reads it again and skips its input message (see `dedup_restore.py`)."""
+        the partition reads it again and skips its input message (see `recovery.py`)."""
         if offset < self._first_ahead.get(partition, offset + 1):
             self._first_ahead[partition] = offset
 

@@ -2,7 +2,7 @@
 
 The retry topic is the changelog (see `events/parking.py`); this table is its latest state,
 kept like the dedup table: written when a transaction that parks or resolves events commits,
-and rebuilt from the retry topic when a partition is assigned (`dedup_restore.py`). The retry
+and rebuilt from the retry topic when a partition is assigned (`recovery.py`). The retry
 scheduler asks it which events are due; triage asks it whether an `event_id` is parked. Rows
 hold the encoded record (the trigger as received, no token), so memory holds none of them.
 """

@@ -155,8 +155,8 @@ def send_test_event(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     if connection is None:
         return TestEventResult(
-            refusal=Refusal(
-                False, Reason.UNKNOWN_CONNECTION, f"connection {request.connection_id} is not known"
+            refusal=Refusal.fail(
+                Reason.UNKNOWN_CONNECTION, f"connection {request.connection_id} is not known"
             )
         )
     trigger = build_trigger(request, connection, now_ms)
@@ -167,7 +167,7 @@ def send_test_event(
     try:
         creds = credentials.for_connection(connection)
     except MissingCredentialsError as exc:
-        return TestEventResult(refusal=Refusal(False, Reason.MISSING_CREDENTIALS, str(exc)))
+        return TestEventResult(refusal=Refusal.fail(Reason.MISSING_CREDENTIALS, str(exc)))
     try:
         response = client.send(request.dataset_id, [decision.event], creds, request.test_event_code)
     except CapiError as exc:

@@ -2,8 +2,8 @@ import pytest
 
 from consumer.events.policy import Approved
 from consumer.events.records import Trigger
-from consumer.events.results import DeadLetter, SourceRef
-from consumer.meta.batching import Batcher, BatchKey, Pending
+from consumer.events.results import RawMessage, SourceRef
+from consumer.meta.batching import Batcher, BatchKey, OutgoingEvent
 from consumer.meta.client import Credentials
 from consumer.settings import Secret
 from tests.factories import trigger_record
@@ -13,11 +13,11 @@ CREDS = Credentials(Secret("t"))
 
 
 def _item(offset):
-    return Pending(
+    return OutgoingEvent(
         SourceRef("t", 0, offset),
         TRIGGER,
         Approved({}, "LeadSubmitted", ()),
-        DeadLetter(None, None),
+        RawMessage(None, None),
     )
 
 
@@ -70,8 +70,8 @@ def test_drop_removes_the_events_of_given_partitions():
     batcher.add(key, _item(0))
     batcher.add(
         key,
-        Pending(
-            SourceRef("t", 1, 5), TRIGGER, Approved({}, "LeadSubmitted", ()), DeadLetter(None, None)
+        OutgoingEvent(
+            SourceRef("t", 1, 5), TRIGGER, Approved({}, "LeadSubmitted", ()), RawMessage(None, None)
         ),
     )
     assert [i.source.offset for i in batcher.drop({("t", 0)})] == [0]

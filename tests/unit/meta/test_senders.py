@@ -7,10 +7,10 @@ from prometheus_client import CollectorRegistry
 
 from consumer.events.policy import Approved
 from consumer.events.records import Trigger
-from consumer.events.results import DeadLetter, SourceRef
-from consumer.meta.attempt import Dispatcher
-from consumer.meta.batching import Batcher, BatchKey, Pending
+from consumer.events.results import RawMessage, SourceRef
+from consumer.meta.batching import Batcher, BatchKey, OutgoingEvent
 from consumer.meta.client import CapiClient, Credentials
+from consumer.meta.dispatch import Dispatcher
 from consumer.meta.senders import BACKLOG_LINGER_S, Sender
 from consumer.ops.metrics import Metrics
 from consumer.settings import Secret
@@ -23,11 +23,11 @@ THROTTLED_ANSWERS.set()
 
 def _item(offset, partition=0):
     trigger = Trigger.from_avro(trigger_record(event_id=f"e{partition}-{offset}"))
-    return Pending(
+    return OutgoingEvent(
         SourceRef("t", partition, offset),
         trigger,
         Approved({"event_id": "x"}, "L", ()),
-        DeadLetter(None, None),
+        RawMessage(None, None),
     )
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from consumer.events.policy import Approved
 from consumer.events.records import Trigger
-from consumer.events.results import DeadLetter, Reason, ResultStatus, SourceRef
-from consumer.meta.attempt import Outcome
-from consumer.meta.batching import Pending
+from consumer.events.results import RawMessage, Reason, ResultStatus, SourceRef
+from consumer.meta.batching import OutgoingEvent
+from consumer.meta.dispatch import Outcome
 from consumer.service.answers import Answers
 from consumer.service.triage import Resolved, Send
 from tests.factories import trigger_record
@@ -38,13 +38,13 @@ class _Checkpoint:
         assert items == []
 
 
-def _pending(event_id: str, account: str) -> Pending:
+def _pending(event_id: str, account: str) -> OutgoingEvent:
     record = trigger_record(event_id=event_id, channel_account_id=account)
-    return Pending(
+    return OutgoingEvent(
         SourceRef(IN, 0, 1),
         Trigger.from_avro(record),
         Approved({"event_id": event_id}, "LeadSubmitted", ("em",)),
-        DeadLetter(None, None),
+        RawMessage(None, None),
     )
 
 

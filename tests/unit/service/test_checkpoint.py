@@ -12,13 +12,13 @@ from confluent_kafka import KafkaError
 from consumer.errors import FencedError
 from consumer.events.policy import Approved
 from consumer.events.records import ResultStatus, Trigger
-from consumer.events.results import ConversionResult, DeadLetter, MetaResponse, Reason, SourceRef
+from consumer.events.results import ConversionResult, MetaResponse, RawMessage, Reason, SourceRef
 from consumer.kafka.publisher import OutRecord, Publisher
-from consumer.meta.attempt import Outcome, Parking
-from consumer.meta.batching import Pending
+from consumer.meta.batching import OutgoingEvent
+from consumer.meta.dispatch import Outcome, Parking
 from consumer.ops.monitor import Monitor
 from consumer.service.checkpoint import Checkpoint
-from consumer.service.parking import RetryTopic
+from consumer.service.retry_topic import RetryTopic
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
 from consumer.store.parked import ParkedTable, decode_parked
@@ -103,10 +103,12 @@ def _skipped(offset: int, partition: int = 0, event_id: str = "") -> ConversionR
     )
 
 
-def _pending(offset: int, partition: int = 0) -> Pending:
+def _pending(offset: int, partition: int = 0) -> OutgoingEvent:
     trigger = Trigger.from_avro(trigger_record(event_id=f"e{partition}-{offset}"))
     approved = Approved({"event_id": trigger.event_id}, "LeadSubmitted", ("em",))
-    return Pending(SourceRef(IN, partition, offset), trigger, approved, DeadLetter(b"k", b"raw"))
+    return OutgoingEvent(
+        SourceRef(IN, partition, offset), trigger, approved, RawMessage(b"k", b"raw")
+    )
 
 
 SENT = Outcome(ResultStatus.SENT, meta_response=MetaResponse(1, "trace"), attempts=1)
@@ -148,7 +150,7 @@ def test_a_dead_letter_goes_with_its_result(world):
     failed = ConversionResult(
         SourceRef(IN, 0, 0), ResultStatus.FAILED, NOW_MS, Reason.UNDECODABLE, "bad"
     )
-    cp.resolve(failed, DeadLetter(b"key", b"\x00bytes"))
+    cp.resolve(failed, RawMessage(b"key", b"\x00bytes"))
     cp.commit()
     [txn] = world.producer.committed
     assert [(topic, value) for topic, _, value in txn.records][1] == (TOPICS.dlq, b"\x00bytes")
@@ -335,7 +337,7 @@ def test_a_parking_commits_with_the_input_offset_and_holds_nothing_back(world):
     parked = decode_parked(value)
     assert (parked.event_id, parked.attempts, parked.parkings) == ("e0-0", 3, 1)
     assert parked.source == SourceRef(IN, 0, 0)
-    assert parked.received == DeadLetter(b"k", b"raw")  # the trigger as received, no token
+    assert parked.received == RawMessage(b"k", b"raw")  # the trigger as received, no token
     assert 48_000 <= parked.due_at - NOW_MS <= 72_000  # a minute, jittered
     assert world.parked.parked_among(["e0-0"]) == {"e0-0"}
     assert world.dedup.seen("e0-0") == "PARKED"  # a copy of it is a duplicate

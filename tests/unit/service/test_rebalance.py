@@ -14,20 +14,20 @@ from confluent_kafka import TopicPartition
 from consumer.errors import FatalError
 from consumer.events.policy import Approved
 from consumer.events.records import Trigger
-from consumer.events.results import DeadLetter, SourceRef
+from consumer.events.results import RawMessage, SourceRef
 from consumer.kafka.publisher import Publisher
-from consumer.meta.attempt import Dispatcher
-from consumer.meta.batching import Batcher, BatchKey, Pending
+from consumer.meta.batching import Batcher, BatchKey, OutgoingEvent
 from consumer.meta.breaker import CircuitBreaker
 from consumer.meta.client import CapiClient, Credentials
+from consumer.meta.dispatch import Dispatcher
 from consumer.meta.senders import Sender
 from consumer.ops.monitor import Monitor
 from consumer.service.answers import Answers
 from consumer.service.checkpoint import Checkpoint
 from consumer.service.flow import FlowControl
 from consumer.service.ownership import Ownership
-from consumer.service.parking import RetryTopic
 from consumer.service.rebalance import Rebalance
+from consumer.service.retry_topic import RetryTopic
 from consumer.settings import Secret
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
@@ -137,7 +137,7 @@ class World:
         source = SourceRef(IN, partition, offset)
         self.checkpoint.consumed(source)
         self.dedup.begin(trigger.event_id)
-        self.sender.add(key, Pending(source, trigger, approved, DeadLetter(b"k", b"v")))
+        self.sender.add(key, OutgoingEvent(source, trigger, approved, RawMessage(b"k", b"v")))
 
     def results(self) -> list[tuple[int, int, str]]:
         out = []

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from consumer.events.parking import ParkedEvent
-from consumer.events.results import DeadLetter, SourceRef
+from consumer.events.results import RawMessage, SourceRef
 from consumer.meta.breaker import CircuitBreaker
 from consumer.service.ownership import Ownership
-from consumer.service.parking import RetryTopic
 from consumer.service.retries import ParkedRetries
+from consumer.service.retry_topic import RetryTopic
 from consumer.store.parked import ParkedTable, encode_parked, parked_row
 from consumer.store.sqlite import StateStore
 from tests.factories import NOW_MS
@@ -74,7 +74,7 @@ class World:
             event_id,
             dataset,
             SourceRef(IN, partition, 0),
-            DeadLetter(None, b"v"),
+            RawMessage(None, b"v"),
             attempts=1,
             parkings=1,
             first_parked_at=NOW_MS - 90_000,

@@ -12,7 +12,7 @@ from consumer.errors import FatalError
 from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Rules
 from consumer.events.records import MetaConnection
-from consumer.events.results import REPLAY_HEADER, DeadLetter, DedupEntry, SourceRef
+from consumer.events.results import REPLAY_HEADER, DedupEntry, RawMessage, SourceRef
 from consumer.meta.credentials import CredentialStore
 from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send, Triage, Unpark
 from consumer.settings import DEFAULT_RESTRICTED_COUNTRIES
@@ -249,7 +249,7 @@ def _parked(value: bytes, partition: int = 0, attempts: int = 3) -> ParkedEvent:
         "evt-1",
         "ds-1",
         SourceRef(IN, partition, 7),
-        DeadLetter(b"c-1", value),
+        RawMessage(b"c-1", value),
         attempts=attempts,
         parkings=1,
         first_parked_at=NOW_MS - 60_000,
@@ -293,7 +293,7 @@ def test_a_parked_event_that_grew_too_old_fails_with_a_dead_letter(world):
     assert isinstance(verdict, Resolved)
     assert (verdict.result.status, verdict.result.reason) == ("FAILED", "EVENT_TOO_OLD")
     assert verdict.result.attempts == 12
-    assert verdict.dead_letter == DeadLetter(b"c-1", value)
+    assert verdict.dead_letter == RawMessage(b"c-1", value)
 
 
 def test_a_parked_event_waits_while_its_partition_is_restored_or_not_ours(world):

@@ -5,7 +5,7 @@ for a state folder written before the counts existed."""
 from __future__ import annotations
 
 from consumer.events.parking import ParkedEvent
-from consumer.events.results import DeadLetter, SourceRef
+from consumer.events.results import RawMessage, SourceRef
 from consumer.store.parked import ParkedTable, encode_parked, parked_row
 from consumer.store.sqlite import StateStore
 from tests.factories import NOW_MS
@@ -16,7 +16,7 @@ def _row(event_id: str, partition: int, first_parked_s_ago: int = 60, due_in_s: 
         event_id,
         "ds-1",
         SourceRef("in", partition, 0),
-        DeadLetter(None, b"v"),
+        RawMessage(None, b"v"),
         attempts=1,
         parkings=1,
         first_parked_at=NOW_MS - first_parked_s_ago * 1000,

@@ -86,7 +86,7 @@ def test_dedup_entries_committed_to_kafka_wait_in_memory_until_there_is_room(tmp
 
 
 def test_parking_changes_wait_and_their_events_stay_taken_until_there_is_room(tmp_path):
-    from consumer.service.parking import ParkingChange, RetryTopic
+    from consumer.service.retry_topic import ParkingChange, RetryTopic
     from tests.unit.store.test_parked import _row
 
     clock = Clock()

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from consumer.errors import StateFullError
 from consumer.events.parking import PARKING_DELAYS_S, ParkedEvent, next_delay_s
 from consumer.kafka.publisher import OutRecord
-from consumer.meta.attempt import Parking
-from consumer.meta.batching import Pending
+from consumer.meta.batching import OutgoingEvent
+from consumer.meta.dispatch import Parking
 from consumer.store.parked import (
     ParkedRow,
     ParkedTable,
@@ -55,7 +55,9 @@ class RetryTopic:
         self._unapplied: list[ParkingChange] = []
         self._rng = rng or random.Random()
 
-    def park(self, item: Pending, parking: Parking, now_ms: int) -> tuple[OutRecord, ParkingChange]:
+    def park(
+        self, item: OutgoingEvent, parking: Parking, now_ms: int
+    ) -> tuple[OutRecord, ParkingChange]:
         """The record parking `item` (again), due after the next delay or what Meta asked."""
         parkings = 1 if item.parked is None else item.parked.parkings + 1
         delay_s = max(next_delay_s(parkings, self._delays_s, self._rng), parking.retry_after_s)

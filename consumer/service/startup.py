@@ -24,11 +24,11 @@ from consumer.kafka.clients import topic_partitions
 from consumer.kafka.codec import AvroCodec
 from consumer.kafka.publisher import Publisher
 from consumer.kafka.registry_wait import REGISTRY_RETRY_S
-from consumer.meta.attempt import Dispatcher
 from consumer.meta.batching import Batcher
 from consumer.meta.breaker import CircuitBreaker
 from consumer.meta.client import CapiClient
 from consumer.meta.credentials import CredentialStore
+from consumer.meta.dispatch import Dispatcher
 from consumer.meta.senders import Sender
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
@@ -36,16 +36,16 @@ from consumer.service.answers import Answers
 from consumer.service.checkpoint import Checkpoint
 from consumer.service.flow import FlowControl
 from consumer.service.ownership import Ownership
-from consumer.service.parking import RetryTopic
 from consumer.service.rebalance import Rebalance
 from consumer.service.retries import ParkedRetries
+from consumer.service.retry_topic import RetryTopic
 from consumer.service.state_space import StateSpace
 from consumer.service.triage import Triage
 from consumer.settings import Settings
 from consumer.store.dedup import Dedup
-from consumer.store.dedup_restore import DedupRestore
 from consumer.store.outbox import Outbox
 from consumer.store.parked import ParkedTable
+from consumer.store.recovery import Recovery
 from consumer.store.reference_tables import ReferenceTables
 from consumer.store.sqlite import StateStore
 from consumer.store.table_reader import TableReader
@@ -85,7 +85,7 @@ class _LocalState:
     tables: TableReader
     dedup: Dedup
     parked: ParkedTable
-    restore: DedupRestore
+    restore: Recovery
     outbox: Outbox
     space: StateSpace
 
@@ -264,7 +264,7 @@ def _open_local_state(
     while_full(dedup.create_table)
     parked = ParkedTable(store, s.topics.retry)
     while_full(parked.create_table)
-    restore = DedupRestore(
+    restore = Recovery(
         dedup,
         parked,
         codec,

@@ -43,7 +43,7 @@ from consumer.errors import (
 )
 from consumer.events.records import ResultStatus
 from consumer.events.results import ConversionResult, MetaResponse, Reason
-from consumer.meta.batching import Batch, Pending
+from consumer.meta.batching import Batch, OutgoingEvent
 from consumer.meta.breaker import CircuitBreaker
 from consumer.meta.client import CapiClient
 from consumer.ops.metrics import Metrics
@@ -71,7 +71,7 @@ class Outcome:
     meta_error: MetaErrorInfo | None = None
     attempts: int = 1
 
-    def result_for(self, item: Pending, processed_at: int) -> ConversionResult:
+    def result_for(self, item: OutgoingEvent, processed_at: int) -> ConversionResult:
         return ConversionResult(
             item.source,
             self.status,
@@ -115,7 +115,7 @@ class Attempt:
 class Delivery:
     """What one try of a batch produced: outcomes now, and attempts to make later."""
 
-    done: list[tuple[Pending, Outcome | Parking]] = field(default_factory=list)
+    done: list[tuple[OutgoingEvent, Outcome | Parking]] = field(default_factory=list)
     retry: list[Attempt] = field(default_factory=list)
 
 
@@ -177,7 +177,9 @@ class Dispatcher:
         self._try(attempt, delivery)
         return delivery
 
-    def give_up(self, attempt: Attempt, wait_s: float) -> list[tuple[Pending, Outcome | Parking]]:
+    def give_up(
+        self, attempt: Attempt, wait_s: float
+    ) -> list[tuple[OutgoingEvent, Outcome | Parking]]:
         """The attempt may not wait `wait_s` more in place: its events are parked, or past the
         retry deadline, FAILED/RETRIES_EXHAUSTED."""
         now = self._clock()
@@ -194,7 +196,7 @@ class Dispatcher:
                 attempt.attempts,
                 attempt.last_error,
             )
-        expired: list[tuple[Pending, Outcome | Parking]] = []
+        expired: list[tuple[OutgoingEvent, Outcome | Parking]] = []
         expired += self.expire(attempt, past)
         gone = {id(i) for i in past}
         waiting = [i for i in attempt.batch.items if id(i) not in gone]
@@ -214,8 +216,8 @@ class Dispatcher:
         return expired + [(item, parking) for item in waiting]
 
     def expire(
-        self, attempt: Attempt, items: list[Pending] | None = None
-    ) -> list[tuple[Pending, Outcome]]:
+        self, attempt: Attempt, items: list[OutgoingEvent] | None = None
+    ) -> list[tuple[OutgoingEvent, Outcome]]:
         """The outcome of an attempt's events (`items`, default all) whose deadline passed
         while they waited."""
         if items is not None and not items:
@@ -354,7 +356,7 @@ class Dispatcher:
             )
 
     @staticmethod
-    def _tried_for(item: Pending, attempt: Attempt, now: float) -> float:
+    def _tried_for(item: OutgoingEvent, attempt: Attempt, now: float) -> float:
         """Seconds `item` has been tried: since it was first parked, or since this attempt
         began for an event never parked."""
         return item.parked_for_s() if item.parked is not None else now - attempt.started
@@ -381,12 +383,12 @@ class Dispatcher:
 
     @staticmethod
     def _all(
-        items: Sequence[Pending],
+        items: Sequence[OutgoingEvent],
         status: ResultStatus,
         reason: Reason,
         error: Exception,
         attempts: int,
-    ) -> list[tuple[Pending, Outcome]]:
+    ) -> list[tuple[OutgoingEvent, Outcome]]:
         meta = getattr(error, "meta", None)
         outcome = Outcome(status, reason, str(error), meta_error=meta, attempts=attempts)
         return [(item, outcome) for item in items]

@@ -57,7 +57,7 @@ from consumer.store.dedup import Dedup, DedupRow
 from consumer.store.parked import ParkedTable, decode_parked, parked_row
 from consumer.store.table_reader import reader_config
 
-__all__ = ["DedupRestore", "RestoreConsumer"]
+__all__ = ["Recovery", "RestoreConsumer"]
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class RestoreConsumer(Protocol):
     def close(self) -> None: ...
 
 
-class DedupRestore:
+class Recovery:
     """Reads results and retry partitions into the dedup and parked tables; says which input
     partitions may not be processed yet (`is_restoring`) and which input offsets already have a
     visible result."""

@@ -9,10 +9,10 @@ from prometheus_client import CollectorRegistry
 from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Approved
 from consumer.events.records import Trigger
-from consumer.events.results import DeadLetter, SourceRef
-from consumer.meta.attempt import FAILING_AFTER, Dispatcher
-from consumer.meta.batching import Batch, BatchKey, Pending
+from consumer.events.results import RawMessage, SourceRef
+from consumer.meta.batching import Batch, BatchKey, OutgoingEvent
 from consumer.meta.client import CapiClient, Credentials
+from consumer.meta.dispatch import FAILING_AFTER, Dispatcher
 from consumer.ops.metrics import Metrics
 from consumer.settings import Secret
 from tests.factories import trigger_record
@@ -30,11 +30,11 @@ class FakeTime:
 
 def _batch(n, account="page-1", dataset="ds-1"):
     items = [
-        Pending(
+        OutgoingEvent(
             SourceRef("t", 0, i),
             Trigger.from_avro(trigger_record(event_id=f"e{i}", channel_account_id=account)),
             Approved({"event_id": f"e{i}"}, "LeadSubmitted", ("em",)),
-            DeadLetter(None, None),
+            RawMessage(None, None),
         )
         for i in range(n)
     ]
@@ -296,7 +296,7 @@ def test_the_retry_deadline_counts_from_when_an_event_was_first_parked():
 
 
 def test_a_fresh_event_batched_with_a_nearly_expired_one_keeps_its_own_deadline():
-    from consumer.meta.attempt import Parking
+    from consumer.meta.dispatch import Parking
 
     dispatcher, t, _ = _dispatcher(lambda r: httpx.Response(503), deadline=600, inline=5.0)
     batch = _batch(2)

@@ -14,11 +14,11 @@ from confluent_kafka import (
 
 from consumer.events.parking import ParkedEvent
 from consumer.events.records import Trigger
-from consumer.events.results import ConversionResult, DeadLetter, ResultStatus, SourceRef
+from consumer.events.results import ConversionResult, RawMessage, ResultStatus, SourceRef
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.store.dedup import Dedup
-from consumer.store.dedup_restore import DedupRestore
 from consumer.store.parked import ParkedTable, encode_parked
+from consumer.store.recovery import Recovery
 from consumer.store.sqlite import StateStore
 from tests.factories import NOW_MS, trigger_record
 
@@ -70,7 +70,7 @@ class World:
         self.parked.create_table()
         self.consumer = FakeResultsConsumer()
         self.consumer.high = {0: 100, 1: 100}
-        self.restore = DedupRestore(
+        self.restore = Recovery(
             dedup,
             self.parked,
             AvroCodec(SchemaStore()),
@@ -126,7 +126,7 @@ def _parked(event_id, partition, due_at):
         event_id,
         "ds-1",
         SourceRef("in", partition, 7),
-        DeadLetter(b"k", b"v"),
+        RawMessage(b"k", b"v"),
         attempts=3,
         parkings=1,
         first_parked_at=NOW_MS - 1000,
