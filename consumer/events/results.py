@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 from consumer.errors import MetaErrorInfo
@@ -15,6 +16,7 @@ __all__ = [
     "REPLAY_HEADER",
     "ConversionResult",
     "DedupEntry",
+    "DedupStatus",
     "MetaResponse",
     "Partition",
     "RawMessage",
@@ -85,11 +87,22 @@ class RawMessage:
     value: bytes | None
 
 
+class DedupStatus(StrEnum):
+    """How an `event_id` was resolved, as the dedup table knows it: a result's status, parked
+    in the retry topic, or being processed now. Any of them makes a later copy a DUPLICATE."""
+
+    SENT = "SENT"
+    SKIPPED = "SKIPPED"
+    FAILED = "FAILED"
+    PARKED = "PARKED"
+    IN_PROGRESS = "IN_PROGRESS"
+
+
 class DedupEntry(NamedTuple):
     """An `event_id` and how it was resolved: what makes a later copy a DUPLICATE."""
 
     event_id: str
-    status: str
+    status: DedupStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +139,7 @@ class ConversionResult:
         event_id = self.event_id
         if not event_id or self.reason is Reason.DUPLICATE:
             return None
-        return DedupEntry(event_id, self.status)
+        return DedupEntry(event_id, DedupStatus(self.status))
 
     def dead_letter_error(self) -> str:
         """The `capi.error` header of the dead letter."""

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import httpx
 
@@ -48,7 +49,15 @@ from consumer.meta.breaker import CircuitBreaker
 from consumer.meta.client import CapiClient
 from consumer.ops.metrics import Metrics
 
-__all__ = ["FAILING_AFTER", "Attempt", "Delivery", "Dispatcher", "Outcome", "Parking"]
+__all__ = [
+    "FAILING_AFTER",
+    "Attempt",
+    "Delivery",
+    "Dispatcher",
+    "Outcome",
+    "Parking",
+    "RequestOutcome",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,18 @@ log = logging.getLogger(__name__)
 FAILING_AFTER = 3
 # Likewise a new batch of a dataset Meta is throttling, unless the throttle ends this soon.
 THROTTLE_WAIT_IN_PLACE_S = 1.0
+
+
+class RequestOutcome(StrEnum):
+    """How Meta answered one request: the `outcome` label of `capi_requests_total`."""
+
+    SUCCESS = "success"
+    RETRYABLE = "retryable"
+    THROTTLED = "throttled"
+    REJECTED = "rejected"
+    AUTH_ERROR = "auth_error"
+    RESTRICTED_REGION = "restricted_region"
+    DATASET_UNAVAILABLE = "dataset_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +262,7 @@ class Dispatcher:
                 key.dataset_id, [i.event for i in items], key.credentials, key.test_event_code
             )
         except ThrottledError as exc:
-            self._count(key.dataset_id, started, "throttled", exc.meta)
+            self._count(key.dataset_id, started, RequestOutcome.THROTTLED, exc.meta)
             # the dataset waits what Meta asks; this batch also backs off on its own count
             with self._lock:
                 until = self._clock() + exc.retry_after
@@ -250,7 +271,7 @@ class Dispatcher:
             delay = max(exc.retry_after, self._backoff(attempt.failures))
             self._retry(attempt, delay, exc, delivery)
         except RetryableError as exc:
-            self._count(key.dataset_id, started, "retryable", exc.meta)
+            self._count(key.dataset_id, started, RequestOutcome.RETRYABLE, exc.meta)
             unreachable = isinstance(exc.__cause__, httpx.TransportError)
             self.breaker.failed(key.dataset_id, unreachable=unreachable)
             attempt.failures += 1
@@ -258,7 +279,7 @@ class Dispatcher:
         except (DatasetUnavailableError, AuthError, RestrictedRegionError, RejectedError) as exc:
             self._refused(attempt, exc, started, delivery)
         else:
-            self._count(key.dataset_id, started, "success", None)
+            self._count(key.dataset_id, started, RequestOutcome.SUCCESS, None)
             self._metrics.batch_size.observe(len(items))
             test = str(key.test_event_code is not None).lower()
             self._metrics.events_sent.labels(test).inc(len(items))
@@ -277,7 +298,7 @@ class Dispatcher:
         (found by splitting the batch)."""
         items, key = attempt.batch.items, attempt.batch.key
         if isinstance(exc, DatasetUnavailableError):
-            self._count(key.dataset_id, started, "dataset_unavailable", exc.meta)
+            self._count(key.dataset_id, started, RequestOutcome.DATASET_UNAVAILABLE, exc.meta)
             log.error(
                 "meta refused the request as a whole dataset=%s events=%d error=%s",
                 key.dataset_id,
@@ -288,7 +309,7 @@ class Dispatcher:
                 items, ResultStatus.FAILED, Reason.DATASET_UNAVAILABLE, exc, attempt.attempts
             )
         elif isinstance(exc, AuthError):
-            self._count(key.dataset_id, started, "auth_error", exc.meta)
+            self._count(key.dataset_id, started, RequestOutcome.AUTH_ERROR, exc.meta)
             log.error(
                 "meta refused credentials dataset=%s events=%d error=%s",
                 key.dataset_id,
@@ -299,7 +320,7 @@ class Dispatcher:
                 items, ResultStatus.FAILED, Reason.META_AUTH_ERROR, exc, attempt.attempts
             )
         elif isinstance(exc, RestrictedRegionError):
-            self._count(key.dataset_id, started, "restricted_region", exc.meta)
+            self._count(key.dataset_id, started, RequestOutcome.RESTRICTED_REGION, exc.meta)
             if len(items) > 1:
                 self._split(attempt, delivery)
                 return
@@ -307,7 +328,7 @@ class Dispatcher:
                 items, ResultStatus.SKIPPED, Reason.RESTRICTED_REGION, exc, attempt.attempts
             )
         else:
-            self._count(key.dataset_id, started, "rejected", exc.meta)
+            self._count(key.dataset_id, started, RequestOutcome.REJECTED, exc.meta)
             if len(items) > 1:
                 self._split(attempt, delivery)
                 return
@@ -366,20 +387,24 @@ class Dispatcher:
         return random.uniform(ceiling / 2, ceiling)
 
     def _count(
-        self, dataset_id: str, started: float, outcome: str, meta: MetaErrorInfo | None
+        self,
+        dataset_id: str,
+        started: float,
+        outcome: RequestOutcome,
+        meta: MetaErrorInfo | None,
     ) -> None:
         """A request's outcome: in the metrics, the breaker and the dataset's failures in a row
         (a temporary failure adds one; an answer other than a throttle, ruled on its own, ends
         the row)."""
         with self._lock:
-            if outcome == "retryable":
+            if outcome is RequestOutcome.RETRYABLE:
                 self._failures_in_row[dataset_id] = self._failures_in_row.get(dataset_id, 0) + 1
-            elif outcome != "throttled":
+            elif outcome is not RequestOutcome.THROTTLED:
                 self._failures_in_row.pop(dataset_id, None)
-        if outcome != "retryable":
+        if outcome is not RequestOutcome.RETRYABLE:
             self.breaker.answered()
         self._metrics.request_duration.observe(self._clock() - started)
-        self._metrics.requests.labels(outcome, str(meta.code) if meta else "").inc()
+        self._metrics.requests.labels(outcome.value, str(meta.code) if meta else "").inc()
 
     @staticmethod
     def _all(

@@ -23,6 +23,7 @@ from consumer.events.results import (
     DEAD_LETTER_REASONS,
     ConversionResult,
     DedupEntry,
+    DedupStatus,
     Partition,
     RawMessage,
     SourceRef,
@@ -37,7 +38,7 @@ from consumer.ops.monitor import Monitor
 from consumer.service.held import Held, HeldResults, UnresolvedBytes
 from consumer.service.retry_topic import ParkingChange, RetryTopic
 from consumer.settings import Topics
-from consumer.store.dedup import PARKED, Dedup
+from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
 
 __all__ = ["Checkpoint"]
@@ -148,7 +149,7 @@ class Checkpoint:
                 return
             record, change = self._retry.park(item, outcome, now_ms)
             self._metrics.parked.inc()
-            entry = DedupEntry(item.trigger.event_id, PARKED)
+            entry = DedupEntry(item.trigger.event_id, DedupStatus.PARKED)
             if item.parked is None:
                 self._held.put(self._done(item.source), Held([record], entry, change))
             else:

@@ -31,6 +31,7 @@ from consumer.events.results import (
     DEAD_LETTER_REASONS,
     REPLAY_HEADER,
     ConversionResult,
+    DedupStatus,
     Partition,
     RawMessage,
     Reason,
@@ -41,7 +42,7 @@ from consumer.kafka.codec import AvroCodec
 from consumer.meta.batching import BatchKey, OutgoingEvent
 from consumer.meta.credentials import CredentialStore, MissingCredentialsError
 from consumer.ops.metrics import Metrics
-from consumer.store.dedup import IN_PROGRESS, PARKED, Dedup
+from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
 from consumer.store.parked import ParkedTable
 from consumer.store.recovery import Recovery
@@ -216,8 +217,8 @@ class Triage:
             return _undecodable(source, f"bad record: {exc!r}"[:200], received, now_ms)
         prior = self._dedup.seen(trigger.event_id)
         if prior is None and trigger.event_id in self._parked_ids:
-            prior = PARKED  # parked by this partition's previous owner
-        if prior is not None and not (prior == ResultStatus.FAILED and _is_replay(msg)):
+            prior = DedupStatus.PARKED  # parked by this partition's previous owner
+        if prior is not None and not (prior is DedupStatus.FAILED and _is_replay(msg)):
             detail = f"event_id was already processed ({prior})"
             return Resolved(Refusal.skip(Reason.DUPLICATE, detail).result(source, trigger, now_ms))
         self._dedup.begin(trigger.event_id)
@@ -248,9 +249,9 @@ class Triage:
                 parked,
             )
         prior = self._dedup.seen(trigger.event_id)
-        if prior == IN_PROGRESS:
+        if prior is DedupStatus.IN_PROGRESS:
             return None
-        if prior is not None and prior != PARKED:
+        if prior is not None and prior is not DedupStatus.PARKED:
             log.info(
                 "parked event resolved already partition=%d event_id=%s status=%s",
                 parked.partition,

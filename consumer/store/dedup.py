@@ -22,17 +22,20 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 
 from consumer.errors import StateFullError
-from consumer.events.results import DedupEntry
+from consumer.events.results import DedupEntry, DedupStatus
 from consumer.store.sqlite import StateStore
 
-__all__ = ["IN_PROGRESS", "PARKED", "Dedup", "DedupRow"]
+__all__ = ["Dedup", "DedupRow"]
 
-IN_PROGRESS = "IN_PROGRESS"
-PARKED = "PARKED"  # waiting in the retry topic: a copy of it is a duplicate too
-DedupRow = tuple[str, str, int]  # event_id, status, processed at (ms)
+DedupRow = tuple[str, DedupStatus, int]  # event_id, status, processed at (ms)
 
 # the most frequent statuses are 0 and 1, which SQLite stores in no byte at all
-_STATUS_CODES = {"SENT": 0, "SKIPPED": 1, "FAILED": 2, PARKED: 3}
+_STATUS_CODES = {
+    DedupStatus.SENT: 0,
+    DedupStatus.SKIPPED: 1,
+    DedupStatus.FAILED: 2,
+    DedupStatus.PARKED: 3,
+}
 _STATUSES = {code: status for status, code in _STATUS_CODES.items()}
 _EPOCH_S = 1_577_836_800  # 2020-01-01: seconds since then fit in 4 bytes until 2088
 _INSERT = "INSERT OR REPLACE INTO dedup_ids (id, status, at) VALUES (?, ?, ?)"
@@ -75,12 +78,13 @@ class Dedup:
         self._window_ms = window_s * 1000
         self._clock_ms = clock_ms
         self._in_progress: set[str] = set()
-        self._uncommitted: dict[str, tuple[str, int, int]] = {}  # id -> (status, at, partition)
+        # id -> (status, at, partition)
+        self._uncommitted: dict[str, tuple[DedupStatus, int, int]] = {}
         self._result_offsets: dict[int, int] = {}  # results partition -> next offset
         self._first_ahead: dict[int, int] = {}  # results partition -> first result ahead
         # the table's rows for the ids of the batch being handled, read in one query
         self._looked_up: set[str] = set()
-        self._found: dict[str, tuple[str, int]] = {}
+        self._found: dict[str, tuple[DedupStatus, int]] = {}
         self._sweep_after: bytes | str | None = None  # where the purge's next slice starts
         self._swept = 0  # ids seen by the sweep under way
         self.ids: int | None = None  # ids the last whole sweep found (None before one ended)
@@ -128,10 +132,10 @@ class Dedup:
         self._looked_up = set()
         self._found = {}
 
-    def seen(self, event_id: str) -> str | None:
+    def seen(self, event_id: str) -> DedupStatus | None:
         """How this event_id was resolved before (`IN_PROGRESS` if it is being processed)."""
         if event_id in self._in_progress:
-            return IN_PROGRESS
+            return DedupStatus.IN_PROGRESS
         entry = self._uncommitted.get(event_id)
         if entry is not None:
             return entry[0]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 import orjson
 
 from consumer.errors import StateFullError
-from consumer.events.results import DedupEntry
+from consumer.events.results import DedupEntry, DedupStatus
 from consumer.kafka.publisher import OutRecord
 from consumer.store.sqlite import StateStore
 
@@ -166,7 +166,9 @@ class Outbox:
             )
             for r in data["records"]
         ]
-        dedup = DedupEntry(str(data["dedup"][0]), str(data["dedup"][1])) if data["dedup"] else None
+        dedup = None
+        if data["dedup"]:
+            dedup = DedupEntry(str(data["dedup"][0]), DedupStatus(data["dedup"][1]))
         return records, dedup
 
     def discard(self, entries: list[tuple[str, int, int]]) -> None:

@@ -50,7 +50,7 @@ from consumer.errors import (
     SchemaUnavailableError,
     StateFullError,
 )
-from consumer.events.results import Partition, Reason
+from consumer.events.results import DedupStatus, Partition, Reason
 from consumer.kafka.codec import AvroCodec
 from consumer.kafka.registry_wait import RegistryWait
 from consumer.store.dedup import Dedup, DedupRow
@@ -265,7 +265,7 @@ class Recovery:
             return None
         if not self._dedup.within_window(processed_at):
             return None  # it counts no more: the table keeps only the window
-        return event_id, result["status"], processed_at
+        return event_id, DedupStatus(result["status"]), processed_at
 
     def _finished_partitions(self) -> list[int]:
         assert self._consumer is not None, "open() first"

@@ -12,7 +12,7 @@ from consumer.errors import FatalError
 from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Rules
 from consumer.events.records import MetaConnection
-from consumer.events.results import REPLAY_HEADER, DedupEntry, RawMessage, SourceRef
+from consumer.events.results import REPLAY_HEADER, DedupEntry, DedupStatus, RawMessage, SourceRef
 from consumer.meta.credentials import CredentialStore
 from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send, Triage, Unpark
 from consumer.settings import DEFAULT_RESTRICTED_COUNTRIES
@@ -162,7 +162,7 @@ def test_local_state_answers_before_decoding(world):
     world.restore.restoring_partitions = {1}
     world.restore.resolved = {(0, 3)}
     world.outbox.load(IN, 0, 0)
-    world.outbox.add(IN, 0, 4, [], DedupEntry("evt-1", "SENT"))
+    world.outbox.add(IN, 0, 4, [], DedupEntry("evt-1", DedupStatus.SENT))
     world.outbox.flush()
     world.outbox.load(IN, 0, 0)
     value = trigger_bytes(trigger_record())
@@ -201,11 +201,11 @@ def test_a_second_copy_is_a_duplicate_unless_a_replay_of_a_failure(world):
     assert isinstance(first, Send)
     assert (second.result.status, second.result.reason) == ("SKIPPED", "DUPLICATE")
     assert second.result.dedup_entry is None  # a duplicate does not overwrite the first's entry
-    world.dedup.record(DedupEntry("evt-1", "FAILED"), 0)
+    world.dedup.record(DedupEntry("evt-1", DedupStatus.FAILED), 0)
     replay = message(2, value, headers=[(REPLAY_HEADER, b"1")])
     plain = message(3, value)
     assert isinstance(world.triage.batch([replay])[0], Send)
-    world.dedup.record(DedupEntry("evt-1", "FAILED"), 0)
+    world.dedup.record(DedupEntry("evt-1", DedupStatus.FAILED), 0)
     assert world.triage.batch([plain])[0].result.reason == "DUPLICATE"
 
 
@@ -220,7 +220,7 @@ def test_a_fatal_consumer_error_stops_the_service_and_eof_is_ignored(world):
 
 
 def test_a_copy_after_a_message_recovered_from_the_outbox_is_a_duplicate(world):
-    world.outbox.add(IN, 0, 4, [], DedupEntry("evt-1", "SENT"))
+    world.outbox.add(IN, 0, 4, [], DedupEntry("evt-1", DedupStatus.SENT))
     world.outbox.flush()
     world.outbox.load(IN, 0, 0)
     value = trigger_bytes(trigger_record())

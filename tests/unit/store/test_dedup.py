@@ -4,7 +4,7 @@ transaction leaves behind (restore and reset are covered end to end)."""
 import random
 import uuid
 
-from consumer.events.results import DedupEntry
+from consumer.events.results import DedupEntry, DedupStatus
 from consumer.store.dedup import Dedup
 from consumer.store.sqlite import StateStore
 
@@ -48,14 +48,14 @@ def test_what_the_open_transaction_knows_wins_over_the_lookup(tmp_path):
     dedup.look_up(["new", "sent"])
     dedup.begin("new")
     assert dedup.seen("new") == "IN_PROGRESS"
-    dedup.record(DedupEntry("new", "SENT"), 0)
+    dedup.record(DedupEntry("new", DedupStatus.SENT), 0)
     assert dedup.seen("new") == "SENT"
 
 
 def test_a_commit_forgets_the_lookup(tmp_path):
     dedup = _dedup(tmp_path)
     dedup.look_up(["x"])
-    dedup.record(DedupEntry("x", "SKIPPED"), 0)
+    dedup.record(DedupEntry("x", DedupStatus.SKIPPED), 0)
     dedup.committed()
     assert dedup.seen("x") == "SKIPPED"  # from the table the commit wrote, not the stale lookup
 
@@ -122,8 +122,8 @@ def test_the_window_is_kept_while_running_a_slice_at_a_time(tmp_path):
 
 def test_a_lost_transaction_leaves_no_position_behind(tmp_path):
     dedup = _dedup(tmp_path)
-    dedup.record(DedupEntry("a", "SENT"), 0)
-    dedup.record(DedupEntry("b", "SENT"), 1)
+    dedup.record(DedupEntry("a", DedupStatus.SENT), 0)
+    dedup.record(DedupEntry("b", DedupStatus.SENT), 1)
     dedup.delivered(0, 41)
     dedup.delivered(1, 17)
     dedup.delivered_ahead(1, 12)

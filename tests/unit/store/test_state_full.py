@@ -9,7 +9,7 @@ import os
 import pytest
 
 from consumer.errors import StateFullError
-from consumer.events.results import DedupEntry
+from consumer.events.results import DedupEntry, DedupStatus
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
 from consumer.store.parked import ParkedTable
@@ -71,7 +71,7 @@ def test_dedup_entries_committed_to_kafka_wait_in_memory_until_there_is_room(tmp
     dedup.create_table()
     _filler(store)
     for i in range(2_000):  # more than the table's one page holds
-        dedup.record(DedupEntry(f"e{i}", "SENT"), 0)
+        dedup.record(DedupEntry(f"e{i}", DedupStatus.SENT), 0)
     dedup.delivered(0, 1_999)
     clock.now += 1
     dedup.committed()  # no room: nothing lost, still known
@@ -119,8 +119,8 @@ def test_the_outbox_keeps_its_entries_queued_and_drops_those_committed_meanwhile
     outbox = Outbox(store)
     outbox.open()
     _filler(store)
-    outbox.add("in", 0, 5, [], DedupEntry("e5", "SENT"))
-    outbox.add("in", 0, 6, [], DedupEntry("e6", "SENT"))
+    outbox.add("in", 0, 5, [], DedupEntry("e5", DedupStatus.SENT))
+    outbox.add("in", 0, 6, [], DedupEntry("e6", DedupStatus.SENT))
     clock.now += 1
     outbox.flush()  # no room: still queued
     outbox.committed({("in", 0): [5]})  # offset 5 committed: its entry is not needed
