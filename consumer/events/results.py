@@ -65,9 +65,10 @@ REPLAY_HEADER = "capi.replay"
 Partition = tuple[str, int]  # (topic, partition number)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class SourceRef:
-    """Where an input message came from."""
+    """Where an input message came from: its position, the one type for it (held results,
+    offsets, the outbox)."""
 
     topic: str
     partition: int

@@ -108,7 +108,7 @@ class Checkpoint:
         """A message is being processed: its offset waits for its result; `size`: its bytes,
         while they stay in memory (an event on its way to Meta)."""
         self._tracker.track(source.topic, source.partition, source.offset)
-        self._unresolved.add((source.topic, source.partition, source.offset), size)
+        self._unresolved.add(source, size)
         self._metrics.tally(self._metrics.consumed, source.topic)
 
     def already_resolved(self, source: SourceRef) -> None:
@@ -128,7 +128,7 @@ class Checkpoint:
         self._tracker.done(source.topic, source.partition, source.offset)
         if dedup is not None:
             self._dedup.begin(dedup.event_id)
-        self._held.put((source.topic, source.partition, source.offset), Held(records, dedup))
+        self._held.put(source, Held(records, dedup))
         self._metrics.outbox_recovered.inc()
 
     def answered(self, item: OutgoingEvent, outcome: Outcome | Parking) -> None:
@@ -243,13 +243,12 @@ class Checkpoint:
         self._metrics.tally(self._metrics.results, result.status, reason)
         return True
 
-    def _done(self, source: SourceRef) -> tuple[str, int, int]:
+    def _done(self, source: SourceRef) -> SourceRef:
         """The message is resolved: its offset may be released, its bytes are no longer held
         as an unresolved message's."""
-        key = (source.topic, source.partition, source.offset)
-        self._tracker.done(*key)
-        self._unresolved.resolved(key)
-        return key
+        self._tracker.done(source.topic, source.partition, source.offset)
+        self._unresolved.resolved(source)
+        return source
 
     def _result_delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
@@ -288,7 +287,7 @@ class Checkpoint:
             # 3. their results and dead letters go into the open transaction, and their
             #    dedup entries into the open transaction's view of the dedup table
             for offset in run:
-                held = self._held.pop((topic, partition, offset))
+                held = self._held.pop(SourceRef(topic, partition, offset))
                 if held is not None:
                     self._publish(held, partition)
             if (topic, partition) in self._owned:
@@ -321,7 +320,7 @@ class Checkpoint:
         if held.parking is not None:
             self._parking_changes.append(held.parking)
 
-    def _publish_ahead(self, partitions: set[Partition]) -> list[tuple[str, int, int]]:
+    def _publish_ahead(self, partitions: set[Partition]) -> list[SourceRef]:
         """Produce the held results of `partitions` whatever their offsets; return which.
 
         Parkings are not published ahead: a parked message has no result to make the next owner
@@ -337,7 +336,7 @@ class Checkpoint:
                 else r
                 for r in held.records
             ]
-            self._publish(Held(records, held.dedup), source[1])
+            self._publish(Held(records, held.dedup), source.partition)
         if ahead:
             log.info(
                 "results published ahead of their offsets count=%d partitions=%s",

@@ -12,13 +12,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
-from consumer.events.results import DedupEntry, Partition
+from consumer.events.results import DedupEntry, Partition, SourceRef
 from consumer.kafka.publisher import OutRecord
 from consumer.service.retry_topic import ParkingChange
 
-__all__ = ["Held", "HeldResults", "Source", "UnresolvedBytes"]
-
-Source = tuple[str, int, int]  # topic, partition, offset of an input message
+__all__ = ["Held", "HeldResults", "UnresolvedBytes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,28 +36,28 @@ class HeldResults:
     """Held results by their input message."""
 
     def __init__(self) -> None:
-        self._by_source: dict[Source, tuple[Held, int]] = {}  # with its size, measured once
+        self._by_source: dict[SourceRef, tuple[Held, int]] = {}  # with its size, measured once
         self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._by_source)
 
-    def put(self, source: Source, held: Held) -> None:
+    def put(self, source: SourceRef, held: Held) -> None:
         self.pop(source)
         size = held.size()
         self._by_source[source] = (held, size)
         self.bytes += size
 
-    def pop(self, source: Source) -> Held | None:
+    def pop(self, source: SourceRef) -> Held | None:
         found = self._by_source.pop(source, None)
         if found is None:
             return None
         self.bytes -= found[1]
         return found[0]
 
-    def of(self, partitions: Collection[Partition]) -> Iterator[tuple[Source, Held]]:
+    def of(self, partitions: Collection[Partition]) -> Iterator[tuple[SourceRef, Held]]:
         """The held results of `partitions`, in offset order."""
-        for source in sorted(s for s in self._by_source if (s[0], s[1]) in partitions):
+        for source in sorted(s for s in self._by_source if s.topic_partition in partitions):
             yield source, self._by_source[source][0]
 
 
@@ -67,17 +65,17 @@ class UnresolvedBytes:
     """The received size of each message consumed and not resolved yet."""
 
     def __init__(self) -> None:
-        self._sizes: dict[Source, int] = {}
+        self._sizes: dict[SourceRef, int] = {}
         self.bytes = 0
 
-    def add(self, source: Source, size: int) -> None:
+    def add(self, source: SourceRef, size: int) -> None:
         if size:
             self._sizes[source] = size
             self.bytes += size
 
-    def resolved(self, source: Source) -> None:
+    def resolved(self, source: SourceRef) -> None:
         self.bytes -= self._sizes.pop(source, 0)
 
     def forget(self, partitions: Collection[Partition]) -> None:
-        for source in [s for s in self._sizes if (s[0], s[1]) in partitions]:
+        for source in [s for s in self._sizes if s.topic_partition in partitions]:
             self.resolved(source)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 import orjson
 
 from consumer.errors import StateFullError
-from consumer.events.results import DedupEntry, DedupStatus
+from consumer.events.results import DedupEntry, DedupStatus, SourceRef
 from consumer.kafka.publisher import OutRecord
 from consumer.store.sqlite import StateStore
 
@@ -171,10 +171,11 @@ class Outbox:
             dedup = DedupEntry(str(data["dedup"][0]), DedupStatus(data["dedup"][1]))
         return records, dedup
 
-    def discard(self, entries: list[tuple[str, int, int]]) -> None:
-        """These (topic, partition, offset) entries are published: not needed any more."""
-        if not entries:
+    def discard(self, sources: list[SourceRef]) -> None:
+        """The entries of these messages are published: not needed any more."""
+        if not sources:
             return
+        entries = [(s.topic, s.partition, s.offset) for s in sources]
         done = set(entries)
         self._pending = [e for e in self._pending if e[:3] not in done]
         # left behind on a full volume, never recovered: the published answer is found first
