@@ -47,9 +47,10 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from consumer.kafka.codec import AvroCodec, SchemaStore  # noqa: E402
+from consumer.kafka.topics import TopicSpec, ensure_topics, topic_plan  # noqa: E402
 from consumer.settings import DEFAULT_RESTRICTED_COUNTRIES, Topics  # noqa: E402
 from consumer.tools.demo import produce_sample_traffic  # noqa: E402
-from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics, create_topics  # noqa: E402
+from consumer.tools.embedded_broker import EmbeddedBroker  # noqa: E402
 from consumer.tools.samples import SampleWorld, sandbox_config  # noqa: E402
 from consumer.tools.sandbox.process import SandboxProcess  # noqa: E402
 
@@ -201,7 +202,7 @@ def drain(
 ) -> dict[str, Any]:
     """The backlog drained by the service, with `CAPI_WORKERS=workers`."""
     topics = new_topics()
-    create_service_topics(broker, topics, partitions=6)
+    ensure_topics({"bootstrap.servers": broker}, topic_plan(topics, 6))
     expected = produce_sample_traffic(
         broker,
         topics,
@@ -246,7 +247,7 @@ def drain(
 
 def latency(broker: str, tmp: Path, rate: int, seconds: int) -> dict[str, Any]:
     topics = new_topics()
-    create_service_topics(broker, topics, partitions=3)
+    ensure_topics({"bootstrap.servers": broker}, topic_plan(topics, 3))
     produce_sample_traffic(
         broker,
         topics,
@@ -314,7 +315,7 @@ def ceiling(broker: str, triggers: list[dict[str, Any]]) -> dict[str, Any]:
     """A plain loop: consume every message, produce one message per input, nothing else."""
     source = f"plain-in-{uuid.uuid4().hex[:8]}"
     sink = f"plain-out-{uuid.uuid4().hex[:8]}"
-    create_topics(broker, [source, sink], partitions=3)
+    ensure_topics({"bootstrap.servers": broker}, [TopicSpec(source, 3), TopicSpec(sink, 3)])
     topics = Topics(triggered=source)
     produce_sample_traffic(broker, topics, CODEC, triggers, [])
     consumer = Consumer(
@@ -353,7 +354,7 @@ def plain_latency(broker: str, rate: int, seconds: int) -> dict[str, Any]:
     the service."""
     source = f"plain-lat-in-{uuid.uuid4().hex[:8]}"
     sink = f"plain-lat-out-{uuid.uuid4().hex[:8]}"
-    create_topics(broker, [source, sink], partitions=3)
+    ensure_topics({"bootstrap.servers": broker}, [TopicSpec(source, 3), TopicSpec(sink, 3)])
     total = rate * seconds
     stop = threading.Event()
 

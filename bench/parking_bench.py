@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from confluent_kafka import Producer
 
 import bench
+from consumer.kafka.topics import ensure_topics, topic_plan
 from consumer.tools.demo import produce_sample_traffic
-from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics, free_port
+from consumer.tools.embedded_broker import EmbeddedBroker, free_port
 from consumer.tools.sandbox.process import SandboxProcess
 
 THROTTLED = "ds-3"
@@ -88,7 +89,7 @@ def run(minutes: float, rate: int) -> dict[str, Any]:
         for name, value in bench.WORLD.credentials.items():
             (creds / name).write_text(value)
         topics = bench.new_topics()
-        create_service_topics(b.bootstrap_servers, topics, partitions=3)
+        ensure_topics({"bootstrap.servers": b.bootstrap_servers}, topic_plan(topics, 3))
         produce_sample_traffic(
             b.bootstrap_servers,
             topics,

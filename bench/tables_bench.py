@@ -27,8 +27,9 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Producer  # noqa: E402
 
 from consumer.kafka.codec import AvroCodec, SchemaStore  # noqa: E402
+from consumer.kafka.topics import COMPACT, TopicSpec, ensure_topics  # noqa: E402
 from consumer.settings import Topics  # noqa: E402
-from consumer.tools.embedded_broker import EmbeddedBroker, create_topics  # noqa: E402
+from consumer.tools.embedded_broker import EmbeddedBroker  # noqa: E402
 
 
 def produce_contacts(bootstrap: str, topic: str, count: int) -> float:
@@ -128,8 +129,9 @@ def main() -> None:
         return
     topics = Topics()
     with EmbeddedBroker() as broker:
-        create_topics(
-            broker.bootstrap_servers, [topics.contacts], partitions=3, compacted=[topics.contacts]
+        ensure_topics(
+            {"bootstrap.servers": broker.bootstrap_servers},
+            [TopicSpec(topics.contacts, 3, COMPACT)],
         )
         produce_s = produce_contacts(broker.bootstrap_servers, topics.contacts, args.contacts)
         out = subprocess.run(

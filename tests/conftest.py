@@ -13,8 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from consumer.kafka.topics import ensure_topics, topic_plan
 from consumer.settings import Topics
-from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics
+from consumer.tools.embedded_broker import EmbeddedBroker
 
 
 def _docker_engine_answers() -> bool:
@@ -56,5 +57,5 @@ def topics(kafka_bootstrap: str) -> Topics:
         dlq=f"dlq-{suffix}",
         retry=f"retry-{suffix}",
     )
-    create_service_topics(kafka_bootstrap, names, partitions=3)
+    ensure_topics({"bootstrap.servers": kafka_bootstrap}, topic_plan(names, 3))
     return names

@@ -4,18 +4,16 @@ path's broker, topics, seed, produce and tail (`local_cli.py`)."""
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import logging
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from consumer.errors import CapiConsumerError, ConfigError, FencedError
+from consumer.errors import CapiConsumerError, ConfigError
 from consumer.events.results import DEAD_LETTER_REASONS
 from consumer.settings import Settings
 from consumer.tools.local_cli import LOCAL_COMMANDS, one_line_errors
@@ -44,13 +42,6 @@ def main() -> None:
     """Conversions from WhatsApp, Messenger and Instagram conversations to Meta's CAPI."""
 
 
-def _collect_less() -> None:
-    """GC for a streaming loop: what start-up built lives as long as the process (frozen out of
-    sight); the young generation every 20,000 allocations, not 700 (events die by refcount)."""
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-
-
 @main.command()
 @click.option("--worker", type=int, hidden=True, help="Set by the supervisor: this worker's index.")
 @click.option("--metrics-fd", type=int, hidden=True, help="Set by the supervisor: a socket.")
@@ -58,60 +49,13 @@ def run(worker: int | None, metrics_fd: int | None) -> None:
     """Run the service (configured by CAPI_* environment variables)."""
     settings = _settings()
     _setup_logging(settings.log_level, settings.log_format, worker)
-    if settings.workers > 1 and worker is None:
-        from consumer.ops.workers import Supervisor
+    from consumer.service.main import run_service
 
-        supervisor = Supervisor(settings)
-
-        def on_stop_signal(signum: int, _frame: object) -> None:
-            log.info("signal %s: stopping the workers", signal.Signals(signum).name)
-            supervisor.stop()
-
-        signal.signal(signal.SIGTERM, on_stop_signal)
-        signal.signal(signal.SIGINT, on_stop_signal)
-        sys.exit(supervisor.run())
-    from prometheus_client import disable_created_metrics
-
-    from consumer.ops.endpoint import HealthServer
-    from consumer.ops.metrics import Metrics
-    from consumer.service.loop import build_service
-
-    disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series
-    metrics = Metrics()
-    app = build_service(settings, metrics, on_ready=_collect_less)
-    if settings.metrics_port:
-        try:
-            server = HealthServer(
-                settings.metrics_port,
-                metrics.registry,
-                app.monitor.alive_problems,
-                app.monitor.ready_problems,
-                listening=None if metrics_fd is None else socket.socket(fileno=metrics_fd),
-            )
-        except OSError as exc:
-            click.echo(
-                f"capi-consumer: CAPI_METRICS_PORT {settings.metrics_port}: cannot listen: "
-                f"{exc.strerror or exc}",
-                err=True,
-            )
-            sys.exit(2)
-        server.start()
-        log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", settings.metrics_port)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal %s: draining", signal.Signals(signum).name)
-        app.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
-        app.run()
-    except FencedError as exc:
-        log.error("stopping: %s", exc)
-        sys.exit(3)
-    except CapiConsumerError as exc:
-        log.error("stopping: %s", exc)
-        sys.exit(1)
+        sys.exit(run_service(settings, worker=worker, metrics_fd=metrics_fd))
+    except ConfigError as exc:
+        click.echo(f"capi-consumer: configuration error: {exc}", err=True)
+        sys.exit(2)
 
 
 @main.command()

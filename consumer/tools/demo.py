@@ -21,11 +21,12 @@ import click
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.kafka.topics import ensure_topics, topic_plan
 from consumer.ops.metrics import Metrics
 from consumer.service.loop import build_service
 from consumer.settings import Settings, Topics
 from consumer.store.reference_tables import record_key
-from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics
+from consumer.tools.embedded_broker import EmbeddedBroker
 from consumer.tools.samples import SampleWorld, sandbox_config, write_credentials
 from consumer.tools.sandbox.process import SandboxProcess
 
@@ -125,7 +126,9 @@ def run_demo(count: int, timeout_s: float) -> int:
         echo(f"broker   {broker.bootstrap_servers} (embedded Tansu, in memory)")
         echo(f"sandbox  {sandbox.url} (Graph API stand-in)")
         creds = write_credentials(Path(tmp) / "credentials", world.credentials)
-        create_service_topics(broker.bootstrap_servers, topics, _PARTITIONS)
+        ensure_topics(
+            {"bootstrap.servers": broker.bootstrap_servers}, topic_plan(topics, _PARTITIONS)
+        )
         expected = produce_sample_traffic(
             broker.bootstrap_servers,
             topics,

@@ -13,25 +13,17 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from consumer.errors import CapiConsumerError
-from consumer.settings import Topics
 
 __all__ = [
-    "COMPACT",
     "BrokerError",
     "EmbeddedBroker",
-    "create_service_topics",
-    "create_topics",
-    "creation_failure",
     "free_port",
-    "service_topics",
     "stop_process",
 ]
 
@@ -146,74 +138,3 @@ class EmbeddedBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def create_topics(
-    bootstrap_servers: str,
-    topics: Iterable[str],
-    *,
-    partitions: int = 3,
-    compacted: Iterable[str] = (),
-    config: Mapping[str, str] | None = None,
-) -> None:
-    """Create `topics` (those in `compacted` with cleanup.policy=compact); existing ones stay."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **(config or {})})
-    compact = set(compacted)
-    new = [
-        NewTopic(
-            t,
-            num_partitions=partitions,
-            replication_factor=1,
-            config={"cleanup.policy": "compact"} if t in compact else {},
-        )
-        for t in topics
-    ]
-    for topic, future in admin.create_topics(new, operation_timeout=30).items():
-        failure = creation_failure(future)
-        if failure is not None:
-            raise BrokerError(f"cannot create topic {topic}: {failure}")
-
-
-def creation_failure(future: Any) -> str | None:
-    """Why a topic was not created (None: created, or it exists already)."""
-    try:
-        future.result()
-    except KafkaException as exc:
-        err = exc.args[0]
-        return None if err.code() == KafkaError.TOPIC_ALREADY_EXISTS else str(err.str())
-    return None
-
-
-WEEK_MS = 7 * 24 * 3600 * 1000
-COMPACT = {"cleanup.policy": "compact"}
-
-
-def service_topics(
-    topics: Topics, partitions: int, results_partitions: int | None = None
-) -> list[tuple[str, int, dict[str, str]]]:
-    """(name, partitions, config) of every topic of the service: the results topic with at
-    least the input's partitions and a week of retention (Meta's window), the tables
-    compacted."""
-    return [
-        (topics.triggered, partitions, {}),
-        (topics.results, results_partitions or partitions, {"retention.ms": str(WEEK_MS)}),
-        (topics.dlq, partitions, {}),
-        # parked events: partition p holds input partition p's; compacted, the latest record
-        # of each event_id counts, and stays until a tombstone ends its parking
-        (topics.retry, results_partitions or partitions, COMPACT),
-        *(
-            (name, partitions, COMPACT)
-            for name in (topics.connections, topics.contacts, topics.referrals)
-        ),
-    ]
-
-
-def create_service_topics(bootstrap_servers: str, topics: Topics, partitions: int = 3) -> None:
-    """Every topic of the service (`service_topics`); existing ones stay."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    plan = service_topics(topics, partitions)
-    new = [NewTopic(n, num_partitions=p, replication_factor=1, config=c) for n, p, c in plan]
-    for topic, future in admin.create_topics(new, operation_timeout=30).items():
-        failure = creation_failure(future)
-        if failure is not None:
-            raise BrokerError(f"cannot create topic {topic}: {failure}")

@@ -24,18 +24,14 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from consumer.errors import CapiConsumerError
 from consumer.kafka import clients
 from consumer.kafka.clients import PARTITION_EOF
 from consumer.kafka.codec import SchemaStore
+from consumer.kafka.topics import create_topics as create_planned
+from consumer.kafka.topics import topic_plan
 from consumer.settings import Settings
-from consumer.tools.embedded_broker import (
-    COMPACT,
-    creation_failure,
-    service_topics,
-)
 
 __all__ = [
     "LocalError",
@@ -82,27 +78,20 @@ def create_topics(settings: Settings, partitions: int) -> tuple[list[str], bool]
     t = settings.topics
     existing = topic_partitions(settings)
     at_least = max(partitions, existing.get(t.triggered, partitions))
-    plan = service_topics(t, partitions, results_partitions=at_least)
-    new = [
-        NewTopic(n, num_partitions=p, replication_factor=1, config=c)
-        for n, p, c in plan
-        if n not in existing
-    ]
-    futures = {}
-    if new:
-        admin = AdminClient(_config(settings, "admin"))
-        futures = admin.create_topics(new, operation_timeout=10, request_timeout=10)
+    plan = topic_plan(t, partitions, results_partitions=at_least)
+    missing = [spec for spec in plan if spec.name not in existing]
+    failures = create_planned(_config(settings, "admin"), missing, timeout_s=10)
     lines, ok = [], True
-    for name, count, config in plan:
-        kind = ", compacted" if config is COMPACT else ""
-        failure = None if name in existing else creation_failure(futures[name])
+    for spec in plan:
+        name, kind = spec.name, ", compacted" if spec.compacted else ""
+        failure = failures.get(name)
         if failure is not None:
             ok = False
             lines.append(f"{name:<28} failed   {failure}")
         elif name in existing:
             lines.append(f"{name:<28} exists   {_partitions(existing[name])}{kind}")
         else:
-            lines.append(f"{name:<28} created  {_partitions(count)}{kind}")
+            lines.append(f"{name:<28} created  {_partitions(spec.partitions)}{kind}")
     for topic in (t.results, t.retry):
         if existing.get(topic, at_least) < existing.get(t.triggered, partitions):
             ok = False

@@ -19,9 +19,10 @@ import time
 import pytest
 
 from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.kafka.topics import ensure_topics, topic_plan
 from consumer.settings import Topics
 from consumer.tools.demo import ResultReader, produce_sample_traffic
-from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics
+from consumer.tools.embedded_broker import EmbeddedBroker
 from consumer.tools.samples import SampleWorld, sandbox_config
 from consumer.tools.sandbox.process import SandboxProcess
 from tests.chaos.harness import Service, check_delivery, input_offsets, settle
@@ -90,7 +91,7 @@ def test_broker_frozen_for_30_seconds(tmp_path, capsys):
     # a broker of its own: it is frozen, and a session longer than the freeze keeps the group
     topics = Topics()
     with EmbeddedBroker() as broker:
-        create_service_topics(broker.bootstrap_servers, topics)
+        ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topic_plan(topics, 3))
         expected = _produce(broker.bootstrap_servers, topics, 8_000, seed=202, garbage=5)
         with SandboxProcess(sandbox_config(WORLD)) as sandbox:
             creds = write_credentials(tmp_path / "creds", WORLD.credentials)

@@ -70,7 +70,14 @@ def test_parked_rows_left_behind_by_a_partition_are_not_sent_when_it_comes_back(
     config = {**sandbox_config(WORLD), "faults": {THROTTLED: {"errors": {"17": 1.0}}}}
     with SandboxProcess(config) as sandbox:
         # parked for 30 s: b, which takes them over, finds them due soon after it starts
-        run = Run(kafka_bootstrap, topics, tmp_path, sandbox, CAPI_PARK_DELAYS_S="30")
+        run = Run(
+            kafka_bootstrap,
+            topics,
+            tmp_path,
+            sandbox,
+            CAPI_PARK_DELAYS_S="30",
+            CAPI_THROTTLE_BACKOFF_S="5",
+        )
         triggers = WORLD.triggers(2_000, seed=701, only_valid=True)
         throttled = sum(1 for t in triggers if t["dataset_id"] == THROTTLED)
         run.produce(triggers)
@@ -81,6 +88,8 @@ def test_parked_rows_left_behind_by_a_partition_are_not_sent_when_it_comes_back(
         parked_by_a = a.log_tail(100_000).count(" parked dataset=")
         a.kill()
         rows_left = _parked_rows(state)
+        with contextlib.closing(sqlite3.connect(state)) as db:
+            (last_due_ms,) = db.execute("SELECT MAX(due_at) FROM parked").fetchone()
         sandbox.set_faults({})
         b = run.service("b").start()
         moved_after = _wait_for(lambda: len(run.reader.results) >= 2_000, 180, run, b.log_tail())
@@ -96,7 +105,8 @@ def test_parked_rows_left_behind_by_a_partition_are_not_sent_when_it_comes_back(
         fresh = WORLD.triggers(200, seed=702, only_valid=True)
         run.produce(fresh)
         _wait_for(lambda: len(run.reader.results) >= 2_200, 180, run, a.log_tail())
-        run.read_for(10)  # time for a stale row to be due and sent, if one were
+        # until every row a kept is due, and 15 s more: time for a stale row to be sent
+        run.read_for(max(0.0, last_due_ms / 1000 - time.time()) + 15)
         accepted_before_settle = len(sandbox.events())
         v = run.settle([a])
     _report(

@@ -11,9 +11,10 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.kafka.topics import ensure_topics, topic_plan
 from consumer.settings import Topics
 from consumer.tools.demo import ResultReader, produce_sample_traffic
-from consumer.tools.embedded_broker import EmbeddedBroker, create_service_topics
+from consumer.tools.embedded_broker import EmbeddedBroker
 from consumer.tools.samples import SampleWorld, sandbox_config
 from consumer.tools.sandbox.process import SandboxProcess
 from tests.chaos.harness import Run, Service, input_offsets, settle
@@ -112,7 +113,7 @@ def test_scale_one_to_three_and_back_under_load(kafka_bootstrap, topics, tmp_pat
 def test_broker_frozen_for_60_seconds(tmp_path, capsys):
     topics = Topics()
     with EmbeddedBroker() as broker, SandboxProcess(sandbox_config(WORLD)) as sandbox:
-        create_service_topics(broker.bootstrap_servers, topics)
+        ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topic_plan(topics, 3))
         run = Run(
             broker.bootstrap_servers,
             topics,

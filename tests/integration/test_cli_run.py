@@ -142,7 +142,8 @@ def test_a_busy_metrics_port_is_one_line_and_exit_2(tmp_path):
         out = run_cli(env, "run", timeout=60)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        f"capi-consumer: CAPI_METRICS_PORT {port}: cannot listen: Address already in use"
+        f"capi-consumer: configuration error: CAPI_METRICS_PORT: {port}: cannot listen: "
+        "Address already in use"
     ]
 
 

@@ -7,10 +7,10 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from consumer.kafka.codec import AvroCodec, SchemaStore
+from consumer.kafka.topics import COMPACT, TopicSpec, ensure_topics
 from consumer.store.reference_tables import ReferenceTables
 from consumer.store.sqlite import StateStore
 from consumer.store.table_reader import TableReader
-from consumer.tools.embedded_broker import create_topics
 from tests.factories import connection_record
 
 pytestmark = pytest.mark.integration
@@ -131,7 +131,7 @@ def test_a_recreated_topic_resets_its_table(kafka_bootstrap, topics, tmp_path):
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.delete_topics([topics.contacts])[topics.contacts].result()
     time.sleep(0.5)
-    create_topics(kafka_bootstrap, [topics.contacts], partitions=3, compacted=[topics.contacts])
+    ensure_topics({"bootstrap.servers": kafka_bootstrap}, [TopicSpec(topics.contacts, 3, COMPACT)])
     _contacts(kafka_bootstrap, topics, {"c-0": "y@example.com"})
     with Tables(kafka_bootstrap, topics, state) as t:
         assert len(t.tables.contacts) == 1

@@ -143,6 +143,13 @@ def test_compose_runs_the_full_stack():
     for mount in services["prometheus"]["volumes"] + services["grafana"]["volumes"]:
         source = mount.split(":", 1)[0]
         assert (DEPLOY / source).exists(), source
+    # the topics come from the service's own plan, not a copy of it in shell
+    topics = services["topics"]
+    assert topics["build"] == services["capi-consumer"]["build"]
+    assert topics["command"][:2] == ["topics", "create"]
+    assert services["capi-consumer"]["depends_on"]["topics"] == {
+        "condition": "service_completed_successfully"
+    }
 
 
 def _configmap() -> dict[str, str]:
