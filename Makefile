@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local]'
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with its dev tools
@@ -44,7 +44,7 @@ test-package: $(STAMP) ## The wheel built, installed in a fresh venv, and its `d
 	$(BIN)/python -m pytest -m package
 
 bench: $(STAMP) ## The benchmark: drain, slow Graph API, latency at fixed load, plain-loop ceiling, Meta SDK
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,bench]'
 	$(BIN)/python bench/bench.py
 
 bench-tables: $(STAMP) ## Benchmark the reference tables: 1,000,000 contacts bootstrapped and looked up

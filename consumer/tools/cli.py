@@ -66,7 +66,11 @@ def demo(triggers: int, timeout: float) -> None:
     _setup_logging("WARNING")
     from consumer.tools.demo import run_demo
 
-    sys.exit(run_demo(triggers, timeout))
+    try:
+        sys.exit(run_demo(triggers, timeout))
+    except CapiConsumerError as exc:  # no embedded broker: what to install, in one line
+        click.echo(f"capi-consumer demo: {exc}", err=True)
+        sys.exit(1)
 
 
 @main.command()

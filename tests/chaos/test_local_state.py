@@ -98,8 +98,8 @@ def test_parked_rows_left_behind_by_a_partition_are_not_sent_when_it_comes_back(
         highs = _high_watermarks(kafka_bootstrap, topics.retry)
         with contextlib.closing(sqlite3.connect(state)) as db, db:
             db.executemany(
-                "UPDATE offsets SET next_offset = ? WHERE topic = ? AND partition = ?",
-                [(high, topics.retry, p) for p, high in highs.items()],
+                "INSERT OR REPLACE INTO offsets (topic, partition, next_offset) VALUES (?, ?, ?)",
+                [(topics.retry, p, high) for p, high in highs.items()],
             )
         a.start()
         fresh = WORLD.triggers(200, seed=702, only_valid=True)

