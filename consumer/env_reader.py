@@ -15,10 +15,6 @@ from consumer.errors import ConfigError
 
 __all__ = ["EnvReader", "check_readable_dir", "https_or_loopback"]
 
-# Graph API versions Meta supports today; v19.0 and v20.0 have expired.
-SUPPORTED_GRAPH_VERSIONS: tuple[str, ...] = ("v22.0", "v23.0", "v24.0", "v25.0", "v26.0")
-DEFAULT_GRAPH_VERSION = "v24.0"
-
 
 class EnvReader:
     """Typed values of environment variables."""
@@ -85,13 +81,12 @@ class EnvReader:
             raise ConfigError(name, "must not carry credentials, a query or a fragment")
         return value
 
-    def graph_version(self, name: str) -> str:
-        value = self._env.get(name, DEFAULT_GRAPH_VERSION).strip()
+    def graph_version(self, name: str, default: str, supported: tuple[str, ...]) -> str:
+        value = self._env.get(name, default).strip()
         if not re.fullmatch(r"v\d+\.\d+", value):
-            raise ConfigError(name, f"{value!r} is not a Graph API version like v24.0")
-        if value not in SUPPORTED_GRAPH_VERSIONS:
-            supported = ", ".join(SUPPORTED_GRAPH_VERSIONS)
-            raise ConfigError(name, f"{value} is not a supported version ({supported})")
+            raise ConfigError(name, f"{value!r} is not a Graph API version like {default}")
+        if value not in supported:
+            raise ConfigError(name, f"{value} is not a supported version ({', '.join(supported)})")
         return value
 
     def countries(self, name: str, default: frozenset[str]) -> frozenset[str]:

@@ -15,23 +15,31 @@ from pathlib import Path
 from typing import Literal
 
 from consumer.env_reader import (
-    DEFAULT_GRAPH_VERSION,
     EnvReader,
     check_readable_dir,
     https_or_loopback,
 )
 from consumer.errors import ConfigError
-from consumer.events.parking import PARKING_DELAYS_S
 
 __all__ = [
+    "DEFAULT_GRAPH_VERSION",
     "DEFAULT_RESTRICTED_COUNTRIES",
     "MAX_BATCH_SIZE",
+    "PARKING_DELAYS_S",
+    "SUPPORTED_GRAPH_VERSIONS",
     "Secret",
     "Settings",
     "Topics",
 ]
 
 MAX_BATCH_SIZE = 1000
+
+# Graph API versions Meta supports today; v19.0 and v20.0 have expired.
+SUPPORTED_GRAPH_VERSIONS: tuple[str, ...] = ("v22.0", "v23.0", "v24.0", "v25.0", "v26.0")
+DEFAULT_GRAPH_VERSION = "v24.0"
+
+# the waits of a parked event before its next tries (then the last one, again and again)
+PARKING_DELAYS_S: tuple[float, ...] = (60.0, 300.0, 1800.0, 3600.0)
 
 # ePrivacy Directive: EU-27, Norway, Iceland, Liechtenstein, United Kingdom, Japan.
 DEFAULT_RESTRICTED_COUNTRIES: frozenset[str] = frozenset(
@@ -208,8 +216,6 @@ class Settings:
     restricted_countries: frozenset[str] = DEFAULT_RESTRICTED_COUNTRIES
     default_phone_region: str | None = None
     attribution_window_s: int = 7 * 24 * 3600
-    max_event_age_s: int = 7 * 24 * 3600
-    future_skew_s: int = 300
     log_level: str = "INFO"
     log_format: str = "text"
     instance_id: str = field(default_factory=socket.gethostname)
@@ -247,7 +253,9 @@ class Settings:
                 "CAPI_SCHEMA_REGISTRY_CREDENTIALS", defaults.schema_registry_credentials
             ),
             graph_url=reader.url("CAPI_GRAPH_URL", defaults.graph_url) or defaults.graph_url,
-            graph_api_version=reader.graph_version("CAPI_GRAPH_API_VERSION"),
+            graph_api_version=reader.graph_version(
+                "CAPI_GRAPH_API_VERSION", DEFAULT_GRAPH_VERSION, SUPPORTED_GRAPH_VERSIONS
+            ),
             credentials_dir=Path(
                 reader.text("CAPI_CREDENTIALS_DIR", str(defaults.credentials_dir))
             ),

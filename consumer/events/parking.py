@@ -20,16 +20,14 @@ from typing import Any
 
 from consumer.events.results import RawMessage, SourceRef
 
-__all__ = ["PARKING_DELAYS_S", "ParkedEvent", "next_delay_s"]
+__all__ = ["ParkedEvent", "next_delay_s"]
 
-# how long a parked event waits before its next try, by how often it was parked; then hourly
-PARKING_DELAYS_S = (60.0, 300.0, 1800.0, 3600.0)
 _JITTER = 0.2  # +-20 %: events parked together do not all come back in the same second
 
 
 def next_delay_s(
     parkings: int,
-    delays_s: tuple[float, ...] = PARKING_DELAYS_S,
+    delays_s: tuple[float, ...],
     rng: random.Random | None = None,
 ) -> float:
     """The wait before the next try of an event parked `parkings` times (1 = the first)."""

@@ -79,6 +79,7 @@ class Rules:
     """The configurable parts of the rules (from Settings)."""
 
     restricted_countries: frozenset[str]
+    # Meta refuses an event older than 7 days; one more than 5 minutes ahead is a wrong clock
     max_event_age_s: int = 7 * 24 * 3600
     future_skew_s: int = 300
     default_phone_region: str | None = None
@@ -91,8 +92,6 @@ class Rules:
     def from_settings(cls, settings: Settings, *, require_click_id: bool = True) -> Rules:
         return cls(
             restricted_countries=settings.restricted_countries,
-            max_event_age_s=settings.max_event_age_s,
-            future_skew_s=settings.future_skew_s,
             default_phone_region=settings.default_phone_region,
             require_click_id=require_click_id,
             attribution_window_s=settings.attribution_window_s,

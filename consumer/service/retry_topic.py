@@ -9,10 +9,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from consumer.errors import StateFullError
-from consumer.events.parking import PARKING_DELAYS_S, ParkedEvent, next_delay_s
+from consumer.events.parking import ParkedEvent, next_delay_s
 from consumer.kafka.publisher import OutRecord
 from consumer.meta.batching import OutgoingEvent
 from consumer.meta.dispatch import Parking
+from consumer.settings import PARKING_DELAYS_S
 from consumer.store.parked import (
     ParkedRow,
     ParkedTable,

@@ -84,3 +84,10 @@ def test_the_readme_and_docs_refer_to_nothing_outside_the_repository():
 
     for document in (README, *sorted((PACKAGE.parent / "docs").glob("*.md"))):
         assert not re.search(r"\.\./shared|\]\(\.\./\.\.", document.read_text()), document
+
+
+def test_the_ground_floor_imports_nothing_above_it():
+    """Settings, the environment reader and the error tree are what every layer stands on."""
+    ground = {"consumer.settings", "consumer.env_reader", "consumer.errors"}
+    graph = _imports()
+    assert {module: graph[module] - ground for module in ground} == dict.fromkeys(ground, set())
