@@ -23,7 +23,7 @@ from consumer.kafka.registry_wait import RegistryWait
 from consumer.meta.breaker import CircuitBreaker
 from consumer.ops.metrics import Metrics
 from consumer.service.state_space import StateSpace
-from consumer.store.recovery import Recovery
+from consumer.store.recovery import PartitionRecovery
 
 __all__ = ["FlowControl"]
 
@@ -35,7 +35,7 @@ class FlowControl:
         self,
         *,
         consumer: InputConsumer,
-        restore: Recovery,
+        restore: PartitionRecovery,
         owned: Collection[Partition],
         max_pending: int,
         max_pending_bytes: int,

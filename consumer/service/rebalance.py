@@ -30,7 +30,7 @@ from consumer.service.flow import FlowControl
 from consumer.service.ownership import Ownership
 from consumer.settings import Topics
 from consumer.store.outbox import Outbox
-from consumer.store.recovery import Recovery
+from consumer.store.recovery import PartitionRecovery
 
 __all__ = ["Rebalance"]
 
@@ -49,7 +49,7 @@ class Rebalance:
         flow: FlowControl,
         sender: Sender,
         answers: Answers,
-        restore: Recovery,
+        restore: PartitionRecovery,
         outbox: Outbox,
         topics: Topics,
         drain_timeout_s: float,

@@ -12,19 +12,37 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from consumer.meta.dispatch import Dispatcher
+from consumer.events.parking import ParkedEvent
+from consumer.meta.breaker import CircuitBreaker
 from consumer.ops.metrics import Metrics
 from consumer.service.ownership import Ownership
 from consumer.service.retry_topic import RetryTopic
-from consumer.service.triage import Resolved, Send, Triage, Unpark
-from consumer.store.recovery import Recovery
+from consumer.service.triage import Resolved, Send, Unpark
+from consumer.store.recovery import PartitionRecovery
 
-__all__ = ["ParkedRetries"]
+__all__ = ["ParkedRetries", "ParkedTriage", "SendingState"]
 
 _EVERY_S = 0.5
 _REPORT_EVERY_S = 5.0
 _FAR_FUTURE_MS = 2**62
+
+
+class ParkedTriage(Protocol):
+    """Decides a due parked event again (`Triage`)."""
+
+    def parked(self, parked: ParkedEvent) -> Resolved | Send | Unpark | None: ...
+
+
+class SendingState(Protocol):
+    """What the scheduler asks of the dispatcher: the breaker, the datasets Meta asked to
+    wait."""
+
+    @property
+    def breaker(self) -> CircuitBreaker: ...
+
+    def throttled_datasets(self) -> list[str]: ...
 
 
 class ParkedRetries:
@@ -34,9 +52,9 @@ class ParkedRetries:
         self,
         *,
         retry: RetryTopic,
-        triage: Triage,
-        restore: Recovery,
-        dispatcher: Dispatcher,
+        triage: ParkedTriage,
+        restore: PartitionRecovery,
+        dispatcher: SendingState,
         owned: Ownership,
         metrics: Metrics,
         max_taken: int,

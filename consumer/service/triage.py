@@ -45,8 +45,8 @@ from consumer.ops.metrics import Metrics
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
 from consumer.store.parked import ParkedTable
-from consumer.store.recovery import Recovery
-from consumer.store.reference_tables import ReferenceTables
+from consumer.store.recovery import PartitionRecovery
+from consumer.store.reference_tables import Lookups
 
 __all__ = [
     "AlreadyResolved",
@@ -121,9 +121,9 @@ class Triage:
         codec: AvroCodec,
         dedup: Dedup,
         parked: ParkedTable,
-        restore: Recovery,
+        restore: PartitionRecovery,
         outbox: Outbox,
-        tables: ReferenceTables,
+        tables: Lookups,
         credentials: CredentialStore,
         rules: Rules,
         restricted_assets: Collection[str] = (),

@@ -57,7 +57,7 @@ from consumer.store.dedup import Dedup, DedupRow
 from consumer.store.parked import ParkedTable, decode_parked, parked_row
 from consumer.store.table_reader import reader_config
 
-__all__ = ["Recovery", "RestoreConsumer"]
+__all__ = ["PartitionRecovery", "Recovery", "RestoreConsumer"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,24 @@ class RestoreConsumer(Protocol):
     ) -> tuple[int, int]: ...
 
     def close(self) -> None: ...
+
+
+class PartitionRecovery(Protocol):
+    """What the service's parts ask of the recovery (tests pass a fake)."""
+
+    partitions: int  # the input partitions it can serve
+
+    def start(self, committed_input: Mapping[int, int]) -> None: ...
+
+    def step(self) -> list[int]: ...
+
+    def restoring(self) -> set[int]: ...
+
+    def is_restoring(self, partition: int) -> bool: ...
+
+    def already_resolved(self, partition: int, offset: int, event_id: str | None) -> bool: ...
+
+    def forget(self, partitions: list[int]) -> None: ...
 
 
 class Recovery:

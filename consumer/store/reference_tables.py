@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from consumer.events.records import AdReferral, Contact, MetaConnection
 from consumer.kafka.codec import AvroCodec
 from consumer.settings import Topics
 from consumer.store.table_reader import Table
 
-__all__ = ["ReferenceTables", "record_key"]
+__all__ = ["Lookups", "ReferenceTables", "record_key"]
+
+V_co = TypeVar("V_co", covariant=True)
+
+
+class _Lookup(Protocol[V_co]):
+    def get(self, key: str) -> V_co | None: ...
+
+
+class Lookups(Protocol):
+    """What triage reads of the reference tables: a record by key (tests pass dicts)."""
+
+    @property
+    def connections(self) -> _Lookup[MetaConnection]: ...
+
+    @property
+    def contacts(self) -> _Lookup[Contact]: ...
+
+    @property
+    def referrals(self) -> _Lookup[AdReferral]: ...
 
 
 @dataclass(frozen=True, slots=True)

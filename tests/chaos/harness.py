@@ -111,8 +111,9 @@ def input_offsets(
     deadline = time.monotonic() + timeout
     while len(seen) < expected and time.monotonic() < deadline:
         for msg in consumer.consume(10_000, 0.5):
-            if msg.error() is None:
-                seen.add((msg.partition(), msg.offset()))
+            partition, offset = msg.partition(), msg.offset()
+            if msg.error() is None and partition is not None and offset is not None:
+                seen.add((partition, offset))
     consumer.close()
     return seen
 

@@ -49,7 +49,7 @@ def _read_until_quiet(reader, quiet_s=3.0):
 
 def _sent_twice(results):
     """event_id -> the inputs (partition, offset) of its SENT results, where there are two."""
-    by_id = {}
+    by_id: dict[str, list[tuple[int, int]]] = {}
     for r in results:
         if r["status"] == "SENT":
             by_id.setdefault(r["event_id"], []).append((r["source_partition"], r["source_offset"]))

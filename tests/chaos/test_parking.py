@@ -29,7 +29,7 @@ def _report(capsys, name, figures):
 
 
 def _statuses(results):
-    counts = {}
+    counts: dict[str, int] = {}
     for r in results:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     return counts

@@ -69,7 +69,7 @@ def test_one_thousand_triggers(kafka_bootstrap, topics, tmp_path):
         assert len(codes) == 1
     # no customer information in clear in any request body
     bodies = "\n".join(r["body"] for r in requests)
-    strings = set()
+    strings: set[str] = set()
     for request in requests:
         _collect_strings(orjson.loads(request["body"]), strings)
     digit_runs = set(re.findall(r"\d+", bodies))

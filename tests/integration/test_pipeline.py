@@ -4,7 +4,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.tools.demo import ResultReader, produce_sample_traffic
@@ -85,15 +85,15 @@ def test_each_kind_of_trigger_gets_its_result(kafka_bootstrap, topics, settings,
         }
     )
     dlq.assign([TopicPartition(topics.dlq, p, 0) for p in range(3)])
-    letters = []
+    letters: list[Message] = []
     deadline = time.monotonic() + 30
     while len(letters) < 2 and time.monotonic() < deadline:
         letters += [m for m in dlq.consume(10, 1.0) if m.error() is None]
     dlq.close()
     assert len(letters) == 2
-    by_reason = {dict(m.headers())["capi.error"].split(b":")[0]: m for m in letters}
+    by_reason = {_headers(m)["capi.error"].split(b":")[0]: m for m in letters}
     garbage = by_reason[b"UNDECODABLE"]
-    headers = dict(garbage.headers())
+    headers = _headers(garbage)
     assert garbage.value() == b"not avro \x00"
     assert headers["capi.source.topic"] == topics.triggered.encode()
     assert int(headers["capi.source.offset"]) == undecodable[0]["source_offset"]
@@ -103,8 +103,8 @@ def test_each_kind_of_trigger_gets_its_result(kafka_bootstrap, topics, settings,
     m = running.metrics.registry
     assert m.get_sample_value("capi_messages_consumed_total", {"topic": topics.triggered}) == 6
     assert m.get_sample_value("capi_results_total", {"status": "SENT", "reason": ""}) == 2
-    assert m.get_sample_value("capi_requests_total", {"outcome": "success", "code": ""}) >= 1
-    assert m.get_sample_value("capi_request_duration_seconds_count") >= 1
+    assert (m.get_sample_value("capi_requests_total", {"outcome": "success", "code": ""}) or 0) >= 1
+    assert (m.get_sample_value("capi_request_duration_seconds_count") or 0) >= 1
     assert m.get_sample_value("capi_dead_letters_total", {"reason": "UNDECODABLE"}) == 1
 
 
@@ -127,7 +127,7 @@ def _end_offsets(bootstrap, topic, expected):
     while seen < expected and time.monotonic() < deadline:
         for msg in consumer.consume(1000, 0.5):
             seen += 1
-            ends[msg.partition()] = msg.offset() + 1
+            ends[msg.partition()] = (msg.offset() or 0) + 1
     consumer.close()
     return ends
 
@@ -217,3 +217,10 @@ def test_a_static_member_processes_and_gets_its_partitions_back_after_a_restart(
     reader.close()
     sources = [(r["source_partition"], r["source_offset"]) for r in reader.results]
     assert len(sources) == len(set(sources)) == first + second
+
+
+def _headers(msg: Message) -> dict[str, bytes]:
+    """A message's headers, each value as bytes."""
+    headers = msg.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return {k: v if isinstance(v, bytes) else str(v or "").encode() for k, v in pairs}

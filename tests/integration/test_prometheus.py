@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -77,13 +78,14 @@ class PrometheusServer:
             self._proc.send_signal(signal.SIGTERM)
             self._proc.wait(30)
 
-    def query(self, expr: str) -> list[dict]:
+    def query(self, expr: str) -> list[dict[str, Any]]:
         answer = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
         body = answer.json()
         assert body["status"] == "success", (expr, body)
-        return body["data"]["result"]
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
 
-    def rules(self) -> list[dict]:
+    def rules(self) -> list[dict[str, Any]]:
         body = httpx.get(f"{self.url}/api/v1/rules", timeout=10).json()
         return [rule for group in body["data"]["groups"] for rule in group["rules"]]
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,17 @@ from tests.integration.harness import write_credentials
 
 pytestmark = pytest.mark.integration
 WORLD = SampleWorld()
+
+
+class _TestEvent:
+    """`capi-consumer test-event` against a sandbox: call it with the command's arguments."""
+
+    def __init__(self, env: dict[str, str], sandbox: SandboxProcess) -> None:
+        self.env = env
+        self.sandbox = sandbox
+
+    def __call__(self, *args: str) -> Any:
+        return run_cli(self.env, "test-event", *args)
 
 
 @pytest.fixture
@@ -37,11 +49,7 @@ def run_test_event(kafka_bootstrap, topics, tmp_path):
             "CAPI_CREDENTIALS_DIR": str(creds),
         }
 
-        def run(*args):
-            return run_cli(env, "test-event", *args)
-
-        run.sandbox = sandbox
-        yield run
+        yield _TestEvent(env, sandbox)
 
 
 def test_sends_one_test_event_and_prints_metas_response(run_test_event):

@@ -153,4 +153,5 @@ def test_compose_runs_the_full_stack():
 
 
 def _configmap() -> dict[str, str]:
-    return yaml.safe_load((DEPLOY / "k8s" / "configmap.yaml").read_text())["data"]
+    data: dict[str, str] = yaml.safe_load((DEPLOY / "k8s" / "configmap.yaml").read_text())["data"]
+    return data

@@ -90,4 +90,6 @@ def test_the_ground_floor_imports_nothing_above_it():
     """Settings, the environment reader and the error tree are what every layer stands on."""
     ground = {"consumer.settings", "consumer.env_reader", "consumer.errors"}
     graph = _imports()
-    assert {module: graph[module] - ground for module in ground} == dict.fromkeys(ground, set())
+    assert {module: graph[module] - ground for module in ground} == {
+        module: set() for module in ground
+    }

@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 from consumer.events.enrich import enrich, referral_key
@@ -20,8 +22,8 @@ CONTACT = Contact(
 )
 
 
-def _referral(**overrides):
-    values = dict(
+def _referral(**overrides: Any) -> AdReferral:
+    values: dict[str, Any] = dict(
         contact_id="c-1",
         channel=Channel.WHATSAPP,
         channel_account_id="waba-1",

@@ -54,8 +54,10 @@ def test_the_compiled_check_answers_as_libphonenumber_on_examples_and_near_misse
         for candidate in _near_misses(nsn, rng):
             if not candidate or candidate.strip("0") == "":
                 continue
-            expected = _libphonenumbers_answer(example.country_code, candidate)
-            assert is_valid_number(example.country_code, candidate) == expected, (
+            code = example.country_code
+            assert code is not None
+            expected = _libphonenumbers_answer(code, candidate)
+            assert is_valid_number(code, candidate) == expected, (
                 example.country_code,
                 candidate,
             )

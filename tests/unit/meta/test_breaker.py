@@ -18,7 +18,7 @@ def _breaker(clock, changes):
 
 
 def test_one_failing_dataset_never_opens_it():
-    changes = []
+    changes: list[bool] = []
     breaker = _breaker(Clock(), changes)
     for _ in range(50):
         breaker.failed("ds-1", unreachable=False)
@@ -27,7 +27,7 @@ def test_one_failing_dataset_never_opens_it():
 
 
 def test_failures_across_datasets_open_it_and_any_answer_closes_it():
-    changes = []
+    changes: list[bool] = []
     breaker = _breaker(Clock(), changes)
     for dataset in ("ds-1", "ds-2", "ds-1"):
         breaker.failed(dataset, unreachable=False)

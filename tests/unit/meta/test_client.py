@@ -1,5 +1,6 @@
 import hashlib
 import hmac
+from typing import Any
 
 import httpx
 import orjson
@@ -30,7 +31,7 @@ def _client(handler):
 
 
 def test_token_and_proof_travel_in_the_body_not_the_url():
-    seen = {}
+    seen: dict[str, Any] = {}
 
     def handler(request):
         seen["url"] = str(request.url)

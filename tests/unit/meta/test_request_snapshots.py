@@ -21,7 +21,7 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "request_bodies.json"
 RULES = Rules(restricted_countries=DEFAULT_RESTRICTED_COUNTRIES)
 CONNECTION = MetaConnection.from_avro(connection_record())
 CREDS = Credentials(Secret("EAAB-snapshot-token"), Secret("snapshot-app-secret"))
-ACCOUNTS = {
+ACCOUNTS: dict[Channel, dict[str, str | None]] = {
     Channel.WHATSAPP: {
         "channel_account_id": "waba-1",
         "selected_whatsapp_business_account_id": "waba-1",

@@ -1,5 +1,6 @@
 import threading
 import time
+from typing import Any
 
 import httpx
 import orjson
@@ -56,7 +57,7 @@ def _sender(max_size=2):
 
 
 def _collect(sender, want, timeout=10):
-    done = []
+    done: list[Any] = []
     deadline = time.monotonic() + timeout
     while len(done) < want and time.monotonic() < deadline:
         done += sender.step()

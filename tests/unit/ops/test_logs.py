@@ -23,7 +23,9 @@ def captured():
 
     def setup(fmt, worker=None):
         logs.setup_logging("INFO", fmt, worker)
-        root.handlers[0].stream = stream
+        handler = root.handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(stream)
 
     yield setup, lines
     root.handlers[:], level = saved
@@ -61,7 +63,7 @@ def test_text_lines_name_their_worker(captured):
 def test_a_repeated_librdkafka_line_is_written_once_per_period(captured, monkeypatch):
     setup, lines = captured
     now = [100.0]
-    monkeypatch.setattr(logs.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr("consumer.ops.logs.time.monotonic", lambda: now[0])
     setup("text")
     rdkafka = logging.getLogger("librdkafka")
     for port in range(50):  # the same failure, other numbers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ def message(
     *,
     partition: int = 0,
     key: bytes = b"c-1",
-    headers: list[tuple[str, bytes]] | None = None,
+    headers: list[tuple[str, str | bytes | None]] | None = None,
 ) -> Message:
     return Message(
         topic=IN, partition=partition, offset=offset, key=key, value=value, headers=headers
@@ -174,7 +175,7 @@ class FakeRestore:
         self.restoring_partitions -= set(done)
         return done
 
-    def start(self, committed_input: dict[int, int]) -> None:
+    def start(self, committed_input: Mapping[int, int]) -> None:
         self.started.append(dict(committed_input))
 
     def forget(self, partitions: list[int]) -> None:

@@ -4,8 +4,8 @@ as restricted remembered by triage, whose next event on it is skipped without a 
 from __future__ import annotations
 
 from consumer.events.policy import Approved
-from consumer.events.records import Trigger
-from consumer.events.results import RawMessage, Reason, ResultStatus, SourceRef
+from consumer.events.records import ResultStatus, Trigger
+from consumer.events.results import RawMessage, Reason, SourceRef
 from consumer.meta.batching import OutgoingEvent
 from consumer.meta.dispatch import Outcome
 from consumer.service.answers import Answers
@@ -50,7 +50,7 @@ def _pending(event_id: str, account: str) -> OutgoingEvent:
 
 def test_a_restricted_answer_is_remembered_and_the_next_event_on_that_asset_skipped(tmp_path):
     world = World(tmp_path)
-    account = PAGE["channel_account_id"]  # a page in the US: sent, until Meta refuses it
+    account = str(PAGE["channel_account_id"])  # a page in the US: sent, until Meta refuses it
     restricted = Outcome(ResultStatus.SKIPPED, Reason.RESTRICTED_REGION, "restrictive region")
     sent = Outcome(ResultStatus.SENT)
     checkpoint = _Checkpoint()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError
@@ -55,7 +56,7 @@ class World:
             self.outbox.load(IN, partition, 0)
         self.producer = FakeProducer()
         self.producers_made = 0
-        self.producer_config: dict = {}
+        self.producer_config: dict[str, Any] = {}
 
         def make(config):
             self.producers_made += 1

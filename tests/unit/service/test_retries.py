@@ -58,7 +58,7 @@ class World:
         self.retries = ParkedRetries(
             retry=self.retry,
             triage=self.triage,
-            restore=self.restore,  # type: ignore[arg-type]
+            restore=self.restore,
             dispatcher=self.dispatcher,
             owned=_owning((IN, 0), (IN, 1)),
             metrics=self.metrics,

@@ -149,7 +149,7 @@ def test_a_decodable_message_is_decided_from_the_tables(
         assert (verdict.result.status, verdict.result.reason) == (status, reason)
         assert verdict.result.source.offset == 7
         assert (verdict.dead_letter is not None) == dead_letter
-        if dead_letter:
+        if verdict.dead_letter is not None:
             assert verdict.dead_letter.value == value  # the received bytes, unchanged
     else:
         assert verdict.item.trigger.event_id == "evt-1"
@@ -192,6 +192,7 @@ def test_undecodable_bytes_fail_with_a_dead_letter(world):
     assert isinstance(verdict, Resolved)
     assert (verdict.result.status, verdict.result.reason) == ("FAILED", "UNDECODABLE")
     assert verdict.result.event_id is None
+    assert verdict.dead_letter is not None
     assert verdict.dead_letter.value == b"\x00not avro"
 
 

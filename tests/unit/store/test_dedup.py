@@ -25,8 +25,11 @@ def _dedup(tmp_path, clock=lambda: NOW_MS):
     dedup = Dedup(store, "results", clock_ms=clock)
     dedup.create_table()
     dedup.store(
-        [("sent", "SENT", NOW_MS - DAY_MS), ("old", "SENT", NOW_MS - 8 * DAY_MS)]
-        + [(f"e{i}", "FAILED", NOW_MS) for i in range(1200)],
+        [
+            ("sent", DedupStatus.SENT, NOW_MS - DAY_MS),
+            ("old", DedupStatus.SENT, NOW_MS - 8 * DAY_MS),
+        ]
+        + [(f"e{i}", DedupStatus.FAILED, NOW_MS) for i in range(1200)],
         {},
     )
     return dedup
@@ -63,7 +66,9 @@ def test_a_commit_forgets_the_lookup(tmp_path):
 def test_a_uuid_is_kept_as_16_bytes_and_other_ids_as_their_text(tmp_path):
     dedup = _dedup(tmp_path)
     canonical = "0b8f3c52-6a4e-4d7e-9a51-3c2f1e0d9b7a"
-    dedup.store([(canonical, "SENT", NOW_MS), ("order-17", "SKIPPED", NOW_MS)], {})
+    dedup.store(
+        [(canonical, DedupStatus.SENT, NOW_MS), ("order-17", DedupStatus.SKIPPED, NOW_MS)], {}
+    )
     rows = dedup._store.db.execute(
         "SELECT typeof(id), length(id) FROM dedup_ids WHERE id IN (?, ?)",
         (uuid.UUID(canonical).bytes, "order-17"),
@@ -92,7 +97,13 @@ def test_an_id_takes_at_most_half_the_bytes_it_took_as_text(tmp_path):
         rows = []
         for _ in range(2_000):
             event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-            rows.append((event_id, rng.choice(("SENT", "SKIPPED", "FAILED")), NOW_MS))
+            rows.append(
+                (
+                    event_id,
+                    rng.choice((DedupStatus.SENT, DedupStatus.SKIPPED, DedupStatus.FAILED)),
+                    NOW_MS,
+                )
+            )
         dedup.store(rows, {0: start})
     pages = store.db.execute("PRAGMA page_count").fetchone()[0]
     free = store.db.execute("PRAGMA freelist_count").fetchone()[0]
@@ -105,7 +116,7 @@ def test_an_id_takes_at_most_half_the_bytes_it_took_as_text(tmp_path):
 def test_the_window_is_kept_while_running_a_slice_at_a_time(tmp_path):
     clock = Clock()
     dedup = _dedup(tmp_path, clock)  # 1,201 ids in the window, 1 already past it
-    dedup.store([(f"late{i}", "SENT", NOW_MS + DAY_MS) for i in range(300)], {})
+    dedup.store([(f"late{i}", DedupStatus.SENT, NOW_MS + DAY_MS) for i in range(300)], {})
     purged = [dedup.purge_step(limit=500) for _ in range(4)]  # one sweep: 1,502 ids
     assert sum(purged) == 1  # "old"
     assert dedup.ids == 1_501

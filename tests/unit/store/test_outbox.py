@@ -1,3 +1,4 @@
+from consumer.events.results import DedupEntry, DedupStatus
 from consumer.kafka.publisher import OutRecord
 from consumer.store.outbox import Outbox
 from consumer.store.sqlite import StateStore
@@ -11,7 +12,7 @@ def test_entries_survive_a_restart_until_committed(tmp_path):
         OutRecord("results", b"evt-1", b"\x00avro", ("in", 2), partition=2),
         OutRecord("dlq", None, b"raw", ("in", 2), headers=[("capi.error", b"X: y")]),
     ]
-    outbox.add("in", 2, 41, records, ("evt-1", "SENT"))
+    outbox.add("in", 2, 41, records, DedupEntry("evt-1", DedupStatus.SENT))
     outbox.flush()
     store.close()
 

@@ -13,8 +13,8 @@ from confluent_kafka import (
 )
 
 from consumer.events.parking import ParkedEvent
-from consumer.events.records import Trigger
-from consumer.events.results import ConversionResult, RawMessage, ResultStatus, SourceRef
+from consumer.events.records import ResultStatus, Trigger
+from consumer.events.results import ConversionResult, RawMessage, SourceRef
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.store.dedup import Dedup
 from consumer.store.parked import ParkedTable, encode_parked
@@ -55,6 +55,15 @@ class FakeResultsConsumer:
         if self.broker_away:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no answer", retriable=True))
         return 0, self.high[partition.partition]
+
+    def seek(self, partition):
+        self.positions[partition.partition] = partition.offset
+
+    def pause(self, partitions):
+        pass
+
+    def resume(self, partitions):
+        pass
 
     def close(self):
         pass
