@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
 
-from consumer.errors import FencedError
 from consumer.events.policy import Approved
 from consumer.events.records import ResultStatus, Trigger
 from consumer.events.results import ConversionResult, MetaResponse, RawMessage, Reason, SourceRef
-from consumer.kafka.publisher import OutRecord, Publisher
+from consumer.kafka.publisher import Publisher
 from consumer.meta.batching import OutgoingEvent
 from consumer.meta.dispatch import Outcome, Parking
 from consumer.ops.monitor import Monitor
@@ -158,57 +156,6 @@ def test_a_dead_letter_goes_with_its_result(world):
     assert txn.records[0][:2] == (TOPICS.results, 0)  # results go to the input's partition number
 
 
-TIMED_OUT = KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True)
-ABORTABLE = KafkaError(KafkaError._STATE, "abort", txn_requires_abort=True)
-
-
-@pytest.mark.parametrize(
-    ("errors", "transactions", "offsets_sent"),
-    [
-        ([TIMED_OUT], ["committed"], 1),
-        ([TIMED_OUT, TIMED_OUT, TIMED_OUT], ["committed"], 1),
-        ([ABORTABLE], ["aborted", "committed"], 2),
-        ([TIMED_OUT, ABORTABLE], ["aborted", "committed"], 2),
-    ],
-    ids=[
-        "timed out: the commit resumed, the offsets not sent again",
-        "a broker away for a while: resumed until it answers",
-        "abortable: replayed in a new transaction",
-        "timed out, then aborted by the broker: replayed",
-    ],
-)
-def test_a_failed_commit_publishes_the_same_records_once(world, errors, transactions, offsets_sent):
-    cp = world.checkpoint
-    cp.consumed(SourceRef(IN, 0, 0))
-    cp.resolve(_skipped(0), None)
-    world.producer.fail_commits = list(errors)
-    cp.commit()
-    assert [t.state for t in world.producer.transactions] == transactions
-    assert world.results() == [(0, "SKIPPED", "NOT_AD_ATTRIBUTED")]
-    assert world.producer.committed[0].offsets == [(IN, 0, 1)]
-    assert world.producer.offsets_sent == offsets_sent
-
-
-@pytest.mark.parametrize(
-    "error",
-    [
-        KafkaError(KafkaError._FENCED, "fenced", fatal=True),
-        KafkaError(KafkaError._FENCED, "fenced", txn_requires_abort=True),  # as Tansu reports it
-        KafkaError(KafkaError.PRODUCER_FENCED, "fenced", txn_requires_abort=True),
-    ],
-    ids=["fatal", "abortable", "producer fenced"],
-)
-def test_a_fenced_producer_stops_the_instance_and_fences_nobody_back(world, error):
-    cp = world.checkpoint
-    cp.consumed(SourceRef(IN, 0, 0))
-    cp.resolve(_skipped(0), None)
-    world.producer.fail_commits = [error]
-    with pytest.raises(FencedError, match="CAPI_INSTANCE_ID"):
-        cp.commit()
-    assert world.producers_made == 1  # no new producer with the same transactional id
-    assert world.producer.committed == []
-
-
 def test_meta_answers_are_kept_until_committed_and_recovered_after_a_crash(world):
     cp = world.checkpoint
     for offset in (0, 1):
@@ -250,50 +197,6 @@ def test_released_partitions_publish_nothing_held(world):
     assert len(cp) == 0
     cp.commit(force=True)
     assert world.producer.transactions == []
-
-
-def test_an_abort_that_times_out_is_resumed_not_replaced(world):
-    cp = world.checkpoint
-    cp.consumed(SourceRef(IN, 0, 0))
-    cp.resolve(_skipped(0), None)
-    world.producer.fail_commits = [ABORTABLE]
-    world.producer.fail_aborts = [TIMED_OUT]
-    cp.commit()
-    assert world.producers_made == 1
-    assert [t.state for t in world.producer.transactions] == ["aborted", "committed"]
-    assert world.results() == [(0, "SKIPPED", "NOT_AD_ATTRIBUTED")]
-
-
-def test_an_abort_never_answered_after_librdkafka_logged_the_producer_fenced_stops_it(world):
-    """A request librdkafka makes in the background (a transaction's offsets) refused as
-    fenced shows in its log alone, and the abort that follows may never be answered (Tansu
-    drops a fenced producer's connection): lost partitions then stop the instance as fenced,
-    instead of retrying the abort for ever."""
-    world.publisher.produce(OutRecord(TOPICS.results, None, b"r", (IN, 0)))  # a transaction open
-    world.producer_config["logger"].log(
-        40,
-        "%s [%s] %s",
-        "TXNERR",
-        "rdkafka#producer-1",
-        "Current transaction failed in state InTransaction: Failed to commit offsets to "
-        "transaction (Broker: There is a newer producer with the same transactionalId) (_FENCED)",
-    )
-    world.producer.fail_aborts = [TIMED_OUT] * 100
-    with pytest.raises(FencedError, match="CAPI_INSTANCE_ID"):
-        world.checkpoint.lost({(IN, 0)})
-    assert len(world.producer.fail_aborts) == 99  # stopped at the first unanswered abort
-    assert world.producers_made == 1
-    assert world.producer.committed == []
-
-
-def test_other_librdkafka_log_lines_do_not_stop_an_unanswered_abort(world):
-    world.publisher.produce(OutRecord(TOPICS.results, None, b"r", (IN, 0)))
-    world.producer_config["logger"].log(
-        40, "%s [%s] %s", "FAIL", "rdkafka#producer-1", "Disconnected (_TRANSPORT)"
-    )
-    world.producer.fail_aborts = [TIMED_OUT]
-    world.checkpoint.lost({(IN, 0)})  # resumed, then done: the instance goes on
-    assert world.producer.transactions[0].state == "aborted"
 
 
 def test_an_answer_arriving_after_its_partition_was_lost_is_kept_for_when_it_comes_back(world):
