@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Collection
 
 from consumer.ops.metrics import Metrics
-from consumer.store.table_reader import TableReader
+from consumer.store.table_reader import TablesFeed
 
 __all__ = ["Monitor"]
 
@@ -81,7 +81,7 @@ class Monitor:
         self._metrics.transactions.labels("aborted").inc(aborts - seen_aborts)
         self._commits_seen = (commits, aborts)
 
-    def tables(self, reader: TableReader) -> None:
+    def tables(self, reader: TablesFeed) -> None:
         """Lag and key counts (kept by the tables, no scan) every few seconds."""
         now = time.monotonic()
         if now < self._due:

@@ -94,10 +94,11 @@ class Service:
                 self._on_ready()
             self.ready.set()
             while not self._stop.is_set():
-                self._turn(parts)
+                self.turn(parts)
             parts.rebalance.drain()
 
-    def _turn(self, p: Parts) -> None:
+    def turn(self, p: Parts) -> None:
+        """One turn of the loop: tables, room, flow, poll, triage, retries, send, commit."""
         self.monitor.turned()
         # 1. the reference tables take their updates
         p.tables.poll()

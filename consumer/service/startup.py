@@ -20,7 +20,7 @@ from consumer.errors import (
     StateFullError,
 )
 from consumer.events.policy import Rules
-from consumer.kafka.clients import topic_partitions
+from consumer.kafka.clients import InputConsumer, topic_partitions
 from consumer.kafka.codec import AvroCodec
 from consumer.kafka.publisher import Publisher
 from consumer.kafka.registry_wait import REGISTRY_RETRY_S
@@ -48,7 +48,7 @@ from consumer.store.parked import ParkedTable
 from consumer.store.recovery import Recovery
 from consumer.store.reference_tables import ReferenceTables
 from consumer.store.sqlite import StateStore
-from consumer.store.table_reader import TableReader
+from consumer.store.table_reader import TableReader, TablesFeed
 
 __all__ = ["Parts", "StoppedWhileStarting", "open_parts"]
 
@@ -59,10 +59,10 @@ _BROKER_WAIT_S = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """What one turn of the loop works with."""
+    """What one turn of the loop works with (a unit test builds one from fakes)."""
 
-    consumer: Consumer
-    tables: TableReader
+    consumer: InputConsumer
+    tables: TablesFeed
     triage: Triage
     retries: ParkedRetries
     sender: Sender

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicCollection, TopicPartition
@@ -31,7 +31,13 @@ from consumer.kafka.clients import PARTITION_EOF
 from consumer.kafka.registry_wait import RegistryWait
 from consumer.store.sqlite import KeyValue, StateStore
 
-__all__ = ["BootstrapTimeout", "Table", "TableReader", "reader_config"]
+__all__ = [
+    "BootstrapTimeout",
+    "Table",
+    "TableReader",
+    "TablesFeed",
+    "reader_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +143,17 @@ class Table(Generic[V]):
 
     def reset(self) -> None:
         self._cache.clear()
+
+
+class TablesFeed(Protocol):
+    """What the loop asks of the reference tables' reader each turn."""
+
+    @property
+    def tables(self) -> list[Table[Any]]: ...
+
+    def poll(self, max_messages: int = 1000) -> int: ...
+
+    def lag(self) -> dict[str, int]: ...
 
 
 class TableReader:
