@@ -32,7 +32,7 @@ run: $(STAMP) ## Run the embedded default: local broker, Graph API sandbox, samp
 	$(BIN)/capi-consumer demo
 
 test: $(STAMP) promtool ## Install, then run the whole test suite (unit, integration on a real broker, end to end)
-	$(BIN)/python -m pytest -m "not chaos and not package"
+	$(BIN)/python -m pytest -n 3 --dist worksteal -m "not chaos and not package"
 
 test-unit: $(STAMP) ## Unit tests only (nothing running)
 	$(BIN)/python -m pytest tests/unit

@@ -59,3 +59,9 @@ def topics(kafka_bootstrap: str) -> Topics:
     )
     ensure_topics({"bootstrap.servers": kafka_bootstrap}, topic_plan(names, 3))
     return names
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked `long` first: with workers in parallel (`make test`), the others run
+    beside them instead of after them."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

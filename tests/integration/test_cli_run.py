@@ -280,6 +280,7 @@ def test_an_unreachable_broker_is_named_within_seconds_and_sigterm_stops_the_wai
             proc.kill()
 
 
+@pytest.mark.long
 def test_sigterm_while_meta_answers_slowly_and_batches_are_split(kafka_bootstrap, topics, tmp_path):
     """The drain collects the answers that came back (split halves included) before deciding
     what is left; it says "timed out" only past its deadline; nothing is sent twice after."""

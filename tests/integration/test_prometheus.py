@@ -107,6 +107,7 @@ def _alert_operands() -> list[str]:
     return operands
 
 
+@pytest.mark.long
 def test_every_dashboard_query_and_alert_expression_returns_series(
     kafka_bootstrap, topics, tmp_path
 ):

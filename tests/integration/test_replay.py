@@ -16,6 +16,7 @@ CODEC = AvroCodec(SchemaStore())
 WORLD = SampleWorld()
 
 
+@pytest.mark.long
 def test_replay_after_the_connection_appears(kafka_bootstrap, topics, tmp_path):
     triggers = [
         {**t, "event_id": f"late-{i}"}
