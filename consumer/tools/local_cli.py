@@ -102,7 +102,7 @@ def broker(port: int) -> None:
     that suit this broker).
     """
     from consumer.tools.embedded_broker import EmbeddedBroker
-    from consumer.tools.local import LocalError
+    from consumer.tools.walkthrough import LocalError
 
     if port and _listened_on(port):
         _fail(
@@ -146,7 +146,7 @@ def topics() -> None:
 def topics_create(partitions: int) -> None:
     """Create the input, results, dead-letter, retry and the three table topics; those that
     exist are reported and left as they are."""
-    from consumer.tools.local import create_topics
+    from consumer.tools.walkthrough import create_topics
 
     lines, ok = create_topics(_settings(), partitions)
     for line in lines:
@@ -159,7 +159,8 @@ def _load_records(file: IO[str], schema: str, *, single: bool = False) -> list[d
     """The records of a JSON file (an array; with `single` also one object), each checked
     against `schema`; a `LocalError` naming the first bad record by its index."""
     from consumer.kafka.codec import SchemaStore
-    from consumer.tools.local import LocalError, check_record
+    from consumer.tools.json_records import check_record
+    from consumer.tools.walkthrough import LocalError
 
     label = file.name
     try:
@@ -181,8 +182,8 @@ def _load_records(file: IO[str], schema: str, *, single: bool = False) -> list[d
 def _write_sample_files(settings: Settings, sandbox_path: Path) -> list[str]:
     """The sample world's credential files (CAPI_CREDENTIALS_DIR, created) and the sandbox's
     configuration; one line each."""
-    from consumer.tools.local import LocalError
     from consumer.tools.samples import SampleWorld, sandbox_config, write_credentials
+    from consumer.tools.walkthrough import LocalError
 
     world, creds = SampleWorld(), settings.credentials_dir
     try:
@@ -225,8 +226,8 @@ def seed(*, sandbox_config: Path, **files: IO[str] | None) -> None:
     """
     from consumer.service.loop import codec_for
     from consumer.store.reference_tables import record_key
-    from consumer.tools.local import produce, require_topics
     from consumer.tools.samples import SampleWorld
+    from consumer.tools.walkthrough import produce, require_topics
 
     settings = _settings()
     world = SampleWorld()
@@ -279,9 +280,9 @@ def seed(*, sandbox_config: Path, **files: IO[str] | None) -> None:
 def produce(sample: int | None, valid_only: bool, json_file: IO[str] | None) -> None:
     """Produce triggers to the input topic (CAPI_TOPIC_TRIGGERED)."""
     from consumer.service.loop import codec_for
-    from consumer.tools.local import produce as produce_messages
-    from consumer.tools.local import require_topics
     from consumer.tools.samples import SampleWorld
+    from consumer.tools.walkthrough import produce as produce_messages
+    from consumer.tools.walkthrough import require_topics
 
     if (sample is None) == (json_file is None):
         raise click.UsageError("give either --sample N or --json FILE")
@@ -354,7 +355,7 @@ def tail(which: str, follow: bool, as_json: bool) -> None:
     capi.error header. Without --follow, ends once everything there is read.
     """
     from consumer.service.loop import codec_for
-    from consumer.tools.local import Tail
+    from consumer.tools.walkthrough import Tail
 
     settings = _settings()
     topic = settings.topics.results if which == "results" else settings.topics.dlq

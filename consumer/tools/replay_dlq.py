@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, Producer
 from consumer.errors import CapiConsumerError
 from consumer.events.results import REPLAY_HEADER
 from consumer.settings import Settings
-from consumer.tools.local import require_topics
+from consumer.tools.walkthrough import require_topics
 
 __all__ = ["ReplayReport", "replay_dead_letters"]
 
