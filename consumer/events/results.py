@@ -99,6 +99,13 @@ class DedupStatus(StrEnum):
     IN_PROGRESS = "IN_PROGRESS"
 
 
+_DEDUP_STATUS = {
+    ResultStatus.SENT: DedupStatus.SENT,
+    ResultStatus.SKIPPED: DedupStatus.SKIPPED,
+    ResultStatus.FAILED: DedupStatus.FAILED,
+}
+
+
 class DedupEntry(NamedTuple):
     """An `event_id` and how it was resolved: what makes a later copy a DUPLICATE."""
 
@@ -140,7 +147,7 @@ class ConversionResult:
         event_id = self.event_id
         if not event_id or self.reason is Reason.DUPLICATE:
             return None
-        return DedupEntry(event_id, DedupStatus(self.status))
+        return DedupEntry(event_id, _DEDUP_STATUS[self.status])
 
     def dead_letter_error(self) -> str:
         """The `capi.error` header of the dead letter."""

@@ -18,7 +18,6 @@ cannot meet); the status is a small number, the time a number of seconds since 2
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 
 from consumer.errors import StateFullError
@@ -45,13 +44,17 @@ _CHUNK = 500  # ids bound in one query
 def id_key(event_id: str) -> bytes | str:
     """The table's key of `event_id`: 16 bytes for a UUID written in its canonical form (the
     same UUID in capitals is another id, and stays text), the text itself otherwise."""
-    if len(event_id) == 36:
+    if (
+        len(event_id) == 36
+        and event_id[8] == event_id[13] == event_id[18] == event_id[23] == "-"
+        and event_id == event_id.lower()
+    ):
         try:
-            parsed = uuid.UUID(event_id)
+            key = bytes.fromhex(event_id.replace("-", ""))
         except ValueError:
             return event_id
-        if str(parsed) == event_id:
-            return parsed.bytes
+        if len(key) == 16:
+            return key
     return event_id
 
 

@@ -4,8 +4,12 @@ transaction leaves behind (restore and reset are covered end to end)."""
 import random
 import uuid
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from consumer.events.results import DedupEntry, DedupStatus
-from consumer.store.dedup import Dedup
+from consumer.store.dedup import Dedup, id_key
 from consumer.store.sqlite import StateStore
 
 NOW_MS = 1_800_000_000_000
@@ -160,3 +164,26 @@ def test_a_state_folder_of_the_earlier_layout_is_read_again_from_the_results_top
     assert store.offsets("retry") == {0: 5}
     tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master")}
     assert "dedup" not in tables and "dedup_ids" in tables
+
+
+CANONICAL = "0b8f3c52-6a4e-4d7e-9a51-3c2f1e0d9b7a"
+NEAR_MISSES = [
+    CANONICAL.upper(),
+    "{" + CANONICAL[1:-1] + "}",
+    CANONICAL.replace("-", ""),
+    CANONICAL[:8] + " " + CANONICAL[9:],
+    CANONICAL[:-2] + " 7",
+    CANONICAL[:-1] + "g",
+    "urn:uuid:" + CANONICAL,
+    "0b8f3c526a4e-4d7e-9a51-3c2f1e0d9b7a-",
+]
+
+
+@pytest.mark.parametrize("event_id", NEAR_MISSES)
+def test_an_id_that_is_not_a_canonical_uuid_stays_text(event_id):
+    assert id_key(event_id) == event_id
+
+
+@given(st.uuids())
+def test_a_canonical_uuid_is_its_16_bytes(value):
+    assert id_key(str(value)) == value.bytes
