@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from consumer.errors import CapiConsumerError, ConfigError
+from consumer.events.records import CUSTOMER_FIELDS, Channel, EventType
 from consumer.events.results import DEAD_LETTER_REASONS
 from consumer.settings import Settings
 from consumer.tools.local_cli import LOCAL_COMMANDS, one_line_errors
@@ -126,39 +127,8 @@ def sandbox(
         server.serve_forever()
 
 
-_CHANNELS = click.Choice(["WHATSAPP", "MESSENGER", "INSTAGRAM"], case_sensitive=False)
-_EVENT_TYPES = click.Choice(
-    [
-        "PURCHASE",
-        "LEAD_SUBMITTED",
-        "QUALIFIED_LEAD",
-        "INITIATE_CHECKOUT",
-        "ADD_TO_CART",
-        "VIEW_CONTENT",
-        "ORDER_CREATED",
-        "ORDER_SHIPPED",
-        "ORDER_DELIVERED",
-        "ORDER_CANCELED",
-        "ORDER_RETURNED",
-        "CART_ABANDONED",
-        "RATING_PROVIDED",
-        "REVIEW_PROVIDED",
-    ],
-    case_sensitive=False,
-)
-_CUSTOMER_OPTIONS = (
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "gender",
-    "date_of_birth",
-    "city",
-    "state",
-    "zip",
-    "country",
-    "external_id",
-)
+_CHANNELS = click.Choice([c.value for c in Channel], case_sensitive=False)
+_EVENT_TYPES = click.Choice([t.value for t in EventType], case_sensitive=False)
 
 
 @main.command("test-event")
@@ -199,7 +169,7 @@ def test_event(**options: Any) -> None:
     settings = _settings()
     _setup_logging("WARNING")
     from consumer.events.policy import Rules
-    from consumer.events.records import Channel, CustomerInfo, EventType
+    from consumer.events.records import CustomerInfo
     from consumer.meta.client import CapiClient
     from consumer.meta.credentials import CredentialStore
     from consumer.tools.send_test_event import (
@@ -223,7 +193,7 @@ def test_event(**options: Any) -> None:
         channel=Channel(options["channel"].upper()),
         account_id=options["account_id"],
         event_type=EventType(options["event_type"].upper()),
-        customer_info=CustomerInfo(**{k: options[k] for k in _CUSTOMER_OPTIONS}),
+        customer_info=CustomerInfo(**{k: options[k] for k in CUSTOMER_FIELDS}),
         user_id=options["user_id"],
         ctwa_clid=options["ctwa_clid"],
         currency=options["currency"],

@@ -12,7 +12,7 @@ from consumer.events.records import Trigger
 from consumer.events.results import RawMessage, SourceRef
 from consumer.meta.batching import Batch, BatchKey, OutgoingEvent
 from consumer.meta.client import CapiClient, Credentials
-from consumer.meta.dispatch import FAILING_AFTER, Dispatcher
+from consumer.meta.dispatch import FAILING_AFTER, Dispatcher, Parking
 from consumer.ops.metrics import Metrics
 from consumer.settings import Secret
 from tests.factories import trigger_record
@@ -272,11 +272,10 @@ def test_a_throttle_longer_than_the_inline_window_parks_at_once_for_what_meta_as
     assert t.now == 0.0  # no wait in place
 
 
-def test_the_retry_deadline_counts_from_when_an_event_was_first_parked():
-    dispatcher, t, _ = _dispatcher(lambda r: httpx.Response(503), deadline=600, inline=5.0)
-    batch = _batch(1)
+def _first_parked_almost_600_s_ago(batch: Batch) -> None:
+    """The batch's first event: parked 599.9 s ago, tried 4 times over 3 parkings."""
     first = batch.items[0]
-    parked_long_ago = ParkedEvent(
+    parked = ParkedEvent(
         "e0",
         "ds-1",
         first.source,
@@ -287,7 +286,13 @@ def test_the_retry_deadline_counts_from_when_an_event_was_first_parked():
         parked_at=0,
         due_at=0,
     )
-    batch.items[0] = replace(first, parked=parked_long_ago)
+    batch.items[0] = replace(first, parked=parked)
+
+
+def test_the_retry_deadline_counts_from_when_an_event_was_first_parked():
+    dispatcher, t, _ = _dispatcher(lambda r: httpx.Response(503), deadline=600, inline=5.0)
+    batch = _batch(1)
+    _first_parked_almost_600_s_ago(batch)
     outcomes, _ = _run(dispatcher, t, batch)
     assert [(o.status.value, o.reason, o.attempts) for _, o in outcomes] == [
         ("FAILED", "RETRIES_EXHAUSTED", 1)
@@ -296,23 +301,9 @@ def test_the_retry_deadline_counts_from_when_an_event_was_first_parked():
 
 
 def test_a_fresh_event_batched_with_a_nearly_expired_one_keeps_its_own_deadline():
-    from consumer.meta.dispatch import Parking
-
     dispatcher, t, _ = _dispatcher(lambda r: httpx.Response(503), deadline=600, inline=5.0)
     batch = _batch(2)
-    first = batch.items[0]
-    nearly_expired = ParkedEvent(
-        "e0",
-        "ds-1",
-        first.source,
-        first.received,
-        attempts=4,
-        parkings=3,
-        first_parked_at=int(time.time() * 1000) - 599_900,
-        parked_at=0,
-        due_at=0,
-    )
-    batch.items[0] = replace(first, parked=nearly_expired)
+    _first_parked_almost_600_s_ago(batch)
     outcomes, _ = _run(dispatcher, t, batch)
     by_id = {item.trigger.event_id: outcome for item, outcome in outcomes}
     assert (by_id["e0"].status.value, by_id["e0"].reason) == ("FAILED", "RETRIES_EXHAUSTED")
