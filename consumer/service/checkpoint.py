@@ -22,8 +22,6 @@ from consumer.events.parking import ParkedEvent
 from consumer.events.results import (
     DEAD_LETTER_REASONS,
     ConversionResult,
-    DedupEntry,
-    DedupStatus,
     Partition,
     RawMessage,
     SourceRef,
@@ -36,7 +34,8 @@ from consumer.meta.dispatch import Outcome, Parking
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
 from consumer.service.held import Held, HeldResults, UnresolvedBytes
-from consumer.service.retry_topic import ParkingChange, RetryTopic
+from consumer.service.parking_outcomes import ParkingOutcomes
+from consumer.service.retry_topic import RetryTopic
 from consumer.settings import Topics
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
@@ -75,7 +74,6 @@ class Checkpoint:
         self._publisher = publisher
         self._outbox = outbox
         self._dedup = dedup
-        self._retry = retry
         self._owned = owned
         self._topics = topics
         self._encode_result = encode_result
@@ -86,9 +84,7 @@ class Checkpoint:
         self._tracker = OffsetTracker()
         self._held = HeldResults()
         self._unresolved = UnresolvedBytes()
-        # outcomes of parked events: no input offset waits for them, they go with the next commit
-        self._unparked: list[Held] = []
-        self._parking_changes: list[ParkingChange] = []
+        self._parkings = ParkingOutcomes(retry, metrics)
         self._last_commit = 0.0
 
     def __len__(self) -> int:
@@ -145,15 +141,11 @@ class Checkpoint:
                 # parked event) itself; a record from here could race with its own
                 self._dedup.abandon(item.trigger.event_id)
                 if item.parked is not None:
-                    self._retry.untake(item.trigger.event_id)
+                    self._parkings.let_go(item.trigger.event_id)
                 return
-            record, change = self._retry.park(item, outcome, now_ms)
-            self._metrics.parked.inc()
-            entry = DedupEntry(item.trigger.event_id, DedupStatus.PARKED)
-            if item.parked is None:
-                self._held.put(self._done(item.source), Held([record], entry, change))
-            else:
-                self._unparked.append(Held([record], entry, change))
+            held = self._parkings.park(item, outcome, now_ms)
+            if held is not None:
+                self._held.put(self._done(item.source), held)
             return
         result = outcome.result_for(item, now_ms)
         letter = item.received if outcome.reason in DEAD_LETTER_REASONS else None
@@ -171,26 +163,18 @@ class Checkpoint:
         """The one result of a parked event (with its dead letter, if any): it goes out with
         the next commit, with the tombstone that ends the parking."""
         if parked.source.topic_partition not in self._owned:
-            self._retry.untake(parked.event_id)  # its next owner resolves it
+            self._parkings.let_go(parked.event_id)  # its next owner resolves it
             self._dedup.abandon(parked.event_id)
             return
-        records = self._records(result, dead_letter)
-        tombstone, change = self._retry.end(parked)
-        self._unparked.append(Held([*records, tombstone], result.dedup_entry, change))
-        self._metrics.tally(self._metrics.results, result.status, result.reason or "")
-        if dead_letter is not None:
-            self._metrics.tally(self._metrics.dead_letters, result.reason or "")
-        self._metrics.unparked.labels(result.status).inc()
+        self._parkings.resolved(self._records(result, dead_letter), result, parked)
 
     def end_parking(self, parked: ParkedEvent) -> None:
         """A parked event whose result is published already: only its parking ends (the
         tombstone goes out with the next commit), nothing more is published for it."""
         if parked.source.topic_partition not in self._owned:
-            self._retry.untake(parked.event_id)
+            self._parkings.let_go(parked.event_id)
             return
-        tombstone, change = self._retry.end(parked)
-        self._unparked.append(Held([tombstone], None, change))
-        self._metrics.already_resolved.inc()
+        self._parkings.ended(parked)
 
     def resolve(self, result: ConversionResult, dead_letter: RawMessage | None) -> bool:
         """Hold the result (and its dead letter) until it can go out with its offset; False when
@@ -295,17 +279,15 @@ class Checkpoint:
         # 3b. results of partitions let go of, held behind an unresolved offset, go too
         ahead = self._publish_ahead(set(letting_go))
         # 3c. parked events parked again or resolved: no offset waits for them
-        for held in self._unparked:
+        for held in self._parkings.take():
             self._publish(held, held.records[0].partition or 0)
-        self._unparked.clear()
         # 4. the transaction commits the records with the input offsets, atomically
         self._publisher.commit(offsets, self._consumer, self._owned.__contains__)
         self._monitor.transactions(self._publisher.commits, self._publisher.aborts)
         # 5. now durable in Kafka: the dedup entries go to the local table, and the outbox
         #    entries of the committed offsets are not needed any more
         self._dedup.committed()
-        self._retry.committed(self._parking_changes)
-        self._parking_changes = []
+        self._parkings.committed()
         self._outbox.committed(released)
         self._outbox.discard(ahead)
         self._last_commit = now
@@ -318,7 +300,7 @@ class Checkpoint:
         if held.dedup is not None:
             self._dedup.record(held.dedup, partition)
         if held.parking is not None:
-            self._parking_changes.append(held.parking)
+            self._parkings.published(held.parking)
 
     def _publish_ahead(self, partitions: set[Partition]) -> list[SourceRef]:
         """Produce the held results of `partitions` whatever their offsets; return which.
@@ -351,7 +333,7 @@ class Checkpoint:
             self._dedup.abandon(item.trigger.event_id)
             self._metrics.in_flight.dec()
             if item.parked is not None:
-                self._retry.untake(item.trigger.event_id)
+                self._parkings.let_go(item.trigger.event_id)
 
     # -- partitions that leave -------------------------------------------------------------------
 
@@ -364,8 +346,7 @@ class Checkpoint:
         self._unresolved.forget(gone)
         numbers = {p for _, p in gone}
         # a parked event's outcome not committed yet: its next owner retries it
-        self._unparked = [h for h in self._unparked if h.records[0].partition not in numbers]
-        self._retry.forget(numbers)
+        self._parkings.release(numbers)
         for topic, partition in gone:
             self._tracker.forget(topic, partition)
             self._outbox.forget(topic, partition)
@@ -375,6 +356,6 @@ class Checkpoint:
         """Partitions lost without a revoke: the open transaction may hold records of theirs."""
         numbers = {p for _, p in gone}
         self._dedup.drop_uncommitted(numbers)
-        self._parking_changes = [c for c in self._parking_changes if c.partition not in numbers]
+        self._parkings.lost(numbers)
         lost = [TopicPartition(topic, partition) for topic, partition in sorted(gone)]
         self._publisher.redo(self._owned.__contains__, lost, self._consumer)
