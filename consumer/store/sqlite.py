@@ -51,8 +51,8 @@ class KeyValue:
         self._store = store
         self._table = f"kv_{name}"
         self._get = f"SELECT v FROM {self._table} WHERE k = ?"
+        self._insert = f"INSERT OR IGNORE INTO {self._table} (k, v) VALUES (?, ?)"
         self._update = f"UPDATE {self._table} SET v = ? WHERE k = ?"
-        self._insert = f"INSERT INTO {self._table} (k, v) VALUES (?, ?)"
         self._delete = f"DELETE FROM {self._table} WHERE k = ?"
         self._count = 0
 
@@ -68,9 +68,11 @@ class KeyValue:
         return None if row is None else bytes(row[0])
 
     def put(self, key: str, value: bytes) -> None:
-        if self._store.db.execute(self._update, (value, key)).rowcount == 0:
-            self._store.db.execute(self._insert, (key, value))
+        """One statement for a new key (a bootstrap's case), two for a key that exists."""
+        if self._store.db.execute(self._insert, (key, value)).rowcount:
             self._count += 1
+        else:
+            self._store.db.execute(self._update, (value, key))
 
     def delete(self, key: str) -> None:
         self._count -= self._store.db.execute(self._delete, (key,)).rowcount

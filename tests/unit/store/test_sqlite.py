@@ -15,6 +15,7 @@ def test_a_table_counts_its_keys_through_puts_updates_deletes_and_a_clear(tmp_pa
         kv.put("a", b"2")  # an update: still three keys
         kv.delete("b")
         kv.delete("never-there")
+    assert kv.get("a") == b"2"
     statements: list[str] = []
     store.db.set_trace_callback(statements.append)
     assert kv.count() == 2
