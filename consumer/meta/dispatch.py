@@ -17,7 +17,7 @@ never held by a backoff and one throttled dataset does not stall the others.
   halves and each half resent (as soon as a worker is free) until the offending events stand
   alone (FAILED/META_REJECTED).
 - "Messaging Event Within Messaging Restrictive Region": split the same way; the lone event is
-  SKIPPED/RESTRICTED_REGION and its asset is remembered so later events skip locally.
+  SKIPPED/RESTRICTED_REGION (triage remembers the asset from that answer, on the main loop).
 """
 
 from __future__ import annotations

@@ -166,7 +166,8 @@ class Checkpoint:
             self._parkings.let_go(parked.event_id)  # its next owner resolves it
             self._dedup.abandon(parked.event_id)
             return
-        self._parkings.resolved(self._records(result, dead_letter), result, parked)
+        records = self._records(result, dead_letter)
+        self._parkings.resolved(records, result, parked, dead_lettered=dead_letter is not None)
 
     def end_parking(self, parked: ParkedEvent) -> None:
         """A parked event whose result is published already: only its parking ends (the

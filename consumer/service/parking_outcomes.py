@@ -46,15 +46,19 @@ class ParkingOutcomes:
         return None
 
     def resolved(
-        self, records: list[OutRecord], result: ConversionResult, parked: ParkedEvent
+        self,
+        records: list[OutRecord],
+        result: ConversionResult,
+        parked: ParkedEvent,
+        dead_lettered: bool,
     ) -> None:
-        """A parked event's one result (`records`: with its dead letter, if any) and the
-        tombstone that ends its parking, for the next commit."""
+        """A parked event's one result (`records`: with its dead letter when `dead_lettered`)
+        and the tombstone that ends its parking, for the next commit."""
         tombstone, change = self._retry.end(parked)
         self._unparked.append(Held([*records, tombstone], result.dedup_entry, change))
         reason = result.reason or ""
         self._metrics.tally(self._metrics.results, result.status, reason)
-        if len(records) > 1:  # a dead letter beside the result
+        if dead_lettered:
             self._metrics.tally(self._metrics.dead_letters, reason)
         self._metrics.unparked.labels(result.status).inc()
 

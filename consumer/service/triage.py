@@ -126,7 +126,6 @@ class Triage:
         tables: Lookups,
         credentials: CredentialStore,
         rules: Rules,
-        restricted_assets: Collection[str] = (),
         owned: Collection[Partition],
         metrics: Metrics,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
@@ -141,7 +140,7 @@ class Triage:
         self._rules = rules
         # assets Meta refused as in a messaging-restrictive region (Meta's answers, collected
         # on the main loop): their next events are skipped without a request
-        self._restricted_assets = set(restricted_assets)
+        self._restricted_assets: set[str] = set()
         self._owned = owned
         self._parked_ids: set[str] = set()  # the consumed batch's event ids that are parked
         self._window_ms = rules.attribution_window_s * 1000

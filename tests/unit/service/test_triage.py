@@ -62,7 +62,6 @@ class World:
             tables=self.tables,
             credentials=CredentialStore(creds),
             rules=Rules(restricted_countries=DEFAULT_RESTRICTED_COUNTRIES),
-            restricted_assets=set(),
             owned={(IN, 0), (IN, 1)},
             metrics=metrics(),
             clock_ms=lambda: NOW_MS,
