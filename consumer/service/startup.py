@@ -45,12 +45,12 @@ from consumer.settings import Settings
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
 from consumer.store.parked import ParkedTable
-from consumer.store.recovery import Recovery
-from consumer.store.reference_tables import ReferenceTables
+from consumer.store.recovery import PartitionRecovery, Recovery
+from consumer.store.reference_tables import Lookups, ReferenceTables
 from consumer.store.sqlite import StateStore
 from consumer.store.table_reader import TableReader, TablesFeed
 
-__all__ = ["Parts", "StoppedWhileStarting", "open_parts"]
+__all__ = ["LocalState", "Parts", "StoppedWhileStarting", "open_parts", "wire_parts"]
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +78,14 @@ class StoppedWhileStarting(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _LocalState:
+class LocalState:
     """The state store and what lives in it, opened and caught up."""
 
     store: StateStore
-    tables: TableReader
+    tables: TablesFeed
     dedup: Dedup
     parked: ParkedTable
-    restore: Recovery
+    restore: PartitionRecovery
     outbox: Outbox
     space: StateSpace
 
@@ -132,6 +132,47 @@ def open_parts(
             raise StoppedWhileStarting
     owned = Ownership()
     consumer = _closing(stack, Consumer(_consumer_config(s, consumer_config, monitor, owned)))
+    parts = wire_parts(
+        stack,
+        s,
+        local=local,
+        consumer=consumer,
+        owned=owned,
+        publisher=publisher,
+        codec=codec,
+        client=client,
+        reference=reference,
+        metrics=metrics,
+        monitor=monitor,
+        clock_ms=clock_ms,
+    )
+    consumer.subscribe(
+        [s.topics.triggered],
+        on_assign=parts.rebalance.on_assign,
+        on_revoke=parts.rebalance.on_revoke,
+        on_lost=parts.rebalance.on_lost,
+    )
+    return parts
+
+
+def wire_parts(
+    stack: contextlib.ExitStack,
+    s: Settings,
+    *,
+    local: LocalState,
+    consumer: InputConsumer,
+    owned: Ownership,
+    publisher: Publisher,
+    codec: AvroCodec,
+    client: CapiClient,
+    reference: Lookups,
+    metrics: Metrics,
+    monitor: Monitor,
+    clock_ms: Callable[[], int],
+) -> Parts:
+    """The parts of a turn, wired one way over what is open already (the local state, the
+    clients); the sender's threads start, and `stack` stops them. A unit test wires them over
+    fakes the same way."""
     breaker = CircuitBreaker(on_change=monitor.breaker)
     dispatcher = Dispatcher(
         client,
@@ -194,7 +235,8 @@ def open_parts(
         outbox=local.outbox,
         topics=s.topics,
         drain_timeout_s=s.drain_timeout_s,
-        session_timeout_s=float(consumer_config.get("session.timeout.ms", 45_000)) / 1000,
+        session_timeout_s=float(s.kafka_config("consumer").get("session.timeout.ms", 45_000))
+        / 1000,
         metrics=metrics,
     )
     stack.callback(metrics.flush)
@@ -207,12 +249,6 @@ def open_parts(
         owned=owned,
         metrics=metrics,
         max_taken=min(s.batch_size * s.max_in_flight_requests, s.max_pending_events // 2),
-    )
-    consumer.subscribe(
-        [s.topics.triggered],
-        on_assign=rebalance.on_assign,
-        on_revoke=rebalance.on_revoke,
-        on_lost=rebalance.on_lost,
     )
     return Parts(
         consumer,
@@ -240,7 +276,7 @@ def _open_local_state(
     metrics: Metrics,
     monitor: Monitor,
     stopping: threading.Event,
-) -> _LocalState:
+) -> LocalState:
     """Open the state store, catch the reference tables up, open the dedup and parked tables
     and the outbox; each step that writes waits while the store has no room."""
 
@@ -284,7 +320,7 @@ def _open_local_state(
         max_parked_bytes=s.max_parked_bytes,
         metrics=metrics,
     )
-    return _LocalState(store, tables, dedup, parked, restore, outbox, space)
+    return LocalState(store, tables, dedup, parked, restore, outbox, space)
 
 
 def _wait_for_broker(
