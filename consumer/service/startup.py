@@ -310,7 +310,6 @@ def _open_local_state(
         transaction_timeout_s=transaction_timeout_s,
     )
     while_full(_closing(stack, restore).open)
-    dedup.purge()
     outbox = Outbox(store)
     while_full(outbox.open)
     space = StateSpace(

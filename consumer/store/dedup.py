@@ -262,11 +262,3 @@ class Dedup:
         except StateFullError:  # no room even for the journal: the next sweep deletes them
             return 0
         return len(expired)
-
-    def purge(self) -> int:
-        """Delete every id older than the window (a whole sweep); return how many."""
-        self._sweep_after, self._swept = None, 0
-        purged = self.purge_step()
-        while self._sweep_after is not None:
-            purged += self.purge_step()
-        return purged
