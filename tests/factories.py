@@ -2,25 +2,13 @@
 
 from typing import Any
 
+from consumer.events.records import CUSTOMER_FIELDS
+
 NOW_MS = 1_780_000_000_000
 
 
 def customer_info(**overrides: Any) -> dict[str, Any]:
-    info = dict.fromkeys(
-        (
-            "email",
-            "phone",
-            "first_name",
-            "last_name",
-            "gender",
-            "date_of_birth",
-            "city",
-            "state",
-            "zip",
-            "country",
-            "external_id",
-        ),
-    )
+    info: dict[str, Any] = dict.fromkeys(CUSTOMER_FIELDS)
     info.update(overrides)
     return info
 

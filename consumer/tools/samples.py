@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consumer.events.records import CUSTOMER_FIELDS
+
 __all__ = ["SampleWorld", "sandbox_config", "write_credentials"]
 
 _FIRST = ["John", "Marie-Claire", "José", "Anna", "Åsa", "Mohammed", "Zoë", "Li", "Oğuz", "Sam"]
@@ -325,22 +327,7 @@ def _referral_waba(k: int) -> str:
 
 
 def _empty_info() -> dict[str, Any]:
-    return dict.fromkeys(
-        (
-            "email",
-            "phone",
-            "first_name",
-            "last_name",
-            "gender",
-            "date_of_birth",
-            "city",
-            "state",
-            "zip",
-            "country",
-            "external_id",
-        ),
-        None,
-    )
+    return dict.fromkeys(CUSTOMER_FIELDS, None)
 
 
 def sandbox_config(world: SampleWorld) -> dict[str, Any]:
