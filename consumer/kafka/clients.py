@@ -13,6 +13,7 @@ from consumer.errors import BrokerUnavailableError
 
 __all__ = [
     "FENCED",
+    "GROUP_MOVED_ON",
     "PARTITION_EOF",
     "InputConsumer",
     "TransactionalProducer",
@@ -22,9 +23,15 @@ __all__ = [
 # librdkafka names its own error codes with a leading `_`
 # the error event a consumer reports at the end of a partition
 PARTITION_EOF: int = KafkaError._PARTITION_EOF  # noqa: SLF001
-# what a producer or a static group member is told when another one took its id
-FENCED = frozenset(
-    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}  # noqa: SLF001
+# what a producer is told when another one took its transactional id (librdkafka also reports
+# a coordinator's own abort of a transaction past its timeout as `_FENCED`: the publisher tells
+# the two apart by the broker's error, INVALID_PRODUCER_EPOCH)
+FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED})  # noqa: SLF001
+# what a transaction's offsets commit is told when the group has moved on without this member
+# (its session expired, or another consumer took its group.instance.id): the offsets can be
+# committed only after the consumer has polled and rejoined
+GROUP_MOVED_ON = frozenset(
+    {KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID, KafkaError.FENCED_INSTANCE_ID}
 )
 
 

@@ -5,19 +5,27 @@ in memory until the transaction commits together with the consumed offsets
 (`send_offsets_to_transaction`). A reader with `isolation.level=read_committed` therefore sees a
 result exactly when its input offset is committed, and never twice.
 
-A commit that times out (a broker that stopped answering) is resumed in the phase that failed:
-the offsets are not sent again while the commit is in progress, and it is retried with growing
-pauses for as long as the broker stays away (the liveness check says when the loop is stuck).
-When a commit fails with an abortable error (a transaction timeout), the transaction is aborted
-and the same records are produced again in a new one, so nothing that was already sent to Meta
-has to be sent again; records whose partitions are no longer ours are dropped instead (the new
-owner processes those inputs again). A fatal error, above all a producer fenced by another one
-with the same `transactional.id`, stops the instance (`FencedError`, `FatalError`): it never
-fences the other back.
+How a commit that fails goes on:
+- Timed out (a broker that stopped answering): resumed in the phase that failed, the offsets not
+  sent again, with growing pauses for as long as the broker stays away.
+- Abortable (a transaction the broker refused): aborted, and the same records produced again in
+  a new transaction, so nothing already sent to Meta has to be sent again; records of partitions
+  no longer ours are dropped instead (the new owner processes those inputs again).
+- The group moved on (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID: this member's
+  session expired while the commit waited): aborted, and the records and offsets kept until the
+  consumer has polled and rejoined; `commit` says False until then. Sending the same offsets
+  with the same group metadata again could only fail again.
+- The coordinator ended the producer's epoch itself (INVALID_PRODUCER_EPOCH: it aborted a
+  transaction past `transaction.timeout.ms`): a new producer takes the transactional id and the
+  records are produced again; a second such end within `_EPOCH_RESTART_SPACING_S` is taken for
+  what it then is, another producer with the same id.
+- Fatal, above all a producer fenced by another one with the same `transactional.id`: the
+  instance stops (`FencedError`, `FatalError`); it never fences the other back.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -27,7 +35,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.errors import FatalError, FencedError
-from consumer.kafka.clients import FENCED, InputConsumer, TransactionalProducer
+from consumer.kafka.broker_wait import Pauses
+from consumer.kafka.clients import FENCED, GROUP_MOVED_ON, InputConsumer, TransactionalProducer
 
 __all__ = ["OutRecord", "Publisher"]
 
@@ -36,7 +45,21 @@ log = logging.getLogger(__name__)
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
-_RETRY_PAUSE_MAX_S = 5.0
+# a coordinator's abort of a timed-out transaction starts a new producer at most this often;
+# another one sooner means another producer holds the transactional id
+_EPOCH_RESTART_SPACING_S = 600.0
+# librdkafka's description of INVALID_PRODUCER_EPOCH, kept in the message of the `_FENCED`
+# error it reports it as
+_OLD_EPOCH = "old epoch"
+
+
+class _Failure(enum.Enum):
+    """What a failed commit calls for."""
+
+    RESUME = "resume"  # timed out: call again, the phase that failed goes on
+    REDO = "redo"  # abortable: abort, produce the records again
+    REJOIN = "rejoin"  # the group moved on: abort, wait until the consumer has rejoined
+    RESTART = "restart"  # the coordinator ended the producer's epoch: a new producer
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +85,8 @@ class Publisher:
         transactional_id: str,
         *,
         producer_factory: Callable[[dict[str, Any]], TransactionalProducer] = Producer,
+        clock: Callable[[], float] = time.monotonic,
+        report_wait: Callable[[str], None] = lambda what: None,
     ) -> None:
         self._txn_log = _TransactionLog(config.get("logger") or logging.getLogger("librdkafka"))
         self._config = {
@@ -78,21 +103,45 @@ class Publisher:
         self._producer_factory = producer_factory
         self._producer: TransactionalProducer | None = None
         self._pending: list[OutRecord] = []
+        self._offsets: dict[tuple[str, int], TopicPartition] = {}
         self._open = False
+        # the group metadata the offsets were refused with: nothing is produced or committed
+        # until the consumer's differs (it has polled and rejoined)
+        self._stale_group: Any = None
+        self._clock = clock
+        self._report_wait = report_wait  # told what the publisher waits for, at each pause
+        self._restarted_at: float | None = None
         self.commits = 0
         self.aborts = 0
 
     def start(self) -> None:
+        """A producer with the transactional id, its transactions initialized (fencing any
+        earlier producer with the id); waits for a broker that does not answer."""
         self._producer = self._producer_factory(self._config)
-        self._producer.init_transactions(60)
+        pauses = Pauses(self._report_wait)
+        while True:
+            try:
+                self._producer.init_transactions(60)
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if not error.retriable():
+                    raise FatalError(f"transactions not initialized: {error}") from exc
+                pauses.pause(f"the broker to initialize transactions ({error.str()})")
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
+    @property
+    def waiting_for_group(self) -> bool:
+        """The offsets were refused because the group moved on: commits wait for a rejoin."""
+        return self._stale_group is not None
+
     def produce(self, record: OutRecord) -> None:
         self._pending.append(record)
-        self._send(record)
+        if self._stale_group is None:  # else produced when the consumer has rejoined
+            self._send(record)
 
     def _send(self, record: OutRecord) -> None:
         producer = self._ensure_open()
@@ -126,59 +175,116 @@ class Publisher:
         offsets: list[TopicPartition],
         consumer: InputConsumer,
         owned: Callable[[tuple[str, int]], bool],
-    ) -> None:
+    ) -> bool:
         """Commit the open transaction with `offsets`; resume, abort and replay, as needed.
 
         `owned` says whether an input partition is still ours; records and offsets of
-        partitions that are not are dropped when the transaction must be redone.
+        partitions that are not are dropped when the transaction must be redone. False when
+        the group moved on without this member: the records and offsets are kept, and a
+        commit after the consumer has polled and rejoined the group commits them.
         """
-        if not self._pending and not offsets:
-            return
+        self._offsets.update({(tp.topic, tp.partition): tp for tp in offsets})
+        if not self._pending and not self._offsets:
+            return True
+        if self._stale_group is not None:
+            if consumer.consumer_group_metadata() == self._stale_group:
+                return False
+            log.info("the consumer rejoined the group: producing the aborted records again")
+            self._stale_group = None
+            self._replay(owned)
         offsets_sent = False
-        pause = 0.5
+        pauses = Pauses(self._report_wait)
         while True:
             producer = self._ensure_open()
+            group = consumer.consumer_group_metadata()
             try:
-                if offsets and not offsets_sent:
-                    producer.send_offsets_to_transaction(
-                        offsets, consumer.consumer_group_metadata(), 30
-                    )
+                if not offsets_sent:
+                    self._offsets = {k: tp for k, tp in self._offsets.items() if owned(k)}
+                    if self._offsets:
+                        positions = list(self._offsets.values())
+                        producer.send_offsets_to_transaction(positions, group, 30)
                     offsets_sent = True
                 producer.commit_transaction(30)
             except KafkaException as exc:
-                error = self._unless_fatal(exc)
-                if error.retriable() and not error.txn_requires_abort():
+                error = exc.args[0]
+                failure = self._failure(error)
+                if failure is _Failure.RESUME:
                     # the phase that failed is resumed: offsets already sent are not sent again
-                    log.warning(
-                        "transaction commit not done yet (%s): retrying in %.1f s",
-                        error.str(),
-                        pause,
-                    )
-                    time.sleep(pause)
-                    pause = min(pause * 2, _RETRY_PAUSE_MAX_S)
+                    pauses.pause(f"the broker to commit the transaction ({error.str()})")
                     continue
                 self.aborts += 1
-                log.warning("transaction aborted (%s): producing its records again", error)
-                self._abort_and_replay(owned)
-                offsets = [tp for tp in offsets if owned((tp.topic, tp.partition))]
                 offsets_sent = False
+                if failure is _Failure.RESTART:
+                    self._restart(error)
+                    self._replay(owned)
+                    continue
+                self._abort()
+                if failure is _Failure.REJOIN:
+                    log.warning(
+                        "transaction aborted: the group moved on without this member (%s); "
+                        "its %d records wait until the consumer has rejoined",
+                        error.str(),
+                        len(self._pending),
+                    )
+                    self._stale_group = group
+                    return False
+                log.warning("transaction aborted (%s): producing its records again", error)
+                self._replay(owned)
                 continue
             self._open = False
             self._pending.clear()
+            self._offsets.clear()
             self.commits += 1
-            return
+            return True
 
-    def _unless_fatal(self, exc: KafkaException) -> KafkaError:
-        """The error of `exc`; raised as `FencedError` or `FatalError` when this producer is
-        done (brokers report fencing as fatal or as abortable)."""
-        error: KafkaError = exc.args[0]
-        if error.fatal() or error.code() in FENCED or self._txn_log.fenced:
-            raise self._fatal(error) from exc
+    def _failure(self, error: KafkaError) -> _Failure:
+        """What a failed commit calls for; raises `FencedError` or `FatalError` when this
+        producer is done."""
+        if self._epoch_ended_by_coordinator(error):
+            return _Failure.RESTART
+        error = self._unless_fatal(error)
+        if error.retriable() and not error.txn_requires_abort():
+            return _Failure.RESUME
+        if error.code() in GROUP_MOVED_ON:
+            return _Failure.REJOIN
+        return _Failure.REDO
+
+    def _epoch_ended_by_coordinator(self, error: KafkaError) -> bool:
+        """The coordinator aborted a transaction past its timeout and bumped the producer's
+        epoch: librdkafka reports it as fencing, with the broker's INVALID_PRODUCER_EPOCH in
+        its message, where another producer with this id gives PRODUCER_FENCED."""
+        if error.code() == KafkaError.INVALID_PRODUCER_EPOCH:
+            return True
+        return error.code() in FENCED and _OLD_EPOCH in f"{error.str()} {self._txn_log.fencing}"
+
+    def _restart(self, error: KafkaError) -> None:
+        """A new producer for this transactional id, the old one's transaction aborted by the
+        coordinator already; the second time within the spacing is fencing."""
+        now = self._clock()
+        if self._restarted_at is not None and now - self._restarted_at < _EPOCH_RESTART_SPACING_S:
+            raise self._fatal(KafkaError(KafkaError.PRODUCER_FENCED, error.str(), fatal=True))
+        self._restarted_at = now
+        log.warning(
+            "the transaction coordinator aborted the open transaction (%s): a new producer "
+            "takes the transactional id and produces its %d records again",
+            error.str(),
+            len(self._pending),
+        )
+        self._txn_log.fencing = ""
+        self._open = False
+        self._producer = None
+        self.start()
+
+    def _unless_fatal(self, error: KafkaError) -> KafkaError:
+        """`error`, unless this producer is done: then raised as `FencedError` or `FatalError`
+        (brokers report fencing as fatal or as abortable)."""
+        if error.fatal() or error.code() in FENCED or self._txn_log.fencing:
+            raise self._fatal(error)
         return error
 
     def _fatal(self, error: KafkaError) -> FatalError:
         self._fenced = True  # whatever the error, this producer is done
-        if error.code() in FENCED or self._txn_log.fenced:
+        if error.code() in FENCED or self._txn_log.fencing:
             return FencedError(
                 f"producer fenced: another instance uses the transactional id "
                 f"{self._transactional_id} (CAPI_INSTANCE_ID must differ between instances)"
@@ -197,10 +303,10 @@ class Publisher:
         producer. With no transaction open, the lost partitions' committed offsets (unchanged)
         go to a transaction aborted at once, to ask it all the same: a fenced producer stops
         now, before it sends anything more to Meta, not at its next commit."""
-        if not self._open:
+        if not self._open and self._stale_group is None:
             self._ask_coordinator(lost, consumer)
-        if self._open:
-            self._abort_and_replay(owned)
+        self._abort()
+        self._replay(owned)
 
     def _ask_coordinator(self, lost: list[TopicPartition], consumer: InputConsumer) -> None:
         try:
@@ -214,27 +320,29 @@ class Publisher:
         try:
             producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
         except KafkaException as exc:
-            self._unless_fatal(exc)  # anything else (a stale generation) is not the question
+            # fencing raises; a stale generation is not the question, the abort follows
+            if self._failure(exc.args[0]) is _Failure.RESTART:
+                self._restart(exc.args[0])
 
-    def _abort_and_replay(self, owned: Callable[[tuple[str, int]], bool]) -> None:
-        assert self._producer is not None
-        pause = 0.5
-        while True:
+    def _abort(self) -> None:
+        """Abort the open transaction, its records kept to be produced again. Resumed while
+        the broker does not answer, never replaced: a new producer with this id would fence
+        ours."""
+        pauses = Pauses(self._report_wait)
+        while self._open:
+            assert self._producer is not None
             try:
                 self._producer.abort_transaction(30)
-                break
+                self._open = False
             except KafkaException as exc:
                 self._producer.poll(0)  # librdkafka's log, where fencing may show (see below)
-                error = self._unless_fatal(exc)
+                error = exc.args[0]
+                if self._failure(error) is _Failure.RESTART:
+                    self._restart(error)  # the coordinator aborted it already
+                    return
                 if not error.retriable():
                     raise FatalError(f"transaction not aborted: {error}") from exc
-                # resumed, never replaced: a new producer with this id would fence ours
-                log.warning(
-                    "transaction abort not done yet (%s): retrying in %.1f s", error.str(), pause
-                )
-                time.sleep(pause)
-                pause = min(pause * 2, _RETRY_PAUSE_MAX_S)
-        self._replay(owned)
+                pauses.pause(f"the broker to abort the transaction ({error.str()})")
 
     def _replay(self, owned: Callable[[tuple[str, int]], bool]) -> None:
         """The transaction is gone: produce its records again in a new one, but for those of
@@ -262,18 +370,19 @@ class Publisher:
 
 
 class _TransactionLog:
-    """librdkafka's log of the producer, passed on to `logger`, noting whether it reported the
-    open transaction refused because another producer took the transactional id. A request
-    librdkafka makes in the background (the offsets of a transaction) is refused so in its log
-    alone; the abort that follows may then never be answered (the coordinator drops a fenced
-    producer's connection), and only this note says why."""
+    """librdkafka's log of the producer, passed on to `logger`, keeping the line that reported
+    the open transaction refused as fenced (`fencing`, empty when none). A request librdkafka
+    makes in the background (the offsets of a transaction) is refused so in its log alone; the
+    abort that follows may then never be answered (the coordinator drops a fenced producer's
+    connection), and only this line says why, and whether the broker's error was another
+    producer's (PRODUCER_FENCED) or the coordinator's own abort (INVALID_PRODUCER_EPOCH)."""
 
     def __init__(self, logger: Any) -> None:
         self._logger = logger
-        self.fenced = False
+        self.fencing = ""
 
     def log(self, level: int, message: str, *args: Any) -> None:
         """librdkafka's call: `message` formats (facility, client name, text)."""
         if len(args) == 3 and args[0] == "TXNERR" and "(_FENCED)" in str(args[2]):
-            self.fenced = True
+            self.fencing = str(args[2])
         self._logger.log(level, message, *args)

@@ -33,6 +33,10 @@ class Monitor:
         self._registry_up: bool | None = None
         self._starting = "starting"
         self._last_turn = time.monotonic()
+        # the loop waits inside a turn for a dependency it names (a broker that does not
+        # answer a commit): when it last said so, and what
+        self._last_wait = 0.0
+        self._waiting_for = ""
         self._brokers_up: int | None = None  # from librdkafka statistics; None before any
         self._commits_seen = (0, 0)
         self._due = 0.0  # when to look at the tables (lag, key counts) again
@@ -45,6 +49,11 @@ class Monitor:
         if up is not self._registry_up:
             self._registry_up = up
             self._metrics.schema_registry_up.set(1 if up else 0)
+
+    def waiting(self, what: str) -> None:
+        """The loop waits inside a turn for `what` (said again at each pause): it is alive."""
+        self._last_wait = time.monotonic()
+        self._waiting_for = what
 
     def starting(self, step: str) -> None:
         """What the instance is doing before it takes traffic (said by `/readyz`)."""
@@ -93,8 +102,9 @@ class Monitor:
         self._due = now + 5
 
     def alive_problems(self, stuck_after_s: float = 120.0) -> list[str]:
-        """What makes this process unhealthy (an empty list when it is fine)."""
-        idle = time.monotonic() - self._last_turn
+        """What makes this process unhealthy (an empty list when it is fine): a loop that
+        neither turned nor said what it waits for in `stuck_after_s`."""
+        idle = time.monotonic() - max(self._last_turn, self._last_wait)
         if self._ready.is_set() and idle > stuck_after_s:
             return [f"main loop has not turned for {idle:.0f} s"]
         return []
@@ -111,7 +121,9 @@ class Monitor:
             problems.append("no Kafka broker is reachable")
         if self._breaker_open:
             problems.append("circuit breaker open: Meta fails for every dataset; input waits")
-        idle = time.monotonic() - self._last_turn
+        if self._last_wait > self._last_turn:
+            problems.append(f"waiting for {self._waiting_for}")
+        idle = time.monotonic() - max(self._last_turn, self._last_wait)
         if idle > stuck_after_s:
             problems.append(f"main loop has not turned for {idle:.0f} s")
         return problems

@@ -86,6 +86,10 @@ class Checkpoint:
         self._unresolved = UnresolvedBytes()
         self._parkings = ParkingOutcomes(retry, metrics)
         self._last_commit = 0.0
+        # what the open transaction publishes, whose outbox entries go once it commits: the
+        # offsets released into it, the messages published ahead of their offsets
+        self._in_transaction: dict[Partition, int] = {}
+        self._ahead_in_transaction: list[SourceRef] = []
 
     def __len__(self) -> int:
         """What backpressure counts: messages consumed whose result is not resolved yet, and
@@ -283,15 +287,22 @@ class Checkpoint:
         for held in self._parkings.take():
             self._publish(held, held.records[0].partition or 0)
         # 4. the transaction commits the records with the input offsets, atomically
-        self._publisher.commit(offsets, self._consumer, self._owned.__contains__)
+        for key, run in released.items():
+            self._in_transaction[key] = run[-1]
+        self._ahead_in_transaction += ahead
+        committed = self._publisher.commit(offsets, self._consumer, self._owned.__contains__)
         self._monitor.transactions(self._publisher.commits, self._publisher.aborts)
+        self._last_commit = now
+        if not committed:
+            return  # the group moved on: all of it waits until the consumer has rejoined
         # 5. now durable in Kafka: the dedup entries go to the local table, and the outbox
-        #    entries of the committed offsets are not needed any more
+        #    entries of what it published are not needed any more
         self._dedup.committed()
         self._parkings.committed()
-        self._outbox.committed(released)
-        self._outbox.discard(ahead)
-        self._last_commit = now
+        self._outbox.committed({p: [end] for p, end in self._in_transaction.items()})
+        self._outbox.discard(self._ahead_in_transaction)
+        self._in_transaction = {}
+        self._ahead_in_transaction = []
 
     def _publish(self, held: Held, partition: int) -> None:
         """A held result's records into the open transaction, its dedup entry into the open
@@ -336,7 +347,13 @@ class Checkpoint:
             if item.parked is not None:
                 self._parkings.let_go(item.trigger.event_id)
 
-    # -- partitions that leave -------------------------------------------------------------------
+    # -- partitions that arrive and leave ---------------------------------------------------------
+
+    def assigned(self, committed: list[TopicPartition]) -> None:
+        """Partitions arrived, with their committed input offsets: the outbox learns which of
+        their messages Meta answered already."""
+        for tp in committed:
+            self._outbox.load(tp.topic, tp.partition, max(tp.offset, 0))
 
     def release(self, gone: set[Partition]) -> None:
         """Partitions no longer ours: drop what is held and tracked for them."""
@@ -345,6 +362,13 @@ class Checkpoint:
             if held.dedup is not None:
                 self._dedup.abandon(held.dedup.event_id)
         self._unresolved.forget(gone)
+        # not committed yet, their records are dropped from the transaction: the outbox keeps
+        # Meta's answers for when the partitions come back
+        for key in gone:
+            self._in_transaction.pop(key, None)
+        self._ahead_in_transaction = [
+            s for s in self._ahead_in_transaction if s.topic_partition not in gone
+        ]
         numbers = {p for _, p in gone}
         # a parked event's outcome not committed yet: its next owner retries it
         self._parkings.release(numbers)

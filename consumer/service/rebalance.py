@@ -21,6 +21,7 @@ from confluent_kafka import Message, TopicPartition
 
 from consumer.errors import FatalError
 from consumer.events.results import Partition
+from consumer.kafka.broker_wait import until_answered
 from consumer.kafka.clients import InputConsumer
 from consumer.meta.senders import Sender
 from consumer.ops.metrics import Metrics
@@ -29,7 +30,6 @@ from consumer.service.checkpoint import Checkpoint
 from consumer.service.flow import FlowControl
 from consumer.service.ownership import Ownership
 from consumer.settings import Topics
-from consumer.store.outbox import Outbox
 from consumer.store.recovery import PartitionRecovery
 
 __all__ = ["Rebalance"]
@@ -50,11 +50,11 @@ class Rebalance:
         sender: Sender,
         answers: Answers,
         restore: PartitionRecovery,
-        outbox: Outbox,
         topics: Topics,
         drain_timeout_s: float,
         session_timeout_s: float,
         metrics: Metrics,
+        report_wait: Callable[[str], None] = lambda what: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._owned = ownership
@@ -63,12 +63,12 @@ class Rebalance:
         self._sender = sender
         self._answers = answers
         self._restore = restore
-        self._outbox = outbox
         self._topics = topics
         self._drain_timeout_s = drain_timeout_s
         self._session_timeout_s = session_timeout_s
         self._callbacks_done = clock()  # when a rebalance callback last returned
         self._metrics = metrics
+        self._report_wait = report_wait  # told what a callback waits for, at each pause
         self._clock = clock
         self._closing = False
         # an error that stops the service, met inside a callback (librdkafka's rebalance must
@@ -94,10 +94,17 @@ class Rebalance:
         arrived = {(tp.topic, tp.partition) for tp in partitions}
         self._owned.arrived(arrived)
         self._sender.join(arrived)
-        committed = consumer.committed(partitions, timeout=30) if partitions else []
+        committed = (
+            until_answered(
+                lambda: consumer.committed(partitions, timeout=30),
+                "the broker's committed offsets of the partitions assigned",
+                self._report_wait,
+            )
+            if partitions
+            else []
+        )
         log.info("committed input offsets %s", _offsets(committed))
-        for tp in committed:
-            self._outbox.load(tp.topic, tp.partition, max(tp.offset, 0))
+        self._checkpoint.assigned(committed)
         self._restore.start({tp.partition: max(tp.offset, 0) for tp in committed})
         self._flow.assigned()
 

@@ -121,7 +121,12 @@ def open_parts(
         stopping=stopping,
     )
     publisher = _closing(
-        stack, Publisher(producer_config, f"capi-consumer-{s.group_id}-{s.instance_id}")
+        stack,
+        Publisher(
+            producer_config,
+            f"capi-consumer-{s.group_id}-{s.instance_id}",
+            report_wait=monitor.waiting,
+        ),
     )
     monitor.starting("starting the transactional producer")
     publisher.start()
@@ -232,12 +237,12 @@ def wire_parts(
         sender=sender,
         answers=answers,
         restore=local.restore,
-        outbox=local.outbox,
         topics=s.topics,
         drain_timeout_s=s.drain_timeout_s,
         session_timeout_s=float(s.kafka_config("consumer").get("session.timeout.ms", 45_000))
         / 1000,
         metrics=metrics,
+        report_wait=monitor.waiting,
     )
     stack.callback(metrics.flush)
     stack.callback(rebalance.closing)
@@ -292,7 +297,7 @@ def _open_local_state(
     if stopping.is_set():
         raise StoppedWhileStarting
     monitor.starting("catching the reference tables up")
-    took = while_full(tables.bootstrap)
+    took = while_full(lambda: tables.bootstrap(report=monitor.starting))
     for table in tables.tables:
         metrics.table_bootstrap_seconds.labels(table.name).set(took)
     monitor.tables(tables)
@@ -308,6 +313,7 @@ def _open_local_state(
         admin_config,
         input_topic=s.topics.triggered,
         transaction_timeout_s=transaction_timeout_s,
+        report_wait=monitor.waiting,
     )
     while_full(_closing(stack, restore).open)
     outbox = Outbox(store)

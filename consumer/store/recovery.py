@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 from confluent_kafka import (
@@ -51,6 +52,7 @@ from consumer.errors import (
     StateFullError,
 )
 from consumer.events.results import DedupStatus, Partition, Reason
+from consumer.kafka.broker_wait import until_answered
 from consumer.kafka.codec import AvroCodec
 from consumer.kafka.registry_wait import RegistryWait
 from consumer.store.dedup import Dedup, DedupRow
@@ -119,9 +121,11 @@ class Recovery:
         *,
         input_topic: str,
         transaction_timeout_s: float = 60.0,
+        report_wait: Callable[[str], None] = lambda what: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dedup = dedup
+        self._report_wait = report_wait  # told what `start` waits for, at each pause
         self._parked = parked
         self._input_topic = input_topic
         self._stall_s = transaction_timeout_s + _STALL_MARGIN_S
@@ -181,12 +185,17 @@ class Recovery:
         except StateFullError:  # read on from where they are: the dedup check guards them
             log.warning("parked rows of an earlier ownership kept: the state store is full")
         stored = self._stored()
+        consumer = self._consumer
         for partition, committed in committed_input.items():
             self._committed_input[partition] = committed
             self._resolved[partition] = {}
             for topic in self._topics:
                 tp = TopicPartition(topic, partition)
-                low, high = self._consumer.get_watermark_offsets(tp, timeout=30)
+                low, high = until_answered(
+                    partial(consumer.get_watermark_offsets, tp, timeout=30),
+                    f"the broker to say where {topic}[{partition}] ends",
+                    self._report_wait,
+                )
                 start = stored[topic].get(partition, OFFSET_BEGINNING)
                 if start != OFFSET_BEGINNING and start < low:
                     start = OFFSET_BEGINNING

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
@@ -27,6 +28,7 @@ from consumer.errors import (
     SchemaUnavailableError,
     StateFullError,
 )
+from consumer.kafka.broker_wait import until_answered
 from consumer.kafka.clients import PARTITION_EOF
 from consumer.kafka.registry_wait import RegistryWait
 from consumer.store.sqlite import KeyValue, StateStore
@@ -59,7 +61,11 @@ def reader_config(kafka_config: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 class BootstrapTimeout(CapiConsumerError):
-    """A table did not catch up with its topic in time."""
+    """A table topic is missing, or a command's tables did not catch up in time."""
+
+
+# how often a bootstrap that waits says so
+_REPORT_EVERY_S = 10.0
 
 
 _UNKNOWN: Any = object()
@@ -183,8 +189,14 @@ class TableReader:
     def tables(self) -> list[Table[Any]]:
         return list(self._tables.values())
 
-    def bootstrap(self, timeout_s: float = 300.0) -> float:
-        """Catch every table up with its topic; return the seconds it took."""
+    def bootstrap(
+        self,
+        timeout_s: float | None = None,
+        report: Callable[[str], None] = lambda what: None,
+    ) -> float:
+        """Catch every table up with its topic; return the seconds it took. The service waits
+        as long as it takes (a registry or broker away is waited for: `report` hears what is
+        awaited every `_REPORT_EVERY_S`); a command passes `timeout_s`."""
         started = time.monotonic()
         for table in self._tables.values():
             table.attach(self._store)
@@ -192,30 +204,22 @@ class TableReader:
             self._consumer.close()
             self._assignment = []
         consumer = self._consumer = Consumer(self._config)
-        admin = AdminClient(self._admin_config)
-        descriptions = admin.describe_topics(TopicCollection(list(self._tables)))
-        targets: dict[tuple[str, int], int] = {}
-        for topic, future in descriptions.items():
-            try:
-                description = future.result()
-            except Exception as exc:
-                raise BootstrapTimeout(f"table topic {topic} is not available: {exc}") from exc
-            partitions = [p.id for p in description.partitions]
-            starts = self._starts(topic, str(description.topic_id), partitions, consumer)
-            for partition, start in starts.items():
-                self._assignment.append(TopicPartition(topic, partition, start))
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 30)
-                if high > max(start, 0):
-                    targets[(topic, partition)] = high
+        targets = self._targets(consumer, report)
         consumer.assign(self._assignment)
-        deadline = started + timeout_s
+        deadline = None if timeout_s is None else started + timeout_s
+        report_at = started + _REPORT_EVERY_S
         while targets:
             if not self._store.may_write():  # a full store: waited for, not counted
                 time.sleep(0.1)
-                deadline += 0.1
+                if deadline is not None:
+                    deadline += 0.1
                 continue
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
                 raise BootstrapTimeout(f"tables not caught up after {timeout_s:.0f}s")
+            if now >= report_at:
+                report_at = now + _REPORT_EVERY_S
+                self._report_catching_up(targets, report)
             self._registry_wait.release_due(consumer)
             self._apply(consumer.consume(num_messages=10_000, timeout=0.5))
             # Positions, not message offsets: compaction and transaction markers leave gaps.
@@ -231,8 +235,50 @@ class TableReader:
         )
         return self.bootstrap_seconds
 
+    def _targets(
+        self, consumer: Consumer, report: Callable[[str], None]
+    ) -> dict[tuple[str, int], int]:
+        """Where each partition starts (into the assignment) and the high watermark it must
+        reach, for the partitions with something to read."""
+        admin = AdminClient(self._admin_config)
+        descriptions = admin.describe_topics(TopicCollection(list(self._tables)))
+        targets: dict[tuple[str, int], int] = {}
+        for topic, future in descriptions.items():
+            try:
+                description = future.result()
+            except Exception as exc:
+                raise BootstrapTimeout(f"table topic {topic} is not available: {exc}") from exc
+            partitions = [p.id for p in description.partitions]
+            starts = self._starts(topic, str(description.topic_id), partitions, consumer, report)
+            for partition, start in starts.items():
+                self._assignment.append(TopicPartition(topic, partition, start))
+                tp = TopicPartition(topic, partition)
+                _, high = until_answered(
+                    partial(consumer.get_watermark_offsets, tp, 30),
+                    f"the broker to say where {topic}[{partition}] ends",
+                    report,
+                )
+                if high > max(start, 0):
+                    targets[(topic, partition)] = high
+        return targets
+
+    def _report_catching_up(
+        self, targets: Mapping[tuple[str, int], int], report: Callable[[str], None]
+    ) -> None:
+        waiting = [key for key in targets if key in self._registry_wait]
+        what = f"the reference tables to catch up: {len(targets)} partitions to go"
+        if waiting:
+            what += f", {len(waiting)} of them waiting for the schema registry"
+        log.info("waiting: %s", what)
+        report(what)
+
     def _starts(
-        self, topic: str, topic_id: str, partitions: list[int], consumer: Consumer
+        self,
+        topic: str,
+        topic_id: str,
+        partitions: list[int],
+        consumer: Consumer,
+        report: Callable[[str], None],
     ) -> dict[int, int]:
         """Where to start each partition: stored offsets, or the beginning after a reset."""
         table = self._tables[topic]
@@ -242,7 +288,12 @@ class TableReader:
             reason = "new topic id" if self._store.topic_id(topic) else "empty state"
         else:
             for partition in partitions:
-                low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition), 30)
+                tp = TopicPartition(topic, partition)
+                low, _ = until_answered(
+                    partial(consumer.get_watermark_offsets, tp, 30),
+                    f"the broker to say where {topic}[{partition}] starts",
+                    report,
+                )
                 if stored.get(partition, 0) < low:
                     reason = f"partition {partition} starts at {low}, past the stored offset"
         if reason is not None:

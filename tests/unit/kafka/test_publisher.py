@@ -1,7 +1,12 @@
 """The publisher's transactions, with a fake producer that fails as librdkafka does: a commit
-that times out is resumed, an abortable one replayed once in a new transaction, a fenced
-producer stops the instance and fences nobody back, and an abort never answered after
-librdkafka logged the producer fenced stops it too."""
+that times out is resumed, an abortable one replayed once in a new transaction, one refused
+because the group moved on waits for the consumer to rejoin, one whose epoch the coordinator
+ended goes on with a new producer, a fenced producer stops the instance and fences nobody
+back, and an abort never answered after librdkafka logged the producer fenced stops it too.
+
+The embedded broker never refuses a transaction's offsets for a stale generation nor aborts a
+timed-out transaction itself (it is not Apache Kafka): these errors are raised here with
+librdkafka's own codes and flags, as its transaction manager reports them."""
 
 from __future__ import annotations
 
@@ -20,28 +25,39 @@ ABORTABLE = KafkaError(KafkaError._STATE, "abort", txn_requires_abort=True)
 
 class World:
     def __init__(self) -> None:
-        self.producer = FakeProducer()
-        self.producers_made = 0
+        self.producers: list[FakeProducer] = []
         self.producer_config: dict[str, Any] = {}
         self.consumer = FakeConsumer()
+        self.now = 0.0
 
         def make(config: dict[str, Any]) -> FakeProducer:
-            self.producers_made += 1
+            self.producers.append(FakeProducer())
             self.producer_config = config
-            return self.producer
+            return self.producers[-1]
 
-        self.publisher = Publisher({}, "txn-1", producer_factory=make)
+        self.publisher = Publisher({}, "txn-1", producer_factory=make, clock=lambda: self.now)
         self.publisher.start()
 
-    def publish(self, offset: int = 0) -> None:
-        """A result of input partition 0 into the open transaction, committed with its offset."""
+    @property
+    def producer(self) -> FakeProducer:
+        return self.producers[-1]
+
+    @property
+    def producers_made(self) -> int:
+        return len(self.producers)
+
+    def publish(self, offset: int = 0, partition: int = 0, owned: Any = lambda p: True) -> bool:
+        """A result of an input partition into the open transaction, committed with its
+        offset."""
         self.publisher.produce(
-            OutRecord(TOPICS.results, b"e", b"r%d" % offset, (IN, 0), partition=0)
+            OutRecord(TOPICS.results, b"e", b"r%d" % offset, (IN, partition), partition=partition)
         )
-        self.publisher.commit([TopicPartition(IN, 0, offset + 1)], self.consumer, lambda p: True)
+        return self.publisher.commit(
+            [TopicPartition(IN, partition, offset + 1)], self.consumer, owned
+        )
 
     def committed_values(self) -> list[bytes | None]:
-        return [value for txn in self.producer.committed for _, _, value in txn.records]
+        return [value for p in self.producers for txn in p.committed for _, _, value in txn.records]
 
 
 @pytest.fixture
@@ -129,3 +145,107 @@ def test_other_librdkafka_log_lines_do_not_stop_an_unanswered_abort(world):
     world.producer.fail_aborts = [TIMED_OUT]
     world.publisher.redo(lambda p: False, [TopicPartition(IN, 0)], world.consumer)
     assert world.producer.transactions[0].state == "aborted"  # resumed, then done
+
+
+GROUP_MOVED_ON = [
+    KafkaError(KafkaError.ILLEGAL_GENERATION, "stale generation", txn_requires_abort=True),
+    KafkaError(KafkaError.UNKNOWN_MEMBER_ID, "unknown member", txn_requires_abort=True),
+    KafkaError(KafkaError.FENCED_INSTANCE_ID, "instance fenced", txn_requires_abort=True),
+]
+
+
+@pytest.mark.parametrize("error", GROUP_MOVED_ON, ids=lambda e: e.name())
+def test_offsets_refused_because_the_group_moved_on_wait_for_the_consumer_to_rejoin(world, error):
+    """A session that expired while the commit waited for the broker: the same offsets with
+    the same group metadata can only be refused again, so nothing is produced or sent until
+    the consumer has polled and rejoined; then the same records commit once."""
+    world.producer.fail_offsets = [error]
+    assert world.publish(0) is False
+    assert [t.state for t in world.producer.transactions] == ["aborted"]
+    assert world.publisher.aborts == 1
+    # the loop goes on turning: more results, commits due, the consumer not rejoined yet
+    for offset in (1, 2, 3):
+        assert world.publish(offset) is False
+    assert [t.state for t in world.producer.transactions] == ["aborted"]  # no busy loop
+    assert world.producer.offsets_sent == 1
+    world.consumer.generation += 1  # polled: rejoined with a new generation
+    assert world.publisher.commit([], world.consumer, lambda p: True) is True
+    assert world.committed_values() == [b"r0", b"r1", b"r2", b"r3"]
+    assert world.producer.committed[0].offsets == [(IN, 0, 4)]
+    assert world.publisher.pending == 0
+
+
+def test_partitions_lost_while_the_group_moved_on_are_not_committed(world):
+    world.producer.fail_offsets = [GROUP_MOVED_ON[0]]
+    world.publish(0, partition=0)
+    world.publish(7, partition=1)
+    still_ours = {(IN, 1)}.__contains__
+    world.publisher.redo(still_ours, [TopicPartition(IN, 0)], world.consumer)  # on_lost
+    world.consumer.generation += 1
+    assert world.publisher.commit([], world.consumer, still_ours) is True
+    assert world.committed_values() == [b"r7"]
+    assert world.producer.committed[0].offsets == [(IN, 1, 8)]
+
+
+EPOCH_ENDED = [
+    KafkaError(KafkaError.INVALID_PRODUCER_EPOCH, "old epoch", fatal=True),
+    # as librdkafka reports it: normalized to _FENCED, the broker's error in the message
+    KafkaError(
+        KafkaError._FENCED,
+        "Failed to end transaction: Broker: Producer attempted an operation with an old epoch",
+        fatal=True,
+    ),
+]
+
+
+@pytest.mark.parametrize("error", EPOCH_ENDED, ids=["INVALID_PRODUCER_EPOCH", "_FENCED"])
+def test_a_transaction_the_coordinator_aborted_goes_on_with_a_new_producer(world, error):
+    """A broker stall past `transaction.timeout.ms`: the coordinator aborted the transaction
+    and bumped the epoch. That is no other instance: a new producer takes the id and the same
+    records commit once, instead of the instance stopping as fenced."""
+    world.producer.fail_commits = [error]
+    assert world.publish(0) is True
+    assert world.producers_made == 2
+    assert world.committed_values() == [b"r0"]
+    assert world.producer.committed[0].offsets == [(IN, 0, 1)]
+    assert world.publisher.aborts == 1
+
+
+def test_the_epoch_ended_again_soon_after_a_new_producer_is_fencing(world):
+    """Two producers with the same transactional id end each other's epochs: the second end
+    within ten minutes stops this one as fenced instead of fencing the other back; one long
+    after is a coordinator's abort again."""
+    world.producer.fail_commits = [EPOCH_ENDED[0]]
+    world.publish(0)
+    world.now += 700
+    world.producer.fail_commits = [EPOCH_ENDED[0]]
+    world.publish(1)
+    assert world.producers_made == 3
+    world.now += 60
+    world.producer.fail_commits = [EPOCH_ENDED[0]]
+    with pytest.raises(FencedError, match="CAPI_INSTANCE_ID"):
+        world.publish(2)
+    assert world.producers_made == 3
+    assert world.committed_values() == [b"r0", b"r1"]
+
+
+def test_a_producer_fenced_by_another_is_still_reported_as_fencing(world):
+    world.producer.fail_commits = [
+        KafkaError(
+            KafkaError._FENCED,
+            "Broker: There is a newer producer with the same transactionalId which fences the "
+            "current one",
+            fatal=True,
+        )
+    ]
+    with pytest.raises(FencedError):
+        world.publish(0)
+    assert world.producers_made == 1
+
+
+def test_init_transactions_waits_for_a_broker_that_does_not_answer(world):
+    producer = FakeProducer()
+    producer.fail_inits = [TIMED_OUT]
+    publisher = Publisher({}, "txn-2", producer_factory=lambda c: producer)
+    publisher.start()
+    assert producer.fail_inits == []

@@ -43,3 +43,24 @@ def test_consumer_lag_counts_from_the_position_to_the_last_stable_offset():
     assert lag("0") == 60  # read_committed stops at the last stable offset
     assert lag("1") is None  # nothing consumed yet: unknown, not guessed
     assert lag("2") is None  # not ours
+
+
+def test_a_loop_that_says_what_it_waits_for_is_alive_but_not_ready(monkeypatch):
+    """A broker away in the middle of a commit: the loop does not turn for minutes, but it
+    says at each pause what it waits for; the liveness probe must not restart it, the
+    readiness probe says why it takes no traffic. A loop silent that long is stuck."""
+    now = [1000.0]
+    monkeypatch.setattr("consumer.ops.monitor.time.monotonic", lambda: now[0])
+    ready = threading.Event()
+    monitor = Monitor(Metrics(CollectorRegistry()), "in", ready)
+    ready.set()
+    monitor.turned()
+    for _ in range(60):  # three minutes of pauses of 5 s
+        now[0] += 5
+        monitor.waiting("the broker to commit the transaction (Local: Timed out)")
+    assert monitor.alive_problems(stuck_after_s=120) == []
+    assert "waiting for the broker to commit the transaction" in monitor.ready_problems()[0]
+    now[0] += 121
+    assert monitor.alive_problems(stuck_after_s=120) == ["main loop has not turned for 121 s"]
+    monitor.turned()
+    assert monitor.ready_problems() == []

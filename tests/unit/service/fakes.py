@@ -41,12 +41,15 @@ def metrics() -> Metrics:
 
 
 class FakeConsumer(InputConsumer):
-    """Records pauses, resumes and seeks; answers `committed` from `committed_offsets`."""
+    """Records pauses, resumes and seeks; answers `committed` from `committed_offsets` (or
+    raises the errors of `fail_committed` first); its group metadata names its `generation`."""
 
     def __init__(self) -> None:
         self.paused: set[tuple[str, int]] = set()
         self.seeks: list[tuple[str, int, int]] = []
         self.committed_offsets: dict[tuple[str, int], int] = {}
+        self.fail_committed: list[KafkaError] = []
+        self.generation = 1
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
         return []
@@ -63,6 +66,8 @@ class FakeConsumer(InputConsumer):
     def committed(
         self, partitions: list[TopicPartition], timeout: float = -1
     ) -> list[TopicPartition]:
+        if self.fail_committed:
+            raise KafkaException(self.fail_committed.pop(0))
         offsets = self.committed_offsets
         return [
             TopicPartition(tp.topic, tp.partition, offsets.get((tp.topic, tp.partition), -1001))
@@ -70,7 +75,7 @@ class FakeConsumer(InputConsumer):
         ]
 
     def consumer_group_metadata(self) -> Any:
-        return "group-metadata"
+        return f"group-metadata generation={self.generation}"
 
 
 @dataclass
@@ -90,6 +95,7 @@ class FakeProducer(TransactionalProducer):
         self.fail_commits: list[KafkaError] = []
         self.fail_aborts: list[KafkaError] = []
         self.fail_offsets: list[KafkaError] = []
+        self.fail_inits: list[KafkaError] = []
         self.offsets_sent = 0  # calls of send_offsets_to_transaction
         self._callbacks: list[tuple[Any, Message]] = []
 
@@ -98,7 +104,8 @@ class FakeProducer(TransactionalProducer):
         return [t for t in self.transactions if t.state == "committed"]
 
     def init_transactions(self, timeout: float = -1) -> None:
-        pass
+        if self.fail_inits:
+            raise KafkaException(self.fail_inits.pop(0))
 
     def begin_transaction(self) -> None:
         self.transactions.append(Transaction())

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError
 
 from consumer.events.policy import Approved
 from consumer.events.records import ResultStatus, Trigger
@@ -64,8 +65,9 @@ class World:
         self.publisher = publisher = Publisher({}, "txn-1", producer_factory=make)
         publisher.start()
         m = metrics()
+        self.checkpoint_consumer = FakeConsumer()
         self.checkpoint = Checkpoint(
-            consumer=FakeConsumer(),
+            consumer=self.checkpoint_consumer,
             publisher=publisher,
             outbox=self.outbox,
             dedup=self.dedup,
@@ -174,6 +176,37 @@ def test_meta_answers_are_kept_until_committed_and_recovered_after_a_crash(world
     assert world.producer.committed[0].offsets == [(IN, 0, 2)]
     world.outbox.load(IN, 0, 0)
     assert not world.outbox.has(IN, 0, 1)  # committed: the entry is gone from disk
+
+
+def test_a_commit_refused_because_the_group_moved_on_keeps_everything_until_it_is_redone(world):
+    """The offsets refused with a stale generation: Meta's answers stay on disk, the dedup
+    entries stay uncommitted, until the consumer has rejoined and the commit is done; then the
+    outbox entries go."""
+    cp = world.checkpoint
+    cp.consumed(SourceRef(IN, 0, 0))
+    cp.answered(_pending(0), SENT)
+    world.producer.fail_offsets = [
+        KafkaError(KafkaError.ILLEGAL_GENERATION, "stale", txn_requires_abort=True)
+    ]
+    cp.commit()
+    assert world.producer.committed == []
+    world.outbox.load(IN, 0, 0)
+    assert world.outbox.has(IN, 0, 0)  # a crash now: Meta's answer is still found
+    assert _dedup_rows(world) == 0  # not durable yet: not in the local table
+    cp.commit()  # the consumer has not rejoined yet: nothing more happens
+    assert len(world.producer.transactions) == 1
+    world.checkpoint_consumer.generation += 1
+    cp.commit()
+    assert world.results() == [(0, "SENT", None)]
+    assert world.producer.committed[0].offsets == [(IN, 0, 1)]
+    world.outbox.load(IN, 0, 0)
+    assert not world.outbox.has(IN, 0, 0)
+    assert _dedup_rows(world) == 1
+
+
+def _dedup_rows(world: World) -> int:
+    db = StateStore(world.state).open().db
+    return int(db.execute("SELECT count(*) FROM dedup_ids").fetchone()[0])
 
 
 def test_a_result_of_a_partition_no_longer_ours_is_dropped(world):

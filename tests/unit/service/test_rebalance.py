@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from consumer.errors import FatalError
 from consumer.events.policy import Approved
@@ -101,6 +101,7 @@ class World:
         self.sender = Sender(dispatcher, Batcher(10, 0.0), 2)
         self.sender.start()
         self.restricted: list[str] = []
+        self.waits: list[str] = []
         answers = Answers(sender=self.sender, checkpoint=self.checkpoint, triage=self)
         self.rebalance = Rebalance(
             ownership=self.owned,
@@ -109,11 +110,11 @@ class World:
             sender=self.sender,
             answers=answers,
             restore=self.restore,
-            outbox=self.outbox,
             topics=TOPICS,
             drain_timeout_s=10,
             session_timeout_s=6,
             metrics=m,
+            report_wait=self.waits.append,
             clock=lambda: self.now,
         )
 
@@ -162,6 +163,16 @@ def test_an_assignment_starts_the_restore_from_the_committed_offsets(world):
     world.assign(0, 1)
     assert set(world.owned) == {(IN, 0), (IN, 1)}
     assert world.restore.started == [{0: 0, 1: 40}]  # no committed offset: from the start
+
+
+def test_an_assignment_waits_for_a_broker_that_does_not_answer_its_committed_offsets(world):
+    """A broker away while partitions arrive: the committed offsets are asked again (the wait
+    is reported, so the liveness probe knows the loop waits), instead of a traceback."""
+    world.consumer.committed_offsets = {(IN, 0): 7}
+    world.consumer.fail_committed = [KafkaError(KafkaError._TIMED_OUT, "no answer")]
+    world.assign(0)
+    assert world.restore.started == [{0: 7}]
+    assert world.waits == ["the broker's committed offsets of the partitions assigned: no answer"]
 
 
 def test_an_input_partition_without_a_results_partition_stops_the_service(world):
