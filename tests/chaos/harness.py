@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from confluent_kafka import Consumer, TopicPartition
 
 from consumer.kafka.codec import AvroCodec, SchemaStore
@@ -255,3 +256,23 @@ class Run:
     def settle(self, services):
         inputs = input_offsets(self.bootstrap, self.topics.triggered, self.produced)
         return settle(self.reader, inputs, self.sandbox, services)
+
+
+def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, str]:
+    """The status and body of a service's operations endpoint; 0 when it does not answer."""
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=timeout)
+    except httpx.HTTPError as exc:
+        return 0, str(exc)
+    return response.status_code, response.text
+
+
+def metric(port: int, sample: str) -> float:
+    """The value of one sample of `/metrics`, named with its labels as Prometheus prints it
+    (`capi_transactions_total{outcome="aborted"}`); 0 when it is not there."""
+    _, text = http_get(port, "/metrics")
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return 0.0
