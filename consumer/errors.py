@@ -12,12 +12,15 @@
     │                          be written waits in memory, the input pauses
     └── CapiError              the Graph API refused or could not be reached
         ├── RetryableError     temporary: timeouts, 5xx, codes 1 and 2
-        │   └── ThrottledError rate limited; carries the time to wait
+        │   ├── ThrottledError rate limited; carries the time to wait
+        │   └── AnswerLostError  the request may have reached Meta but its answer did not
+        │                      come back; carries why (`LostAnswer`)
         └── PermanentError     never retried
-            ├── AuthError          token or permission (META_AUTH_ERROR)
-            ├── DatasetUnavailableError  the request as a whole: an unknown dataset, or an
-            │                      answer that is not the Graph API's (DATASET_UNAVAILABLE)
-            ├── RejectedError      the request was invalid (META_REJECTED)
+            ├── AuthError          token, app-secret proof or permission (META_AUTH_ERROR)
+            ├── DatasetUnavailableError  the request as a whole: an unknown dataset, a
+            │                      refusal that names no event, or an answer that is not the
+            │                      Graph API's (DATASET_UNAVAILABLE)
+            ├── RejectedError      one event of the request is invalid (META_REJECTED)
             └── RestrictedRegionError  the asset is in a messaging-restrictive region
 
 Messages never contain customer information or access tokens.
@@ -26,8 +29,10 @@ Messages never contain customer information or access tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 __all__ = [
+    "AnswerLostError",
     "AuthError",
     "BrokerUnavailableError",
     "CapiConsumerError",
@@ -37,6 +42,7 @@ __all__ = [
     "DecodeError",
     "FatalError",
     "FencedError",
+    "LostAnswer",
     "MetaErrorInfo",
     "PermanentError",
     "RejectedError",
@@ -126,21 +132,44 @@ class ThrottledError(RetryableError):
         self.retry_after = retry_after
 
 
+class LostAnswer(StrEnum):
+    """Why the answer to a request that reached Meta is missing: the `cause` label of
+    `capi_requests_outcome_unknown_total`."""
+
+    TIMEOUT = "timeout"  # sent, and no answer within the request timeout
+    CONNECTION = "connection"  # sent, then the connection was reset or closed unanswered
+    SERVER_ERROR = "server_error"  # an HTTP 5xx: Meta may have stored the events first
+    NO_EVENTS_RECEIVED = "no_events_received"  # a 200 that does not say how many it took
+
+
+class AnswerLostError(RetryableError):
+    """The request was sent but its answer was lost: Meta may have taken its events, and
+    sending them again may count them twice."""
+
+    def __init__(self, message: str, cause: LostAnswer, meta: MetaErrorInfo | None = None) -> None:
+        super().__init__(message, meta)
+        self.cause = cause
+
+
 class PermanentError(CapiError):
     """Trying again cannot help."""
 
 
 class AuthError(PermanentError):
-    """The access token is invalid or lacks a permission (codes 190, 102, 10, 200-299)."""
+    """The access token is invalid or lacks a permission (codes 190, 102, 10, 200-299), or its
+    `appsecret_proof` is wrong or missing (code 100: the app secret was rotated, or the app
+    requires a proof the connection has no secret for)."""
 
 
 class DatasetUnavailableError(PermanentError):
     """Meta refused the request whatever its events: the dataset is unknown or the token has no
-    right to it, or what answered is not the Graph API. Splitting the batch would not help."""
+    right to it, the refusal names no event (a parameter of the request itself), or what
+    answered is not the Graph API. Splitting the batch would not help."""
 
 
 class RejectedError(PermanentError):
-    """The request or one of its events is invalid (code 100 and the like)."""
+    """One event of the request is invalid: Meta's answer points into `data` (a Conversions
+    API subcode, 2804xxx, or a message naming `data[i]`). Splitting the batch finds it."""
 
 
 class RestrictedRegionError(PermanentError):

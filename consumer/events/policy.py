@@ -26,7 +26,7 @@ from consumer.events.records import (
     ResultStatus,
     Trigger,
 )
-from consumer.events.results import ConversionResult, Reason, SourceRef
+from consumer.events.results import DEAD_LETTER_REASONS, ConversionResult, Reason, SourceRef
 
 if TYPE_CHECKING:
     from consumer.settings import Settings
@@ -39,6 +39,7 @@ __all__ = [
     "Rules",
     "decide",
     "is_currency",
+    "seconds_ahead",
 ]
 
 _ASSET_TYPE = {
@@ -101,19 +102,25 @@ class Rules:
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why an event is not sent: SKIPPED by design (`skip`), or FAILED needing attention
-    (`fail`)."""
+    (`fail`); `dead_letter`: its received bytes go to the dead-letter topic, for an operator to
+    replay once the cause is fixed."""
 
     status: ResultStatus
     reason: Reason
     detail: str
+    dead_letter: bool = False
 
     @classmethod
     def skip(cls, reason: Reason, detail: str) -> Refusal:
         return cls(ResultStatus.SKIPPED, reason, detail)
 
     @classmethod
-    def fail(cls, reason: Reason, detail: str) -> Refusal:
-        return cls(ResultStatus.FAILED, reason, detail)
+    def fail(cls, reason: Reason, detail: str, *, dead_letter: bool = False) -> Refusal:
+        """FAILED, dead-lettered when its reason always is (`DEAD_LETTER_REASONS`) or when this
+        failure is one a fix outside the event cures (`dead_letter`)."""
+        return cls(
+            ResultStatus.FAILED, reason, detail, dead_letter or reason in DEAD_LETTER_REASONS
+        )
 
     @property
     def skipped(self) -> bool:
@@ -237,6 +244,12 @@ def _route_refusal(
     return None
 
 
+def seconds_ahead(trigger: Trigger, now_ms: int) -> float:
+    """How far the event's `occurred_at` is ahead of the clock that read `now_ms` (0 when it is
+    not ahead): past `Rules.future_skew_s`, one of the two clocks is wrong."""
+    return max(0.0, (trigger.occurred_at - now_ms) / 1000)
+
+
 def _time_refusal(trigger: Trigger, now_ms: int, rules: Rules) -> Refusal | None:
     age_s = (now_ms - trigger.occurred_at) / 1000
     if age_s > rules.max_event_age_s:
@@ -245,8 +258,15 @@ def _time_refusal(trigger: Trigger, now_ms: int, rules: Rules) -> Refusal | None
             f"occurred {age_s / 86400:.1f} days ago; Meta refuses events older than "
             f"{rules.max_event_age_s / 86400:g} days",
         )
-    if -age_s > rules.future_skew_s:
-        return Refusal.fail(Reason.INVALID_EVENT, f"occurred_at is {-age_s:.0f} s in the future")
+    ahead_s = seconds_ahead(trigger, now_ms)
+    if ahead_s > rules.future_skew_s:
+        # the consumer's clock is behind or the producer's ahead: valid once the clock is right
+        return Refusal.fail(
+            Reason.INVALID_EVENT,
+            f"clock skew: occurred_at is {ahead_s:.0f} s ahead of the consumer's clock (at most "
+            f"{rules.future_skew_s} s allowed); replay the dead letter once the clock is right",
+            dead_letter=True,
+        )
     return None
 
 

@@ -13,6 +13,7 @@ from consumer.events.records import ResultStatus, Trigger
 
 __all__ = [
     "DEAD_LETTER_REASONS",
+    "REPLAYABLE_REASONS",
     "REPLAY_HEADER",
     "ConversionResult",
     "DedupEntry",
@@ -58,6 +59,9 @@ DEAD_LETTER_REASONS: frozenset[Reason] = frozenset(
         Reason.DATASET_UNAVAILABLE,
     }
 )
+# The reasons `replay-dlq --reason` picks dead letters by: those above, and INVALID_EVENT, whose
+# dead letters are the events a wrong clock put too far ahead and the unforeseen rule errors.
+REPLAYABLE_REASONS: frozenset[Reason] = DEAD_LETTER_REASONS | {Reason.INVALID_EVENT}
 # A replayed message may be processed again when its earlier outcome was FAILED.
 REPLAY_HEADER = "capi.replay"
 

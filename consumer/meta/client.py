@@ -2,12 +2,20 @@
 
 The access token and `appsecret_proof` travel in the JSON body, never in the URL, so that
 HTTP logs and exception messages (which print URLs) cannot leak them.
+
+A refusal is about one event when Meta's answer points into `data` (a Conversions API
+subcode, 2804xxx, or a message naming `data[i]`): the dispatcher splits the batch to find it.
+Any other refusal is about the request itself (its credentials, its dataset, its own
+parameters) and fails the batch as it is. A request sent whose answer is lost (a read timeout,
+a connection reset or closed unanswered, an HTTP 5xx, a 200 without `events_received`) is an
+`AnswerLostError`: Meta may have taken its events.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +24,11 @@ import httpx
 import orjson
 
 from consumer.errors import (
+    AnswerLostError,
     AuthError,
     CapiError,
     DatasetUnavailableError,
+    LostAnswer,
     MetaErrorInfo,
     RejectedError,
     RestrictedRegionError,
@@ -44,6 +54,12 @@ _INVALID_PARAMETER = 100
 _UNKNOWN_OBJECT = 33
 _THROTTLE_CODES = frozenset({4, 17, 32, 613, 80004, 341, 368})
 _AUTH_CODES = frozenset({190, 102, 10}) | frozenset(range(200, 300))
+# code 100 "Invalid appsecret_proof provided in the API argument" (the app secret was rotated)
+# and "API calls from the server require an appsecret_proof argument" (the app requires one)
+_APPSECRET_PROOF_REFUSALS = ("invalid appsecret_proof", "require an appsecret_proof")
+# the Conversions API's own subcodes, about an event's fields (2804003 too old, 2804064 ...)
+_EVENT_SUBCODES = range(2_804_000, 2_805_000)
+_EVENT_POINTER = re.compile(r"\bdata\[\d+\]")
 DEFAULT_THROTTLE_BACKOFF_S = 60.0
 
 
@@ -116,8 +132,18 @@ class CapiClient:
         content = self.body(events, credentials, test_event_code)
         try:
             response = self._http.post(url, content=content)
-        except httpx.TimeoutException as exc:
+        except httpx.ReadTimeout as exc:
+            raise AnswerLostError(
+                f"no answer from dataset {dataset_id} within the timeout", LostAnswer.TIMEOUT
+            ) from exc
+        except httpx.TimeoutException as exc:  # connecting, or the body not written: not sent
             raise RetryableError(f"timeout posting to dataset {dataset_id}") from exc
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            raise AnswerLostError(
+                f"connection lost waiting for the answer of dataset {dataset_id}: "
+                f"{type(exc).__name__}",
+                LostAnswer.CONNECTION,
+            ) from exc
         except httpx.TransportError as exc:
             raise RetryableError(
                 f"connection error posting to dataset {dataset_id}: {type(exc).__name__}"
@@ -147,7 +173,10 @@ def parse_response(
                 messages=tuple(str(m) for m in body.get("messages", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise RetryableError(f"unexpected 200 answer without events_received: {exc}") from exc
+            raise AnswerLostError(
+                f"unexpected 200 answer without events_received: {exc}",
+                LostAnswer.NO_EVENTS_RECEIVED,
+            ) from exc
     raise classify_error(status, body.get("error"), headers, throttle_backoff_s)
 
 
@@ -160,7 +189,7 @@ def classify_error(
     """The `CapiError` subclass for a Graph API error answer."""
     if not isinstance(error, dict):
         if status >= 500 or status in (408, 429):
-            return RetryableError(f"HTTP {status} without a Graph API error")
+            return _temporary(status, f"HTTP {status} without a Graph API error")
         # a redirect, a proxy's 407, a 404 or 413 page: not the Graph API answering for events
         return DatasetUnavailableError(
             f"HTTP {status} without a Graph API error: is CAPI_GRAPH_URL the Graph API?"
@@ -180,14 +209,38 @@ def classify_error(
     if info.code in _THROTTLE_CODES:
         return ThrottledError(text, info, throttle_delay(headers, throttle_backoff_s))
     if info.code in _TRANSIENT_CODES or error.get("is_transient") is True:
-        return RetryableError(text, info)
-    if info.code in _AUTH_CODES:
+        return _temporary(status, text, info)
+    if info.code in _AUTH_CODES or _refuses_the_proof(info):
         return AuthError(text, info)
     if info.code == _INVALID_PARAMETER and info.subcode == _UNKNOWN_OBJECT:
         return DatasetUnavailableError(text, info)  # the dataset, whatever the events
     if status >= 500:
-        return RetryableError(text, info)
-    return RejectedError(text, info)
+        return _temporary(status, text, info)
+    if _names_an_event(info):
+        return RejectedError(text, info)  # one event: the dispatcher splits the batch
+    return DatasetUnavailableError(text, info)  # the request itself: splitting cannot help
+
+
+def _temporary(status: int, text: str, info: MetaErrorInfo | None = None) -> RetryableError:
+    """A temporary failure; an HTTP 5xx may come after Meta stored the events."""
+    if status >= 500:
+        return AnswerLostError(text, LostAnswer.SERVER_ERROR, info)
+    return RetryableError(text, info)
+
+
+def _refuses_the_proof(info: MetaErrorInfo) -> bool:
+    """Meta refused the request's `appsecret_proof`, wrong or missing."""
+    message = (info.message or "").lower()
+    return any(refusal in message for refusal in _APPSECRET_PROOF_REFUSALS)
+
+
+def _names_an_event(info: MetaErrorInfo) -> bool:
+    """Meta's refusal points at an event of `data`: a Conversions API subcode, or a message
+    that names `data[i]`."""
+    if any(c is not None and c in _EVENT_SUBCODES for c in (info.subcode, info.code)):
+        return True
+    text = " ".join(t for t in (info.message, info.user_title, info.user_msg) if t)
+    return _EVENT_POINTER.search(text) is not None
 
 
 def _error_info(error: Mapping[str, Any]) -> MetaErrorInfo:

@@ -9,13 +9,16 @@ never held by a backoff and one throttled dataset does not stall the others.
   the first try parks the events instead (`Parking`, see `events/parking.py`), and so does any
   failure of a batch of a dataset that keeps failing (`FAILING_AFTER`) or is throttled; past the
   operator's `CAPI_RETRY_DEADLINE_S` since an event's first try: FAILED/RETRIES_EXHAUSTED.
-- Token or permission errors: every event FAILED/META_AUTH_ERROR.
-- A request refused as a whole (an unknown dataset, code 100/33; an answer that is not the Graph
-  API's: a redirect, a proxy, a 404 or 413 page): every event FAILED/DATASET_UNAVAILABLE, in one
+  A retried request whose answer was lost (`AnswerLostError`) may have been taken by Meta: it
+  is counted in `capi_requests_outcome_unknown_total`, as its events may now count twice.
+- Token, app-secret proof or permission errors: every event FAILED/META_AUTH_ERROR, in one
   request, not split.
-- An invalid request: Meta rejects the whole batch for one bad event, so the batch is split in
-  halves and each half resent (as soon as a worker is free) until the offending events stand
-  alone (FAILED/META_REJECTED).
+- A request refused as a whole (an unknown dataset, code 100/33; a refusal that names no event,
+  about the request's own parameters; an answer that is not the Graph API's: a redirect, a
+  proxy, a 404 or 413 page): every event FAILED/DATASET_UNAVAILABLE, in one request, not split.
+- An invalid event (Meta's answer points into `data`): Meta rejects the whole batch for it, so
+  the batch is split in halves and each half resent (as soon as a worker is free) until the
+  offending events stand alone (FAILED/META_REJECTED).
 - "Messaging Event Within Messaging Restrictive Region": split the same way; the lone event is
   SKIPPED/RESTRICTED_REGION (triage remembers the asset from that answer, on the main loop).
 """
@@ -33,6 +36,7 @@ from enum import StrEnum
 import httpx
 
 from consumer.errors import (
+    AnswerLostError,
     AuthError,
     CapiError,
     DatasetUnavailableError,
@@ -272,6 +276,8 @@ class Dispatcher:
             self._retry(attempt, delay, exc, delivery)
         except RetryableError as exc:
             self._count(key.dataset_id, started, RequestOutcome.RETRYABLE, exc.meta)
+            if isinstance(exc, AnswerLostError):  # sent again below: Meta may count it twice
+                self._metrics.outcome_unknown.labels(exc.cause.value).inc()
             unreachable = isinstance(exc.__cause__, httpx.TransportError)
             self.breaker.failed(key.dataset_id, unreachable=unreachable)
             attempt.failures += 1
@@ -294,8 +300,8 @@ class Dispatcher:
         started: float,
         delivery: Delivery,
     ) -> None:
-        """Meta answered and refused: the request as a whole, the credentials, or one event
-        (found by splitting the batch)."""
+        """Meta answered and refused: the request as a whole or its credentials (every event
+        fails alike, in this one request), or one event (found by splitting the batch)."""
         items, key = attempt.batch.items, attempt.batch.key
         if isinstance(exc, DatasetUnavailableError):
             self._count(key.dataset_id, started, RequestOutcome.DATASET_UNAVAILABLE, exc.meta)

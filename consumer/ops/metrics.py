@@ -9,10 +9,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from consumer.errors import LostAnswer
+
 __all__ = ["Metrics"]
 
 _DURATION_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 750, 1000)
+# 0: not ahead (the usual case); 300: the allowed skew (Rules.future_skew_s), past it refused
+_AHEAD_BUCKETS = (0, 1, 5, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
 
 
 class Metrics:
@@ -81,6 +85,15 @@ class Metrics:
         self.retries = Counter(
             "capi_request_retries", "Requests retried after a retryable error.", registry=r
         )
+        self.outcome_unknown = Counter(
+            "capi_requests_outcome_unknown",
+            "Requests sent whose answer was lost (Meta may have taken their events), to be sent "
+            "again; by cause (timeout, connection, server_error, no_events_received).",
+            ["cause"],
+            registry=r,
+        )
+        for cause in LostAnswer:  # at 0 from the start, so that increase() sees the first one
+            self.outcome_unknown.labels(cause.value)
         self.already_resolved = Counter(
             "capi_inputs_already_resolved",
             "Inputs found resolved by an instance that died before committing them.",
@@ -139,6 +152,13 @@ class Metrics:
             "capi_table_bootstrap_seconds",
             "How long the tables took to catch up at start.",
             ["table"],
+            registry=r,
+        )
+        self.event_ahead_of_clock = Histogram(
+            "capi_event_ahead_of_clock_seconds",
+            "How far a consumed trigger's occurred_at is ahead of this consumer's clock (0 when it "
+            "is not); past 300 s it is refused as INVALID_EVENT and dead-lettered.",
+            buckets=_AHEAD_BUCKETS,
             registry=r,
         )
         self.enrichment = Counter(

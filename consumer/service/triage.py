@@ -25,10 +25,9 @@ from consumer.errors import (
 )
 from consumer.events.enrich import enrich, referral_key
 from consumer.events.parking import ParkedEvent
-from consumer.events.policy import Refusal, Rules, decide
+from consumer.events.policy import Refusal, Rules, decide, seconds_ahead
 from consumer.events.records import Channel, ResultStatus, Trigger
 from consumer.events.results import (
-    DEAD_LETTER_REASONS,
     REPLAY_HEADER,
     ConversionResult,
     DedupStatus,
@@ -214,6 +213,8 @@ class Triage:
             trigger = Trigger.from_avro(data)
         except (KeyError, ValueError, TypeError) as exc:
             return _undecodable(source, f"bad record: {exc!r}"[:200], received, now_ms)
+        # every trigger's, refused or not: one wrong clock shifts them all, a wrong producer a few
+        self._metrics.event_ahead_of_clock.observe(seconds_ahead(trigger, now_ms))
         prior = self._dedup.seen(trigger.event_id)
         if prior is None and trigger.event_id in self._parked_ids:
             prior = DedupStatus.PARKED  # parked by this partition's previous owner
@@ -294,11 +295,9 @@ class Triage:
                 trigger.event_id,
             )
             detail = f"unexpected error evaluating the event: {type(exc).__name__}"
-            refusal = Refusal.fail(Reason.INVALID_EVENT, detail)
-            return Resolved(refusal.result(source, trigger, now_ms), received)
+            decision = Refusal.fail(Reason.INVALID_EVENT, detail, dead_letter=True)
         if isinstance(decision, Refusal):
-            letter = received if decision.reason in DEAD_LETTER_REASONS else None
-            return Resolved(decision.result(source, trigger, now_ms), letter)
+            return _refused(decision, source, trigger, received, now_ms)
         assert connection is not None  # decide() approves only with a connection
         for dropped in decision.dropped:
             self._metrics.tally(self._metrics.fields_dropped, dropped.key, dropped.reason)
@@ -306,7 +305,7 @@ class Triage:
             credentials = self._credentials.for_connection(connection)
         except MissingCredentialsError as exc:
             refusal = Refusal.fail(Reason.MISSING_CREDENTIALS, str(exc))
-            return Resolved(refusal.result(source, trigger, self._clock_ms()), received)
+            return _refused(refusal, source, trigger, received, self._clock_ms())
         key = BatchKey(trigger.dataset_id, credentials, trigger.test_event_code)
         return Send(OutgoingEvent(source, trigger, decision, received, parked), key)
 
@@ -358,6 +357,14 @@ def _undecodable(
 ) -> Resolved:
     result = ConversionResult(source, ResultStatus.FAILED, now_ms, Reason.UNDECODABLE, detail)
     return Resolved(result, received, parked)
+
+
+def _refused(
+    refusal: Refusal, source: SourceRef, trigger: Trigger, received: RawMessage, now_ms: int
+) -> Resolved:
+    """The refused event's result, with a dead letter of its received bytes when it gets one."""
+    letter = received if refusal.dead_letter else None
+    return Resolved(refusal.result(source, trigger, now_ms), letter)
 
 
 def _lookup(record: object, used: bool) -> str:

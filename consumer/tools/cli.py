@@ -15,7 +15,7 @@ import click
 
 from consumer.errors import CapiConsumerError, ConfigError
 from consumer.events.records import CUSTOMER_FIELDS, Channel, EventType
-from consumer.events.results import DEAD_LETTER_REASONS
+from consumer.events.results import REPLAYABLE_REASONS
 from consumer.settings import Settings
 from consumer.tools.local_cli import LOCAL_COMMANDS, one_line_errors
 
@@ -245,7 +245,7 @@ def _fail(message: str) -> NoReturn:
     "--reason",
     "reasons",
     multiple=True,
-    type=click.Choice([str(r) for r in sorted(DEAD_LETTER_REASONS)]),
+    type=click.Choice([str(r) for r in sorted(REPLAYABLE_REASONS)]),
     help="Replay only dead letters with this reason (repeatable); default: all.",
 )
 @click.option("--from-beginning", is_flag=True, help="Ignore what earlier replays committed.")

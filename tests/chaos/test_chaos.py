@@ -5,7 +5,9 @@ sandbox's record of accepted events, and asserts the delivery invariants:
 - no input without a result, no input with two results;
 - no event accepted twice by the Graph API, except, after a SIGKILL, events that were in flight
   at the kill (requests on the wire, answers not yet in the outbox); the bound per kill is
-  (CAPI_MAX_IN_FLIGHT_REQUESTS + 1) x CAPI_BATCH_SIZE.
+  (CAPI_MAX_IN_FLIGHT_REQUESTS + 1) x CAPI_BATCH_SIZE;
+- and except the events of a request Meta stored whose answer was lost: sent again, as many
+  as the lost answers carried, each such request counted in capi_requests_outcome_unknown_total.
 
 Run with `make test-chaos`; each test prints its figures.
 """
@@ -22,11 +24,18 @@ from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.kafka.topics import ensure_topics, topic_plan
 from consumer.settings import Topics
 from consumer.tools.demo import ResultReader, produce_sample_traffic
-from consumer.tools.embedded_broker import EmbeddedBroker
+from consumer.tools.embedded_broker import EmbeddedBroker, free_port
 from consumer.tools.samples import SampleWorld, sandbox_config
 from consumer.tools.sandbox.process import SandboxProcess
-from tests.chaos.harness import Service, check_delivery, input_offsets, settle
-from tests.integration.harness import service_env, write_credentials
+from tests.chaos.harness import (
+    Run,
+    Service,
+    check_delivery,
+    input_offsets,
+    settle,
+    wait_for_all,
+)
+from tests.integration.harness import scrape_metrics, service_env, write_credentials
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(900)]
 CODEC = AvroCodec(SchemaStore())
@@ -228,3 +237,58 @@ def test_every_sandbox_fault(kafka_bootstrap, topics, tmp_path, capsys):
     assert ds1
     assert max(r["attempts"] for r in ds1) > 1
     assert sum(1 for r in reader.results if r["reason"] == "UNDECODABLE") == 10
+
+
+# how the sandbox loses an answer -> the `cause` the service counts it under
+LOST_ANSWER_CAUSES = {
+    "reset": "connection",
+    "timeout": "timeout",
+    "503": "server_error",
+    "no_events_received": "no_events_received",
+}
+
+
+def test_lost_answers_are_sent_again_and_counted(kafka_bootstrap, topics, tmp_path, capsys):
+    """Meta stores a request's events, then its answer is lost (a reset, a timeout, a 503, a 200
+    without the count): the service cannot tell, sends the events again, and counts the request.
+    Meta receives twice exactly the events of the lost answers; the metric counts each lost
+    answer under its cause."""
+    lost = dict.fromkeys(LOST_ANSWER_CAUSES, 0.04)  # about one request in six
+    faults = {"*": {"lost_answers": lost, "timeout_s": 3}}
+    port = free_port()
+    with SandboxProcess({**sandbox_config(WORLD), "faults": faults}) as sandbox:
+        run = Run(
+            kafka_bootstrap,
+            topics,
+            tmp_path,
+            sandbox,
+            CAPI_BATCH_SIZE="20",  # some 200 requests
+            CAPI_REQUEST_TIMEOUT_S="1.5",
+            CAPI_PARK_DELAYS_S="2,4",
+            CAPI_METRICS_PORT=str(port),
+        )
+        run.produce(WORLD.triggers(4_000, seed=405, only_valid=True))
+        service = run.service("lossy").start()
+        inputs = input_offsets(kafka_bootstrap, topics.triggered, run.produced)
+        assert wait_for_all(run.reader, inputs, 300), service.log_tail()
+        _, samples = scrape_metrics(port)  # every event has its result: nothing more is sent
+        stats = sandbox.stats()
+        v = settle(run.reader, inputs, sandbox, [service])
+    lost_answers = {k.removeprefix("lost_"): n for k, n in stats["faults"].items()}
+    counted = {
+        dict(labels)["cause"]: value
+        for (name, labels), value in samples.items()
+        if name == "capi_requests_outcome_unknown_total"
+    }
+    _report(
+        capsys,
+        "lost answers",
+        f"lost answers={sum(lost_answers.values())} {lost_answers} carrying "
+        f"{stats['lost_answer_events']} events; events received twice={v.duplicate_sends}; "
+        f"capi_requests_outcome_unknown_total={sum(counted.values()):.0f} {counted}; {v}",
+    )
+    assert set(lost_answers) == set(LOST_ANSWER_CAUSES)  # each way of losing an answer struck
+    assert counted == {LOST_ANSWER_CAUSES[k]: n for k, n in lost_answers.items()}
+    assert v.duplicate_sends == stats["lost_answer_events"]
+    check_delivery(v, duplicate_send_bound=stats["lost_answer_events"])
+    assert v.sent == v.sent_ids == v.accepted_ids == len(inputs)  # each SENT, one result each

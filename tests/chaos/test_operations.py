@@ -18,7 +18,15 @@ from consumer.tools.demo import ResultReader, produce_sample_traffic
 from consumer.tools.embedded_broker import EmbeddedBroker, free_port
 from consumer.tools.samples import SampleWorld, sandbox_config
 from consumer.tools.sandbox.process import SandboxProcess
-from tests.chaos.harness import Run, Service, http_get, input_offsets, metric, settle
+from tests.chaos.harness import (
+    Run,
+    Service,
+    http_get,
+    input_offsets,
+    metric,
+    settle,
+    wait_for_all,
+)
 from tests.integration.harness import service_env, write_credentials
 from tests.registry import MinimalRegistry
 
@@ -184,20 +192,22 @@ def test_broker_frozen_past_the_session_timeout_in_the_middle_of_a_commit(tmp_pa
         producer = run.trickle(6_000, 300, seed=507)
         service = run.joined(run.service("stalled"))
         run.read_for(5)
-        committed_before = metric(port, 'capi_transactions_total{outcome="committed"}')
         broker.freeze()
         time.sleep(30)  # the session timeout is 6 s
         broker.thaw()
         producer.join()
+        inputs = input_offsets(broker.bootstrap_servers, topics.triggered, run.produced)
+        assert wait_for_all(run.reader, inputs, 180), service.log_tail(100)
         assert service.alive(), service.log_tail()
         aborted = metric(port, 'capi_transactions_total{outcome="aborted"}')
         committed = metric(port, 'capi_transactions_total{outcome="committed"}')
+        lost = metric(port, 'capi_rebalances_total{kind="lost"}')
         v = run.settle([service])
     _report(
         capsys,
         "broker frozen 30 s, session timeout 6 s",
-        f"transactions committed before={committed_before:.0f} after={committed:.0f} "
-        f"aborted={aborted:.0f}; {v}",
+        f"partitions lost {lost:.0f} times, assignments {service.assignments()}; "
+        f"transactions committed={committed:.0f} aborted={aborted:.0f}; {v}",
     )
     assert aborted <= 10, service.log_tail(100)  # no busy loop
     assert v.missing == 0, v

@@ -8,7 +8,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.ops.metrics import Metrics
 from consumer.service.loop import Service, build_service
@@ -92,3 +94,14 @@ def service_env(
     }
     env.update(extra)
     return env
+
+
+def scrape_metrics(port: int) -> tuple[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+    """A running service's `/metrics`: the text, and each sample's value by name and labels."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            samples[key] = sample.value
+    return text, samples

@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.tools.demo import ResultReader, produce_sample_traffic
@@ -19,20 +18,10 @@ from consumer.tools.embedded_broker import free_port
 from consumer.tools.samples import SampleWorld, sandbox_config
 from consumer.tools.sandbox.process import SandboxProcess
 from tests.cli import run_cli, start_cli
-from tests.integration.harness import service_env, write_credentials
+from tests.integration.harness import scrape_metrics, service_env, write_credentials
 
 pytestmark = pytest.mark.integration
 CODEC = AvroCodec(SchemaStore())
-
-
-def _scrape(port):
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            key = (sample.name, tuple(sorted(sample.labels.items())))
-            samples[key] = sample.value
-    return text, samples
 
 
 def test_run_exposes_metrics_and_drains_on_sigterm(kafka_bootstrap, topics, tmp_path):
@@ -57,7 +46,7 @@ def test_run_exposes_metrics_and_drains_on_sigterm(kafka_bootstrap, topics, tmp_
             reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
             assert reader.read_until(expected, 90)
             reader.close()
-            text, samples = _scrape(port)
+            text, samples = scrape_metrics(port)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -201,7 +190,7 @@ def test_two_workers_share_the_partitions_and_answer_as_one_service(
             reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
             assert reader.read_until(expected, 120)
             time.sleep(1)  # every worker's metrics are applied at its next loop turn
-            _, samples = _scrape(port)
+            _, samples = scrape_metrics(port)
             os.kill(workers[1], signal.SIGKILL)  # a worker dies: the service stops whole
             _, stderr = proc.communicate(timeout=90)
         finally:

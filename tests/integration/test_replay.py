@@ -16,6 +16,23 @@ CODEC = AvroCodec(SchemaStore())
 WORLD = SampleWorld()
 
 
+def _replay_command(kafka_bootstrap, topics, settings, creds):
+    """`capi-consumer replay-dlq` as the operator runs it against the service's topics."""
+    env = {
+        **os.environ,
+        "CAPI_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "CAPI_GROUP_ID": settings.group_id,
+        "CAPI_TOPIC_TRIGGERED": topics.triggered,
+        "CAPI_TOPIC_DLQ": topics.dlq,
+        "CAPI_CREDENTIALS_DIR": str(creds),
+    }
+
+    def replay(*args):
+        return run_cli(env, "replay-dlq", *args)
+
+    return replay
+
+
 @pytest.mark.long
 def test_replay_after_the_connection_appears(kafka_bootstrap, topics, tmp_path):
     triggers = [
@@ -31,18 +48,7 @@ def test_replay_after_the_connection_appears(kafka_bootstrap, topics, tmp_path):
         )
         produce_sample_traffic(kafka_bootstrap, topics, CODEC, triggers, others)
         reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
-        env = {
-            **os.environ,
-            "CAPI_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "CAPI_GROUP_ID": settings.group_id,
-            "CAPI_TOPIC_TRIGGERED": topics.triggered,
-            "CAPI_TOPIC_DLQ": topics.dlq,
-            "CAPI_CREDENTIALS_DIR": str(creds),
-        }
-
-        def replay(*args):
-            return run_cli(env, "replay-dlq", *args)
-
+        replay = _replay_command(kafka_bootstrap, topics, settings, creds)
         with RunningApp(settings):
             assert reader.read_until(10, 60)
             assert {r["reason"] for r in reader.results} == {"UNKNOWN_CONNECTION"}
@@ -69,6 +75,57 @@ def test_replay_after_the_connection_appears(kafka_bootstrap, topics, tmp_path):
         assert sorted(r["event_id"] for r in replayed) == sorted(t["event_id"] for t in triggers)
         assert {r["reason"] for r in reader.results[20:]} == {"DUPLICATE"}
         assert sandbox.stats()["accepted_events"] == 10
+
+
+@pytest.mark.long
+def test_a_rotated_app_secret_fails_whole_requests_whose_dead_letters_replay_once_fixed(
+    kafka_bootstrap, topics, tmp_path
+):
+    """Meta refuses the appsecret_proof of a connection whose app secret was rotated (code 100,
+    about the request, not one of its events): each request fails whole, not split, and every
+    event is META_AUTH_ERROR with a dead letter; with the new secret in the credentials folder,
+    the replay sends them."""
+    triggers = WORLD.triggers(120, seed=10, only_valid=True)
+    affected = sorted(t["event_id"] for t in triggers if t["connection_id"] == "conn-us")
+    config = sandbox_config(WORLD)
+    token = WORLD.credentials["token-us"]
+    config["tokens"][token] = {**config["tokens"][token], "app_secret": "rotated-app-secret"}
+    with SandboxProcess(config) as sandbox:
+        creds = write_credentials(tmp_path / "creds", WORLD.credentials)
+        settings = settings_for(
+            kafka_bootstrap,
+            topics,
+            sandbox.url,
+            creds,
+            state_dir=tmp_path / "s",
+            batch_linger_ms=500,
+        )
+        produce_sample_traffic(kafka_bootstrap, topics, CODEC, triggers, WORLD.connections())
+        reader = ResultReader(kafka_bootstrap, topics.results, CODEC)
+        replay = _replay_command(kafka_bootstrap, topics, settings, creds)
+        with RunningApp(settings):
+            assert reader.read_until(len(triggers), 60)
+            failed = [r for r in reader.results if r["status"] == "FAILED"]
+            assert sorted(r["event_id"] for r in failed) == affected
+            assert {(r["reason"], r["meta_error"]["code"]) for r in failed} == {
+                ("META_AUTH_ERROR", 100)
+            }
+            refused = [q for q in sandbox.requests() if q["status"] != 200]
+            assert {q["error_code"] for q in refused} == {100}
+            assert 0 < len(refused) < len(failed)  # whole batches: splitting sends ~2N
+            dry = replay("--dry-run")
+            assert f"would have replayed {len(affected)} " in dry.stdout, dry.stderr
+            # the operator puts the new secret in place (read again without a restart)
+            write_credentials(creds, {"secret-us": "rotated-app-secret"})
+            done = replay("--reason", "META_AUTH_ERROR")
+            assert done.returncode == 0, done.stderr
+            assert f"replayed {len(affected)} " in done.stdout
+            assert reader.read_until(len(triggers) + len(affected), 60)
+        reader.close()
+        replayed = reader.results[len(triggers) :]
+        assert {r["status"] for r in replayed} == {"SENT"}
+        assert sorted(r["event_id"] for r in replayed) == affected
+        assert sandbox.stats()["accepted_events"] == len(triggers)
 
 
 def test_replay_without_a_topic_or_a_broker_is_one_line(kafka_bootstrap, tmp_path):

@@ -165,7 +165,9 @@ def _authorize(
             code=2635,
         )
     if "access_token" in query or "appsecret_proof" in query:
-        raise _invalid("access_token and appsecret_proof must be sent in the body, not the URL")
+        raise _invalid(
+            "access_token and appsecret_proof must be sent in the body, not the URL", subcode=None
+        )
     token = body.get("access_token")
     if not isinstance(token, str) or not token:
         raise ValidationFailure(

@@ -4,7 +4,8 @@ POST /{version}/{dataset_id}/events   validated like Meta; accepted events are r
 GET  /_sandbox/events                 accepted events: [{dataset_id, test_event_code, event}]
 GET  /_sandbox/requests               every request: status, dataset, events, error code
                                       (and the raw body when started with record_bodies)
-GET  /_sandbox/stats                  counts (accepted, rejected, faults by kind)
+GET  /_sandbox/stats                  counts (accepted, rejected, faults by kind, events
+                                      whose answer a fault lost after storing them)
 POST /_sandbox/reset                  forget what was recorded
 POST /_sandbox/faults                 replace the fault plan (see faults.py)
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +34,8 @@ __all__ = ["Sandbox"]
 
 log = logging.getLogger(__name__)
 
+_ERROR_PAGE = b"<html>Service Unavailable</html>"  # a 5xx without a Graph API error
+
 
 @dataclass(slots=True)
 class _Records:
@@ -39,6 +44,7 @@ class _Records:
     accepted_requests: int = 0
     rejected_requests: int = 0
     faults: dict[str, int] = field(default_factory=dict)
+    lost_answer_events: int = 0  # stored, then their request's answer lost
 
 
 class Sandbox:
@@ -148,12 +154,23 @@ class Sandbox:
         return 200, {"events_received": len(data), "messages": [], "fbtrace_id": fbtrace_id}
 
     def draw_fault(self, dataset_id: str) -> Fault:
+        """The fault for a request; counted now when it strikes before the request is looked
+        at, and by `lose_answer` when it strikes an accepted one."""
         fault = self.faults.draw(dataset_id)
-        if fault.kind != "none":
-            with self._lock:
-                name = fault.kind if fault.kind in ("timeout", "drop") else str(fault.code)
-                self._records.faults[name] = self._records.faults.get(name, 0) + 1
+        if fault.kind != "none" and not fault.after_accept:
+            self._count_fault(fault)
         return fault
+
+    def lose_answer(self, fault: Fault, events: int) -> None:
+        """`fault` strikes the answer of an accepted request of `events` events, stored."""
+        self._count_fault(fault)
+        with self._lock:
+            self._records.lost_answer_events += events
+
+    def _count_fault(self, fault: Fault) -> None:
+        with self._lock:
+            faults = self._records.faults
+            faults[fault.name] = faults.get(fault.name, 0) + 1
 
     def events(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -171,6 +188,7 @@ class Sandbox:
                 "rejected_requests": r.rejected_requests,
                 "accepted_events": len(r.events) + self._light_events,
                 "faults": dict(r.faults),
+                "lost_answer_events": r.lost_answer_events,
             }
 
     def reset(self) -> None:
@@ -265,17 +283,23 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
             return
-        if self._inject(self.sandbox.draw_fault(segments[1])):
+        fault = self.sandbox.draw_fault(segments[1])
+        if self._inject(fault):
             return
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         status, payload = self.sandbox.handle_events(segments[0], segments[1], query, raw)
+        if fault.after_accept and status == 200:
+            self.sandbox.lose_answer(fault, int(payload["events_received"]))
+            self._lose_answer(fault)
+            return
         self._reply(status, payload)
 
     def _inject(self, fault: Fault) -> bool:
-        """Apply a fault; True when it answered (or dropped) the request."""
+        """Apply a fault that strikes before the request is looked at; True when it answered
+        (or dropped) the request."""
         if fault.latency_s:
             time.sleep(fault.latency_s)
-        if fault.kind == "none":
+        if fault.kind == "none" or fault.after_accept:
             return False
         if fault.kind == "drop":
             self.close_connection = True
@@ -286,12 +310,29 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return True
         if fault.kind == "status":
-            self._reply(fault.code, b"<html>Service Unavailable</html>")
+            self._reply(fault.code, _ERROR_PAGE)
             return True
         fbtrace_id = "A" + secrets.token_urlsafe(15)
         status, body, headers = graph_error(fault.code, fbtrace_id, fault.regain_minutes)
         self._reply(status, body, headers)
         return True
+
+    def _lose_answer(self, fault: Fault) -> None:
+        """The request's events are stored; its client never learns it."""
+        if fault.kind == "reset":
+            # closed here with a zero linger: a TCP reset, before the server's orderly end
+            linger = struct.pack("ii", 1, 0)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            self.rfile.close()
+            self.connection.close()
+            self.close_connection = True
+        elif fault.kind == "timeout":
+            time.sleep(fault.timeout_s)
+            self.close_connection = True
+        elif fault.kind == "status":
+            self._reply(fault.code, _ERROR_PAGE)
+        else:
+            self._reply(200, {"fbtrace_id": "A" + secrets.token_urlsafe(15)})
 
 
 def _ok() -> dict[str, bool]:

@@ -82,6 +82,47 @@ def test_refusals(overrides, skipped, reason):
     assert (decision.skipped, decision.reason) == (skipped, reason)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "dead_letter"),
+    [
+        # a wrong clock, the consumer's or the producer's: valid once replayed after the fix
+        ({"occurred_at": NOW_MS + 3_600_000}, True),
+        ({"connection_id": "conn-unknown"}, True),
+        ({"dataset_id": "ds-unknown"}, True),
+        # the event itself is wrong, or by design: a replay would end the same
+        ({"event_type": "PURCHASE"}, False),
+        ({**MESSENGER, "channel_user_id": None}, False),
+        ({"occurred_at": NOW_MS - 8 * 86_400_000}, False),
+        ({"ctwa_clid": None}, False),
+    ],
+)
+def test_refusals_an_operator_can_replay_are_dead_lettered(overrides, dead_letter):
+    decision = _decide(**overrides)
+    assert isinstance(decision, Refusal)
+    assert decision.dead_letter is dead_letter
+
+
+@pytest.mark.parametrize(
+    ("ahead_s", "refused"),
+    [(-60, False), (0, False), (300, False), (301, True), (3_600, True), (86_400, True)],
+)
+def test_an_event_ahead_of_the_clock_by_more_than_the_allowed_skew_fails(ahead_s, refused):
+    decision = _decide(occurred_at=NOW_MS + ahead_s * 1000)
+    if not refused:
+        assert isinstance(decision, Approved)
+        return
+    assert isinstance(decision, Refusal)
+    assert (decision.status, decision.reason, decision.dead_letter) == (
+        "FAILED",
+        "INVALID_EVENT",
+        True,
+    )
+    assert decision.detail == (
+        f"clock skew: occurred_at is {ahead_s} s ahead of the consumer's clock (at most 300 s "
+        "allowed); replay the dead letter once the clock is right"
+    )
+
+
 def test_disconnected_connection_is_skipped():
     conn = MetaConnection.from_avro(connection_record(status="DISCONNECTED"))
     decision = _decide(connection=conn)

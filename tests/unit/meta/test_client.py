@@ -7,8 +7,10 @@ import orjson
 import pytest
 
 from consumer.errors import (
+    AnswerLostError,
     AuthError,
     DatasetUnavailableError,
+    LostAnswer,
     RejectedError,
     RestrictedRegionError,
     RetryableError,
@@ -69,10 +71,11 @@ def _error(code, subcode=None, message="m", **extra):
 @pytest.mark.parametrize(
     ("status", "error", "kind"),
     [
-        (500, _error(1), RetryableError),
-        (500, _error(2), RetryableError),
+        (500, _error(1), AnswerLostError),
+        (503, _error(2), AnswerLostError),
+        (400, _error(2), RetryableError),
         (400, _error(100, is_transient=True), RetryableError),
-        (503, None, RetryableError),
+        (503, None, AnswerLostError),
         (429, None, RetryableError),
         (400, _error(4), ThrottledError),
         (400, _error(17), ThrottledError),
@@ -88,13 +91,34 @@ def _error(code, subcode=None, message="m", **extra):
         (403, _error(299), AuthError),
         (400, _error(100, 2804066), RejectedError),
         (400, _error(100, 2804087), RejectedError),
+        (400, _error(100, 2804003, "Invalid parameter"), RejectedError),
+        (
+            400,
+            _error(100, message="(#100) Param data[3][event_name] must be a string"),
+            RejectedError,
+        ),
+        (400, _error(100, error_user_msg="data[0].user_data.ph is not a hash"), RejectedError),
+        (
+            400,
+            _error(100, message="Invalid appsecret_proof provided in the API argument"),
+            AuthError,
+        ),
+        (
+            400,
+            _error(100, message="API calls from the server require an appsecret_proof argument"),
+            AuthError,
+        ),
+        (400, _error(100, message="(#100) param data must be an array."), DatasetUnavailableError),
+        (400, _error(100, message="(#100) Unknown parameters: foo"), DatasetUnavailableError),
+        (400, _error(2635, message="(#2635) deprecated version"), DatasetUnavailableError),
+        (400, _error(2500, message="An active access token must be used"), DatasetUnavailableError),
         (400, None, DatasetUnavailableError),
         (302, None, DatasetUnavailableError),
         (404, None, DatasetUnavailableError),
         (407, None, DatasetUnavailableError),
         (413, None, DatasetUnavailableError),
         (400, _error(100, 33), DatasetUnavailableError),
-        (400, _error(100, 34), RejectedError),
+        (400, _error(100, 34), DatasetUnavailableError),
         (408, None, RetryableError),
         (
             400,
@@ -128,6 +152,56 @@ def test_timeout_and_dropped_connection_are_retryable_and_do_not_print_the_token
             _client(handler).send("ds-1", EVENTS, CREDS)
         assert "EAAB" not in str(info.value)
         assert "EAAB" not in repr(info.value.__cause__)
+
+
+def _raises(error_type):
+    def handler(request):
+        raise error_type("failed", request=request)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("handler", "kind", "cause"),
+    [
+        # sent, and no answer: Meta may have taken the events
+        (_raises(httpx.ReadTimeout), AnswerLostError, LostAnswer.TIMEOUT),
+        (_raises(httpx.ReadError), AnswerLostError, LostAnswer.CONNECTION),
+        (_raises(httpx.RemoteProtocolError), AnswerLostError, LostAnswer.CONNECTION),
+        (lambda r: httpx.Response(502), AnswerLostError, LostAnswer.SERVER_ERROR),
+        (
+            lambda r: httpx.Response(200, json={"fbtrace_id": "F"}),
+            AnswerLostError,
+            LostAnswer.NO_EVENTS_RECEIVED,
+        ),
+        # not sent, or refused: Meta took nothing
+        (_raises(httpx.ConnectTimeout), RetryableError, None),
+        (_raises(httpx.ConnectError), RetryableError, None),
+        (_raises(httpx.WriteTimeout), RetryableError, None),
+        (_raises(httpx.PoolTimeout), RetryableError, None),
+        (lambda r: httpx.Response(429), RetryableError, None),
+        (lambda r: httpx.Response(400, json={"error": _error(17)}), ThrottledError, None),
+    ],
+    ids=[
+        "read timeout",
+        "reset",
+        "closed unanswered",
+        "5xx",
+        "200 without events_received",
+        "connect timeout",
+        "refused connection",
+        "write timeout",
+        "no free connection",
+        "429",
+        "throttled",
+    ],
+)
+def test_a_lost_answer_is_told_apart_from_a_request_meta_never_took(handler, kind, cause):
+    with pytest.raises(RetryableError) as info:
+        _client(handler).send("ds-1", EVENTS, CREDS)
+    assert type(info.value) is kind
+    assert getattr(info.value, "cause", None) == cause
+    assert "EAAB" not in str(info.value)
 
 
 def test_throttle_delay_honours_usage_headers():

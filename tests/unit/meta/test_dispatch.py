@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Approved
 from consumer.events.records import Trigger
-from consumer.events.results import RawMessage, SourceRef
+from consumer.events.results import DEAD_LETTER_REASONS, RawMessage, SourceRef
 from consumer.meta.batching import Batch, BatchKey, OutgoingEvent
 from consumer.meta.client import CapiClient, Credentials
 from consumer.meta.dispatch import FAILING_AFTER, Dispatcher, Parking
@@ -136,16 +136,21 @@ def test_throttling_waits_what_meta_asks_and_holds_the_dataset_back():
     assert dispatcher.deliver(delivery.retry[0]).done[0][1].status.value == "SENT"
 
 
-def test_one_bad_event_is_isolated_and_the_rest_is_sent():
+@pytest.mark.parametrize(
+    "error",
+    [
+        {"code": 100, "error_subcode": 2804064, "message": "Invalid"},
+        {"code": 100, "message": "(#100) Param data[0][custom_data][value] must be a number"},
+    ],
+    ids=["conversions api subcode", "message naming data[i]"],
+)
+def test_one_bad_event_is_isolated_and_the_rest_is_sent(error):
     sent = []
 
     def handler(request):
         ids = _ids(request)
         if "e5" in ids:
-            return httpx.Response(
-                400,
-                json={"error": {"code": 100, "error_subcode": 2804064, "message": "Invalid"}},
-            )
+            return httpx.Response(400, json={"error": error})
         sent.extend(ids)
         return httpx.Response(200, json={**OK, "events_received": len(ids)})
 
@@ -154,7 +159,7 @@ def test_one_bad_event_is_isolated_and_the_rest_is_sent():
     by_id = {item.trigger.event_id: o for item, o in outcomes}
     assert sorted(sent) == ["e0", "e1", "e2", "e3", "e4", "e6", "e7"]
     assert (by_id["e5"].status.value, by_id["e5"].reason) == ("FAILED", "META_REJECTED")
-    assert by_id["e5"].meta_error.subcode == 2804064
+    assert by_id["e5"].meta_error.subcode == error.get("error_subcode")
     assert all(by_id[f"e{i}"].status.value == "SENT" for i in (0, 1, 2, 3, 4, 6, 7))
 
 
@@ -218,6 +223,37 @@ def test_a_request_refused_as_a_whole_fails_its_batch_in_one_request(status, bod
     assert len(requests) == 1  # not split into ~2,000 requests
     assert {(o.status.value, o.reason) for _, o in done} == {("FAILED", "DATASET_UNAVAILABLE")}
     assert len(done) == 1000
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("Invalid appsecret_proof provided in the API argument", "META_AUTH_ERROR"),
+        ("API calls from the server require an appsecret_proof argument", "META_AUTH_ERROR"),
+        ("(#100) param data must be an array.", "DATASET_UNAVAILABLE"),
+        ("(#100) Unknown parameters: partner_agent", "DATASET_UNAVAILABLE"),
+    ],
+    ids=["app secret rotated", "proof required", "malformed request", "unknown parameter"],
+)
+def test_a_code_100_refusal_of_the_request_fails_every_event_alike_in_one_request(message, reason):
+    """Not about one event: splitting would cost ~2N requests and end every event
+    META_REJECTED without a dead letter; each gets the same reason and a dead letter, to be
+    replayed once the operator fixed the cause."""
+    requests = []
+
+    def handler(request):
+        requests.append(request)
+        error = {"code": 100, "type": "GraphMethodException", "message": message}
+        return httpx.Response(400, json={"error": error})
+
+    dispatcher, t, metrics = _dispatcher(handler)
+    done, _ = _run(dispatcher, t, _batch(1000))
+    assert len(requests) == 1
+    assert len(done) == 1000
+    assert {(o.status.value, o.reason) for _, o in done} == {("FAILED", reason)}
+    assert reason in DEAD_LETTER_REASONS
+    assert {(o.meta_error.code, o.meta_error.message) for _, o in done} == {(100, message)}
+    assert metrics.registry.get_sample_value("capi_request_retries_total") == 0
 
 
 def test_past_the_inline_window_a_failing_batch_is_parked_not_failed():
@@ -308,3 +344,39 @@ def test_a_fresh_event_batched_with_a_nearly_expired_one_keeps_its_own_deadline(
     by_id = {item.trigger.event_id: outcome for item, outcome in outcomes}
     assert (by_id["e0"].status.value, by_id["e0"].reason) == ("FAILED", "RETRIES_EXHAUSTED")
     assert isinstance(by_id["e1"], Parking)  # parked for later, not failed with the old one
+
+
+def test_a_request_whose_answer_was_lost_is_sent_again_and_counted_by_cause():
+    """Meta may have taken a request whose answer was lost: sending it again may count its
+    events twice, so each such request is counted once; retries Meta surely refused are not."""
+
+    def read_timeout(request):
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    def refused(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    answers = [
+        read_timeout,
+        lambda r: httpx.Response(503),
+        lambda r: httpx.Response(200, json={"fbtrace_id": "F"}),
+        refused,
+        lambda r: httpx.Response(429),
+        lambda r: httpx.Response(200, json={**OK, "events_received": 3}),
+    ]
+    dispatcher, t, metrics = _dispatcher(lambda r: answers.pop(0)(r))
+    outcomes, _ = _run(dispatcher, t, _batch(3))
+    assert [(o.status.value, o.attempts) for _, o in outcomes] == [("SENT", 6)] * 3
+    counted = {
+        cause: metrics.registry.get_sample_value(
+            "capi_requests_outcome_unknown_total", {"cause": cause}
+        )
+        for cause in ("timeout", "connection", "server_error", "no_events_received")
+    }
+    assert counted == {
+        "timeout": 1,
+        "connection": 0,
+        "server_error": 1,
+        "no_events_received": 1,
+    }
+    assert metrics.registry.get_sample_value("capi_request_retries_total") == 5

@@ -50,6 +50,7 @@ class World:
         self.outbox.open()
         self.restore = FakeRestore()
         self.tables = _Tables()
+        self.metrics = metrics()
         creds = tmp_path / "creds"
         creds.mkdir()
         (creds / "token-1").write_text("tok")
@@ -63,7 +64,7 @@ class World:
             credentials=CredentialStore(creds),
             rules=Rules(restricted_countries=DEFAULT_RESTRICTED_COUNTRIES),
             owned={(IN, 0), (IN, 1)},
-            metrics=metrics(),
+            metrics=self.metrics,
             clock_ms=lambda: NOW_MS,
         )
 
@@ -112,6 +113,14 @@ DECISIONS = [
     ),
     ("too old", {"occurred_at": TOO_OLD}, Resolved, "FAILED", "EVENT_TOO_OLD", False),
     (
+        "clock skew",
+        {"occurred_at": NOW_MS + 3_600_000},
+        Resolved,
+        "FAILED",
+        "INVALID_EVENT",
+        True,
+    ),
+    (
         "purchase without value",
         {"event_type": "PURCHASE"},
         Resolved,
@@ -155,6 +164,30 @@ def test_a_decodable_message_is_decided_from_the_tables(
         assert verdict.key.dataset_id == "ds-1"
         assert verdict.item.received.value == value
         assert world.dedup.seen("evt-1") == "IN_PROGRESS"
+
+
+def test_clock_skew_is_dead_lettered_with_the_skew_and_measured_for_every_trigger(world):
+    ahead = trigger_bytes(trigger_record(event_id="evt-ahead", occurred_at=NOW_MS + 420_000))
+    drifting = trigger_bytes(trigger_record(event_id="evt-drift", occurred_at=NOW_MS + 90_000))
+    usual = trigger_bytes(trigger_record(event_id="evt-usual"))  # a minute old
+    skewed, within, sent = world.triage.batch(
+        [message(1, ahead), message(2, drifting), message(3, usual)]
+    )
+    assert isinstance(skewed, Resolved)
+    assert skewed.dead_letter is not None
+    assert skewed.dead_letter.value == ahead
+    error = dict(skewed.result.dead_letter_headers())["capi.error"]
+    assert error == (
+        b"INVALID_EVENT: clock skew: occurred_at is 420 s ahead of the consumer's clock (at most "
+        b"300 s allowed); replay the dead letter once the clock is right"
+    )
+    assert (type(within), type(sent)) == (Send, Send)
+    # every trigger is measured, the refused one and the two within the allowed skew
+    sample = world.metrics.registry.get_sample_value
+    name = "capi_event_ahead_of_clock_seconds"
+    buckets = {le: sample(f"{name}_bucket", {"le": le}) for le in ("0.0", "60.0", "120.0", "600.0")}
+    assert buckets == {"0.0": 1, "60.0": 1, "120.0": 2, "600.0": 3}
+    assert (sample(f"{name}_count"), sample(f"{name}_sum")) == (3, 510)
 
 
 def test_local_state_answers_before_decoding(world):

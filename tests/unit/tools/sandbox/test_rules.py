@@ -70,7 +70,7 @@ IG_UD = {"em": H, "ig_account_id": "ig-1", "ig_sid": "igsid"}
             {"access_token": "tok", "data": [_event()]},
             {"query": {"access_token": "tok"}},
             100,
-            2804064,
+            None,
         ),
         ({"access_token": "tok", "data": [_event()]}, {"dataset": "ds-x"}, 100, 33),
         ({"access_token": "tok-secret", "data": [_event()]}, {}, 100, None),
