@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 K8S_VERSION ?= 1.37.0
 
 .DEFAULT_GOAL := help
-.PHONY: help install promtool run test test-unit test-chaos test-package bench bench-tables bench-parking lint lint-deploy fmt sandbox clean
+.PHONY: help install promtool chromium run test test-unit test-chaos test-package bench bench-tables bench-parking bench-signals lint lint-deploy fmt sandbox clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -28,10 +28,15 @@ promtool: ## Install promtool and prometheus (Debian package prometheus) when mi
 		echo "installing promtool (Debian package prometheus)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus >/dev/null; }
 
+chromium: ## Install Chromium (Debian package chromium) when missing, for the signals report's browser test
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium (Debian package chromium)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
 run: $(STAMP) ## Run the embedded default: local broker, Graph API sandbox, sample traffic, summary
 	$(BIN)/capi-consumer demo
 
-test: $(STAMP) promtool ## Install, then run the whole test suite (unit, integration on a real broker, end to end)
+test: $(STAMP) promtool chromium ## Install, then run the whole test suite (unit, integration on a real broker, end to end)
 	$(BIN)/python -m pytest -n 3 --dist worksteal -m "not chaos and not package"
 
 test-unit: $(STAMP) ## Unit tests only (nothing running)
@@ -49,6 +54,9 @@ bench: $(STAMP) ## The benchmark: drain, slow Graph API, latency at fixed load, 
 
 bench-tables: $(STAMP) ## Benchmark the reference tables: 1,000,000 contacts bootstrapped and looked up
 	$(BIN)/python bench/tables_bench.py
+
+bench-signals: $(STAMP) ## Benchmark `capi-consumer signals`: a week of aggregates at 100 events/s (252,000 records)
+	$(BIN)/python bench/signals_bench.py
 
 bench-parking: $(STAMP) ## Memory while one dataset is throttled for an hour at 5,000 events/s offered (MINUTES=60)
 	$(BIN)/python bench/parking_bench.py --minutes $(or $(MINUTES),60)

@@ -15,7 +15,9 @@ failures), then measures, side by side:
 - the ceiling: a plain confluent-kafka loop consuming the same messages and producing one
   message per input, nothing else;
 - the peer: Meta's Python Business SDK (facebook-business) building, normalizing, hashing and
-  serializing the same events, against this service's payload code doing the same.
+  serializing the same events, against this service's payload code doing the same;
+- signals: `capi-consumer signals` over a week of generated aggregates at 100 events/s
+  (`signals_bench.py`, also `make bench-signals` on its own).
 
 Prints a table and writes bench-results/bench.json.
 """
@@ -45,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from signals_bench import measure as measure_signals  # noqa: E402
 
 from consumer.kafka.codec import AvroCodec, SchemaStore  # noqa: E402
 from consumer.kafka.topics import TopicSpec, ensure_topics, topic_plan  # noqa: E402
@@ -58,7 +61,16 @@ CODEC = AvroCodec(SchemaStore())
 WORLD = SampleWorld()
 TICK = os.sysconf("SC_CLK_TCK")
 PROFILE_DIR: Path | None = None
-PARTS = ("payloads", "ceiling", "drain", "drain_300ms", "drain_2", "latency", "plain_latency")
+PARTS = (
+    "payloads",
+    "ceiling",
+    "drain",
+    "drain_300ms",
+    "drain_2",
+    "latency",
+    "plain_latency",
+    "signals",
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -587,6 +599,39 @@ def _sdk_country(value: str | None) -> str | None:
     return {"US": "us", "BR": "br", "MX": "mx"}.get((value or "").upper())
 
 
+def on_the_broker(parts: set[str], args: argparse.Namespace, figures: dict[str, Any]) -> None:
+    """The parts that need the embedded broker, one after the other, into `figures`."""
+    triggers = WORLD.triggers(args.events, seed=3)
+    with tempfile.TemporaryDirectory(prefix="capi-bench-") as tmp_dir, EmbeddedBroker() as broker:
+        tmp = Path(tmp_dir)
+        creds = tmp / "creds"
+        creds.mkdir()
+        for name, value in WORLD.credentials.items():
+            (creds / name).write_text(value)
+        bs = broker.bootstrap_servers
+        if "ceiling" in parts:
+            print(f"ceiling: plain loop over {args.events} messages ...", flush=True)
+            figures["ceiling"] = ceiling(bs, triggers)
+        if "drain" in parts:
+            print(f"drain of {args.events} triggers ...", flush=True)
+            figures["drain"] = drain(bs, triggers, tmp, 0)
+        if "drain_300ms" in parts:
+            print(f"drain of {args.events} triggers, the Graph API answering after 300 ms ...")
+            figures["drain_300ms"] = drain(bs, triggers, tmp, 300)
+        if "drain_2" in parts:
+            print(f"drain of {args.events} triggers, CAPI_WORKERS=2 ...", flush=True)
+            figures["drain_2"] = drain(bs, triggers, tmp, 0, workers=2)
+        if "latency" in parts:
+            print(f"latency at {args.rate} events/s for {args.seconds} s ...", flush=True)
+            figures["latency"] = latency(bs, tmp, args.rate, args.seconds)
+        if "plain_latency" in parts:
+            print(f"plain relay latency at {args.rate} events/s for {args.seconds} s ...")
+            figures["plain_latency"] = plain_latency(bs, args.rate, args.seconds)
+        if "signals" in parts:
+            print("signals: a week of aggregates at 100 events/s, `capi-consumer signals` ...")
+            figures["signals"] = measure_signals(bs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
@@ -614,32 +659,7 @@ def main() -> None:
     if "payloads" in parts:  # first, while the process holds little (see `payloads`)
         print("payload building: ours against Meta's SDK ...", flush=True)
         figures["payloads"] = payloads(args.payload_events)
-    triggers = WORLD.triggers(args.events, seed=3)
-    with tempfile.TemporaryDirectory(prefix="capi-bench-") as tmp_dir, EmbeddedBroker() as broker:
-        tmp = Path(tmp_dir)
-        creds = tmp / "creds"
-        creds.mkdir()
-        for name, value in WORLD.credentials.items():
-            (creds / name).write_text(value)
-        bs = broker.bootstrap_servers
-        if "ceiling" in parts:
-            print(f"ceiling: plain loop over {args.events} messages ...", flush=True)
-            figures["ceiling"] = ceiling(bs, triggers)
-        if "drain" in parts:
-            print(f"drain of {args.events} triggers ...", flush=True)
-            figures["drain"] = drain(bs, triggers, tmp, 0)
-        if "drain_300ms" in parts:
-            print(f"drain of {args.events} triggers, the Graph API answering after 300 ms ...")
-            figures["drain_300ms"] = drain(bs, triggers, tmp, 300)
-        if "drain_2" in parts:
-            print(f"drain of {args.events} triggers, CAPI_WORKERS=2 ...", flush=True)
-            figures["drain_2"] = drain(bs, triggers, tmp, 0, workers=2)
-        if "latency" in parts:
-            print(f"latency at {args.rate} events/s for {args.seconds} s ...", flush=True)
-            figures["latency"] = latency(bs, tmp, args.rate, args.seconds)
-        if "plain_latency" in parts:
-            print(f"plain relay latency at {args.rate} events/s for {args.seconds} s ...")
-            figures["plain_latency"] = plain_latency(bs, args.rate, args.seconds)
+    on_the_broker(parts, args, figures)
     if "drain" in figures and "ceiling" in figures:
         share = figures["drain"]["events_per_s"] / figures["ceiling"]["events_per_s"]
         figures["drain_share_of_ceiling"] = round(share, 3)
@@ -685,6 +705,11 @@ def report(f: dict[str, Any]) -> None:
         ("  a first event at 5x: at most (µs)", get("payloads", "first_event_budget_us"), ""),
         ("  of which a customer seen before (µs)", get("payloads", "warm_us"), ""),
         ("  hashing the raw values alone (µs)", get("payloads", "hashing_alone_us"), ""),
+        ("signals: records of a week at 100 events/s", get("signals", "records"), ""),
+        ("  their bytes", get("signals", "bytes"), ""),
+        ("  `capi-consumer signals --json` (s)", get("signals", "command_json_s"), "seconds"),
+        ("  the same with --html (s)", get("signals", "command_html_s"), ""),
+        ("  its peak resident memory (MB)", get("signals", "command_peak_rss_mb"), ""),
     ]
     print(f"\n{f['machine']}; {f['command']}")
     print(f"{'figure':<44}{'measured':>12}  target")

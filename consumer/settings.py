@@ -166,6 +166,7 @@ class Topics:
     results: str = "conversions.results"
     dlq: str = "conversions.dlq"
     retry: str = "conversions.retry"
+    signals: str = "conversions.signals"
 
     @classmethod
     def from_env(cls, reader: EnvReader) -> Topics:

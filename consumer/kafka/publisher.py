@@ -87,6 +87,7 @@ class Publisher:
         producer_factory: Callable[[dict[str, Any]], TransactionalProducer] = Producer,
         clock: Callable[[], float] = time.monotonic,
         report_wait: Callable[[str], None] = lambda what: None,
+        count_transaction: Callable[[str], None] = lambda outcome: None,
     ) -> None:
         self._txn_log = _TransactionLog(config.get("logger") or logging.getLogger("librdkafka"))
         self._config = {
@@ -110,6 +111,7 @@ class Publisher:
         self._stale_group: Any = None
         self._clock = clock
         self._report_wait = report_wait  # told what the publisher waits for, at each pause
+        self._count_transaction = count_transaction  # told "committed" or "aborted", each time
         self._restarted_at: float | None = None
         self.commits = 0
         self.aborts = 0
@@ -213,6 +215,7 @@ class Publisher:
                     pauses.pause(f"the broker to commit the transaction ({error.str()})")
                     continue
                 self.aborts += 1
+                self._count_transaction("aborted")
                 offsets_sent = False
                 if failure is _Failure.RESTART:
                     self._restart(error)
@@ -235,6 +238,7 @@ class Publisher:
             self._pending.clear()
             self._offsets.clear()
             self.commits += 1
+            self._count_transaction("committed")
             return True
 
     def _failure(self, error: KafkaError) -> _Failure:

@@ -1,10 +1,10 @@
 """The service's topics: what each needs, and the one function that creates them.
 
 `topic_plan` is the plan `capi-consumer topics create`, the demo, the tests and the compose file
-follow: the results and retry topics with at least the input's partitions (results and parked
-events go to the partition numbered like their input), the results kept a week (the dedup
-window, Meta's 7 days), the retry topic and the reference tables compacted (the latest record
-of each key counts).
+follow: the results, retry and signals topics with at least the input's partitions (results,
+parked events and signal counts go to the partition numbered like their input), the results
+kept a week (the dedup window, Meta's 7 days), the retry and signals topics and the reference
+tables compacted (the latest record of each key counts).
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ def topic_plan(
         # parked events: partition p holds input partition p's; compacted, the latest record
         # of each event_id counts, and stays until a tombstone ends its parking
         TopicSpec(topics.retry, paired, COMPACT),
+        # signal counts: partition p holds input partition p's, the latest record of each
+        # (partition, dataset, event name, day) counts
+        TopicSpec(topics.signals, paired, COMPACT),
         *(
             TopicSpec(name, partitions, COMPACT)
             for name in (topics.connections, topics.contacts, topics.referrals)

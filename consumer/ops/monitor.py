@@ -16,8 +16,8 @@ __all__ = ["Monitor"]
 
 
 class Monitor:
-    """Feeds the gauges the loop does not own (librdkafka statistics, table lag and size,
-    transactions) and answers the health checks from when the loop last turned."""
+    """Feeds the gauges the loop does not own (librdkafka statistics, table lag and size)
+    and answers the health checks from when the loop last turned."""
 
     def __init__(
         self,
@@ -38,7 +38,6 @@ class Monitor:
         self._last_wait = 0.0
         self._waiting_for = ""
         self._brokers_up: int | None = None  # from librdkafka statistics; None before any
-        self._commits_seen = (0, 0)
         self._due = 0.0  # when to look at the tables (lag, key counts) again
         self._breaker_open = False
 
@@ -82,13 +81,6 @@ class Monitor:
     def released(self, topic: str, partition: int) -> None:
         with contextlib.suppress(KeyError):
             self._metrics.consumer_lag.remove(topic, str(partition))
-
-    def transactions(self, commits: int, aborts: int) -> None:
-        """The publisher's running totals: count what is new."""
-        seen_commits, seen_aborts = self._commits_seen
-        self._metrics.transactions.labels("committed").inc(commits - seen_commits)
-        self._metrics.transactions.labels("aborted").inc(aborts - seen_aborts)
-        self._commits_seen = (commits, aborts)
 
     def tables(self, reader: TablesFeed) -> None:
         """Lag and key counts (kept by the tables, no scan) every few seconds."""

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import replace
-from typing import Any
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
@@ -26,19 +25,21 @@ from consumer.events.results import (
     RawMessage,
     SourceRef,
 )
+from consumer.events.signals import tally_of
 from consumer.kafka.clients import InputConsumer
+from consumer.kafka.codec import AvroCodec
 from consumer.kafka.offsets import OffsetTracker
 from consumer.kafka.publisher import OutRecord, Publisher
 from consumer.meta.batching import OutgoingEvent
 from consumer.meta.dispatch import Outcome, Parking
 from consumer.ops.metrics import Metrics
-from consumer.ops.monitor import Monitor
 from consumer.service.held import Held, HeldResults, UnresolvedBytes
 from consumer.service.parking_outcomes import ParkingOutcomes
 from consumer.service.retry_topic import RetryTopic
 from consumer.settings import Topics
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
+from consumer.store.signal_counts import SignalCounts
 
 __all__ = ["Checkpoint"]
 
@@ -64,9 +65,9 @@ class Checkpoint:
         retry: RetryTopic,
         owned: Collection[Partition],
         topics: Topics,
-        encode_result: Callable[[dict[str, Any]], bytes],
+        codec: AvroCodec,
         metrics: Metrics,
-        monitor: Monitor,
+        signals: SignalCounts,
         commit_interval_s: float,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
@@ -76,9 +77,10 @@ class Checkpoint:
         self._dedup = dedup
         self._owned = owned
         self._topics = topics
-        self._encode_result = encode_result
+        self._codec = codec
+        self._encode_result = codec.encoder("ConversionResult", topics.results)
         self._metrics = metrics
-        self._monitor = monitor
+        self._signals = signals
         self._interval_s = commit_interval_s
         self._clock_ms = clock_ms
         self._tracker = OffsetTracker()
@@ -124,11 +126,13 @@ class Checkpoint:
             replace(r, on_delivery=self._result_delivered) if r.topic == self._topics.results else r
             for r in records
         ]
+        results = [r.value for r in records if r.topic == self._topics.results and r.value]
+        tally = tally_of(self._codec.decode(results[0], "ConversionResult")) if results else None
         self._tracker.track(source.topic, source.partition, source.offset)
         self._tracker.done(source.topic, source.partition, source.offset)
         if dedup is not None:
             self._dedup.begin(dedup.event_id)
-        self._held.put(source, Held(records, dedup))
+        self._held.put(source, Held(records, dedup, tally=tally))
         self._metrics.outbox_recovered.inc()
 
     def answered(self, item: OutgoingEvent, outcome: Outcome | Parking) -> None:
@@ -156,10 +160,10 @@ class Checkpoint:
         if item.parked is not None:
             self.resolve_parked(result, letter, item.parked)
             return
-        records = self._records(result, letter)
+        held = self._result_held(result, letter)
         src = item.source
-        self._outbox.add(src.topic, src.partition, src.offset, records, result.dedup_entry)
-        self._hold(result, records)
+        self._outbox.add(src.topic, src.partition, src.offset, held.records, held.dedup)
+        self._hold(result, held)
 
     def resolve_parked(
         self, result: ConversionResult, dead_letter: RawMessage | None, parked: ParkedEvent
@@ -170,8 +174,8 @@ class Checkpoint:
             self._parkings.let_go(parked.event_id)  # its next owner resolves it
             self._dedup.abandon(parked.event_id)
             return
-        records = self._records(result, dead_letter)
-        self._parkings.resolved(records, result, parked, dead_lettered=dead_letter is not None)
+        held = self._result_held(result, dead_letter)
+        self._parkings.resolved(held, result, parked, dead_lettered=dead_letter is not None)
 
     def end_parking(self, parked: ParkedEvent) -> None:
         """A parked event whose result is published already: only its parking ends (the
@@ -184,17 +188,19 @@ class Checkpoint:
     def resolve(self, result: ConversionResult, dead_letter: RawMessage | None) -> bool:
         """Hold the result (and its dead letter) until it can go out with its offset; False when
         its partition is no longer ours (the new owner processes the message again)."""
-        return self._hold(result, self._records(result, dead_letter))
+        return self._hold(result, self._result_held(result, dead_letter))
 
-    def _records(self, result: ConversionResult, dead_letter: RawMessage | None) -> list[OutRecord]:
+    def _result_held(self, result: ConversionResult, dead_letter: RawMessage | None) -> Held:
+        """What a result publishes (it, and its dead letter), the dedup entry it makes and what
+        it adds to the signal counts."""
         source = result.source
         key = (result.event_id or "").encode("utf-8")
-        value = self._encode_result(result.to_avro())
+        avro = result.to_avro()
         records = [
             OutRecord(
                 self._topics.results,
                 key,
-                value,
+                self._encode_result(avro),
                 source.topic_partition,
                 partition=source.partition,
                 on_delivery=self._result_delivered,
@@ -210,11 +216,11 @@ class Checkpoint:
                     headers=result.dead_letter_headers(),
                 )
             )
-        return records
+        return Held(records, result.dedup_entry, tally=tally_of(avro))
 
-    def _hold(self, result: ConversionResult, records: list[OutRecord]) -> bool:
+    def _hold(self, result: ConversionResult, held: Held) -> bool:
         source = result.source
-        dedup = result.dedup_entry
+        dedup = held.dedup
         if source.topic_partition not in self._owned:
             log.debug(
                 "result held back: partition %s[%d] is no longer ours offset=%d",
@@ -226,9 +232,9 @@ class Checkpoint:
                 self._dedup.abandon(dedup.event_id)
             return False
         reason = result.reason or ""
-        if any(r.topic == self._topics.dlq for r in records):
+        if any(r.topic == self._topics.dlq for r in held.records):
             self._metrics.tally(self._metrics.dead_letters, reason)
-        self._held.put(self._done(source), Held(records, dedup))
+        self._held.put(self._done(source), held)
         self._metrics.tally(self._metrics.results, result.status, reason)
         return True
 
@@ -286,12 +292,14 @@ class Checkpoint:
         # 3c. parked events parked again or resolved: no offset waits for them
         for held in self._parkings.take():
             self._publish(held, held.records[0].partition or 0)
+        # 3d. the signal counts the transaction changed, exact with its results
+        for record in self._signals.records():
+            self._publisher.produce(record)
         # 4. the transaction commits the records with the input offsets, atomically
         for key, run in released.items():
             self._in_transaction[key] = run[-1]
         self._ahead_in_transaction += ahead
         committed = self._publisher.commit(offsets, self._consumer, self._owned.__contains__)
-        self._monitor.transactions(self._publisher.commits, self._publisher.aborts)
         self._last_commit = now
         if not committed:
             return  # the group moved on: all of it waits until the consumer has rejoined
@@ -306,9 +314,11 @@ class Checkpoint:
 
     def _publish(self, held: Held, partition: int) -> None:
         """A held result's records into the open transaction, its dedup entry into the open
-        transaction's view of the dedup table."""
+        transaction's view of the dedup table, its tally into the signal counts."""
         for record in held.records:
             self._publisher.produce(record)
+        if held.tally is not None:
+            self._signals.count(held.tally)
         if held.dedup is not None:
             self._dedup.record(held.dedup, partition)
         if held.parking is not None:
@@ -330,7 +340,7 @@ class Checkpoint:
                 else r
                 for r in held.records
             ]
-            self._publish(Held(records, held.dedup), source.partition)
+            self._publish(replace(held, records=records), source.partition)
         if ahead:
             log.info(
                 "results published ahead of their offsets count=%d partitions=%s",
@@ -370,12 +380,14 @@ class Checkpoint:
             s for s in self._ahead_in_transaction if s.topic_partition not in gone
         ]
         numbers = {p for _, p in gone}
+        # their counts include this instance's uncommitted results: the next owner reads the
+        # committed ones back
+        self._signals.forget(numbers)
         # a parked event's outcome not committed yet: its next owner retries it
         self._parkings.release(numbers)
         for topic, partition in gone:
             self._tracker.forget(topic, partition)
             self._outbox.forget(topic, partition)
-            self._monitor.released(topic, partition)
 
     def lost(self, gone: set[Partition]) -> None:
         """Partitions lost without a revoke: the open transaction may hold records of theirs."""

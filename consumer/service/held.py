@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from consumer.events.results import DedupEntry, Partition, SourceRef
+from consumer.events.signals import Tally
 from consumer.kafka.publisher import OutRecord
 from consumer.service.retry_topic import ParkingChange
 
@@ -21,12 +22,13 @@ __all__ = ["Held", "HeldResults", "UnresolvedBytes"]
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """What a resolved message publishes, the dedup entry it makes, and what it changes in the
-    parked table, once released."""
+    """What a resolved message publishes, the dedup entry it makes, what it changes in the
+    parked table and adds to the signal counts, once released."""
 
     records: list[OutRecord]
     dedup: DedupEntry | None
     parking: ParkingChange | None = None
+    tally: Tally | None = None  # what its result adds to the signal counts
 
     def size(self) -> int:
         return sum(len(r.key or b"") + len(r.value or b"") for r in self.records)

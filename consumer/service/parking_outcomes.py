@@ -11,10 +11,10 @@ parked table takes the changes once that transaction has committed.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import replace
 
 from consumer.events.parking import ParkedEvent
 from consumer.events.results import ConversionResult, DedupEntry, DedupStatus
-from consumer.kafka.publisher import OutRecord
 from consumer.meta.batching import OutgoingEvent
 from consumer.meta.dispatch import Parking
 from consumer.ops.metrics import Metrics
@@ -47,15 +47,15 @@ class ParkingOutcomes:
 
     def resolved(
         self,
-        records: list[OutRecord],
+        held: Held,
         result: ConversionResult,
         parked: ParkedEvent,
         dead_lettered: bool,
     ) -> None:
-        """A parked event's one result (`records`: with its dead letter when `dead_lettered`)
+        """A parked event's one result (`held`: with its dead letter when `dead_lettered`)
         and the tombstone that ends its parking, for the next commit."""
         tombstone, change = self._retry.end(parked)
-        self._unparked.append(Held([*records, tombstone], result.dedup_entry, change))
+        self._unparked.append(replace(held, records=[*held.records, tombstone], parking=change))
         reason = result.reason or ""
         self._metrics.tally(self._metrics.results, result.status, reason)
         if dead_lettered:

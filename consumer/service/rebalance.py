@@ -25,6 +25,7 @@ from consumer.kafka.broker_wait import until_answered
 from consumer.kafka.clients import InputConsumer
 from consumer.meta.senders import Sender
 from consumer.ops.metrics import Metrics
+from consumer.ops.monitor import Monitor
 from consumer.service.answers import Answers
 from consumer.service.checkpoint import Checkpoint
 from consumer.service.flow import FlowControl
@@ -54,7 +55,7 @@ class Rebalance:
         drain_timeout_s: float,
         session_timeout_s: float,
         metrics: Metrics,
-        report_wait: Callable[[str], None] = lambda what: None,
+        monitor: Monitor,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._owned = ownership
@@ -68,7 +69,7 @@ class Rebalance:
         self._session_timeout_s = session_timeout_s
         self._callbacks_done = clock()  # when a rebalance callback last returned
         self._metrics = metrics
-        self._report_wait = report_wait  # told what a callback waits for, at each pause
+        self._monitor = monitor  # told what a callback waits for; forgets a partition's gauges
         self._clock = clock
         self._closing = False
         # an error that stops the service, met inside a callback (librdkafka's rebalance must
@@ -98,7 +99,7 @@ class Rebalance:
             until_answered(
                 lambda: consumer.committed(partitions, timeout=30),
                 "the broker's committed offsets of the partitions assigned",
-                self._report_wait,
+                self._monitor.waiting,
             )
             if partitions
             else []
@@ -193,6 +194,8 @@ class Rebalance:
         self._checkpoint.release(gone)
         self._flow.forget(gone)
         self._restore.forget([p for _, p in gone])
+        for topic, partition in gone:
+            self._monitor.released(topic, partition)
         return gone
 
 

@@ -47,6 +47,7 @@ from consumer.store.outbox import Outbox
 from consumer.store.parked import ParkedTable
 from consumer.store.recovery import PartitionRecovery, Recovery
 from consumer.store.reference_tables import Lookups, ReferenceTables
+from consumer.store.signal_counts import SignalCounts
 from consumer.store.sqlite import StateStore
 from consumer.store.table_reader import TableReader, TablesFeed
 
@@ -85,6 +86,7 @@ class LocalState:
     tables: TablesFeed
     dedup: Dedup
     parked: ParkedTable
+    signals: SignalCounts
     restore: PartitionRecovery
     outbox: Outbox
     space: StateSpace
@@ -126,6 +128,7 @@ def open_parts(
             producer_config,
             f"capi-consumer-{s.group_id}-{s.instance_id}",
             report_wait=monitor.waiting,
+            count_transaction=lambda outcome: metrics.transactions.labels(outcome).inc(),
         ),
     )
     monitor.starting("starting the transactional producer")
@@ -190,7 +193,6 @@ def wire_parts(
         dispatcher, Batcher(s.batch_size, s.batch_linger_ms / 1000), s.max_in_flight_requests
     )
     _closing(stack, sender).start()
-    encode_result = codec.encoder("ConversionResult", s.topics.results)
     retry = RetryTopic(local.parked, s.topics.triggered, s.park_delays_s)
     checkpoint = Checkpoint(
         consumer=consumer,
@@ -200,9 +202,9 @@ def wire_parts(
         owned=owned,
         retry=retry,
         topics=s.topics,
-        encode_result=encode_result,
+        codec=codec,
         metrics=metrics,
-        monitor=monitor,
+        signals=local.signals,
         commit_interval_s=s.commit_interval_ms / 1000,
         clock_ms=clock_ms,
     )
@@ -242,7 +244,7 @@ def wire_parts(
         session_timeout_s=float(s.kafka_config("consumer").get("session.timeout.ms", 45_000))
         / 1000,
         metrics=metrics,
-        report_wait=monitor.waiting,
+        monitor=monitor,
     )
     stack.callback(metrics.flush)
     stack.callback(rebalance.closing)
@@ -305,6 +307,7 @@ def _open_local_state(
     while_full(dedup.create_table)
     parked = ParkedTable(store, s.topics.retry)
     while_full(parked.create_table)
+    signals = SignalCounts(s.topics.signals, s.topics.triggered)
     restore = Recovery(
         dedup,
         parked,
@@ -312,6 +315,7 @@ def _open_local_state(
         consumer_config,
         admin_config,
         input_topic=s.topics.triggered,
+        signals=signals,
         transaction_timeout_s=transaction_timeout_s,
         report_wait=monitor.waiting,
     )
@@ -325,7 +329,7 @@ def _open_local_state(
         max_parked_bytes=s.max_parked_bytes,
         metrics=metrics,
     )
-    return LocalState(store, tables, dedup, parked, restore, outbox, space)
+    return LocalState(store, tables, dedup, parked, signals, restore, outbox, space)
 
 
 def _wait_for_broker(

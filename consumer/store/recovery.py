@@ -18,7 +18,8 @@ before any of its messages is processed:
 
 The retry topic's partition `p` (parked events of input partition `p`) is read too, into the
 parked table: a trigger whose `event_id` is parked is a duplicate, and the parked events are
-retried from there.
+retried from there. So is the signals topic's partition `p`, from its start, into the signal
+counts (`signal_counts.py`): the counts go on from what the last committed transaction wrote.
 
 A partition whose reading stops short of its end waits: a broker that does not answer holds
 every partition until it answers again. Only a partition stuck behind an open transaction (the
@@ -57,6 +58,7 @@ from consumer.kafka.codec import AvroCodec
 from consumer.kafka.registry_wait import RegistryWait
 from consumer.store.dedup import Dedup, DedupRow
 from consumer.store.parked import ParkedTable, decode_parked, parked_row
+from consumer.store.signal_counts import SignalCounts
 from consumer.store.table_reader import reader_config
 
 __all__ = ["PartitionRecovery", "Recovery", "RestoreConsumer"]
@@ -119,6 +121,7 @@ class Recovery:
         kafka_config: Mapping[str, Any],
         admin_config: Mapping[str, Any],
         *,
+        signals: SignalCounts,
         input_topic: str,
         transaction_timeout_s: float = 60.0,
         report_wait: Callable[[str], None] = lambda what: None,
@@ -131,7 +134,8 @@ class Recovery:
         self._stall_s = transaction_timeout_s + _STALL_MARGIN_S
         self._clock = clock
         self._topic = dedup.topic
-        self._topics = (dedup.topic, parked.topic)
+        self._signals = signals
+        self._topics = (dedup.topic, parked.topic, signals.topic)
         self._codec = codec
         self._config = reader_config(kafka_config, "dedup-restore")
         self._admin_config = dict(admin_config)
@@ -150,7 +154,7 @@ class Recovery:
         admin = AdminClient(self._admin_config)  # keep it alive until the answer is in
         futures = admin.describe_topics(TopicCollection(list(self._topics)))
         descriptions = {}
-        for topic, kind in zip(self._topics, ("results", "retry"), strict=True):
+        for topic, kind in zip(self._topics, ("results", "retry", "signals"), strict=True):
             try:
                 descriptions[topic] = futures[topic].result()
             except Exception as exc:  # any failure means the topic is unusable
@@ -184,6 +188,7 @@ class Recovery:
             self._parked.drop_partitions(list(committed_input))
         except StateFullError:  # read on from where they are: the dedup check guards them
             log.warning("parked rows of an earlier ownership kept: the state store is full")
+        self._signals.forget(committed_input)  # read back from the start
         stored = self._stored()
         consumer = self._consumer
         for partition, committed in committed_input.items():
@@ -211,6 +216,7 @@ class Recovery:
         return {
             self._dedup.topic: self._dedup.stored_offsets(),
             self._parked.topic: self._parked.stored_offsets(),
+            self._signals.topic: self._signals.read_offsets,
         }
 
     def _reassign(self, stored: Mapping[str, Mapping[int, int]]) -> None:
@@ -252,6 +258,9 @@ class Recovery:
                 continue
             if topic == self._parked.topic:
                 parked.add(msg.key(), msg.value(), partition, offset)
+                continue
+            if topic == self._signals.topic:
+                self._signals.restore(msg.key(), msg.value(), partition, offset)
                 continue
             if (self._topic, partition) in self._registry_wait:
                 continue  # read again from the message that waits

@@ -115,11 +115,13 @@ def broker_problems(settings: Settings, partitions: Mapping[str, int]) -> list[s
     """What the broker's topics (name -> partitions) lack for the service."""
     t = settings.topics
     problems = []
-    for topic in (t.triggered, t.results, t.dlq, t.retry, t.connections, t.contacts, t.referrals):
+    needed = (t.triggered, t.results, t.dlq, t.retry, t.signals)
+    for topic in (*needed, t.connections, t.contacts, t.referrals):
         if topic not in partitions:
             problems.append(f"topic {topic}: does not exist")
     inputs = partitions.get(t.triggered)
-    for topic, what in ((t.results, "results"), (t.retry, "parked events")):
+    paired = ((t.results, "results"), (t.retry, "parked events"), (t.signals, "signal counts"))
+    for topic, what in paired:
         count = partitions.get(topic)
         if inputs is not None and count is not None and count < inputs:
             problems.append(

@@ -1,13 +1,16 @@
-"""The `capi-consumer` command: run, demo, sandbox, test-event, replay-dlq, check, and the local
-path's broker, topics, seed, produce and tail (`local_cli.py`)."""
+"""The `capi-consumer` command: run, demo, sandbox, test-event, replay-dlq, check, signals, and
+the local path's broker, topics, seed, produce and tail (`local_cli.py`)."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
+import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,6 +21,7 @@ from consumer.events.records import CUSTOMER_FIELDS, Channel, EventType
 from consumer.events.results import REPLAYABLE_REASONS
 from consumer.settings import Settings
 from consumer.tools.local_cli import LOCAL_COMMANDS, one_line_errors
+from consumer.tools.signals.report import MAX_DAYS as MAX_SIGNAL_DAYS
 
 __all__ = ["main"]
 log = logging.getLogger("consumer")
@@ -263,6 +267,92 @@ def replay_dlq(reasons: tuple[str, ...], from_beginning: bool, dry_run: bool) ->
         lines[0] = "(dry run) would have " + lines[0]
     for line in lines:
         click.echo(line)
+
+
+@main.command()
+@click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
+@click.option(
+    "--workspace", "workspaces", multiple=True, help="Only this workspace's datasets (repeatable)."
+)
+@click.option(
+    "--days",
+    default=7,
+    show_default=True,
+    help=f"UTC days of the trend, the last day included; at most {MAX_SIGNAL_DAYS} (retention).",
+)
+@click.option(
+    "--until",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="The last day of the window, YYYY-MM-DD [default: today, UTC].",
+)
+@click.option("--below", is_flag=True, help="Only the events under Meta's weekly minimum.")
+@click.option("--json", "as_json", is_flag=True, help="JSON (docs/signals.md), not a table.")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report as one self-contained HTML page to this file.",
+)
+@one_line_errors
+def signals(
+    *,
+    datasets: tuple[str, ...],
+    workspaces: tuple[str, ...],
+    days: int,
+    until: dt.datetime | None,
+    below: bool,
+    as_json: bool,
+    html_file: Path | None,
+) -> None:
+    """Per dataset and event: SENT in the last 7 days against Meta's minimum of 50, SENT per
+    day, match-key coverage, and why events were not sent, with what to do.
+
+    Reads the signals topic (CAPI_TOPIC_SIGNALS) to its end; days are UTC dates.
+    """
+    if not 1 <= days <= MAX_SIGNAL_DAYS:
+        click.echo(
+            f"capi-consumer signals: --days {days}: from 1 to {MAX_SIGNAL_DAYS} "
+            f"(the signals topic keeps {MAX_SIGNAL_DAYS} days)",
+            err=True,
+        )
+        sys.exit(2)
+    settings = _settings(check_dirs=False)
+    _setup_logging("WARNING")
+    from consumer.tools.signals import (
+        Selection,
+        Window,
+        build_report,
+        read_signals,
+        render_page,
+        render_table,
+    )
+
+    started = time.monotonic()
+    records = read_signals(settings)
+    last_day = until.date() if until is not None else dt.datetime.now(dt.UTC).date()
+    selection = Selection(frozenset(datasets), frozenset(workspaces), below)
+    report = build_report(records, Window(last_day, days), selection)
+    if html_file is not None:
+        try:
+            html_file.write_text(render_page(report), encoding="utf-8")
+        except OSError as exc:
+            _fail(f"{html_file}: cannot write: {exc.strerror or exc}")
+    text = (
+        json.dumps(report.as_json(), indent=2, ensure_ascii=False)
+        if as_json
+        else render_table(report)
+    )
+    try:
+        click.echo(text)
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    click.echo(
+        f"capi-consumer signals: read {report.records_read:,} records "
+        f"({report.bytes_read:,} bytes) from {report.topic}, "
+        f"{report.undecodable_records:,} undecodable (ignored); "
+        f"{time.monotonic() - started:.1f} s",
+        err=True,
+    )
 
 
 @main.command()

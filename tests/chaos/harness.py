@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
+from consumer.events.signals import DayCounts, SignalKey, tally_of
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.tools.demo import ResultReader, produce_sample_traffic
 from consumer.tools.samples import SampleWorld
@@ -276,3 +278,28 @@ def metric(port: int, sample: str) -> float:
         if name == sample:
             return float(value)
     return 0.0
+
+
+def signal_totals(counts: Iterable[tuple[SignalKey, DayCounts]]) -> dict[tuple[str, ...], int]:
+    """Counts summed over input partitions, flat: (dataset, event, day, what, which) -> n."""
+    totals: Counter[tuple[str, ...]] = Counter()
+    for key, day in counts:
+        at = (key.dataset_id, key.event_name, key.day)
+        totals[(*at, "SENT", "")] += day.sent
+        for reason, n in day.skipped.items():
+            totals[(*at, "SKIPPED", reason)] += n
+        for reason, n in day.failed.items():
+            totals[(*at, "FAILED", reason)] += n
+        for match_key, n in day.match_keys.items():
+            totals[(*at, "match_key", match_key)] += n
+    return {k: n for k, n in totals.items() if n}
+
+
+def signals_of_results(results: Iterable[dict[str, Any]]) -> dict[tuple[str, ...], int]:
+    """What the signals topic should hold, counted from the results themselves."""
+    counts: dict[SignalKey, DayCounts] = {}
+    for result in results:
+        tally = tally_of(result)
+        if tally is not None:
+            counts.setdefault(tally.key, DayCounts()).add(tally)
+    return signal_totals(counts.items())

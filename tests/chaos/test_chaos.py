@@ -20,19 +20,23 @@ import time
 
 import pytest
 
+from consumer.events.signals import DayCounts
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.kafka.topics import ensure_topics, topic_plan
-from consumer.settings import Topics
+from consumer.settings import Settings, Topics
 from consumer.tools.demo import ResultReader, produce_sample_traffic
 from consumer.tools.embedded_broker import EmbeddedBroker, free_port
 from consumer.tools.samples import SampleWorld, sandbox_config
 from consumer.tools.sandbox.process import SandboxProcess
+from consumer.tools.signals.reader import read_signals
 from tests.chaos.harness import (
     Run,
     Service,
     check_delivery,
     input_offsets,
     settle,
+    signal_totals,
+    signals_of_results,
     wait_for_all,
 )
 from tests.integration.harness import scrape_metrics, service_env, write_credentials
@@ -90,10 +94,22 @@ def test_sigkill_repeatedly_while_events_flow(kafka_bootstrap, topics, tmp_path,
             service.start()
         inputs = input_offsets(kafka_bootstrap, topics.triggered, expected)
         v = settle(reader, inputs, sandbox, [service])
+        settings = Settings(bootstrap_servers=kafka_bootstrap, topics=topics)
+        latest = read_signals(settings).latest
+        aggregate = signal_totals((key, DayCounts.decode(v)) for key, v in latest.items())
+    counted = signals_of_results(reader.results)
     bound = kills * (IN_FLIGHT + 1) * BATCH_SIZE
     _report(capsys, "sigkill", f"kills={kills} bound={bound} {v}")
+    _report(
+        capsys,
+        "sigkill: signal counts",
+        f"from the signals topic {sum(aggregate.values())} over {len(aggregate)} keys; "
+        f"counted from the results {sum(counted.values())} over {len(counted)} keys; "
+        f"differing keys {sorted(set(aggregate.items()) ^ set(counted.items()))[:5]}",
+    )
     assert kills >= 3
     check_delivery(v, duplicate_send_bound=bound)
+    assert aggregate == counted  # exact, across 6 kills
 
 
 def test_broker_frozen_for_30_seconds(tmp_path, capsys):

@@ -112,9 +112,9 @@ class Walkthrough:
 
 def _check_topics(done):
     lines = done.stdout.splitlines()
-    assert len(lines) == 7, lines
+    assert len(lines) == 8, lines
     assert all(" created  3 partitions" in line for line in lines), lines
-    assert sum("compacted" in line for line in lines) == 4  # the tables and the retry topic
+    assert sum("compacted" in line for line in lines) == 5  # the tables, retry and signals
 
 
 def _check_seed(done, cwd):

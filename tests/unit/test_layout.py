@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "consumer"
 def _tree() -> set[str]:
     """Every module of the package as the README names it: `pkg/module.py`, or `pkg/sub/` for a
     subpackage the README names as a whole."""
-    named_whole = {"events/normalize", "tools/sandbox"}
+    named_whole = {"events/normalize", "tools/sandbox", "tools/signals"}
     out = set()
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(PACKAGE).as_posix()

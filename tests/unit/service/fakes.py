@@ -81,6 +81,7 @@ class FakeConsumer(InputConsumer):
 @dataclass
 class Transaction:
     records: list[tuple[str, int | None, bytes | None]] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)  # the records', in the same order
     offsets: list[tuple[str, int, int]] = field(default_factory=list)
     state: str = "open"
 
@@ -123,6 +124,7 @@ class FakeProducer(TransactionalProducer):
         txn = self.transactions[-1]
         assert txn.state == "open", "produce outside a transaction"
         txn.records.append((topic, None if partition == -1 else partition, value))
+        txn.keys.append(key)
         if on_delivery is not None:
             offset = sum(len(t.records) for t in self.transactions) - 1
             msg = Message(topic=topic, partition=max(partition, 0), offset=offset, value=value)

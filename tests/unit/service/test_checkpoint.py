@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,15 +12,16 @@ from confluent_kafka import KafkaError
 from consumer.events.policy import Approved
 from consumer.events.records import ResultStatus, Trigger
 from consumer.events.results import ConversionResult, MetaResponse, RawMessage, Reason, SourceRef
+from consumer.events.signals import DayCounts, SignalKey
 from consumer.kafka.publisher import Publisher
 from consumer.meta.batching import OutgoingEvent
 from consumer.meta.dispatch import Outcome, Parking
-from consumer.ops.monitor import Monitor
 from consumer.service.checkpoint import Checkpoint
 from consumer.service.retry_topic import RetryTopic
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
 from consumer.store.parked import ParkedTable, decode_parked
+from consumer.store.signal_counts import SignalCounts
 from consumer.store.sqlite import StateStore
 from tests.factories import NOW_MS, trigger_record
 from tests.unit.service.fakes import (
@@ -66,6 +66,7 @@ class World:
         publisher.start()
         m = metrics()
         self.checkpoint_consumer = FakeConsumer()
+        self.signals = SignalCounts(TOPICS.signals, IN, clock_ms=lambda: NOW_MS)
         self.checkpoint = Checkpoint(
             consumer=self.checkpoint_consumer,
             publisher=publisher,
@@ -74,9 +75,9 @@ class World:
             retry=self.retry,
             owned=self.owned,
             topics=TOPICS,
-            encode_result=CODEC.encoder("ConversionResult", TOPICS.results),
+            codec=CODEC,
             metrics=m,
-            monitor=Monitor(m, IN, threading.Event()),
+            signals=self.signals,
             commit_interval_s=0.0,
             clock_ms=lambda: NOW_MS,
         )
@@ -366,3 +367,41 @@ def test_a_partition_let_go_takes_its_parked_rows_with_it(world):
     assert world.parked.parked_among(["e0-0"]) == set()
     assert world.parked.summary([0]) == (0, None)
     assert world.parked.stored_offsets() == {}  # read from the retry topic's start next time
+
+
+def _signal_records(txn):
+    return {
+        SignalKey.decode(key): DayCounts.decode(value)
+        for (topic, _, value), key in zip(txn.records, txn.keys, strict=True)
+        if topic == TOPICS.signals and key is not None and value is not None
+    }
+
+
+def test_each_transaction_carries_the_signal_counts_of_its_results(world):
+    """The counts commit with the results they count: every key the transaction changed, with
+    its value after it."""
+    cp = world.checkpoint
+    for offset in range(3):
+        cp.consumed(SourceRef(IN, 0, offset))
+    cp.answered(_pending(0), SENT)
+    cp.resolve(_skipped(1), None)
+    cp.resolve(_skipped(2), None)
+    cp.commit()
+    [counts] = _signal_records(world.producer.committed[0]).values()
+    assert (counts.sent, counts.skipped) == (1, {"NOT_AD_ATTRIBUTED": 2})
+    cp.consumed(SourceRef(IN, 0, 3))
+    cp.resolve(_skipped(3), None)
+    cp.commit()
+    [counts] = _signal_records(world.producer.committed[1]).values()
+    assert counts.skipped == {"NOT_AD_ATTRIBUTED": 3}  # the value after, not the difference
+
+
+def test_signal_counts_of_a_partition_let_go_are_dropped_with_it(world):
+    cp = world.checkpoint
+    cp.consumed(SourceRef(IN, 1, 0))
+    cp.resolve(_skipped(0, partition=1), None)
+    cp.commit()
+    assert len(world.signals) == 1
+    world.owned.discard((IN, 1))
+    cp.release({(IN, 1)})
+    assert len(world.signals) == 0  # its next owner reads the committed counts back

@@ -25,6 +25,7 @@ from consumer.settings import Settings
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
 from consumer.store.parked import ParkedTable
+from consumer.store.signal_counts import SignalCounts
 from consumer.store.sqlite import StateStore
 from tests.factories import NOW_MS, trigger_record
 from tests.unit.service.fakes import (
@@ -82,7 +83,9 @@ def _loop(
     outbox = Outbox(store)
     outbox.open()
     space = StateSpace(store=store, dedup=dedup, parked=parked, max_parked_bytes=2**30, metrics=m)
-    local = LocalState(store, _NoTables(), dedup, parked, FakeRestore(partitions=3), outbox, space)
+    signals = SignalCounts(TOPICS.signals, IN)
+    restore = FakeRestore(partitions=3)
+    local = LocalState(store, _NoTables(), dedup, parked, signals, restore, outbox, space)
     consumer, producer = _Consumer(), FakeProducer()
     publisher = Publisher({}, "txn-1", producer_factory=lambda config: producer)
     publisher.start()

@@ -32,6 +32,7 @@ from consumer.settings import Secret
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
 from consumer.store.parked import ParkedTable
+from consumer.store.signal_counts import SignalCounts
 from consumer.store.sqlite import StateStore
 from tests.factories import NOW_MS, trigger_record
 from tests.unit.service.fakes import (
@@ -76,9 +77,9 @@ class World:
             retry=RetryTopic(self.parked, IN),
             owned=self.owned,
             topics=TOPICS,
-            encode_result=CODEC.encoder("ConversionResult", TOPICS.results),
+            codec=CODEC,
             metrics=m,
-            monitor=Monitor(m, IN, threading.Event()),
+            signals=SignalCounts(TOPICS.signals, IN),
             commit_interval_s=3600,
             clock_ms=lambda: NOW_MS,
         )
@@ -101,7 +102,9 @@ class World:
         self.sender = Sender(dispatcher, Batcher(10, 0.0), 2)
         self.sender.start()
         self.restricted: list[str] = []
-        self.waits: list[str] = []
+        ready = threading.Event()
+        ready.set()
+        self.monitor = Monitor(m, IN, ready)
         answers = Answers(sender=self.sender, checkpoint=self.checkpoint, triage=self)
         self.rebalance = Rebalance(
             ownership=self.owned,
@@ -114,7 +117,7 @@ class World:
             drain_timeout_s=10,
             session_timeout_s=6,
             metrics=m,
-            report_wait=self.waits.append,
+            monitor=self.monitor,
             clock=lambda: self.now,
         )
 
@@ -172,7 +175,9 @@ def test_an_assignment_waits_for_a_broker_that_does_not_answer_its_committed_off
     world.consumer.fail_committed = [KafkaError(KafkaError._TIMED_OUT, "no answer")]
     world.assign(0)
     assert world.restore.started == [{0: 7}]
-    assert world.waits == ["the broker's committed offsets of the partitions assigned: no answer"]
+    assert world.monitor.ready_problems() == [
+        "waiting for the broker's committed offsets of the partitions assigned: no answer"
+    ]
 
 
 def test_an_input_partition_without_a_results_partition_stops_the_service(world):

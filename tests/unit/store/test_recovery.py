@@ -15,10 +15,12 @@ from confluent_kafka import (
 from consumer.events.parking import ParkedEvent
 from consumer.events.records import ResultStatus, Trigger
 from consumer.events.results import ConversionResult, RawMessage, SourceRef
+from consumer.events.signals import DayCounts, SignalKey
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.store.dedup import Dedup
 from consumer.store.parked import ParkedTable, encode_parked
 from consumer.store.recovery import Recovery
+from consumer.store.signal_counts import SignalCounts
 from consumer.store.sqlite import StateStore
 from tests.factories import NOW_MS, trigger_record
 
@@ -79,6 +81,7 @@ class World:
         self.parked.create_table()
         self.consumer = FakeResultsConsumer()
         self.consumer.high = {0: 100, 1: 100}
+        self.signals = SignalCounts("signals", "in")
         self.restore = Recovery(
             dedup,
             self.parked,
@@ -86,6 +89,7 @@ class World:
             {},
             {},
             input_topic="in",
+            signals=self.signals,
             transaction_timeout_s=60,
             clock=lambda: self.now,
         )
@@ -153,7 +157,7 @@ def _retry_record(event_id, partition, offset, parked):
 
 def test_the_retry_topic_is_read_into_the_parked_table(tmp_path):
     w = World(tmp_path)
-    assert {t for t, _, _ in w.consumer.assigned} == {TOPIC, RETRY}  # both changelogs
+    assert {t for t, _, _ in w.consumer.assigned} == {TOPIC, RETRY, "signals"}  # the changelogs
     w.consumer.messages = [
         _retry_record("a", 0, 0, _parked("a", 0, NOW_MS - 5)),
         _retry_record("b", 0, 1, _parked("b", 0, NOW_MS - 5)),
@@ -221,3 +225,35 @@ def test_the_restore_keeps_only_results_of_the_window_and_of_its_input_topic(tmp
     assert not w.restore.already_resolved(0, 5, None)  # a result of another input topic
     # the input topic was deleted and created again: another message at offset 3
     assert not w.restore.already_resolved(0, 3, "new-message")
+
+
+def test_the_signals_topic_is_read_back_into_the_counts_from_its_start(tmp_path):
+    """The latest record of a key counts, a tombstone removes it; a partition assigned again
+    is read back from its start, not added to what was there."""
+    w = World(tmp_path)
+    lead = SignalKey(0, "ds-1", "LeadSubmitted", "2026-12-04")
+    buy = SignalKey(0, "ds-1", "Purchase", "2026-12-04")
+    other = SignalKey(1, "ds-2", "Purchase", "2026-12-04")
+
+    def record(key, sent, offset):
+        value = None if sent is None else DayCounts(sent=sent).encode(key)
+        return Message(
+            topic="signals", partition=key.partition, offset=offset, key=key.encode(), value=value
+        )
+
+    w.consumer.messages = [
+        record(lead, 3, 0),
+        record(buy, 1, 1),
+        record(lead, 5, 2),  # superseded the first
+        record(buy, None, 3),  # a day past the retention
+        record(other, 2, 0),
+        Message(topic="signals", partition=1, offset=1, key=b"not a key", value=b"{}"),
+    ]
+    w.restore.step()
+    assert [getattr(w.signals.get(k), "sent", None) for k in (lead, buy, other)] == [5, None, 2]
+    assert w.signals.undecodable == 1
+    assert w.signals.read_offsets == {0: 4, 1: 2}
+    w.restore.start({0: 0})  # partition 0 comes back: read again from its start
+    assert w.signals.get(lead) is None
+    assert getattr(w.signals.get(other), "sent", None) == 2
+    assert ("signals", 0, OFFSET_BEGINNING) in w.consumer.assigned

@@ -78,6 +78,7 @@ def test_broker_problems_missing_topics_and_too_few_result_partitions(tmp_path):
         "conversions.triggered": 6,
         "conversions.results": 3,
         "conversions.retry": 4,
+        "conversions.signals": 5,
         "meta-connections": 1,
         "contacts": 1,
         "ad-referrals": 1,
@@ -88,7 +89,11 @@ def test_broker_problems_missing_topics_and_too_few_result_partitions(tmp_path):
         "(results go to the partition numbered like their input)",
         "topic conversions.retry: 4 partitions, fewer than the 6 of conversions.triggered "
         "(parked events go to the partition numbered like their input)",
+        "topic conversions.signals: 5 partitions, fewer than the 6 of conversions.triggered "
+        "(signal counts go to the partition numbered like their input)",
     ]
+    del partitions["conversions.signals"]
+    assert "topic conversions.signals: does not exist" in broker_problems(settings, partitions)
     del partitions["conversions.retry"]
     assert "topic conversions.retry: does not exist" in broker_problems(settings, partitions)
 

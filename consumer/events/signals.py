@@ -1,0 +1,138 @@
+"""Signal health: what each result adds to its dataset's daily counts, and the record they are
+kept in.
+
+Meta optimises a campaign for an event once a dataset sends it about 50 times a week, and
+matches more of those events to people the more customer information each carries. A
+`DayCounts` holds, for one input partition, dataset, event name and UTC day (of the result's
+`processed_at`), the results SENT, SKIPPED and FAILED by reason, and how many SENT events
+carried each `user_data` key. Results without a dataset (undecodable input, an unknown
+connection) and test events (sent to Meta's Test Events, not counted for ads) count nowhere.
+
+The record in the signals topic (compacted; the latest record of a key counts):
+
+- key: `<input partition>|<dataset_id>|<event name>|<day>`, for example
+  `3|1234567890|LeadSubmitted|2026-12-05`;
+- value: a JSON object with the fields `partition`, `dataset_id`, `workspace_id`, `event_name`,
+  `day` (`YYYY-MM-DD`, UTC), `sent`, `skipped` and `failed` (objects of reason code to count),
+  and `match_keys` (object of `user_data` key to the number of SENT events that carried it);
+- null: the day is past the retention, the key is gone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+__all__ = ["META_WEEKLY_MINIMUM", "DayCounts", "SignalKey", "Tally", "tally_of"]
+
+# the conversions of one event a week a dataset needs before Meta optimises ads for it
+META_WEEKLY_MINIMUM = 50
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SignalKey:
+    """Whose counts: an input partition's, for one dataset, event name and UTC day."""
+
+    partition: int
+    dataset_id: str
+    event_name: str
+    day: str  # YYYY-MM-DD
+
+    def encode(self) -> bytes:
+        return f"{self.partition}|{self.dataset_id}|{self.event_name}|{self.day}".encode()
+
+    @classmethod
+    def decode(cls, key: bytes) -> SignalKey:
+        """The key of a signals record; `ValueError` for one that is not."""
+        partition, dataset_id, event_name, day = key.decode().split("|")
+        return cls(int(partition), dataset_id, event_name, day)
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What one result adds to the counts of its key."""
+
+    key: SignalKey
+    workspace_id: str
+    status: str  # SENT, SKIPPED, FAILED
+    reason: str
+    user_data_keys: tuple[str, ...]
+
+
+def tally_of(result: Mapping[str, Any]) -> Tally | None:
+    """What a result (its Avro record) adds; None when it counts nowhere (no dataset, or a
+    test event)."""
+    dataset_id = result["dataset_id"]
+    if not dataset_id or result["test_event_code"] or not result["event_name"]:
+        return None
+    processed = dt.datetime.fromtimestamp(result["processed_at"] / 1000, dt.UTC)
+    key = SignalKey(
+        result["source_partition"], dataset_id, result["event_name"], processed.date().isoformat()
+    )
+    return Tally(
+        key,
+        result["workspace_id"] or "",
+        result["status"],
+        result["reason"] or "",
+        tuple(result["user_data_keys"]),
+    )
+
+
+@dataclass(slots=True)
+class DayCounts:
+    """The counts of one `SignalKey`."""
+
+    workspace_id: str = ""
+    sent: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    match_keys: dict[str, int] = field(default_factory=dict)
+
+    def add(self, tally: Tally) -> None:
+        """Count one result."""
+        if tally.workspace_id:
+            self.workspace_id = tally.workspace_id
+        if tally.status == "SENT":
+            self.sent += 1
+            for key in tally.user_data_keys:
+                self.match_keys[key] = self.match_keys.get(key, 0) + 1
+        elif tally.status == "SKIPPED":
+            self.skipped[tally.reason] = self.skipped.get(tally.reason, 0) + 1
+        else:
+            self.failed[tally.reason] = self.failed.get(tally.reason, 0) + 1
+
+    def encode(self, key: SignalKey) -> bytes:
+        """The record's value (see the module's documentation)."""
+        return orjson.dumps(
+            {
+                "partition": key.partition,
+                "dataset_id": key.dataset_id,
+                "workspace_id": self.workspace_id,
+                "event_name": key.event_name,
+                "day": key.day,
+                "sent": self.sent,
+                "skipped": self.skipped,
+                "failed": self.failed,
+                "match_keys": self.match_keys,
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+
+    @classmethod
+    def decode(cls, value: bytes) -> DayCounts:
+        """The counts of a record's value; `ValueError` for one that is not."""
+        data: dict[str, Any] = orjson.loads(value)
+        try:
+            return cls(
+                str(data["workspace_id"]),
+                int(data["sent"]),
+                {str(k): int(v) for k, v in data["skipped"].items()},
+                {str(k): int(v) for k, v in data["failed"].items()},
+                {str(k): int(v) for k, v in data["match_keys"].items()},
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a signals record: {exc!r}") from exc

@@ -1,0 +1,131 @@
+"""The signal counts of the input partitions this instance owns, kept exact with the results.
+
+Partition `p` of the signals topic holds input partition `p`'s counts, one compacted record per
+dataset, event name and day (`consumer/events/signals.py`). The owner of an input partition owns
+its counts:
+
+- when the partition arrives, its signals partition is read from the start (the recovery reads
+  it beside the results), the latest record of each key counts;
+- each result that goes into a transaction adds its tally (`count`), and the transaction also
+  carries the new value of every key it changed (`records`, produced just before the commit):
+  the counts commit exactly when the results do, and an aborted transaction takes both away;
+- when the partition leaves, its counts are dropped; its next owner reads them back.
+
+Days past `retention_days` are dropped with a tombstone, so the topic keeps about
+`retention_days` records per input partition, dataset and event name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from consumer.events.signals import DayCounts, SignalKey, Tally
+from consumer.kafka.publisher import OutRecord
+
+__all__ = ["SIGNALS_RETENTION_DAYS", "SignalCounts"]
+
+log = logging.getLogger(__name__)
+
+SIGNALS_RETENTION_DAYS = 28
+
+
+class SignalCounts:
+    """Counts by `SignalKey` for the owned input partitions, and which changed since they were
+    last written."""
+
+    def __init__(
+        self,
+        topic: str,
+        input_topic: str,
+        *,
+        retention_days: int = SIGNALS_RETENTION_DAYS,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.topic = topic
+        self._input_topic = input_topic
+        self._retention_days = retention_days
+        self._clock_ms = clock_ms
+        self._counts: dict[SignalKey, DayCounts] = {}
+        self._changed: set[SignalKey] = set()
+        self._expired_before = ""  # the oldest day kept, when expired days were last dropped
+        self.read_offsets: dict[int, int] = {}  # signals partition -> next offset restored
+        self.undecodable = 0
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def get(self, key: SignalKey) -> DayCounts | None:
+        return self._counts.get(key)
+
+    def restore(self, key: bytes | None, value: bytes | None, partition: int, offset: int) -> None:
+        """A record of the signals topic, read back when its partition arrived."""
+        self.read_offsets[partition] = offset + 1
+        try:
+            signal = SignalKey.decode(key or b"")
+            counts = None if value is None else DayCounts.decode(value)
+        except (ValueError, UnicodeDecodeError):
+            self.undecodable += 1
+            log.warning("undecodable signals record partition=%d offset=%d", partition, offset)
+            return
+        if counts is None:
+            self._counts.pop(signal, None)
+        else:
+            self._counts[signal] = counts
+
+    def count(self, tally: Tally) -> None:
+        """A result goes into the open transaction: its key's counts grow."""
+        counts = self._counts.get(tally.key)
+        if counts is None:
+            counts = self._counts[tally.key] = DayCounts()
+        counts.add(tally)
+        self._changed.add(tally.key)
+
+    def records(self) -> list[OutRecord]:
+        """The records the open transaction carries: the new value of every key changed since
+        the last call, and a tombstone for each day past the retention."""
+        out = [
+            OutRecord(
+                self.topic,
+                key.encode(),
+                self._counts[key].encode(key),
+                (self._input_topic, key.partition),
+                partition=key.partition,
+            )
+            for key in sorted(self._changed)
+            if key in self._counts
+        ]
+        self._changed = set()
+        return out + self._expire()
+
+    def _expire(self) -> list[OutRecord]:
+        today = dt.datetime.fromtimestamp(self._clock_ms() / 1000, dt.UTC).date()
+        oldest = (today - dt.timedelta(days=self._retention_days - 1)).isoformat()
+        if oldest == self._expired_before:
+            return []
+        self._expired_before = oldest
+        expired = [key for key in self._counts if key.day < oldest]
+        for key in expired:
+            del self._counts[key]
+        return [
+            OutRecord(
+                self.topic,
+                key.encode(),
+                None,
+                (self._input_topic, key.partition),
+                partition=key.partition,
+            )
+            for key in sorted(expired)
+        ]
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions that left (or arrive, before their counts are read back)."""
+        gone = set(partitions)
+        for key in [k for k in self._counts if k.partition in gone]:
+            del self._counts[key]
+        self._changed = {k for k in self._changed if k.partition not in gone}
+        for partition in gone:
+            self.read_offsets.pop(partition, None)
+        self._expired_before = ""  # read back, they may hold expired days again

@@ -1,0 +1,60 @@
+"""The signals topic as compaction leaves it: the latest value of each key, tombstones delete,
+records whose key is not a signals key are counted and left out."""
+
+from consumer.events.signals import DayCounts, SignalKey
+from tests.unit.tools.signals.counts import read, record
+
+DAY = "2026-12-05"
+KEY = SignalKey(0, "ds-1", "Purchase", DAY)
+
+
+def _decoded(records):
+    return {key: DayCounts.decode(value) for key, value in records.latest.items()}
+
+
+def test_the_latest_record_of_a_key_wins():
+    records = read(
+        record(0, "ds-1", "Purchase", DAY, sent=3, match_keys={"em": 3}),
+        record(1, "ds-1", "Purchase", DAY, sent=5),
+        record(0, "ds-1", "Purchase", DAY, sent=4, match_keys={"em": 4, "ph": 1}),
+    )
+    assert _decoded(records) == {
+        KEY: DayCounts("ws-1", 4, {}, {}, {"em": 4, "ph": 1}),
+        SignalKey(1, "ds-1", "Purchase", DAY): DayCounts("ws-1", 5),
+    }
+    assert (records.records, records.undecodable) == (3, 0)
+
+
+def test_a_tombstone_deletes_the_key_and_a_later_record_brings_it_back():
+    gone = read(record(0, "ds-1", "Purchase", DAY, sent=3), (KEY.encode(), None))
+    assert gone.latest == {}
+    assert gone.records == 2
+    back = read(
+        record(0, "ds-1", "Purchase", DAY, sent=3),
+        (KEY.encode(), None),
+        record(0, "ds-1", "Purchase", DAY, sent=1),
+    )
+    assert _decoded(back) == {KEY: DayCounts("ws-1", 1)}
+
+
+def test_records_whose_key_is_not_a_signals_key_are_counted_and_left_out():
+    good = record(0, "ds-1", "Purchase", DAY, sent=2)
+    records = read(
+        good,
+        (b"0|ds-1|Purchase", good[1]),  # three parts
+        (b"x|ds-1|Purchase|2026-12-05", good[1]),  # partition not a number
+        (b"0|ds-1|Purchase|20261205", good[1]),  # day not YYYY-MM-DD
+        (b"0|ds-1|Purchase|2026-13-01", good[1]),  # no such day
+        (b"\xff\xfe|ds-1|Purchase|2026-12-05", good[1]),  # not UTF-8
+        (None, good[1]),  # no key
+    )
+    assert _decoded(records) == {KEY: DayCounts("ws-1", 2)}
+    assert (records.records, records.undecodable) == (7, 6)
+
+
+def test_records_and_bytes_read_count_every_record():
+    key, value = record(0, "ds-1", "Purchase", DAY, sent=2)
+    records = read((key, value), (key, None), (key, value))
+    assert records.records == 3
+    assert records.bytes == 3 * len(key) + 2 * len(value)
+    assert records.topic == "signals"
