@@ -7,6 +7,7 @@ runs the consumer until every input has its result, prints what happened, stops 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import tempfile
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 import click
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from consumer.events.signals import META_WEEKLY_MINIMUM
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.kafka.topics import ensure_topics, topic_plan
 from consumer.ops.metrics import Metrics
@@ -29,6 +31,7 @@ from consumer.store.reference_tables import record_key
 from consumer.tools.embedded_broker import EmbeddedBroker
 from consumer.tools.samples import SampleWorld, sandbox_config, write_credentials
 from consumer.tools.sandbox.process import SandboxProcess
+from consumer.tools.signals import Selection, Window, build_report, read_signals
 
 __all__ = ["ResultReader", "produce_sample_traffic", "run_demo"]
 
@@ -177,6 +180,7 @@ def run_demo(count: int, timeout_s: float) -> int:
         echo("")
         _summary(reader.results, expected, stats, time.monotonic() - started)
         _enrichment_summary(app.metrics)
+        _signal_health(settings)
         if errors:
             echo(f"consumer stopped with an error: {errors[0]!r}", err=True)
             return 1
@@ -188,6 +192,33 @@ def run_demo(count: int, timeout_s: float) -> int:
             echo(f"SENT results {sent} != events the sandbox accepted", err=True)
             return 1
         return 0
+
+
+def _signal_health(settings: Settings) -> None:
+    """A digest of the sample datasets' signal health, from the signals topic the service
+    wrote; `capi-consumer signals` prints it all."""
+    report = build_report(
+        read_signals(settings), Window(dt.datetime.now(dt.UTC).date()), Selection()
+    )
+    signals = report.signals
+    below = sum(s.below_minimum for s in signals)
+    echo = click.echo
+    echo("")
+    echo(
+        f"Signal health: {len(signals)} dataset events, {len(signals) - below} with Meta's "
+        f"{META_WEEKLY_MINIMUM} SENT this week, {below} below"
+    )
+    for s in sorted(signals, key=lambda s: -s.week_sent)[:3]:
+        keys = " ".join(f"{c.key} {c.share:.0%}" for c in s.match_keys[:4])
+        echo(f"  {s.dataset_id} {s.event_name:<14} {s.week_sent:>4} SENT  {keys}")
+    reasons: dict[str, tuple[int, str]] = {}
+    for s in signals:
+        for r in s.not_sent:
+            events, advice = reasons.get(r.reason, (0, r.advice))
+            reasons[r.reason] = (events + r.events, advice)
+    for reason, (events, advice) in sorted(reasons.items(), key=lambda r: -r[1][0])[:3]:
+        echo(f"  not sent {events:>3} {reason}: {advice}")
+    echo("  (all of it: capi-consumer signals, --html FILE for charts)")
 
 
 def _enrichment_summary(metrics: Metrics) -> None:

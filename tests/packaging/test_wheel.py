@@ -200,3 +200,13 @@ def test_installed_demo_gets_a_result_for_every_trigger(installed_local: Install
     accepted = re.search(r"^Graph API sandbox: (\d+) events accepted", out, re.M)
     assert accepted, out
     assert int(accepted[1]) == counts["SENT"]
+
+    # the digest of the signals topic the service wrote: it names the sample datasets' events
+    health = re.search(
+        r"^Signal health: (\d+) dataset events, (\d+) with Meta's 50 SENT this week, (\d+) below$",
+        out,
+        re.M,
+    )
+    assert health, out
+    assert int(health[1]) == int(health[2]) + int(health[3]) > 0
+    assert re.search(r"^  not sent +\d+ NO_CUSTOMER_INFORMATION: map the contact", out, re.M), out
