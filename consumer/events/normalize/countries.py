@@ -50,6 +50,12 @@ _ADDITIONS = {
     "Micronesia": "FM",
     "Burma": "MM",  # renamed Myanmar (1989), still in use
     "Czech Republic": "CZ",  # renamed Czechia (2016)
+    "Democratic Republic of Congo": "CD",  # ISO's name, inverted below, has "the" before Congo
+    "RDC": "CD",  # République démocratique du Congo, República Democrática do Congo
+    "Macedonia, the former Yugoslav Republic of": "MK",  # ISO's name until 2019
+    "UAE": "AE",
+    "Macau": "MO",  # the Portuguese spelling, in use in English; ISO and CLDR write Macao
+    "Inglaterra": "GB",  # England in Spanish and Portuguese, as England above
 }
 
 
@@ -66,6 +72,15 @@ def fold(name: str) -> str:
     return "".join(c for c in decomposed if unicodedata.category(c)[0] == "L")
 
 
+def _spellings(name: str) -> list[str]:
+    """`name`, and a list-style name ("Congo, The Democratic Republic of the") in the order
+    people write it ("The Democratic Republic of the Congo")."""
+    if not name:
+        return []
+    head, comma, tail = name.partition(", ")
+    return [name, f"{tail} {head}"] if comma else [name]
+
+
 @cache
 def country_names() -> dict[str, str]:
     """Folded name or code -> ISO 3166-1 alpha-2 (uppercase)."""
@@ -75,13 +90,14 @@ def country_names() -> dict[str, str]:
         names = [code, country.alpha_3, country.name]
         names += [getattr(country, attr, "") for attr in ("official_name", "common_name")]
         for name in names:
-            if name:
-                candidates[fold(name)].add(code)
+            for spelling in _spellings(name):
+                candidates[fold(spelling)].add(code)
     iso = {c.alpha_2 for c in pycountry.countries}
     for language in LANGUAGES:
         for code, name in Locale.parse(language).territories.items():
             if code in iso:
                 candidates[fold(name)].add(code)
     for name, code in _ADDITIONS.items():
-        candidates[fold(name)].add(code)
+        for spelling in _spellings(name):
+            candidates[fold(spelling)].add(code)
     return {key: codes.pop() for key, codes in candidates.items() if key and len(codes) == 1}

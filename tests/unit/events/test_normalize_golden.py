@@ -59,6 +59,20 @@ COUNTRIES = [
     ("Timor-Leste", "tl"),
     ("DR Congo", "cd"),
     ("Congo - Kinshasa", "cd"),
+    ("Democratic Republic of the Congo", "cd"),
+    ("Democratic Republic of Congo", "cd"),
+    ("RDC", "cd"),
+    ("Republic of the Congo", "cg"),
+    ("Macedonia, the former Yugoslav Republic of", "mk"),
+    ("the former Yugoslav Republic of Macedonia", "mk"),
+    ("UAE", "ae"),
+    ("United Arab Emirates", "ae"),
+    ("Macau", "mo"),
+    ("Macao", "mo"),
+    ("Inglaterra", "gb"),
+    ("Islamic Republic of Iran", "ir"),
+    ("Republic of Korea", "kr"),
+    ("British Virgin Islands", "vg"),
     ("U.S.A.", "us"),
     ("USA", "us"),
     ("United States", "us"),
@@ -301,7 +315,7 @@ DECISIONS = [
     ("external_id", "dXNlcjEyMw==", None, "dxnlcjeymw=="),
     ("state", "Carolina", "US", "carolina"),  # the documentation: not cut to two letters
     ("country", "UK", None, "gb"),  # ISO 3166-1 (the library sends uk)
-    ("country", "UAE", None, None),  # not ua (Ukraine): unsure, dropped
+    ("country", "UAE", None, "ae"),  # the United Arab Emirates, as people write it; not ua
     ("phone", "4792813113", "US", "14792813113"),  # the documentation: with the country code
 ]
 
