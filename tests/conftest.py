@@ -56,6 +56,7 @@ def topics(kafka_bootstrap: str) -> Topics:
         results=f"results-{suffix}",
         dlq=f"dlq-{suffix}",
         retry=f"retry-{suffix}",
+        signals=f"signals-{suffix}",
     )
     ensure_topics({"bootstrap.servers": kafka_bootstrap}, topic_plan(names, 3))
     return names

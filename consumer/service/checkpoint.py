@@ -343,9 +343,10 @@ class Checkpoint:
             self._publish(replace(held, records=records), source.partition)
         if ahead:
             log.info(
-                "results published ahead of their offsets count=%d partitions=%s",
+                "handing over %d answers of Meta with the partitions let go (%s): published "
+                "now, their messages are skipped by the next owner",
                 len(ahead),
-                sorted(partitions),
+                ",".join(f"{topic}[{partition}]" for topic, partition in sorted(partitions)),
             )
         return [source for source, _ in ahead]
 

@@ -25,6 +25,7 @@ from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.meta.client import CapiClient
 from consumer.ops.metrics import Metrics
 from consumer.ops.monitor import Monitor
+from consumer.ops.progress import ProgressLog
 from consumer.service.startup import Parts, StoppedWhileStarting, open_parts
 from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send, Unpark
 from consumer.settings import Settings
@@ -62,6 +63,7 @@ class Service:
         self._clock_ms = clock_ms
         self._on_ready = on_ready
         self._stop = threading.Event()
+        self.progress = ProgressLog(self.metrics)
 
     def stop(self) -> None:
         """Finish in-flight work (up to `CAPI_DRAIN_TIMEOUT_S`), commit, return from run()."""
@@ -96,6 +98,8 @@ class Service:
             while not self._stop.is_set():
                 self.turn(parts)
             parts.rebalance.drain()
+            log.info("closing: the consumer leaves its group, the producer and the state close")
+        self.progress.stopped()
 
     def turn(self, p: Parts) -> None:
         """One turn of the loop: tables, room, flow, poll, triage, retries, send, commit."""
@@ -139,6 +143,7 @@ class Service:
         # 6. checkpoint: results with their offsets, when due
         p.checkpoint.turn()
         self.metrics.flush()
+        self.progress.turn()
 
     def _send(self, p: Parts, verdict: Send) -> None:
         self.metrics.in_flight.inc()

@@ -156,7 +156,12 @@ class Rebalance:
 
     def drain(self) -> None:
         """At shutdown: stop reading, finish what is under way, commit."""
-        log.info("draining pending=%d", len(self._checkpoint))
+        log.info(
+            "draining: no more input; waiting for the answers of %d events in flight "
+            "(at most %.0f s), then the last commit",
+            self._sender.in_flight(),
+            self._drain_timeout_s,
+        )
         self._flow.pause_all()
         self._finish(set(self._owned))
 

@@ -25,7 +25,7 @@ from consumer.events.signals import META_WEEKLY_MINIMUM
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.kafka.topics import ensure_topics, topic_plan
 from consumer.ops.metrics import Metrics
-from consumer.service.loop import build_service
+from consumer.service.loop import Service, build_service
 from consumer.settings import Settings, Topics
 from consumer.store.reference_tables import record_key
 from consumer.tools.embedded_broker import EmbeddedBroker
@@ -166,12 +166,14 @@ def run_demo(count: int, timeout_s: float) -> int:
         thread.start()
         reader = ResultReader(broker.bootstrap_servers, topics.results, codec)
         deadline = time.monotonic() + timeout_s
-        last_print = 0.0
+        said = ""
+        step = max(expected // 5, 1)
         while len(reader.results) < expected and time.monotonic() < deadline and not errors:
             reader.read()
-            if time.monotonic() - last_print >= 1.0:
-                last_print = time.monotonic()
-                echo(f"  results {len(reader.results)}/{expected}")
+            stage, progress = _progress(app, len(reader.results), expected, step)
+            if stage != said:  # a line when something moved, never the same one again
+                said = stage
+                echo(f"  {progress}")
         app.stop()
         thread.join(60)
         reader.read(0.5)
@@ -192,6 +194,17 @@ def run_demo(count: int, timeout_s: float) -> int:
             echo(f"SENT results {sent} != events the sandbox accepted", err=True)
             return 1
         return 0
+
+
+def _progress(app: Service, results: int, expected: int, step: int) -> tuple[str, str]:
+    """Where the consumer is, and the line that says it: its start-up step until it takes
+    traffic, then the results so far, once a `step` of them more."""
+    if not app.ready.is_set():
+        starting = app.monitor.ready_problems()[0]
+        return starting, starting
+    if results == 0:
+        return "consuming", "consuming: the group assigns the partitions, Meta answers"
+    return f"results {min(results, expected) // step}", f"results {results}/{expected}"
 
 
 def _signal_health(settings: Settings) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn, ParamSpec
 
 import click
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Message
 
 from consumer.errors import CapiConsumerError, ConfigError
 from consumer.settings import Settings
@@ -348,11 +348,13 @@ def _dead_letter_line(msg: Any, codec: Any, *, as_json: bool) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, not a table.")
 @one_line_errors
 def tail(which: str, follow: bool, as_json: bool) -> None:
-    """Print the results or dead letters, from the beginning.
+    """Print the results or dead letters, from the beginning, oldest first.
 
     A table, or JSON lines (--json). Results: event_id, status, reason, dataset and the input's
     partition/offset. Dead letters: event_id, the input (topic/partition/offset) and the
-    capi.error header. Without --follow, ends once everything there is read.
+    capi.error header. What the topic holds is printed in time order across its partitions
+    (read whole first: meant for the local path's topics); with --follow, what comes next as it
+    comes, until Ctrl-C or SIGTERM.
     """
     from consumer.service.loop import codec_for
     from consumer.tools.walkthrough import Tail
@@ -361,21 +363,30 @@ def tail(which: str, follow: bool, as_json: bool) -> None:
     topic = settings.topics.results if which == "results" else settings.topics.dlq
     codec, stop = codec_for(settings), _on_stop_signals()
     reader, count = Tail(settings, topic), 0
+
+    def show(msg: Message) -> None:
+        nonlocal count
+        try:
+            line = (
+                _result_line(msg.value(), codec, as_json=as_json)
+                if which == "results"
+                else _dead_letter_line(msg, codec, as_json=as_json)
+            )
+        except CapiConsumerError as exc:
+            click.echo(f"capi-consumer: {msg.partition()}/{msg.offset()}: {exc}", err=True)
+            return
+        click.echo(line)
+        count += 1
+
     if not as_json:
         click.echo(RESULTS_HEADER if which == "results" else DLQ_HEADER)
     try:
-        for msg in reader.messages(follow=follow, stopped=stop.is_set):
-            try:
-                line = (
-                    _result_line(msg.value(), codec, as_json=as_json)
-                    if which == "results"
-                    else _dead_letter_line(msg, codec, as_json=as_json)
-                )
-            except CapiConsumerError as exc:
-                click.echo(f"capi-consumer: {msg.partition()}/{msg.offset()}: {exc}", err=True)
-                continue
-            click.echo(line)
-            count += 1
+        held = reader.messages(follow=False, stopped=stop.is_set)
+        for msg in sorted(held, key=lambda m: (m.timestamp()[1], m.partition(), m.offset())):
+            show(msg)
+        if follow:
+            for msg in reader.messages(follow=True, stopped=stop.is_set):
+                show(msg)
     except BrokenPipeError:  # `| head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:

@@ -93,3 +93,16 @@ def test_the_ground_floor_imports_nothing_above_it():
     assert {module: graph[module] - ground for module in ground} == {
         module: set() for module in ground
     }
+
+
+def test_what_seed_writes_on_the_local_path_stays_out_of_git():
+    """The README's local path exports CAPI_CREDENTIALS_DIR=./creds and runs `seed` in the
+    project root: its access tokens and the sandbox's configuration are ignored by git."""
+    import subprocess
+
+    root = PACKAGE.parent
+    written = ["creds/token-us", "creds/secret-us", "sandbox.json"]
+    done = subprocess.run(
+        ["git", "-C", str(root), "check-ignore", *written], capture_output=True, text=True
+    )
+    assert done.stdout.split() == written, done.stderr
