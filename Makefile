@@ -71,8 +71,8 @@ lint-deploy: $(STAMP) promtool ## hadolint, kubernetes-validate --strict, compos
 	$(BIN)/hadolint --no-color deploy/Dockerfile
 	$(BIN)/kubernetes-validate --strict --kubernetes-version $(K8S_VERSION) deploy/k8s/*.yaml
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
-	promtool check rules deploy/prometheus/alerts.yaml
-	promtool test rules deploy/prometheus/alerts_test.yaml
+	promtool check rules deploy/prometheus/alerts.yaml deploy/prometheus/signal-alerts.yaml
+	promtool test rules deploy/prometheus/alerts_test.yaml deploy/prometheus/signal-alerts_test.yaml
 	promtool check config --syntax-only deploy/prometheus/prometheus.yml
 
 fmt: $(STAMP) ## Apply ruff's fixes and formatting

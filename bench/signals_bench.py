@@ -41,11 +41,12 @@ sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import Producer  # noqa: E402
 
+from consumer.events.signal_window import Window  # noqa: E402
 from consumer.events.signals import DayCounts, SignalKey  # noqa: E402
 from consumer.kafka.topics import COMPACT, TopicSpec, ensure_topics  # noqa: E402
+from consumer.store.signals_topic import LatestRecords  # noqa: E402
 from consumer.tools.embedded_broker import EmbeddedBroker  # noqa: E402
-from consumer.tools.signals.reader import LatestRecords  # noqa: E402
-from consumer.tools.signals.report import Selection, Window, build_report  # noqa: E402
+from consumer.tools.signals.report import Selection, build_report  # noqa: E402
 
 WEEK_S = 7 * 24 * 3600
 EVENTS_PER_S = 100

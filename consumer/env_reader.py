@@ -17,19 +17,41 @@ __all__ = ["EnvReader", "check_readable_dir", "https_or_loopback"]
 
 
 class EnvReader:
-    """Typed values of environment variables."""
+    """Typed values of environment variables; `asked` keeps every name read, so that what is
+    left of a prefix is known to be no setting (`unknown`)."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
+        self._given = env
+        self.asked: set[str] = set()
+
+    def raw(self, name: str) -> str | None:
+        """The variable as it is, None when unset."""
+        self.asked.add(name)
+        return self._given.get(name)
+
+    def _or(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def unknown(self, prefix: str, *, besides: frozenset[str] = frozenset()) -> list[str]:
+        """The variables of `prefix` that nothing has read, but those starting with one of
+        `besides`."""
+        return sorted(
+            name
+            for name in self._given
+            if name.startswith(prefix)
+            and name not in self.asked
+            and not any(name.startswith(b) for b in besides)
+        )
 
     def text(self, name: str, default: str) -> str:
-        value = self._env.get(name, default).strip()
+        value = self._or(name, default).strip()
         if not value:
             raise ConfigError(name, "must not be empty")
         return value
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
-        raw = self._env.get(name)
+        raw = self.raw(name)
         if raw is None or raw.strip() == "":
             return default
         try:
@@ -41,7 +63,7 @@ class EnvReader:
         return value
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
-        raw = self._env.get(name)
+        raw = self.raw(name)
         if raw is None or raw.strip() == "":
             return default
         try:
@@ -56,7 +78,7 @@ class EnvReader:
         self, name: str, default: tuple[float, ...], low: float, high: float
     ) -> tuple[float, ...]:
         """A comma-separated list of numbers, each in [low, high], growing or level."""
-        raw = self._env.get(name)
+        raw = self.raw(name)
         if raw is None or raw.strip() == "":
             return default
         try:
@@ -70,7 +92,7 @@ class EnvReader:
         return values
 
     def url(self, name: str, default: str | None) -> str | None:
-        raw = self._env.get(name)
+        raw = self.raw(name)
         if raw is None or raw.strip() == "":
             return default
         value = raw.strip().rstrip("/")
@@ -82,7 +104,7 @@ class EnvReader:
         return value
 
     def graph_version(self, name: str, default: str, supported: tuple[str, ...]) -> str:
-        value = self._env.get(name, default).strip()
+        value = self._or(name, default).strip()
         if not re.fullmatch(r"v\d+\.\d+", value):
             raise ConfigError(name, f"{value!r} is not a Graph API version like {default}")
         if value not in supported:
@@ -90,7 +112,7 @@ class EnvReader:
         return value
 
     def countries(self, name: str, default: frozenset[str]) -> frozenset[str]:
-        raw = self._env.get(name)
+        raw = self.raw(name)
         if raw is None:
             return default
         codes = {c.strip().upper() for c in raw.replace(";", ",").split(",") if c.strip()}
@@ -101,7 +123,7 @@ class EnvReader:
         return frozenset(codes)
 
     def region(self, name: str) -> str | None:
-        raw = self._env.get(name, "").strip().upper()
+        raw = self._or(name, "").strip().upper()
         if not raw:
             return None
         import phonenumbers
@@ -115,7 +137,7 @@ class EnvReader:
         return self.choice(name, "TRUE" if default else "FALSE", ("TRUE", "FALSE")) == "TRUE"
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        given = self._env.get(name, default).strip()
+        given = self._or(name, default).strip()
         value = given.upper()
         if value not in choices:
             options = ", ".join(c.lower() for c in choices)

@@ -7,12 +7,14 @@ Every variable is `CAPI_*` (the README's configuration table). Any
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from consumer.env_reader import (
     EnvReader,
@@ -231,6 +233,10 @@ class Settings:
     # group.instance.id = CAPI_INSTANCE_ID: a restarted instance gets its partitions back
     # without a rebalance, on brokers that implement static membership (KIP-345)
     static_membership: bool = False
+    # how often the owner of input partition 0 reads the signals topic for the signal-health
+    # gauges (0: never), and how many dataset events they show one by one
+    signal_health_interval_s: int = 300
+    signal_health_series: int = 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, check_dirs: bool = True) -> Settings:
@@ -280,7 +286,7 @@ class Settings:
             throttle_backoff_s=reader.number(
                 "CAPI_THROTTLE_BACKOFF_S", defaults.throttle_backoff_s, 0, 3600
             ),
-            partner_agent=env.get("CAPI_PARTNER_AGENT", defaults.partner_agent) or None,
+            partner_agent=reader.raw("CAPI_PARTNER_AGENT") or defaults.partner_agent or None,
             restricted_countries=reader.countries(
                 "CAPI_RESTRICTED_COUNTRIES", defaults.restricted_countries
             ),
@@ -313,6 +319,12 @@ class Settings:
             ),
             workers=reader.integer("CAPI_WORKERS", defaults.workers, 1, 64),
             static_membership=reader.flag("CAPI_STATIC_MEMBERSHIP", defaults.static_membership),
+            signal_health_interval_s=reader.integer(
+                "CAPI_SIGNAL_HEALTH_INTERVAL_S", defaults.signal_health_interval_s, 0, 86400
+            ),
+            signal_health_series=reader.integer(
+                "CAPI_SIGNAL_HEALTH_SERIES", defaults.signal_health_series, 0, 1000
+            ),
         )
         if not https_or_loopback(settings.graph_url):
             raise ConfigError(
@@ -322,6 +334,10 @@ class Settings:
             )
         if check_dirs:
             check_readable_dir("CAPI_CREDENTIALS_DIR", settings.credentials_dir)
+        if reader.flag("CAPI_UNKNOWN_VARIABLES_ALLOWED", default=False):
+            return settings
+        _refuse_unknown_variables(reader)
+        _refuse_unknown_kafka_properties(settings, reader.asked)
         return settings
 
     def kafka_config(self, role: Literal["consumer", "producer", "admin"]) -> dict[str, str]:
@@ -333,6 +349,95 @@ class Settings:
         }[role]
         passthrough = {k: v for k, v in self.kafka.items() if k not in skip}
         return {"bootstrap.servers": self.bootstrap_servers, **passthrough}
+
+
+# what the project's own test tooling reads (never the service): allowed beside the settings
+_TEST_TOOLING_PREFIX = "CAPI_TEST_"
+
+
+def _refuse_unknown_variables(reader: EnvReader) -> None:
+    """A `CAPI_*` variable no setting reads is a typo until shown otherwise: the first one is
+    a `ConfigError` naming it and the closest known name. `CAPI_KAFKA_*` are librdkafka's
+    (`_refuse_unknown_kafka_properties`)."""
+    besides = frozenset({_KAFKA_PREFIX, _TEST_TOOLING_PREFIX})
+    for name in reader.unknown("CAPI_", besides=besides):
+        raise ConfigError(name, f"no such setting{_did_you_mean(name, reader.asked)}")
+
+
+def _refuse_unknown_kafka_properties(settings: Settings, known: set[str]) -> None:
+    """Each `CAPI_KAFKA_<SETTING>` set against librdkafka's own property list: a client of each
+    role is made (not connected) with them, and the first property it has no such name for is
+    a `ConfigError` naming the variable and the closest known name."""
+    if not settings.kafka:
+        return
+    from confluent_kafka import Consumer, KafkaException, Producer
+
+    roles: list[tuple[Literal["producer", "consumer"], Any]] = [
+        ("producer", Producer),
+        ("consumer", Consumer),
+    ]
+    for role, make in roles:
+        config = {k: v for k, v in settings.kafka_config(role).items() if k != "bootstrap.servers"}
+        config |= {"group.id": settings.group_id} if role == "consumer" else {}
+        try:
+            make({**config, "log_level": "0"})
+        except KafkaException as exc:
+            refused = _NO_SUCH_PROPERTY.search(str(exc.args[0].str()))
+            if refused is None:
+                continue  # a value the client itself says more of, when it starts
+            name = _KAFKA_PREFIX + refused[1].upper().replace(".", "_")
+            candidates = known | {_KAFKA_PREFIX + p.upper().replace(".", "_") for p in _PROPERTIES}
+            raise ConfigError(
+                name, f"librdkafka has no setting {refused[1]}{_did_you_mean(name, candidates)}"
+            ) from None
+
+
+_NO_SUCH_PROPERTY = re.compile(r'No such configuration property: "([^"]+)"')
+# librdkafka's settings people set most, for suggestions (the check itself asks librdkafka)
+_PROPERTIES = (
+    _CONSUMER_ONLY
+    | _PRODUCER_ONLY
+    | frozenset(
+        [
+            "bootstrap.servers",
+            "client.id",
+            "security.protocol",
+            "sasl.mechanism",
+            "sasl.mechanisms",
+            "sasl.username",
+            "sasl.password",
+            "sasl.oauthbearer.method",
+            "sasl.oauthbearer.client.id",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.token.endpoint.url",
+            "sasl.oauthbearer.scope",
+            "ssl.ca.location",
+            "ssl.certificate.location",
+            "ssl.key.location",
+            "ssl.key.password",
+            "ssl.endpoint.identification.algorithm",
+            "enable.ssl.certificate.verification",
+            "socket.timeout.ms",
+            "socket.keepalive.enable",
+            "connections.max.idle.ms",
+            "metadata.max.age.ms",
+            "topic.metadata.refresh.interval.ms",
+            "reconnect.backoff.ms",
+            "reconnect.backoff.max.ms",
+            "retry.backoff.ms",
+            "statistics.interval.ms",
+            "broker.address.family",
+            "client.dns.lookup",
+            "debug",
+            "log_level",
+        ]
+    )
+)
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _kafka_passthrough(env: Mapping[str, str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ The record in the signals topic (compacted; the latest record of a key counts):
 - value: a JSON object with the fields `partition`, `dataset_id`, `workspace_id`, `event_name`,
   `day` (`YYYY-MM-DD`, UTC), `sent`, `skipped` and `failed` (objects of reason code to count),
   and `match_keys` (object of `user_data` key to the number of SENT events that carried it);
-- null: the day is past the retention, the key is gone.
+- null: the day is past the retention (`SIGNALS_RETENTION_DAYS`), the key is gone.
 """
 
 from __future__ import annotations
@@ -27,10 +27,48 @@ from typing import Any
 
 import orjson
 
-__all__ = ["META_WEEKLY_MINIMUM", "DayCounts", "SignalKey", "Tally", "tally_of"]
+__all__ = [
+    "KEY_ORDER",
+    "META_WEEKLY_MINIMUM",
+    "SIGNALS_RETENTION_DAYS",
+    "DayCounts",
+    "SignalKey",
+    "Tally",
+    "match_key_order",
+    "tally_of",
+]
 
 # the conversions of one event a week a dataset needs before Meta optimises ads for it
 META_WEEKLY_MINIMUM = 50
+# the UTC days the signals topic keeps; older days are deleted with a tombstone
+SIGNALS_RETENTION_DAYS = 28
+# the `user_data` keys a SENT event can carry, as reports list them: customer information
+# first, then the click id and the channel's ids
+KEY_ORDER: tuple[str, ...] = (
+    "em",
+    "ph",
+    "fn",
+    "ln",
+    "db",
+    "ge",
+    "ct",
+    "st",
+    "zp",
+    "country",
+    "external_id",
+    "ctwa_clid",
+    "page_scoped_user_id",
+    "ig_sid",
+    "whatsapp_business_account_id",
+    "page_id",
+    "ig_account_id",
+)
+_KEY_RANK = {key: rank for rank, key in enumerate(KEY_ORDER)}
+
+
+def match_key_order(key: str) -> tuple[int, str]:
+    """Sort key of a `user_data` key: `KEY_ORDER`, then any other key alphabetically."""
+    return _KEY_RANK.get(key, len(KEY_ORDER)), key
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -104,6 +142,18 @@ class DayCounts:
             self.skipped[tally.reason] = self.skipped.get(tally.reason, 0) + 1
         else:
             self.failed[tally.reason] = self.failed.get(tally.reason, 0) + 1
+
+    def merge(self, other: DayCounts) -> None:
+        """Add the counts of another input partition for the same day. The workspace is left
+        as it is: which one is the latest is a question of days (`signal_window.py`)."""
+        self.sent += other.sent
+        for into, counted in (
+            (self.match_keys, other.match_keys),
+            (self.skipped, other.skipped),
+            (self.failed, other.failed),
+        ):
+            for name, n in counted.items():
+                into[name] = into.get(name, 0) + n
 
     def encode(self, key: SignalKey) -> bytes:
         """The record's value (see the module's documentation)."""

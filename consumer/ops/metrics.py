@@ -1,6 +1,8 @@
 """Prometheus metrics: names in base units, `_total` counters, low-cardinality labels only.
 
-Labels never carry event ids, contact ids, hashes or tokens.
+Labels never carry event ids, contact ids, hashes or tokens. The signal-health gauges are the
+one family labelled by dataset, and they show a bounded number of datasets
+(`signal_gauges.py`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from consumer.errors import LostAnswer
+from consumer.ops.signal_gauges import SignalHealthGauges
 
 __all__ = ["Metrics"]
 
@@ -233,3 +236,6 @@ class Metrics:
             "When Meta last accepted a request (Unix seconds).",
             registry=r,
         )
+        # computed from the whole signals topic, by one instance (`service/signal_refresh.py`)
+        self.signal_health = SignalHealthGauges()
+        r.register(self.signal_health)

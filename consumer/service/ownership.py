@@ -11,7 +11,9 @@ __all__ = ["Ownership"]
 
 class Ownership(Collection[Partition]):
     """The live set of owned input partitions. Only the rebalance changes it (`arrived`,
-    `left`); checkpoint, flow control, triage and the retry scheduler read it."""
+    `left`); checkpoint, flow control, triage and the retry scheduler read it, and the
+    signal-health refresh asks it from its own thread whether partition 0 is here (a set's
+    membership test and update are each one step under the GIL)."""
 
     def __init__(self) -> None:
         self._partitions: set[Partition] = set()

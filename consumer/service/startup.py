@@ -1,5 +1,7 @@
 """The service's parts, opened in order and wired one way: triage and flow control read the
-local state; checkpoint publishes; rebalance calls checkpoint and flow control."""
+local state; checkpoint publishes; rebalance calls checkpoint and flow control. Beside them, on
+a thread of its own, the signal-health refresh asks the ownership whether input partition 0 is
+this instance's."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Consumer
@@ -39,6 +42,7 @@ from consumer.service.ownership import Ownership
 from consumer.service.rebalance import Rebalance
 from consumer.service.retries import ParkedRetries
 from consumer.service.retry_topic import RetryTopic
+from consumer.service.signal_refresh import SignalHealthRefresh
 from consumer.service.state_space import StateSpace
 from consumer.service.triage import Triage
 from consumer.settings import Settings
@@ -48,6 +52,7 @@ from consumer.store.parked import ParkedTable
 from consumer.store.recovery import PartitionRecovery, Recovery
 from consumer.store.reference_tables import Lookups, ReferenceTables
 from consumer.store.signal_counts import SignalCounts
+from consumer.store.signals_topic import read_signals_topic
 from consumer.store.sqlite import StateStore
 from consumer.store.table_reader import TableReader, TablesFeed
 
@@ -160,6 +165,16 @@ def open_parts(
         on_revoke=parts.rebalance.on_revoke,
         on_lost=parts.rebalance.on_lost,
     )
+    if s.signal_health_interval_s:
+        refresh = SignalHealthRefresh(
+            partial(read_signals_topic, consumer_config, s.topics.signals),
+            lambda: (s.topics.triggered, 0) in owned,
+            metrics.signal_health,
+            interval_s=s.signal_health_interval_s,
+            series=s.signal_health_series,
+            clock_ms=clock_ms,
+        )
+        _closing(stack, refresh).start()
     return parts
 
 

@@ -55,11 +55,11 @@ from consumer.errors import (
 from consumer.events.results import DedupStatus, Partition, Reason
 from consumer.kafka.broker_wait import until_answered
 from consumer.kafka.codec import AvroCodec
+from consumer.kafka.read_to_end import reader_config
 from consumer.kafka.registry_wait import RegistryWait
 from consumer.store.dedup import Dedup, DedupRow
 from consumer.store.parked import ParkedTable, decode_parked, parked_row
 from consumer.store.signal_counts import SignalCounts
-from consumer.store.table_reader import reader_config
 
 __all__ = ["PartitionRecovery", "Recovery", "RestoreConsumer"]
 

@@ -22,14 +22,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from consumer.events.signals import DayCounts, SignalKey, Tally
+from consumer.events.signals import SIGNALS_RETENTION_DAYS, DayCounts, SignalKey, Tally
 from consumer.kafka.publisher import OutRecord
 
-__all__ = ["SIGNALS_RETENTION_DAYS", "SignalCounts"]
+__all__ = ["SignalCounts"]
 
 log = logging.getLogger(__name__)
-
-SIGNALS_RETENTION_DAYS = 28
 
 
 class SignalCounts:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
@@ -30,6 +29,7 @@ from consumer.errors import (
 )
 from consumer.kafka.broker_wait import until_answered
 from consumer.kafka.clients import PARTITION_EOF
+from consumer.kafka.read_to_end import reader_config
 from consumer.kafka.registry_wait import RegistryWait
 from consumer.store.sqlite import KeyValue, StateStore
 
@@ -38,26 +38,11 @@ __all__ = [
     "Table",
     "TableReader",
     "TablesFeed",
-    "reader_config",
 ]
 
 log = logging.getLogger(__name__)
 
 V = TypeVar("V")
-
-
-def reader_config(kafka_config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """A consumer that reads assigned partitions from stored offsets: no group commits, only
-    committed records."""
-    return {
-        **kafka_config,
-        "group.id": f"capi-{name}-{uuid.uuid4()}",
-        "enable.auto.commit": "false",
-        "enable.auto.offset.store": "false",
-        "enable.partition.eof": "false",
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-    }
 
 
 class BootstrapTimeout(CapiConsumerError):

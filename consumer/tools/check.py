@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from consumer.errors import CapiConsumerError
+from consumer.env_reader import check_readable_dir
+from consumer.errors import CapiConsumerError, ConfigError
 from consumer.settings import Settings
 
 __all__ = [
@@ -96,8 +97,10 @@ def _url_problems(settings: Settings) -> list[str]:
     ):
         if url and urlsplit(url).scheme == "http" and urlsplit(url).hostname not in _LOCAL_HOSTS:
             problems.append(f"{variable}: plain http to a remote host; use https")
-    if not os.access(settings.credentials_dir, os.R_OK | os.X_OK):
-        problems.append(f"CAPI_CREDENTIALS_DIR: {settings.credentials_dir} is not readable")
+    try:  # the words `run` stops with
+        check_readable_dir("CAPI_CREDENTIALS_DIR", settings.credentials_dir)
+    except ConfigError as exc:
+        problems.append(str(exc))
     return problems
 
 

@@ -13,15 +13,16 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 
 from consumer.errors import CapiConsumerError, ConfigError
 from consumer.events.records import CUSTOMER_FIELDS, Channel, EventType
 from consumer.events.results import REPLAYABLE_REASONS
+from consumer.events.signal_window import MAX_DAYS as MAX_SIGNAL_DAYS
 from consumer.settings import Settings
 from consumer.tools.local_cli import LOCAL_COMMANDS, one_line_errors
-from consumer.tools.signals.report import MAX_DAYS as MAX_SIGNAL_DAYS
 
 __all__ = ["main"]
 log = logging.getLogger("consumer")
@@ -131,15 +132,23 @@ def sandbox(
         server.serve_forever()
 
 
-_CHANNELS = click.Choice([c.value for c in Channel], case_sensitive=False)
-_EVENT_TYPES = click.Choice([t.value for t in EventType], case_sensitive=False)
+class _Code(click.Choice):  # type: ignore[type-arg]
+    """A choice of upper-case codes (the schemas' enums, the reason codes), taken in any case
+    and given, and listed in errors, in theirs."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return super().convert(value.upper() if isinstance(value, str) else value, param, ctx)
+
+
+_CHANNELS = _Code([c.value for c in Channel])
+_EVENT_TYPES = _Code([t.value for t in EventType])
 
 
 @main.command("test-event")
 @click.option("--connection", "connection_id", required=True, help="Meta connection id.")
 @click.option("--dataset", "dataset_id", required=True, help="Dataset (pixel) id.")
 @click.option("--test-event-code", required=True, help="From Events Manager > Test events.")
-@click.option("--channel", type=_CHANNELS, default="whatsapp", show_default=True)
+@click.option("--channel", type=_CHANNELS, default="WHATSAPP", show_default=True)
 @click.option(
     "--account",
     "account_id",
@@ -224,10 +233,14 @@ def test_event(**options: Any) -> None:
     if result.refusal is not None:
         _fail(f"not sent: {result.refusal.reason}: {result.refusal.detail}")
     if result.ok:
-        click.echo(
-            "Conversions API test event sent. Go to your Meta Events Manager to view the "
-            "test event."
-        )
+        if urlsplit(settings.graph_url).scheme == "http":  # loopback only: the sandbox
+            where = (
+                f"The Graph API sandbox at {settings.graph_url} took it (it never reaches "
+                f"Meta): GET {settings.graph_url}/_sandbox/events lists it."
+            )
+        else:
+            where = "Go to your Meta Events Manager to view the test event."
+        click.echo(f"Conversions API test event sent. {where}")
         click.echo("")
         click.echo("Response")
         click.echo(result.response_json())
@@ -249,7 +262,7 @@ def _fail(message: str) -> NoReturn:
     "--reason",
     "reasons",
     multiple=True,
-    type=click.Choice([str(r) for r in sorted(REPLAYABLE_REASONS)]),
+    type=_Code([str(r) for r in sorted(REPLAYABLE_REASONS)]),
     help="Replay only dead letters with this reason (repeatable); default: all.",
 )
 @click.option("--from-beginning", is_flag=True, help="Ignore what earlier replays committed.")

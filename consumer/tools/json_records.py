@@ -77,8 +77,11 @@ def _check(value: Any, schema: Any, path: str, named: Mapping[str, Any]) -> Any:
             return _check_record(value, schema, path, named)
         if kind == "array" and isinstance(value, list):
             return [_check(v, schema["items"], f"{path}[{i}]", named) for i, v in enumerate(value)]
-        if kind == "enum" and value in schema["symbols"]:
-            return value
+        if kind == "enum" and isinstance(value, str):
+            # typed by a person: any case, written back in the schema's
+            symbol = next((s for s in schema["symbols"] if s.upper() == value.upper()), None)
+            if symbol is not None:
+                return symbol
         if isinstance(kind, dict | list):
             return _check(value, kind, path, named)
         types = _PRIMITIVES.get(kind, ((), ""))[0]

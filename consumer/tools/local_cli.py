@@ -259,6 +259,23 @@ def seed(*, sandbox_config: Path, **files: IO[str] | None) -> None:
         click.echo(f"{names[table]:<28} {len(records)} {table}")
     for line in lines:
         click.echo(line)
+    if not own:
+        for line in _sample_ids(world.connections()):
+            click.echo(line)
+
+
+def _sample_ids(connections: list[dict[str, Any]]) -> list[str]:
+    """The ids a hand-written trigger needs, connection by connection (docs/contract.md has a
+    whole trigger; `produce --sample N` writes valid ones)."""
+    lines = []
+    for c in connections:
+        datasets = ", ".join(d["dataset_id"] for d in c["datasets"])
+        assets = ", ".join(f"{a['asset_id']} ({a['registration_country']})" for a in c["assets"])
+        label = f"connection {c['connection_id']}"
+        lines.append(f"{label:<28} {c['status']}, datasets {datasets}; assets {assets}")
+    workspace = connections[0]["workspace_id"] if connections else "-"
+    lines.append(f"{'workspace':<28} {workspace} (a trigger by hand: docs/contract.md)")
+    return lines
 
 
 @click.command()

@@ -107,7 +107,7 @@ def test_check_reports_what_is_missing_one_line_each(kafka_bootstrap, topics, tm
     missing = run_cli(env, "check", timeout=60)  # one problem among others, not an exit 2
     assert missing.returncode == 1, missing.stderr
     assert missing.stderr.strip().splitlines() == [
-        f"capi-consumer check: CAPI_CREDENTIALS_DIR: {tmp_path / 'missing'} is not readable"
+        f"capi-consumer check: CAPI_CREDENTIALS_DIR: {tmp_path / 'missing'} is not a directory"
     ]
     deleting = f"{topics.retry}-deleting"
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
@@ -246,7 +246,7 @@ def test_sigterm_drains_every_worker(kafka_bootstrap, topics, tmp_path):
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 0, stderr[-2000:]
-    assert stderr.count("draining pending=") == 2  # each worker drained
+    assert stderr.count("draining: no more input") == 2  # each worker drained
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
 
 

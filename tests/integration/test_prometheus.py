@@ -3,6 +3,7 @@ running service: each returns series, and every alert rule evaluates without err
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import shutil
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from confluent_kafka import Producer
 
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.tools.demo import ResultReader, produce_sample_traffic
@@ -23,6 +25,7 @@ from consumer.tools.samples import SampleWorld, sandbox_config
 from consumer.tools.sandbox.process import SandboxProcess
 from tests.cli import start_cli
 from tests.integration.harness import service_env, write_credentials
+from tests.signal_records import record
 
 pytestmark = pytest.mark.integration
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -107,6 +110,16 @@ def _alert_operands() -> list[str]:
     return operands
 
 
+def _last_weeks_signals(bootstrap: str, topic: str) -> None:
+    """A week of history in the signals topic (the sample traffic is all today's): the
+    signal-health panels' weekly SENT and match-key coverage have something to show."""
+    yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    key, value = record(0, "ds-1", "Purchase", yesterday, sent=60, match_keys={"em": 60})
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic, key=key, value=value, partition=0)
+    assert producer.flush(15) == 0
+
+
 @pytest.mark.long
 def test_every_dashboard_query_and_alert_expression_returns_series(
     kafka_bootstrap, topics, tmp_path
@@ -125,6 +138,7 @@ def test_every_dashboard_query_and_alert_expression_returns_series(
             contacts=world.contacts(),
             referrals=world.referrals(),
         )
+        _last_weeks_signals(kafka_bootstrap, topics.signals)
         port = free_port()
         creds = write_credentials(tmp_path / "creds", world.credentials)
         env = service_env(
@@ -138,6 +152,7 @@ def test_every_dashboard_query_and_alert_expression_returns_series(
             CAPI_RETRY_INLINE_S="1",
             CAPI_THROTTLE_BACKOFF_S="1",
             CAPI_PARK_DELAYS_S="2",
+            CAPI_SIGNAL_HEALTH_INTERVAL_S="2",
         )
         service = start_cli(env, "run", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

@@ -75,6 +75,9 @@ def test_sends_one_test_event_and_prints_metas_response(run_test_event):
     )
     assert proc.returncode == 0, proc.stderr
     assert "test event sent" in proc.stdout
+    # against the sandbox, it says where to see the event: not Meta's Events Manager
+    assert "Events Manager" not in proc.stdout
+    assert "/_sandbox/events lists it" in proc.stdout
     response = json.loads(proc.stdout.split("Response\n", 1)[1])
     assert response["events_received"] == 1
     assert response["fbtrace_id"]

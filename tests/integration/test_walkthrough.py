@@ -119,6 +119,12 @@ def _check_topics(done):
 
 def _check_seed(done, cwd):
     assert re.search(r"^meta-connections +3 connections$", done.stdout, re.MULTILINE)
+    # the ids a hand-written trigger needs
+    assert re.search(
+        r"^connection conn-us +ACTIVE, datasets ds-1, ds-2; assets waba-100 \(US\), page-200",
+        done.stdout,
+        re.MULTILINE,
+    ), done.stdout
     assert re.search(r"^contacts +5000 contacts$", done.stdout, re.MULTILINE)
     assert sorted(p.name for p in (cwd / "creds").iterdir()) == [
         "secret-us",

@@ -5,7 +5,7 @@ No source tree on the path: the installed `capi-consumer` runs from a scratch fo
 repository, with no PYTHONPATH, so only what the wheel ships can be imported. Slow (a wheel
 build, a venv, a dependency install from PyPI or pip's cache, then `capi-consumer demo`).
 
-`CAPI_PACKAGE_SOURCE` names another source tree to package (default: this repository).
+`CAPI_TEST_PACKAGE_SOURCE` names another source tree to package (default: this repository).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 pytestmark = [pytest.mark.package, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = Path(os.environ.get("CAPI_PACKAGE_SOURCE", ROOT)).resolve()
+SOURCE = Path(os.environ.get("CAPI_TEST_PACKAGE_SOURCE", ROOT)).resolve()
 # What deploy/Dockerfile copies before `pip install .`: the wheel is built from these alone.
 BUILD_INPUTS = ("pyproject.toml", "README.md", "consumer", "schemas")
 # Variables that would let the source tree (or another environment) leak into the venv.

@@ -40,6 +40,8 @@ def test_every_yaml_file_parses():
         "k8s/configmap.yaml",
         "prometheus/alerts.yaml",
         "prometheus/alerts_test.yaml",
+        "prometheus/signal-alerts.yaml",
+        "prometheus/signal-alerts_test.yaml",
         "prometheus/prometheus.yml",
     } <= names
     for path in files:
@@ -51,7 +53,7 @@ def test_dashboard_queries_use_only_exported_metrics():
     dashboard = json.loads((DEPLOY / "grafana" / "dashboard.json").read_text())
     catalogue = _catalogue()
     rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
-    assert rows == ["Flow", "Meta", "Retries", "Kafka", "Tables", "Local state"]
+    assert rows == ["Flow", "Meta", "Retries", "Kafka", "Tables", "Local state", "Signal health"]
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     used = set()
     for expr in exprs:
@@ -83,17 +85,46 @@ def test_alert_rules_use_only_exported_metrics():
         assert _metric_names(expr) <= _catalogue(), expr
 
 
-def test_alerts_pass_their_promtool_unit_tests():
+def test_dashboard_panels_have_one_id_each_and_do_not_overlap():
+    panels = json.loads((DEPLOY / "grafana" / "dashboard.json").read_text())["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    taken: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in taken, (panel["title"], taken.get((x, y)))
+                taken[(x, y)] = panel["title"]
+
+
+def test_the_signal_alert_is_off_by_default():
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "signal-alerts.yaml").read_text())
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    assert set(alerts) == {"CapiDatasetFellBelowMetaMinimum"}
+    assert _metric_names(alerts["CapiDatasetFellBelowMetaMinimum"]["expr"]) <= _catalogue()
+    loaded = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())["rule_files"]
+    assert [Path(f).name for f in loaded] == ["alerts.yaml"]
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert not any("signal-alerts" in m for m in compose["services"]["prometheus"]["volumes"])
+
+
+@pytest.mark.parametrize(
+    ("rules", "tests"),
+    [("alerts.yaml", "alerts_test.yaml"), ("signal-alerts.yaml", "signal-alerts_test.yaml")],
+)
+def test_alerts_pass_their_promtool_unit_tests(rules, tests):
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool not found: `make test` installs it (Debian package prometheus)")
     directory = DEPLOY / "prometheus"
     check = subprocess.run(
-        [promtool, "check", "rules", "alerts.yaml"], cwd=directory, capture_output=True, text=True
+        [promtool, "check", "rules", rules], cwd=directory, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
     test = subprocess.run(
-        [promtool, "test", "rules", "alerts_test.yaml"],
+        [promtool, "test", "rules", tests],
         cwd=directory,
         capture_output=True,
         text=True,

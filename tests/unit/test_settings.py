@@ -21,6 +21,7 @@ def test_defaults_match_the_contract(tmp_path):
     assert str(s.state_dir) == "state"
     assert s.batch_size == 1000
     assert len(DEFAULT_RESTRICTED_COUNTRIES) == 32
+    assert (s.signal_health_interval_s, s.signal_health_series) == (300, 20)
 
 
 def test_librdkafka_passthrough_reads_underscores_as_dots(tmp_path):
@@ -85,6 +86,9 @@ def test_passthrough_is_split_by_client_role(tmp_path):
         ("CAPI_LOG_LEVEL", "LOUD", "not one of"),
         ("CAPI_WORKERS", "0", "out of range"),
         ("CAPI_WORKERS", "65", "out of range"),
+        ("CAPI_SIGNAL_HEALTH_INTERVAL_S", "-1", "out of range"),
+        ("CAPI_SIGNAL_HEALTH_INTERVAL_S", "5m", "not a whole number"),
+        ("CAPI_SIGNAL_HEALTH_SERIES", "1001", "out of range"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path, variable, value, message):
@@ -127,3 +131,80 @@ def test_cli_exits_2_with_one_line_naming_the_variable(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "CAPI_BATCH_SIZE" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("CAPI_BATCHSIZE", "CAPI_BATCHSIZE: no such setting (did you mean CAPI_BATCH_SIZE?)"),
+        (
+            "CAPI_TOPIC_RESULT",
+            "CAPI_TOPIC_RESULT: no such setting (did you mean CAPI_TOPIC_RESULTS?)",
+        ),
+        (
+            "CAPI_PARTNER_AGNET",
+            "CAPI_PARTNER_AGNET: no such setting (did you mean CAPI_PARTNER_AGENT?)",
+        ),
+        ("CAPI_NOTHING_LIKE_IT", "CAPI_NOTHING_LIKE_IT: no such setting"),
+    ],
+)
+def test_a_variable_no_setting_reads_is_refused_with_the_closest_name(tmp_path, variable, message):
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"CAPI_CREDENTIALS_DIR": str(tmp_path), variable: "10"})
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        (
+            "CAPI_KAFKA_BOOTSTRAP_SERVER",
+            "CAPI_KAFKA_BOOTSTRAP_SERVER: librdkafka has no setting bootstrap.server "
+            "(did you mean CAPI_KAFKA_BOOTSTRAP_SERVERS?)",
+        ),
+        (
+            "CAPI_KAFKA_SECURITY_PROTOCL",
+            "CAPI_KAFKA_SECURITY_PROTOCL: librdkafka has no setting security.protocl "
+            "(did you mean CAPI_KAFKA_SECURITY_PROTOCOL?)",
+        ),
+        (
+            "CAPI_KAFKA_SESION_TIMEOUT_MS",
+            "CAPI_KAFKA_SESION_TIMEOUT_MS: librdkafka has no setting sesion.timeout.ms "
+            "(did you mean CAPI_KAFKA_SESSION_TIMEOUT_MS?)",
+        ),
+    ],
+)
+def test_a_kafka_setting_librdkafka_does_not_have_is_refused(tmp_path, variable, message):
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"CAPI_CREDENTIALS_DIR": str(tmp_path), variable: "1"})
+    assert str(refused.value) == message
+
+
+def test_librdkafka_settings_of_either_role_and_the_test_tooling_are_accepted(tmp_path):
+    env = {
+        "CAPI_CREDENTIALS_DIR": str(tmp_path),
+        "CAPI_KAFKA_SESSION_TIMEOUT_MS": "6000",  # a consumer's
+        "CAPI_KAFKA_LINGER_MS": "5",  # a producer's
+        "CAPI_KAFKA_CLIENT_ID": "capi",  # both
+        "CAPI_TEST_KAFKA_BOOTSTRAP": "127.0.0.1:9092",  # the test suite's own
+    }
+    assert Settings.from_env(env).kafka["session.timeout.ms"] == "6000"
+
+
+def test_deployments_that_share_the_prefix_may_turn_the_check_off(tmp_path):
+    env = {
+        "CAPI_CREDENTIALS_DIR": str(tmp_path),
+        "CAPI_OTHER_APPS_SETTING": "x",
+        "CAPI_UNKNOWN_VARIABLES_ALLOWED": "true",
+    }
+    assert Settings.from_env(env).batch_size == Settings().batch_size
+
+
+def test_a_typo_stops_check_with_one_line_and_exit_2(tmp_path):
+    env = {"PATH": "", "CAPI_CREDENTIALS_DIR": str(tmp_path), "CAPI_BATCHSIZE": "10"}
+    proc = run_cli(env, "check", timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "capi-consumer: configuration error: CAPI_BATCHSIZE: no such setting "
+        "(did you mean CAPI_BATCH_SIZE?)"
+    ]

@@ -13,13 +13,9 @@ from __future__ import annotations
 import math
 from html import escape
 
-from consumer.events.signals import META_WEEKLY_MINIMUM
-from consumer.tools.signals.report import (
-    WEEK_DAYS,
-    EventSignal,
-    SignalsReport,
-    match_key_order,
-)
+from consumer.events.signal_window import WEEK_DAYS
+from consumer.events.signals import META_WEEKLY_MINIMUM, match_key_order
+from consumer.tools.signals.report import EventSignal, SignalsReport
 
 __all__ = ["BAR_COLOUR", "CHART_HEIGHT", "CHART_WIDTH", "MINIMUM_COLOUR", "render_page"]
 

@@ -5,9 +5,10 @@ import datetime as dt
 import re
 from pathlib import Path
 
+from consumer.events.signal_window import Window
 from consumer.tools.signals.advice import REASON_ADVICE
-from consumer.tools.signals.report import Selection, Window, build_report
-from tests.unit.tools.signals.counts import read, record
+from consumer.tools.signals.report import Selection, build_report
+from tests.signal_records import read, record
 
 DOC = (Path(__file__).resolve().parents[4] / "docs" / "signals.md").read_text()
 

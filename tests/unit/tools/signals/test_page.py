@@ -7,9 +7,10 @@ import re
 
 import pytest
 
+from consumer.events.signal_window import Window
 from consumer.tools.signals.page import BAR_COLOUR, CHART_HEIGHT, MINIMUM_COLOUR, render_page
-from consumer.tools.signals.report import Selection, Window, build_report
-from tests.unit.tools.signals.counts import read, record
+from consumer.tools.signals.report import Selection, build_report
+from tests.signal_records import read, record
 
 LAST = dt.date(2026, 12, 5)
 BAR = re.compile(

@@ -5,6 +5,7 @@ import datetime as dt
 
 import pytest
 
+from consumer.events.signal_window import Window
 from consumer.events.signals import SignalKey
 from consumer.tools.signals.advice import UNKNOWN_REASON_ADVICE, advice_for
 from consumer.tools.signals.report import (
@@ -12,10 +13,9 @@ from consumer.tools.signals.report import (
     KeyCoverage,
     NotSentReason,
     Selection,
-    Window,
     build_report,
 )
-from tests.unit.tools.signals.counts import read, record
+from tests.signal_records import read, record
 
 LAST = dt.date(2026, 12, 5)
 ALL = Selection()
@@ -209,19 +209,6 @@ def test_the_json_form_has_the_documented_fields():
             }
         ],
     }
-
-
-@pytest.mark.parametrize("days", [0, -1, 29])
-def test_a_window_longer_than_the_retention_is_refused(days):
-    with pytest.raises(ValueError, match="between 1 and 28"):
-        Window(LAST, days)
-
-
-def test_the_window_is_days_ending_with_the_last_day():
-    window = Window(LAST, 28)
-    assert window.first_day == dt.date(2026, 11, 8)
-    assert window.day_names()[0] == "2026-11-08"
-    assert window.day_names()[-1] == "2026-12-05"
 
 
 def test_a_value_that_is_not_a_signals_record_is_counted_and_left_out():

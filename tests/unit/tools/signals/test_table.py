@@ -2,9 +2,10 @@
 
 import datetime as dt
 
-from consumer.tools.signals.report import Selection, Window, build_report
+from consumer.events.signal_window import Window
+from consumer.tools.signals.report import Selection, build_report
 from consumer.tools.signals.table import render_table
-from tests.unit.tools.signals.counts import read, record
+from tests.signal_records import read, record
 
 LAST = dt.date(2026, 12, 5)
 

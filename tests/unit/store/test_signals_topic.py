@@ -1,8 +1,12 @@
 """The signals topic as compaction leaves it: the latest value of each key, tombstones delete,
-records whose key is not a signals key are counted and left out."""
+records whose key is not a signals key are counted and left out, and so are days before the
+ones asked for."""
+
+import datetime as dt
 
 from consumer.events.signals import DayCounts, SignalKey
-from tests.unit.tools.signals.counts import read, record
+from consumer.store.signals_topic import LatestRecords
+from tests.signal_records import read, record
 
 DAY = "2026-12-05"
 KEY = SignalKey(0, "ds-1", "Purchase", DAY)
@@ -58,3 +62,19 @@ def test_records_and_bytes_read_count_every_record():
     assert records.records == 3
     assert records.bytes == 3 * len(key) + 2 * len(value)
     assert records.topic == "signals"
+
+
+def test_keys_of_days_before_since_are_read_and_left_out():
+    latest = LatestRecords(since=dt.date(2026, 12, 5))
+    for key, value in (
+        record(0, "ds-1", "Purchase", "2026-12-04", sent=2),
+        record(0, "ds-1", "Purchase", DAY, sent=3),
+        (SignalKey(0, "ds-1", "Purchase", "2026-12-04").encode(), None),
+        (None, b"{}"),
+    ):
+        latest.add(key, value)
+    records = latest.records("signals")
+    assert {key: DayCounts.decode(value) for key, value in records.latest.items()} == {
+        KEY: DayCounts("ws-1", 3)
+    }
+    assert (records.records, records.undecodable) == (4, 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from consumer.events.signals import DayCounts, SignalKey
-from consumer.tools.signals.reader import LatestRecords, SignalRecords
+from consumer.store.signals_topic import LatestRecords, SignalRecords
 
 
 def record(
