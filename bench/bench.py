@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from signals_bench import measure as measure_signals  # noqa: E402
+from stages import per_event_us  # noqa: E402
 
 from consumer.kafka.codec import AvroCodec, SchemaStore  # noqa: E402
 from consumer.kafka.topics import TopicSpec, ensure_topics, topic_plan  # noqa: E402
@@ -65,6 +66,7 @@ PARTS = (
     "payloads",
     "ceiling",
     "drain",
+    "stages",
     "drain_300ms",
     "drain_2",
     "latency",
@@ -120,7 +122,7 @@ def service(
     if PROFILE_DIR is not None:  # sampled by py-spy, every thread, native frames left out
         out = PROFILE_DIR / f"{topics.triggered}.txt"
         spy = str(Path(sys.executable).parent / "py-spy")
-        options = ["--nonblocking", "--threads", "--format", "raw", "-o", str(out)]
+        options = ["--nonblocking", "--threads", "--rate", "250", "--format", "raw", "-o", str(out)]
         command = [spy, "record", *options, "--", *command]
     return subprocess.Popen(command, env=env)
 
@@ -255,6 +257,22 @@ def drain(
         ),
         "sandbox_cpu_share": round(sandbox_cpu / max(0.001, sandbox_cpu + service_cpu), 3),
     }
+
+
+def stages(broker: str, triggers: list[dict[str, Any]], tmp: Path) -> dict[str, Any]:
+    """A drain sampled by py-spy: its CPU per event by stage (`bench/stages.py`). Sampling
+    slows the service a little; the shares, not the total, are what this run is for."""
+    global PROFILE_DIR
+    kept, PROFILE_DIR = PROFILE_DIR, Path(tempfile.mkdtemp(prefix="stages-", dir=tmp))
+    try:
+        run = drain(broker, triggers, tmp, 0)
+        [profile] = PROFILE_DIR.glob("*.txt")
+        return {
+            "cpu_s_per_1000": run["cpu_s_per_1000"],
+            "us": per_event_us(profile, run["cpu_s_per_1000"]),
+        }
+    finally:
+        PROFILE_DIR = kept
 
 
 def latency(broker: str, tmp: Path, rate: int, seconds: int) -> dict[str, Any]:
@@ -615,6 +633,9 @@ def on_the_broker(parts: set[str], args: argparse.Namespace, figures: dict[str, 
         if "drain" in parts:
             print(f"drain of {args.events} triggers ...", flush=True)
             figures["drain"] = drain(bs, triggers, tmp, 0)
+        if "stages" in parts:
+            print(f"drain of {args.stage_events} triggers under py-spy, by stage ...", flush=True)
+            figures["stages"] = stages(bs, WORLD.triggers(args.stage_events, seed=5), tmp)
         if "drain_300ms" in parts:
             print(f"drain of {args.events} triggers, the Graph API answering after 300 ms ...")
             figures["drain_300ms"] = drain(bs, triggers, tmp, 300)
@@ -638,6 +659,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--payload-events", type=int, default=20_000)
+    parser.add_argument("--stage-events", type=int, default=60_000)
     parser.add_argument(
         "--only", action="append", choices=PARTS, help="run only these parts (repeatable)"
     )
@@ -715,6 +737,13 @@ def report(f: dict[str, Any]) -> None:
     print(f"{'figure':<44}{'measured':>12}  target")
     for name, value, target in rows:
         print(f"{name:<44}{value!s:>12}  {target}")
+    by_stage = f.get("stages", {}).get("us", {})
+    if by_stage:
+        print(
+            f"\nCPU per event by stage, one drain under py-spy ({sum(by_stage.values()):.0f} µs):"
+        )
+        for stage, us in by_stage.items():
+            print(f"  {stage:<10}{us:>8.1f} µs")
 
 
 if __name__ == "__main__":
