@@ -122,7 +122,7 @@ def service(
     if PROFILE_DIR is not None:  # sampled by py-spy, every thread, native frames left out
         out = PROFILE_DIR / f"{topics.triggered}.txt"
         spy = str(Path(sys.executable).parent / "py-spy")
-        options = ["--nonblocking", "--threads", "--rate", "250", "--format", "raw", "-o", str(out)]
+        options = ["--nonblocking", "--threads", "--rate", "500", "--format", "raw", "-o", str(out)]
         command = [spy, "record", *options, "--", *command]
     return subprocess.Popen(command, env=env)
 

@@ -1,4 +1,4 @@
-"""The README's module table is the package's tree, and the imports point one way."""
+"""The module table of docs/design.md is the package's tree, and the imports point one way."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "consumer"
 
 
 def _tree() -> set[str]:
-    """Every module of the package as the README names it: `pkg/module.py`, or `pkg/sub/` for a
-    subpackage the README names as a whole."""
+    """Every module of the package as docs/design.md names it: `pkg/module.py`, or `pkg/sub/` for
+    a subpackage it names as a whole."""
     named_whole = {"events/normalize", "tools/sandbox", "tools/signals"}
     out = set()
     for path in PACKAGE.rglob("*.py"):
@@ -24,7 +24,7 @@ def _tree() -> set[str]:
     return out
 
 
-def test_the_readme_module_table_matches_the_tree():
+def test_the_design_module_table_matches_the_tree():
     assert module_table() == _tree()
 
 

@@ -2,7 +2,7 @@
 
 Rules that Meta leaves open, decided here as Meta's newest normalizer (capi-param-builder, which
 its Node SDK delegates to) decides them; where that library contradicts Meta's documentation,
-the documentation wins (the README's table of decisions lists each):
+the documentation wins (docs/normalization.md's table of decisions lists each):
 - Names: lowercase, no punctuation and no spaces (`John Smith` -> `johnsmith`, as the library;
   the documentation says nothing of spaces); letters and marks of every script kept (the
   documentation's `valéry`), digits kept (the library's `agent007`).

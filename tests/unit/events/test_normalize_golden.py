@@ -287,7 +287,7 @@ def _parse(raw, region):
 
 
 # Where Meta's documentation is silent, as Meta's newest normalizer (capi-param-builder) does;
-# where it contradicts the documentation, as the documentation says (the README's table).
+# where it contradicts the documentation, as the documentation says (docs/normalization.md).
 DECISIONS = [
     ("first_name", "John Smith", None, "johnsmith"),
     ("first_name", "O'Connor", None, "oconnor"),
