@@ -64,6 +64,9 @@ def settings_for(
         "topics": topics,
         "graph_url": graph_url,
         "credentials_dir": credentials_dir,
+        # a state folder of the test's own: tests run side by side, and the default ./state
+        # would be one dedup table for all of them
+        "state_dir": credentials_dir.parent / f"state-{uuid.uuid4().hex[:8]}",
         "metrics_port": 0,
         "batch_linger_ms": 50,
         "retry_deadline_s": 20.0,
