@@ -135,11 +135,6 @@ class Publisher:
     def pending(self) -> int:
         return len(self._pending)
 
-    @property
-    def waiting_for_group(self) -> bool:
-        """The offsets were refused because the group moved on: commits wait for a rejoin."""
-        return self._stale_group is not None
-
     def produce(self, record: OutRecord) -> None:
         self._pending.append(record)
         if self._stale_group is None:  # else produced when the consumer has rejoined
