@@ -113,8 +113,6 @@ class Publisher:
         self._report_wait = report_wait  # told what the publisher waits for, at each pause
         self._count_transaction = count_transaction  # told "committed" or "aborted", each time
         self._restarted_at: float | None = None
-        self.commits = 0
-        self.aborts = 0
 
     def start(self) -> None:
         """A producer with the transactional id, its transactions initialized (fencing any
@@ -209,7 +207,6 @@ class Publisher:
                     # the phase that failed is resumed: offsets already sent are not sent again
                     pauses.pause(f"the broker to commit the transaction ({error.str()})")
                     continue
-                self.aborts += 1
                 self._count_transaction("aborted")
                 offsets_sent = False
                 if failure is _Failure.RESTART:
@@ -232,7 +229,6 @@ class Publisher:
             self._open = False
             self._pending.clear()
             self._offsets.clear()
-            self.commits += 1
             self._count_transaction("committed")
             return True
 
