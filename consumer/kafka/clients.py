@@ -15,6 +15,7 @@ __all__ = [
     "FENCED",
     "GROUP_MOVED_ON",
     "PARTITION_EOF",
+    "READ_AHEAD",
     "InputConsumer",
     "TransactionalProducer",
     "topic_partitions",
@@ -33,6 +34,16 @@ FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED})  # noqa: SL
 GROUP_MOVED_ON = frozenset(
     {KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID, KafkaError.FENCED_INSTANCE_ID}
 )
+
+
+# librdkafka's read-ahead, which a lagging consumer keeps full: 16 MiB and 20,000 messages a
+# partition for every consumer of the service (its defaults, 64 MiB and 100,000, are a quarter
+# of the memory budget; 16 MiB is still seconds of input at full speed); a CAPI_KAFKA_QUEUED_*
+# setting given to the service wins
+READ_AHEAD: Mapping[str, str] = {
+    "queued.max.messages.kbytes": "16384",
+    "queued.min.messages": "20000",
+}
 
 
 class InputConsumer(Protocol):

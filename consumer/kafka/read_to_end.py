@@ -27,6 +27,7 @@ from confluent_kafka import (
 )
 
 from consumer.errors import BrokerUnavailableError, CapiConsumerError
+from consumer.kafka.clients import READ_AHEAD
 
 __all__ = ["EndReader", "read_to_end", "reader_config"]
 
@@ -39,8 +40,9 @@ _ANSWER_S = 10.0  # how long the broker has to say what a topic holds
 
 def reader_config(kafka_config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """A consumer that reads assigned partitions from stored offsets: no group commits, only
-    committed records."""
+    committed records, the service's read-ahead."""
     return {
+        **READ_AHEAD,
         **kafka_config,
         "group.id": f"capi-{name}-{uuid.uuid4()}",
         "enable.auto.commit": "false",

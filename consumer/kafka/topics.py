@@ -23,6 +23,16 @@ __all__ = ["COMPACT", "WEEK_MS", "TopicSpec", "create_topics", "ensure_topics", 
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 COMPACT: Mapping[str, str] = {"cleanup.policy": "compact"}
+_HOUR_MS = 3600 * 1000
+# the signals topic gets a new value of a key with every transaction that counts for it: its
+# segments roll and are compacted within the hour, so that a reader finds about one record a
+# key, not one a commit (the broker never compacts the segment being written)
+SIGNALS_COMPACTION: Mapping[str, str] = {
+    **COMPACT,
+    "segment.ms": str(_HOUR_MS),
+    "max.compaction.lag.ms": str(_HOUR_MS),
+    "min.cleanable.dirty.ratio": "0.1",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +63,7 @@ def topic_plan(
         TopicSpec(topics.retry, paired, COMPACT),
         # signal counts: partition p holds input partition p's, the latest record of each
         # (partition, dataset, event name, day) counts
-        TopicSpec(topics.signals, paired, COMPACT),
+        TopicSpec(topics.signals, paired, SIGNALS_COMPACTION),
         *(
             TopicSpec(name, partitions, COMPACT)
             for name in (topics.connections, topics.contacts, topics.referrals)

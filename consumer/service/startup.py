@@ -23,7 +23,7 @@ from consumer.errors import (
     StateFullError,
 )
 from consumer.events.policy import Rules
-from consumer.kafka.clients import InputConsumer, topic_partitions
+from consumer.kafka.clients import READ_AHEAD, InputConsumer, topic_partitions
 from consumer.kafka.codec import AvroCodec
 from consumer.kafka.publisher import Publisher
 from consumer.kafka.registry_wait import REGISTRY_RETRY_S
@@ -406,11 +406,7 @@ def _consumer_config(
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "fetch.wait.max.ms": "100",  # latency: a quiet partition answers soon
-        # librdkafka's read-ahead, which a lagging consumer keeps full: 16 MiB and 20,000
-        # messages a partition (its defaults, 64 MiB and 100,000, are a quarter of the memory
-        # budget; 16 MiB is still seconds of input at full speed)
-        "queued.max.messages.kbytes": "16384",
-        "queued.min.messages": "20000",
+        **READ_AHEAD,
         **config,
         # offsets are committed by the transactions, nothing else
         "enable.auto.commit": "false",
