@@ -33,6 +33,10 @@ class EnvReader:
         value = self.raw(name)
         return default if value is None else value
 
+    def optional_text(self, name: str, default: str | None) -> str | None:
+        """The text, `default` when unset, None when set empty (an empty value turns it off)."""
+        return self._or(name, default or "").strip() or None
+
     def unknown(self, prefix: str, *, besides: frozenset[str] = frozenset()) -> list[str]:
         """The variables of `prefix` that nothing has read, but those starting with one of
         `besides`."""

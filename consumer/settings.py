@@ -286,7 +286,7 @@ class Settings:
             throttle_backoff_s=reader.number(
                 "CAPI_THROTTLE_BACKOFF_S", defaults.throttle_backoff_s, 0, 3600
             ),
-            partner_agent=reader.raw("CAPI_PARTNER_AGENT") or defaults.partner_agent or None,
+            partner_agent=reader.optional_text("CAPI_PARTNER_AGENT", defaults.partner_agent),
             restricted_countries=reader.countries(
                 "CAPI_RESTRICTED_COUNTRIES", defaults.restricted_countries
             ),

@@ -208,3 +208,16 @@ def test_a_typo_stops_check_with_one_line_and_exit_2(tmp_path):
         "capi-consumer: configuration error: CAPI_BATCHSIZE: no such setting "
         "(did you mean CAPI_BATCH_SIZE?)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({}, Settings().partner_agent),
+        ({"CAPI_PARTNER_AGENT": ""}, None),
+        ({"CAPI_PARTNER_AGENT": "x/1"}, "x/1"),
+    ],
+)
+def test_an_empty_partner_agent_turns_it_off(tmp_path, given, expected):
+    env = {"CAPI_CREDENTIALS_DIR": str(tmp_path), **given}
+    assert Settings.from_env(env).partner_agent == expected
