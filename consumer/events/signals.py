@@ -36,6 +36,7 @@ __all__ = [
     "Tally",
     "match_key_order",
     "tally_of",
+    "utc_day",
 ]
 
 # the conversions of one event a week a dataset needs before Meta optimises ads for it
@@ -101,16 +102,19 @@ class Tally:
     user_data_keys: tuple[str, ...]
 
 
+def utc_day(at_ms: int) -> dt.date:
+    """The UTC day of a time in epoch milliseconds: the signals' day."""
+    return dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC).date()
+
+
 def tally_of(result: Mapping[str, Any]) -> Tally | None:
     """What a result (its Avro record) adds; None when it counts nowhere (no dataset, or a
     test event)."""
     dataset_id = result["dataset_id"]
     if not dataset_id or result["test_event_code"] or not result["event_name"]:
         return None
-    processed = dt.datetime.fromtimestamp(result["processed_at"] / 1000, dt.UTC)
-    key = SignalKey(
-        result["source_partition"], dataset_id, result["event_name"], processed.date().isoformat()
-    )
+    processed = utc_day(result["processed_at"]).isoformat()
+    key = SignalKey(result["source_partition"], dataset_id, result["event_name"], processed)
     return Tally(
         key,
         result["workspace_id"] or "",

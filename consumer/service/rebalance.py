@@ -89,7 +89,8 @@ class Rebalance:
         if too_high:
             t = self._topics
             raise FatalError(
-                f"{t.results} and {t.retry} need at least as many partitions as {t.triggered} "
+                f"{t.results}, {t.retry} and {t.signals} need at least as many partitions as "
+                f"{t.triggered} "
                 f"(partition {too_high[0]}); the smaller has {self._restore.partitions}"
             )
         arrived = {(tp.topic, tp.partition) for tp in partitions}

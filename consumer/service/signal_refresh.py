@@ -26,6 +26,7 @@ from confluent_kafka import KafkaException
 
 from consumer.errors import CapiConsumerError
 from consumer.events.signal_health import first_day_read, signal_health
+from consumer.events.signals import utc_day
 from consumer.ops.signal_gauges import SignalHealthGauges
 from consumer.store.signals_topic import SignalRecords
 
@@ -136,4 +137,4 @@ class SignalHealthRefresh:
         )
 
     def _today(self) -> dt.date:
-        return dt.datetime.fromtimestamp(self._clock_ms() / 1000, dt.UTC).date()
+        return utc_day(self._clock_ms())

@@ -163,7 +163,8 @@ class Recovery:
             topic_id = str(descriptions[table.topic].topic_id)
             if table.stored_topic_id() != topic_id:
                 table.reset(topic_id)
-        # the input partitions it can serve: results and parked events go to the same number
+        # the input partitions it can serve: results, parked events and signal counts go to the
+        # same number
         self.attach(Consumer(self._config), min(len(d.partitions) for d in descriptions.values()))
 
     def attach(self, consumer: RestoreConsumer, partitions: int) -> None:

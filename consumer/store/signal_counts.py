@@ -11,8 +11,8 @@ its counts:
   the counts commit exactly when the results do, and an aborted transaction takes both away;
 - when the partition leaves, its counts are dropped; its next owner reads them back.
 
-Days past `retention_days` are dropped with a tombstone, so the topic keeps about
-`retention_days` records per input partition, dataset and event name.
+Days past `SIGNALS_RETENTION_DAYS` are dropped with a tombstone, so the topic keeps about that
+many records per input partition, dataset and event name.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from consumer.events.signals import SIGNALS_RETENTION_DAYS, DayCounts, SignalKey, Tally
+from consumer.events.signals import SIGNALS_RETENTION_DAYS, DayCounts, SignalKey, Tally, utc_day
 from consumer.kafka.publisher import OutRecord
 
 __all__ = ["SignalCounts"]
@@ -39,12 +39,10 @@ class SignalCounts:
         topic: str,
         input_topic: str,
         *,
-        retention_days: int = SIGNALS_RETENTION_DAYS,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.topic = topic
         self._input_topic = input_topic
-        self._retention_days = retention_days
         self._clock_ms = clock_ms
         self._counts: dict[SignalKey, DayCounts] = {}
         self._changed: set[SignalKey] = set()
@@ -99,8 +97,8 @@ class SignalCounts:
         return out + self._expire()
 
     def _expire(self) -> list[OutRecord]:
-        today = dt.datetime.fromtimestamp(self._clock_ms() / 1000, dt.UTC).date()
-        oldest = (today - dt.timedelta(days=self._retention_days - 1)).isoformat()
+        today = utc_day(self._clock_ms())
+        oldest = (today - dt.timedelta(days=SIGNALS_RETENTION_DAYS - 1)).isoformat()
         if oldest == self._expired_before:
             return []
         self._expired_before = oldest

@@ -155,7 +155,7 @@ _EVENT_TYPES = _Code([t.value for t in EventType])
     help="WABA, Page or Instagram account id "
     "[default: the first of the channel linked to the dataset].",
 )
-@click.option("--event-type", type=_EVENT_TYPES, default="lead_submitted", show_default=True)
+@click.option("--event-type", type=_EVENT_TYPES, default="LEAD_SUBMITTED", show_default=True)
 @click.option("--currency", help="ISO 4217, for a Purchase.")
 @click.option("--value", help="Total value, for a Purchase.")
 @click.option("--user-id", help="PSID (Messenger) or IGSID (Instagram).")
@@ -203,9 +203,9 @@ def test_event(**options: Any) -> None:
         connection_id=options["connection_id"],
         dataset_id=options["dataset_id"],
         test_event_code=options["test_event_code"],
-        channel=Channel(options["channel"].upper()),
+        channel=Channel(options["channel"]),
         account_id=options["account_id"],
-        event_type=EventType(options["event_type"].upper()),
+        event_type=EventType(options["event_type"]),
         customer_info=CustomerInfo(**{k: options[k] for k in CUSTOMER_FIELDS}),
         user_id=options["user_id"],
         ctwa_clid=options["ctwa_clid"],
