@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-__all__ = ["BROKER_AWAY", "Pauses", "until_answered"]
+__all__ = ["BROKER_AWAY", "Pauses", "until_answered", "watermarks"]
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +76,20 @@ def until_answered(call: Callable[[], T], what: str, report: Callable[[str], Non
             if not isinstance(error, KafkaError) or error.code() not in BROKER_AWAY:
                 raise
             pauses.pause(f"{what}: {error.str()}")
+
+
+class _Watermarked(Protocol):
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = -1, cached: bool = False
+    ) -> tuple[int, int]: ...
+
+
+def watermarks(
+    consumer: _Watermarked, tp: TopicPartition, report: Callable[[str], None]
+) -> tuple[int, int]:
+    """Where `tp` starts and ends, asked again while the broker does not answer."""
+    return until_answered(
+        lambda: consumer.get_watermark_offsets(tp, 30),
+        f"the broker to say where {tp.topic}[{tp.partition}] starts and ends",
+        report,
+    )

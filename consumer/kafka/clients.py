@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient
 from consumer.errors import BrokerUnavailableError
 
 __all__ = [
+    "ALL_BROKERS_DOWN",
     "FENCED",
     "GROUP_MOVED_ON",
     "PARTITION_EOF",
@@ -24,6 +25,8 @@ __all__ = [
 # librdkafka names its own error codes with a leading `_`
 # the error event a consumer reports at the end of a partition
 PARTITION_EOF: int = KafkaError._PARTITION_EOF  # noqa: SLF001
+# what a client reports when no broker of the cluster answers
+ALL_BROKERS_DOWN: int = KafkaError._ALL_BROKERS_DOWN  # noqa: SLF001
 # what a producer is told when another one took its transactional id (librdkafka also reports
 # a coordinator's own abort of a transaction past its timeout as `_FENCED`: the publisher tells
 # the two apart by the broker's error, INVALID_PRODUCER_EPOCH)

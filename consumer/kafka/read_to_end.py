@@ -27,11 +27,10 @@ from confluent_kafka import (
 )
 
 from consumer.errors import BrokerUnavailableError, CapiConsumerError
-from consumer.kafka.clients import READ_AHEAD
+from consumer.kafka.clients import ALL_BROKERS_DOWN, READ_AHEAD
 
 __all__ = ["EndReader", "read_to_end", "reader_config"]
 
-_ALL_BROKERS_DOWN: int = KafkaError._ALL_BROKERS_DOWN  # noqa: SLF001
 _UNKNOWN_TOPIC = frozenset(
     {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}  # noqa: SLF001
 )
@@ -101,7 +100,7 @@ def read_to_end(
                 error = msg.error()
                 if error is None:
                     on_record(msg.key(), msg.value())
-                elif error.fatal() or error.code() == _ALL_BROKERS_DOWN:
+                elif error.fatal() or error.code() == ALL_BROKERS_DOWN:
                     raise BrokerUnavailableError(bootstrap, error.str())
             now = clock()
             for tp in reader.position([TopicPartition(topic, p) for p in ends]):

@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any, Protocol
 
 from confluent_kafka import (
@@ -53,7 +52,7 @@ from consumer.errors import (
     StateFullError,
 )
 from consumer.events.results import DedupStatus, Partition, Reason
-from consumer.kafka.broker_wait import until_answered
+from consumer.kafka.broker_wait import watermarks
 from consumer.kafka.codec import AvroCodec
 from consumer.kafka.read_to_end import reader_config
 from consumer.kafka.registry_wait import RegistryWait
@@ -197,11 +196,7 @@ class Recovery:
             self._resolved[partition] = {}
             for topic in self._topics:
                 tp = TopicPartition(topic, partition)
-                low, high = until_answered(
-                    partial(consumer.get_watermark_offsets, tp, timeout=30),
-                    f"the broker to say where {topic}[{partition}] ends",
-                    self._report_wait,
-                )
+                low, high = watermarks(consumer, tp, self._report_wait)
                 start = stored[topic].get(partition, OFFSET_BEGINNING)
                 if start != OFFSET_BEGINNING and start < low:
                     start = OFFSET_BEGINNING

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
@@ -27,7 +26,7 @@ from consumer.errors import (
     SchemaUnavailableError,
     StateFullError,
 )
-from consumer.kafka.broker_wait import until_answered
+from consumer.kafka.broker_wait import watermarks
 from consumer.kafka.clients import PARTITION_EOF
 from consumer.kafka.read_to_end import reader_config
 from consumer.kafka.registry_wait import RegistryWait
@@ -238,11 +237,7 @@ class TableReader:
             for partition, start in starts.items():
                 self._assignment.append(TopicPartition(topic, partition, start))
                 tp = TopicPartition(topic, partition)
-                _, high = until_answered(
-                    partial(consumer.get_watermark_offsets, tp, 30),
-                    f"the broker to say where {topic}[{partition}] ends",
-                    report,
-                )
+                _, high = watermarks(consumer, tp, report)
                 if high > max(start, 0):
                     targets[(topic, partition)] = high
         return targets
@@ -274,11 +269,7 @@ class TableReader:
         else:
             for partition in partitions:
                 tp = TopicPartition(topic, partition)
-                low, _ = until_answered(
-                    partial(consumer.get_watermark_offsets, tp, 30),
-                    f"the broker to say where {topic}[{partition}] starts",
-                    report,
-                )
+                low, _ = watermarks(consumer, tp, report)
                 if stored.get(partition, 0) < low:
                     reason = f"partition {partition} starts at {low}, past the stored offset"
         if reason is not None:

@@ -25,7 +25,7 @@ from confluent_kafka import (
 
 from consumer.errors import CapiConsumerError
 from consumer.kafka import clients
-from consumer.kafka.clients import PARTITION_EOF
+from consumer.kafka.clients import ALL_BROKERS_DOWN, PARTITION_EOF
 from consumer.kafka.topics import create_topics as create_planned
 from consumer.kafka.topics import topic_plan
 from consumer.settings import Settings
@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 _TIMEOUT_S = 5.0  # a broker that has not answered by then is named as unreachable
-_ALL_BROKERS_DOWN: int = KafkaError._ALL_BROKERS_DOWN  # noqa: SLF001
 
 
 class LocalError(CapiConsumerError):
@@ -172,7 +171,7 @@ class Tail:
                     yield msg
                 elif err.code() == PARTITION_EOF:
                     at_end.add(msg.partition() or 0)
-                elif err.fatal() or err.code() == _ALL_BROKERS_DOWN:
+                elif err.fatal() or err.code() == ALL_BROKERS_DOWN:
                     raise LocalError(f"broker {self._settings.bootstrap_servers}: {err.str()}")
 
     def close(self) -> None:
