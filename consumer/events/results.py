@@ -4,6 +4,7 @@ code, and for what an operator can fix a dead letter of the received bytes."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -23,6 +24,7 @@ __all__ = [
     "RawMessage",
     "Reason",
     "SourceRef",
+    "partition_names",
 ]
 
 
@@ -67,6 +69,11 @@ REPLAY_HEADER = "capi.replay"
 
 
 Partition = tuple[str, int]  # (topic, partition number)
+
+
+def partition_names(partitions: Iterable[Partition]) -> str:
+    """Partitions as the logs write them: `topic[p],topic[q]`, `-` for none."""
+    return ",".join(f"{topic}[{partition}]" for topic, partition in partitions) or "-"
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -24,6 +24,7 @@ from consumer.events.results import (
     Partition,
     RawMessage,
     SourceRef,
+    partition_names,
 )
 from consumer.events.signals import tally_of
 from consumer.kafka.clients import InputConsumer
@@ -346,7 +347,7 @@ class Checkpoint:
                 "handing over %d answers of Meta with the partitions let go (%s): published "
                 "now, their messages are skipped by the next owner",
                 len(ahead),
-                ",".join(f"{topic}[{partition}]" for topic, partition in sorted(partitions)),
+                partition_names(sorted(partitions)),
             )
         return [source for source, _ in ahead]
 

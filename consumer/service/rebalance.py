@@ -20,7 +20,7 @@ from collections.abc import Callable
 from confluent_kafka import Message, TopicPartition
 
 from consumer.errors import FatalError
-from consumer.events.results import Partition
+from consumer.events.results import Partition, partition_names
 from consumer.kafka.broker_wait import until_answered
 from consumer.kafka.clients import InputConsumer
 from consumer.meta.senders import Sender
@@ -218,4 +218,4 @@ def _offsets(partitions: list[TopicPartition]) -> str:
 
 
 def _names(partitions: list[TopicPartition]) -> str:
-    return ",".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "-"
+    return partition_names((tp.topic, tp.partition) for tp in partitions)

@@ -7,7 +7,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -22,7 +21,7 @@ from consumer.events.records import CUSTOMER_FIELDS, Channel, EventType
 from consumer.events.results import REPLAYABLE_REASONS
 from consumer.events.signal_window import MAX_DAYS as MAX_SIGNAL_DAYS
 from consumer.settings import Settings
-from consumer.tools.local_cli import LOCAL_COMMANDS, one_line_errors
+from consumer.tools.local_cli import LOCAL_COMMANDS, one_line_errors, reader_may_leave
 
 __all__ = ["main"]
 log = logging.getLogger("consumer")
@@ -355,10 +354,8 @@ def signals(
         if as_json
         else render_table(report)
     )
-    try:
+    with reader_may_leave():
         click.echo(text)
-    except BrokenPipeError:  # `| head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     click.echo(
         f"capi-consumer signals: read {report.records_read:,} records "
         f"({report.bytes_read:,} bytes) from {report.topic}, "

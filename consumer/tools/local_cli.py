@@ -9,6 +9,7 @@ record) one line and exit 1.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import os
@@ -16,7 +17,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, NoReturn, ParamSpec
 
@@ -49,6 +50,16 @@ DLQ_HEADER = f"{'EVENT_ID':<24} {'SOURCE':<28} ERROR"
 def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"capi-consumer: {message}", err=True)
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def reader_may_leave() -> Iterator[None]:
+    """Output piped into a reader that stops early (`| head`): it has what it wanted, and the
+    rest of the output, and the interpreter's last flush, go nowhere instead of failing."""
+    try:
+        yield
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def one_line_errors(command: Callable[P, None]) -> Callable[P, None]:
@@ -397,17 +408,16 @@ def tail(which: str, follow: bool, as_json: bool) -> None:
 
     if not as_json:
         click.echo(RESULTS_HEADER if which == "results" else DLQ_HEADER)
-    try:
-        held = reader.messages(follow=False, stopped=stop.is_set)
-        for msg in sorted(held, key=lambda m: (m.timestamp()[1], m.partition(), m.offset())):
-            show(msg)
-        if follow:
-            for msg in reader.messages(follow=True, stopped=stop.is_set):
+    with reader_may_leave():
+        try:
+            held = reader.messages(follow=False, stopped=stop.is_set)
+            for msg in sorted(held, key=lambda m: (m.timestamp()[1], m.partition(), m.offset())):
                 show(msg)
-    except BrokenPipeError:  # `| head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    finally:
-        reader.close()
+            if follow:
+                for msg in reader.messages(follow=True, stopped=stop.is_set):
+                    show(msg)
+        finally:
+            reader.close()
     noun = "results" if which == "results" else "dead letters"
     click.echo(f"{count} {noun} in {topic}", err=True)
 
