@@ -65,15 +65,26 @@ class Pauses:
         self._next = min(self._next * 2, self._max)
 
 
-def until_answered(call: Callable[[], T], what: str, report: Callable[[str], None]) -> T:
-    """`call()`, made again while the broker does not answer it; other errors raise."""
+def _broker_away(error: KafkaError) -> bool:
+    return error.code() in BROKER_AWAY
+
+
+def until_answered(
+    call: Callable[[], T],
+    what: str,
+    report: Callable[[str], None],
+    *,
+    again: Callable[[KafkaError], bool] = _broker_away,
+) -> T:
+    """`call()`, made again while it fails with an error `again` says is worth waiting out (by
+    default: the broker does not answer); other errors raise."""
     pauses = Pauses(report)
     while True:
         try:
             return call()
         except KafkaException as exc:
             error = exc.args[0]
-            if not isinstance(error, KafkaError) or error.code() not in BROKER_AWAY:
+            if not isinstance(error, KafkaError) or not again(error):
                 raise
             pauses.pause(f"{what}: {error.str()}")
 

@@ -35,7 +35,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.errors import FatalError, FencedError
-from consumer.kafka.broker_wait import Pauses
+from consumer.kafka.broker_wait import Pauses, until_answered
 from consumer.kafka.clients import FENCED, GROUP_MOVED_ON, InputConsumer, TransactionalProducer
 
 __all__ = ["OutRecord", "Publisher"]
@@ -117,17 +117,16 @@ class Publisher:
     def start(self) -> None:
         """A producer with the transactional id, its transactions initialized (fencing any
         earlier producer with the id); waits for a broker that does not answer."""
-        self._producer = self._producer_factory(self._config)
-        pauses = Pauses(self._report_wait)
-        while True:
-            try:
-                self._producer.init_transactions(60)
-                return
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                if not error.retriable():
-                    raise FatalError(f"transactions not initialized: {error}") from exc
-                pauses.pause(f"the broker to initialize transactions ({error.str()})")
+        producer = self._producer = self._producer_factory(self._config)
+        try:
+            until_answered(
+                lambda: producer.init_transactions(60),
+                "the broker to initialize transactions",
+                self._report_wait,
+                again=KafkaError.retriable,
+            )
+        except KafkaException as exc:
+            raise FatalError(f"transactions not initialized: {exc.args[0]}") from exc
 
     @property
     def pending(self) -> int:
