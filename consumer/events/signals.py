@@ -86,8 +86,11 @@ class SignalKey:
 
     @classmethod
     def decode(cls, key: bytes) -> SignalKey:
-        """The key of a signals record; `ValueError` for one that is not."""
+        """The key of a signals record; `ValueError` for one that is not (a day not written
+        `YYYY-MM-DD` included)."""
         partition, dataset_id, event_name, day = key.decode().split("|")
+        if dt.date.fromisoformat(day).isoformat() != day:
+            raise ValueError(f"not a YYYY-MM-DD day: {day!r}")
         return cls(int(partition), dataset_id, event_name, day)
 
 

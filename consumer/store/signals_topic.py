@@ -65,18 +65,11 @@ class LatestRecords:
         for raw_key, value in self._values.items():
             try:
                 key = SignalKey.decode(raw_key)
-                _check_day(key.day)
             except ValueError:
                 undecodable += 1
             else:
                 latest[key] = value
         return SignalRecords(topic, latest, self._records, self._bytes, undecodable)
-
-
-def _check_day(day: str) -> None:
-    """`ValueError` unless `day` is a date written `YYYY-MM-DD`."""
-    if dt.date.fromisoformat(day).isoformat() != day:
-        raise ValueError(f"not a YYYY-MM-DD day: {day!r}")
 
 
 def read_signals_topic(

@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 
 from consumer.events.signal_window import Window, count_window
-from consumer.events.signals import DayCounts
+from consumer.events.signals import DayCounts, SignalKey
 from tests.signal_records import read, record
 
 LAST = dt.date(2026, 12, 5)
@@ -56,3 +56,12 @@ def test_each_day_is_summed_over_the_partitions_and_the_days_in_a_range_are_summ
     assert lead.day(0) == DayCounts()
     assert lead.total(range(5, 7)) == DayCounts("", 9, {}, {"META_REJECTED": 1}, {"em": 3, "ph": 4})
     assert lead.workspace_id == "ws-1"
+
+
+@pytest.mark.parametrize(
+    "key", [b"0|ds-1|Purchase|2026-13-01", b"0|ds-1|Purchase|20261201", b"0|ds-1|Purchase"]
+)
+def test_a_signals_key_without_a_proper_day_is_no_key(key):
+    """Checked where every reader decodes keys, the service's restore as the command's read."""
+    with pytest.raises(ValueError, match=r"month|YYYY-MM-DD|values to unpack"):
+        SignalKey.decode(key)
