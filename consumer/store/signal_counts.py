@@ -45,35 +45,45 @@ class SignalCounts:
         self._input_topic = input_topic
         self._clock_ms = clock_ms
         self._counts: dict[SignalKey, DayCounts] = {}
+        # values read back and not needed yet: a key's superseded records are never decoded
+        self._restored: dict[SignalKey, bytes] = {}
         self._changed: set[SignalKey] = set()
         self._expired_before = ""  # the oldest day kept, when expired days were last dropped
         self.read_offsets: dict[int, int] = {}  # signals partition -> next offset restored
         self.undecodable = 0
 
     def __len__(self) -> int:
-        return len(self._counts)
+        return len(self._counts) + len(self._restored)
 
     def get(self, key: SignalKey) -> DayCounts | None:
+        value = self._restored.pop(key, None)
+        if value is not None:
+            try:
+                self._counts[key] = DayCounts.decode(value)
+            except ValueError:
+                self.undecodable += 1
+                log.warning("undecodable signals value key=%s: counted from zero", key.encode())
         return self._counts.get(key)
 
     def restore(self, key: bytes | None, value: bytes | None, partition: int, offset: int) -> None:
-        """A record of the signals topic, read back when its partition arrived."""
+        """A record of the signals topic, read back when its partition arrived: the latest of
+        a key replaces what was read before it, a tombstone removes it."""
         self.read_offsets[partition] = offset + 1
         try:
             signal = SignalKey.decode(key or b"")
-            counts = None if value is None else DayCounts.decode(value)
         except (ValueError, UnicodeDecodeError):
             self.undecodable += 1
             log.warning("undecodable signals record partition=%d offset=%d", partition, offset)
             return
-        if counts is None:
-            self._counts.pop(signal, None)
+        self._counts.pop(signal, None)
+        if value is None:
+            self._restored.pop(signal, None)
         else:
-            self._counts[signal] = counts
+            self._restored[signal] = value
 
     def count(self, tally: Tally) -> None:
         """A result goes into the open transaction: its key's counts grow."""
-        counts = self._counts.get(tally.key)
+        counts = self.get(tally.key)
         if counts is None:
             counts = self._counts[tally.key] = DayCounts()
         counts.add(tally)
@@ -102,9 +112,10 @@ class SignalCounts:
         if oldest == self._expired_before:
             return []
         self._expired_before = oldest
-        expired = [key for key in self._counts if key.day < oldest]
+        expired = [key for key in (*self._counts, *self._restored) if key.day < oldest]
         for key in expired:
-            del self._counts[key]
+            self._counts.pop(key, None)
+            self._restored.pop(key, None)
         return [
             OutRecord(
                 self.topic,
@@ -119,8 +130,9 @@ class SignalCounts:
     def forget(self, partitions: Iterable[int]) -> None:
         """Partitions that left (or arrive, before their counts are read back)."""
         gone = set(partitions)
-        for key in [k for k in self._counts if k.partition in gone]:
-            del self._counts[key]
+        for held in (self._counts, self._restored):
+            for key in [k for k in held if k.partition in gone]:
+                del held[key]
         self._changed = {k for k in self._changed if k.partition not in gone}
         for partition in gone:
             self.read_offsets.pop(partition, None)

@@ -78,3 +78,22 @@ def test_keys_of_days_before_since_are_read_and_left_out():
         KEY: DayCounts("ws-1", 3)
     }
     assert (records.records, records.undecodable) == (4, 1)
+
+
+def test_the_service_decodes_only_the_latest_value_of_a_key_it_reads_back():
+    """A key's superseded records (one a commit until the topic is compacted) are not decoded:
+    a broken one behind a good one costs nothing; a broken latest one counts from zero."""
+    from consumer.store.signal_counts import SignalCounts
+
+    counts = SignalCounts("signals", "in")
+    good, broken = (
+        SignalKey(0, "ds-1", "Purchase", "2026-12-04"),
+        SignalKey(0, "ds-2", "Purchase", "2026-12-04"),
+    )
+    counts.restore(good.encode(), b"not json", 0, 0)
+    counts.restore(good.encode(), DayCounts(sent=3).encode(good), 0, 1)
+    counts.restore(broken.encode(), b"not json", 0, 2)
+    assert counts.undecodable == 0
+    assert getattr(counts.get(good), "sent", None) == 3
+    assert counts.get(broken) is None
+    assert counts.undecodable == 1
