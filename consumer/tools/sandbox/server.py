@@ -99,7 +99,7 @@ class Sandbox:
     def handle_events(
         self, version: str, dataset_id: str, query: dict[str, str], raw: bytes
     ) -> tuple[int, dict[str, Any]]:
-        fbtrace_id = "A" + secrets.token_urlsafe(15)
+        fbtrace_id = _fbtrace_id()
         request: dict[str, Any] = {
             "at": time.time(),
             "dataset_id": dataset_id,
@@ -312,7 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "status":
             self._reply(fault.code, _ERROR_PAGE)
             return True
-        fbtrace_id = "A" + secrets.token_urlsafe(15)
+        fbtrace_id = _fbtrace_id()
         status, body, headers = graph_error(fault.code, fbtrace_id, fault.regain_minutes)
         self._reply(status, body, headers)
         return True
@@ -332,7 +332,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "status":
             self._reply(fault.code, _ERROR_PAGE)
         else:
-            self._reply(200, {"fbtrace_id": "A" + secrets.token_urlsafe(15)})
+            self._reply(200, {"fbtrace_id": _fbtrace_id()})
 
 
 def _ok() -> dict[str, bool]:
@@ -341,3 +341,8 @@ def _ok() -> dict[str, bool]:
 
 def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
     return type("Handler", (_Handler,), {"sandbox": sandbox})
+
+
+def _fbtrace_id() -> str:
+    """A trace id shaped like Meta's, one per answer."""
+    return "A" + secrets.token_urlsafe(15)
