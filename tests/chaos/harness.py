@@ -269,17 +269,6 @@ def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, str]:
     return response.status_code, response.text
 
 
-def metric(port: int, sample: str) -> float:
-    """The value of one sample of `/metrics`, named with its labels as Prometheus prints it
-    (`capi_transactions_total{outcome="aborted"}`); 0 when it is not there."""
-    _, text = http_get(port, "/metrics")
-    for line in text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == sample:
-            return float(value)
-    return 0.0
-
-
 def signal_totals(counts: Iterable[tuple[SignalKey, DayCounts]]) -> dict[tuple[str, ...], int]:
     """Counts summed over input partitions, flat: (dataset, event, day, what, which) -> n."""
     totals: Counter[tuple[str, ...]] = Counter()

@@ -23,11 +23,10 @@ from tests.chaos.harness import (
     Service,
     http_get,
     input_offsets,
-    metric,
     settle,
     wait_for_all,
 )
-from tests.integration.harness import service_env, write_credentials
+from tests.integration.harness import scrape_metrics, service_env, write_credentials
 from tests.registry import MinimalRegistry
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(900)]
@@ -199,9 +198,10 @@ def test_broker_frozen_past_the_session_timeout_in_the_middle_of_a_commit(tmp_pa
         inputs = input_offsets(broker.bootstrap_servers, topics.triggered, run.produced)
         assert wait_for_all(run.reader, inputs, 180), service.log_tail(100)
         assert service.alive(), service.log_tail()
-        aborted = metric(port, 'capi_transactions_total{outcome="aborted"}')
-        committed = metric(port, 'capi_transactions_total{outcome="committed"}')
-        lost = metric(port, 'capi_rebalances_total{kind="lost"}')
+        _, samples = scrape_metrics(port)
+        aborted = samples.get(("capi_transactions_total", (("outcome", "aborted"),)), 0)
+        committed = samples.get(("capi_transactions_total", (("outcome", "committed"),)), 0)
+        lost = samples.get(("capi_rebalances_total", (("kind", "lost"),)), 0)
         v = run.settle([service])
     _report(
         capsys,

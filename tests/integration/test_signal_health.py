@@ -6,14 +6,12 @@ the next refresh, and the series of a dataset event no longer shown are gone."""
 import datetime as dt
 import time
 
-import httpx
 import pytest
 from confluent_kafka import Producer
-from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.events.signals import KEY_ORDER
 from consumer.ops.endpoint import HealthServer
-from tests.integration.harness import RunningApp, settings_for
+from tests.integration.harness import RunningApp, scrape_metrics, settings_for
 from tests.signal_records import record
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -30,25 +28,20 @@ def _produce(bootstrap, topic, records):
     assert producer.flush(15) == 0
 
 
-def _signal_samples(url):
+def _signal_samples(port):
     """The `capi_signal_*` samples of `/metrics`: (name, labels) -> value."""
-    text = httpx.get(f"{url}/metrics", timeout=5).text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name.startswith("capi_signal_")
-        for sample in family.samples
-    }
+    _, samples = scrape_metrics(port)
+    return {key: value for key, value in samples.items() if key[0].startswith("capi_signal_")}
 
 
-def _until(url, condition, timeout_s=20.0):
+def _until(port, condition, timeout_s=20.0):
     """The signal samples once `condition` holds for them; fails with the last ones."""
     deadline = time.monotonic() + timeout_s
-    samples = _signal_samples(url)
+    samples = _signal_samples(port)
     while not condition(samples):
         assert time.monotonic() < deadline, samples
         time.sleep(0.2)
-        samples = _signal_samples(url)
+        samples = _signal_samples(port)
     return samples
 
 
@@ -103,9 +96,8 @@ def test_the_gauges_follow_the_signals_topic(kafka_bootstrap, topics, tmp_path):
             host="127.0.0.1",
         )
         server.start()
-        url = f"http://127.0.0.1:{server.port}"
         try:
-            first = _until(url, lambda s: ("capi_signal_events", ()) in s)
+            first = _until(server.port, lambda s: ("capi_signal_events", ()) in s)
             refreshed = first.pop(("capi_signal_health_refreshed_timestamp_seconds", ()))
             assert abs(refreshed - time.time()) < 30
             assert _coverage(first) == {**dict.fromkeys(KEY_ORDER, 0.0), "em": 1.0, "ph": 0.5}
@@ -127,7 +119,7 @@ def test_the_gauges_follow_the_signals_topic(kafka_bootstrap, topics, tmp_path):
                 [(2, record(2, "ds-fell", "Lead", _days_ago(2), sent=45))],
             )
             second = _until(
-                url, lambda s: s.get(("capi_signal_events_fell_below_minimum", ())) == 0
+                server.port, lambda s: s.get(("capi_signal_events_fell_below_minimum", ())) == 0
             )
             assert second[("capi_signal_events_below_minimum", ())] == 0
             assert {k: v for k, v in _without_coverage(second).items() if k[1]} == {
