@@ -19,6 +19,10 @@ How a commit that fails goes on:
   transaction past `transaction.timeout.ms`): a new producer takes the transactional id and the
   records are produced again; a second such end within `_EPOCH_RESTART_SPACING_S` is taken for
   what it then is, another producer with the same id.
+- An abort the broker leaves unanswered past `transaction.timeout.ms` (a broker back from a
+  long stall may refuse the producer's epoch bump for ever): the coordinator has aborted the
+  transaction itself by then, so a new producer takes the transactional id and the records are
+  produced again.
 - Fatal, above all a producer fenced by another one with the same `transactional.id`: the
   instance stops (`FencedError`, `FatalError`); it never fences the other back.
 """
@@ -113,6 +117,8 @@ class Publisher:
         self._report_wait = report_wait  # told what the publisher waits for, at each pause
         self._count_transaction = count_transaction  # told "committed" or "aborted", each time
         self._restarted_at: float | None = None
+        # an abort unanswered this long is given up: the coordinator has aborted it itself
+        self._abort_patience_s = float(self._config.get("transaction.timeout.ms", 60_000)) / 1000
 
     def start(self) -> None:
         """A producer with the transactional id, its transactions initialized (fencing any
@@ -258,10 +264,16 @@ class Publisher:
         if self._restarted_at is not None and now - self._restarted_at < _EPOCH_RESTART_SPACING_S:
             raise self._fatal(KafkaError(KafkaError.PRODUCER_FENCED, error.str(), fatal=True))
         self._restarted_at = now
+        self._new_producer(
+            f"the transaction coordinator aborted the open transaction ({error.str()})"
+        )
+
+    def _new_producer(self, why: str) -> None:
+        """The open transaction is gone (`why`): a new producer takes the transactional id,
+        fencing the old one, which is dropped; its records are produced again by the caller."""
         log.warning(
-            "the transaction coordinator aborted the open transaction (%s): a new producer "
-            "takes the transactional id and produces its %d records again",
-            error.str(),
+            "%s: a new producer takes the transactional id and produces its %d records again",
+            why,
             len(self._pending),
         )
         self._txn_log.fencing = ""
@@ -320,9 +332,10 @@ class Publisher:
 
     def _abort(self) -> None:
         """Abort the open transaction, its records kept to be produced again. Resumed while
-        the broker does not answer, never replaced: a new producer with this id would fence
-        ours."""
+        the broker does not answer; given up for a new producer once the coordinator has
+        aborted the transaction itself (past the transaction timeout)."""
         pauses = Pauses(self._report_wait)
+        started = self._clock()
         while self._open:
             assert self._producer is not None
             try:
@@ -336,6 +349,13 @@ class Publisher:
                     return
                 if not error.retriable():
                     raise FatalError(f"transaction not aborted: {error}") from exc
+                waited = self._clock() - started
+                if waited >= self._abort_patience_s:
+                    self._new_producer(
+                        f"the transaction was not aborted in {waited:.0f} s ({error.str()}); "
+                        f"the coordinator has aborted it by now"
+                    )
+                    return
                 pauses.pause(f"the broker to abort the transaction ({error.str()})")
 
     def _replay(self, owned: Callable[[tuple[str, int]], bool]) -> None:

@@ -168,15 +168,14 @@ def _small_volume(path: Path, size_mb: int) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def _fill(volume: Path) -> Path:
-    """Fill what is left of the volume with a ballast file; return it."""
-    ballast = volume / "ballast"
+def _fill(ballast: Path) -> None:
+    """Fill what is left of the volume with `ballast`, a file made before the volume had to
+    hold anything else (opening a new file on a full tmpfs can fail already)."""
     chunk = b"\0" * (64 * 1024)
-    with ballast.open("wb") as out, contextlib.suppress(OSError):
+    with ballast.open("ab") as out, contextlib.suppress(OSError):
         while True:
             out.write(chunk)
             out.flush()
-    return ballast
 
 
 def test_the_state_volume_fills_while_meta_throttles_one_dataset(
@@ -187,11 +186,14 @@ def test_the_state_volume_fills_while_meta_throttles_one_dataset(
         _small_volume(tmp_path / "volume", 32) as volume,
         SandboxProcess(config) as sandbox,
     ):
+        ballast = volume / "ballast"
+        ballast.touch()
         run = Run(kafka_bootstrap, topics, tmp_path, sandbox, CAPI_PARK_DELAYS_S="20,40")
         service = run.joined(run.service("a", state_dir=volume / "state"))
         producer = run.trickle(6_000, 100, seed=704, only_valid=True)
         run.read_for(10)
-        ballast = _fill(volume)
+        _fill(ballast)
+        state_mb = sum(f.stat().st_size for f in (volume / "state").iterdir()) / 1e6
         full_at = time.monotonic()
         _wait_for(lambda: "state store full" in service.log_tail(100_000), 60, run, "no full")
         seen_full_after = time.monotonic() - full_at
@@ -210,8 +212,10 @@ def test_the_state_volume_fills_while_meta_throttles_one_dataset(
     _report(
         capsys,
         "the state volume fills while one dataset is throttled",
-        f"full seen after {seen_full_after:.1f} s; results in 30 s on a full volume="
-        f"{results_while_full}; room again -> all 6,000 results {all_after:.0f} s later; "
+        f"state {state_mb:.1f} MB of 32 MB when filled; "
+        f"full seen after {seen_full_after:.1f} s; "
+        f"results in 30 s on a full volume={results_while_full}; "
+        f"room again -> all 6,000 results {all_after:.0f} s later; "
         f"exits=0 starts={service.starts}; room-again lines={log.count('has room again')}; {v}",
     )
     assert service.starts == 1  # never exited

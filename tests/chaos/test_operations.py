@@ -124,7 +124,10 @@ def test_broker_away_for_3_minutes_the_liveness_probe_never_fails(tmp_path, caps
     probe restarts nothing) while `/readyz` says what is awaited; every result comes after."""
     topics = Topics()
     port = free_port()
-    with EmbeddedBroker() as broker, SandboxProcess(sandbox_config(WORLD)) as sandbox:
+    # Meta answers slowly enough that the freeze falls in the middle of the work, with a
+    # transaction open, on a fast machine too
+    config = {**sandbox_config(WORLD), "faults": {"*": {"latency_ms": 400}}}
+    with EmbeddedBroker() as broker, SandboxProcess(config) as sandbox:
         ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topic_plan(topics, 3))
         run = Run(
             broker.bootstrap_servers,

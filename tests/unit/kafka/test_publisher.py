@@ -122,6 +122,28 @@ def test_an_abort_that_times_out_is_resumed_not_replaced(world):
     assert world.committed_values() == [b"r0"]
 
 
+def test_an_abort_unanswered_past_the_transaction_timeout_goes_on_with_a_new_producer(world):
+    """A broker back from a stall longer than the transaction timeout may refuse the old
+    producer's epoch bump for ever (the embedded broker answers it with an unknown error, and
+    librdkafka's abort times out each time): the coordinator has aborted the transaction by
+    then, so a new producer takes the id and the records are committed once."""
+    stuck = world.producer
+    stuck.fail_commits = [ABORTABLE]
+    stuck.fail_aborts = [TIMED_OUT] * 100
+    abort = stuck.abort_transaction
+
+    def abort_taking_30_s(timeout: float = -1) -> None:
+        world.now += 30  # librdkafka's abort waits out its timeout
+        abort(timeout)
+
+    stuck.abort_transaction = abort_taking_30_s
+    assert world.publish()
+    assert len(stuck.fail_aborts) == 98  # given up at 60 s, the transaction timeout
+    assert world.producers_made == 2
+    assert world.committed_values() == [b"r0"]
+    assert world.producer.committed[0].offsets == [(IN, 0, 1)]
+
+
 def test_an_abort_never_answered_after_librdkafka_logged_the_producer_fenced_stops_it(world):
     """A request librdkafka makes in the background (a transaction's offsets) refused as
     fenced shows in its log alone, and the abort that follows may never be answered (Tansu
