@@ -27,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from consumer.events.results import ConversionResult
+
 __all__ = [
     "KEY_ORDER",
     "META_WEEKLY_MINIMUM",
@@ -36,6 +38,7 @@ __all__ = [
     "Tally",
     "match_key_order",
     "tally_of",
+    "tally_of_result",
     "utc_day",
 ]
 
@@ -116,8 +119,9 @@ def tally_of(result: Mapping[str, Any]) -> Tally | None:
     dataset_id = result["dataset_id"]
     if not dataset_id or result["test_event_code"] or not result["event_name"]:
         return None
-    processed = utc_day(result["processed_at"]).isoformat()
-    key = SignalKey(result["source_partition"], dataset_id, result["event_name"], processed)
+    key = SignalKey(
+        result["source_partition"], dataset_id, result["event_name"], _day(result["processed_at"])
+    )
     return Tally(
         key,
         result["workspace_id"] or "",
@@ -125,6 +129,31 @@ def tally_of(result: Mapping[str, Any]) -> Tally | None:
         result["reason"] or "",
         tuple(result["user_data_keys"]),
     )
+
+
+def tally_of_result(result: ConversionResult) -> Tally | None:
+    """`tally_of` a result before it is encoded."""
+    t = result.trigger
+    if t is None or not t.dataset_id or t.test_event_code:
+        return None
+    key = SignalKey(
+        result.source.partition, t.dataset_id, t.event_type.event_name, _day(result.processed_at)
+    )
+    reason = "" if result.reason is None else str(result.reason)
+    return Tally(key, t.workspace_id, str(result.status), reason, result.user_data_keys)
+
+
+_MS_A_DAY = 86_400_000
+_days: dict[int, str] = {}  # day number since the epoch -> its ISO date, as results ask
+
+
+def _day(at_ms: int) -> str:
+    """`utc_day(at_ms)` in ISO form, each day computed once."""
+    number = at_ms // _MS_A_DAY
+    day = _days.get(number)
+    if day is None:
+        day = _days[number] = utc_day(at_ms).isoformat()
+    return day
 
 
 @dataclass(slots=True)

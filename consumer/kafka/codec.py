@@ -25,6 +25,7 @@ import fastavro
 import fastavro.schema
 
 from consumer.errors import DecodeError, SchemaUnavailableError
+from consumer.kafka.avro_reader import BodyReader, compile_reader
 
 __all__ = [
     "DEFAULT_SCHEMA_DIR",
@@ -92,6 +93,7 @@ class SchemaStore:
         self._texts: dict[str, str] = {}
         self._parsed: dict[str, Any] = {}
         self._fingerprints: dict[str, bytes] = {}
+        self._readers: dict[str, BodyReader | None] = {}
         self._by_fingerprint: dict[bytes, tuple[str, Any]] = {}
         paths = sorted(directory.glob("*.avsc")) + sorted(directory.glob("history/*.avsc"))
         if not paths:
@@ -107,6 +109,7 @@ class SchemaStore:
                 self._texts[name] = text
                 self._parsed[name] = parsed
                 self._fingerprints[name] = fingerprint
+                self._readers[name] = compile_reader(parsed)
 
     def parsed(self, name: str) -> Any:
         return self._parsed[name]
@@ -116,6 +119,11 @@ class SchemaStore:
 
     def fingerprint(self, name: str) -> bytes:
         return self._fingerprints[name]
+
+    def reader(self, name: str) -> BodyReader | None:
+        """The compiled reader of bodies written with the current schema `name`, if any
+        (`avro_reader`)."""
+        return self._readers[name]
 
     def by_fingerprint(self, fingerprint: bytes) -> tuple[str, Any] | None:
         return self._by_fingerprint.get(fingerprint)
@@ -161,6 +169,9 @@ class AvroCodec:
             writer_name, writer = found
             if writer_name != name:
                 raise DecodeError(f"message is a {writer_name}, expected a {name}")
+            compiled = self._store.reader(name) if writer is reader else None
+            if compiled is not None:
+                return self._read_compiled(data, compiled)
             return self._read(data, 10, writer, reader)
         if data[0] == _CONFLUENT_MAGIC and len(data) >= 5:
             schema_id = int.from_bytes(data[1:5], "big")
@@ -169,19 +180,31 @@ class AvroCodec:
 
     def encode(self, name: str, record: dict[str, Any], topic: str) -> bytes:
         """`record` as bytes in this codec's framing."""
-        parsed = self._store.parsed(name)
-        if self._registry is None:
-            header = _SINGLE_OBJECT_MAGIC + self._store.fingerprint(name)
-        else:
-            header = bytes([_CONFLUENT_MAGIC]) + self.schema_id(name, topic).to_bytes(4, "big")
         buf = io.BytesIO()
-        buf.write(header)
-        fastavro.schemaless_writer(buf, parsed, record)
+        buf.write(self.header(name, topic))
+        fastavro.schemaless_writer(buf, self._store.parsed(name), record)
         return buf.getvalue()
+
+    def header(self, name: str, topic: str) -> bytes:
+        """The bytes before the Avro body of a record of `name` for `topic`: this codec's
+        framing (a body written by other means follows them)."""
+        if self._registry is None:
+            return _SINGLE_OBJECT_MAGIC + self._store.fingerprint(name)
+        return bytes([_CONFLUENT_MAGIC]) + self.schema_id(name, topic).to_bytes(4, "big")
 
     def encoder(self, name: str, topic: str) -> Callable[[dict[str, Any]], bytes]:
         """A function encoding records of `name` for `topic`."""
         return lambda record: self.encode(name, record, topic)
+
+    def _read_compiled(self, data: bytes, read: BodyReader) -> dict[str, Any]:
+        """A single-object body written with the current schema, by its compiled reader."""
+        try:
+            record, end = read(bytes(data), 10)
+        except Exception as exc:  # the reader raises as fastavro does on corrupt bytes
+            raise DecodeError(f"corrupt Avro body: {type(exc).__name__}") from exc
+        if end != len(data):
+            raise DecodeError(f"{len(data) - end} trailing bytes after the Avro body")
+        return record
 
     def _read(self, data: bytes, offset: int, writer: Any, reader: Any) -> dict[str, Any]:
         buf = io.BytesIO(data)

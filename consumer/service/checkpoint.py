@@ -18,6 +18,7 @@ from dataclasses import replace
 from confluent_kafka import KafkaError, Message, TopicPartition
 
 from consumer.events.parking import ParkedEvent
+from consumer.events.result_avro import ResultBodyWriter
 from consumer.events.results import (
     DEAD_LETTER_REASONS,
     ConversionResult,
@@ -26,7 +27,7 @@ from consumer.events.results import (
     SourceRef,
     partition_names,
 )
-from consumer.events.signals import tally_of
+from consumer.events.signals import tally_of, tally_of_result
 from consumer.kafka.clients import InputConsumer
 from consumer.kafka.codec import AvroCodec
 from consumer.kafka.offsets import OffsetTracker
@@ -79,7 +80,7 @@ class Checkpoint:
         self._owned = owned
         self._topics = topics
         self._codec = codec
-        self._encode_result = codec.encoder("ConversionResult", topics.results)
+        self._result_body = ResultBodyWriter()
         self._metrics = metrics
         self._signals = signals
         self._interval_s = commit_interval_s
@@ -196,12 +197,12 @@ class Checkpoint:
         it adds to the signal counts."""
         source = result.source
         key = (result.event_id or "").encode("utf-8")
-        avro = result.to_avro()
+        value = self._codec.header("ConversionResult", self._topics.results)
         records = [
             OutRecord(
                 self._topics.results,
                 key,
-                self._encode_result(avro),
+                value + self._result_body.body(result),
                 source.topic_partition,
                 partition=source.partition,
                 on_delivery=self._result_delivered,
@@ -217,7 +218,7 @@ class Checkpoint:
                     headers=result.dead_letter_headers(),
                 )
             )
-        return Held(records, result.dedup_entry, tally=tally_of(avro))
+        return Held(records, result.dedup_entry, tally=tally_of_result(result))
 
     def _hold(self, result: ConversionResult, held: Held) -> bool:
         source = result.source
