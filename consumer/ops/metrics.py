@@ -7,6 +7,7 @@ one family labelled by dataset, and they show a bounded number of datasets
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -39,15 +40,36 @@ class Metrics:
         key = (metric, labels)
         self._tallies[key] = self._tallies.get(key, 0) + 1
 
+    def shift(self, gauge: Gauge, delta: int) -> None:
+        """Move `gauge` by `delta`, applied at the next `flush`."""
+        self._shifts[gauge] = self._shifts.get(gauge, 0) + delta
+
+    def observe(self, histogram: Histogram, value: float) -> None:
+        """Observe `value`, applied at the next `flush`: its bucket found here, the series of
+        the histogram updated once per loop turn."""
+        pending = self._observations.get(histogram)
+        if pending is None:
+            pending = self._observations[histogram] = _Observations(histogram)
+        pending.add(value)
+
     def flush(self) -> None:
-        """Apply the tallies (the loop calls this every turn, and before it stops)."""
+        """Apply the tallies, shifts and observations (the loop calls this every turn, and
+        before it stops)."""
         for (metric, labels), count in self._tallies.items():
             self.counter(metric, *labels).inc(count)
         self._tallies.clear()
+        for gauge, delta in self._shifts.items():
+            if delta:
+                gauge.inc(delta)
+        self._shifts.clear()
+        for pending in self._observations.values():
+            pending.apply()
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._tallies: dict[tuple[Counter, tuple[str, ...]], int] = {}
+        self._shifts: dict[Gauge, int] = {}
+        self._observations: dict[Histogram, _Observations] = {}
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.consumed = Counter(
@@ -239,3 +261,32 @@ class Metrics:
         # computed from the whole signals topic, by one instance (`service/signal_refresh.py`)
         self.signal_health = SignalHealthGauges()
         r.register(self.signal_health)
+
+
+class _Observations:
+    """Observations of an unlabelled histogram not applied yet: a count per bucket and their
+    sum, added to the histogram's series as `Histogram.observe` adds one observation (the
+    sum, then the one bucket whose upper bound is the first at or above the value; the
+    exposition makes the buckets cumulative). `tests/unit/ops/test_metrics.py` holds the
+    exported samples equal to those of one `observe` per value."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        self._bounds: list[float] = list(histogram._upper_bounds)  # noqa: SLF001
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+
+    def add(self, value: float) -> None:
+        self._counts[bisect.bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def apply(self) -> None:
+        if not any(self._counts):
+            return
+        h = self._histogram
+        h._sum.inc(self._sum)  # noqa: SLF001
+        for bucket, count in zip(h._buckets, self._counts, strict=True):  # noqa: SLF001
+            if count:
+                bucket.inc(count)
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0

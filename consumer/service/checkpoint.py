@@ -143,7 +143,7 @@ class Checkpoint:
         stall), Meta's answer is published from there instead of the event being sent again.
         An event Meta did not take in time is parked instead; a parked event's outcome goes
         out with the next commit, with the end of its parking."""
-        self._metrics.in_flight.dec()
+        self._metrics.shift(self._metrics.in_flight, -1)
         now_ms = self._clock_ms()
         if isinstance(outcome, Parking):
             if item.source.topic_partition not in self._owned:
@@ -356,7 +356,7 @@ class Checkpoint:
         """Events given up before Meta answered them: the next owner processes them."""
         for item in items:
             self._dedup.abandon(item.trigger.event_id)
-            self._metrics.in_flight.dec()
+            self._metrics.shift(self._metrics.in_flight, -1)
             if item.parked is not None:
                 self._parkings.let_go(item.trigger.event_id)
 

@@ -146,7 +146,7 @@ class Service:
         self.progress.turn()
 
     def _send(self, p: Parts, verdict: Send) -> None:
-        self.metrics.in_flight.inc()
+        self.metrics.shift(self.metrics.in_flight, 1)
         p.sender.add(verdict.key, verdict.item)
 
 

@@ -214,7 +214,7 @@ class Triage:
         except (KeyError, ValueError, TypeError) as exc:
             return _undecodable(source, f"bad record: {exc!r}"[:200], received, now_ms)
         # every trigger's, refused or not: one wrong clock shifts them all, a wrong producer a few
-        self._metrics.event_ahead_of_clock.observe(seconds_ahead(trigger, now_ms))
+        self._metrics.observe(self._metrics.event_ahead_of_clock, seconds_ahead(trigger, now_ms))
         prior = self._dedup.seen(trigger.event_id)
         if prior is None and trigger.event_id in self._parked_ids:
             prior = DedupStatus.PARKED  # parked by this partition's previous owner
