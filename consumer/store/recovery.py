@@ -228,7 +228,8 @@ class Recovery:
         return {p for _, p in self._restoring}
 
     def is_restoring(self, partition: int) -> bool:
-        return any(p == partition for _, p in self._restoring)
+        # asked for every message: most of the time no partition is restoring
+        return bool(self._restoring) and any(p == partition for _, p in self._restoring)
 
     def already_resolved(self, partition: int, offset: int, event_id: str | None) -> bool:
         """This input message has a visible result already (see the module docstring). A
