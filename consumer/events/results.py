@@ -76,10 +76,10 @@ def partition_names(partitions: Iterable[Partition]) -> str:
     return ",".join(f"{topic}[{partition}]" for topic, partition in partitions) or "-"
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class SourceRef:
+class SourceRef(NamedTuple):
     """Where an input message came from: its position, the one type for it (held results,
-    offsets, the outbox)."""
+    offsets, the outbox). A named tuple: a key of several dicts for every event, hashed and
+    compared in C."""
 
     topic: str
     partition: int
