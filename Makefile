@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 K8S_VERSION ?= 1.37.0
 
 .DEFAULT_GOAL := help
-.PHONY: help install promtool chromium run test test-unit test-chaos test-package bench bench-tables bench-parking bench-signals lint lint-deploy fmt sandbox clean
+.PHONY: help install promtool chromium run test test-unit test-chaos test-package bench bench-compare bench-tables bench-parking bench-signals lint lint-deploy fmt sandbox clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ test-package: $(STAMP) ## The wheel built, installed in a fresh venv, and its `d
 bench: $(STAMP) ## The benchmark: drain, slow Graph API, latency at fixed load, plain-loop ceiling, Meta SDK
 	$(BIN)/python -m pip install --quiet -e '.[dev,local,bench]'
 	$(BIN)/python bench/bench.py
+
+bench-compare: $(STAMP) ## This tree's drain against commit BASE's, interleaved rounds in one run (BASE=<rev>)
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,bench]'
+	$(BIN)/python bench/compare.py --base $(or $(BASE),HEAD~1)
 
 bench-tables: $(STAMP) ## Benchmark the reference tables: 1,000,000 contacts bootstrapped and looked up
 	$(BIN)/python bench/tables_bench.py
