@@ -3,6 +3,8 @@ exports."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Gauge, Histogram
@@ -12,7 +14,7 @@ from consumer.ops.metrics import Metrics
 BUCKETS = (0, 1, 5, 30, 60, 120, 300)
 
 
-def samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, tuple], float]:
+def samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, tuple[Any, ...]], float]:
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for metric in registry.collect()
