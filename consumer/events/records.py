@@ -6,7 +6,7 @@ import enum
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "CUSTOMER_FIELDS",
@@ -97,16 +97,19 @@ class CustomerInfo:
 
     @classmethod
     def from_avro(cls, data: dict[str, Any]) -> CustomerInfo:
-        return cls(**{name: data.get(name) for name in CUSTOMER_FIELDS})
+        return cls(*map(data.get, CUSTOMER_FIELDS))
 
     def merged_over(self, other: CustomerInfo) -> CustomerInfo:
         """These values, with the blanks filled from `other` (self when nothing is filled)."""
         mine = self.values()
-        merged = tuple(
-            v if v is not None and v.strip() else theirs
-            for v, theirs in zip(mine, other.values(), strict=True)
-        )
-        return self if merged == mine else CustomerInfo(*merged)
+        blanks = [i for i, v in enumerate(mine) if v is None or not v.strip()]
+        if not blanks:
+            return self
+        theirs = other.values()
+        merged = list(mine)
+        for i in blanks:
+            merged[i] = theirs[i]
+        return self if merged == list(mine) else CustomerInfo(*merged)
 
     def values(self) -> tuple[str | None, ...]:
         """Every field's value, in `CUSTOMER_FIELDS` order."""
@@ -114,6 +117,17 @@ class CustomerInfo:
 
 
 CUSTOMER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CustomerInfo))
+
+_E = TypeVar("_E", bound=enum.StrEnum)
+
+
+def _member(kind: type[_E], value: Any) -> _E:
+    """`kind(value)`, from the enum's own map of values when it is there (a dict lookup,
+    where the call searches); the call raises for a value that is not."""
+    member = kind._value2member_map_.get(value) if isinstance(value, str) else None
+    return member if member is not None else kind(value)  # type: ignore[return-value]
+
+
 _customer_values: Callable[[CustomerInfo], tuple[str | None, ...]] = operator.attrgetter(
     *CUSTOMER_FIELDS
 )
@@ -144,25 +158,27 @@ class Trigger:
 
     @classmethod
     def from_avro(cls, data: dict[str, Any]) -> Trigger:
+        # positional, in the fields' order, and enums from a dict: built for every message
+        get = data.get
         return cls(
-            event_id=data["event_id"],
-            occurred_at=data["occurred_at"],
-            workspace_id=data["workspace_id"],
-            contact_id=data["contact_id"],
-            channel=Channel(data["channel"]),
-            channel_account_id=data["channel_account_id"],
-            channel_user_id=data.get("channel_user_id"),
-            connection_id=data["connection_id"],
-            dataset_id=data["dataset_id"],
-            selected_whatsapp_business_account_id=data.get("selected_whatsapp_business_account_id"),
-            selected_page_id=data.get("selected_page_id"),
-            selected_instagram_account_id=data.get("selected_instagram_account_id"),
-            event_type=EventType(data["event_type"]),
-            currency=data.get("currency"),
-            value=data.get("value"),
-            customer_info=CustomerInfo.from_avro(data["customer_info"]),
-            ctwa_clid=data.get("ctwa_clid"),
-            test_event_code=data.get("test_event_code"),
+            data["event_id"],
+            data["occurred_at"],
+            data["workspace_id"],
+            data["contact_id"],
+            _member(Channel, data["channel"]),
+            data["channel_account_id"],
+            get("channel_user_id"),
+            data["connection_id"],
+            data["dataset_id"],
+            get("selected_whatsapp_business_account_id"),
+            get("selected_page_id"),
+            get("selected_instagram_account_id"),
+            _member(EventType, data["event_type"]),
+            get("currency"),
+            get("value"),
+            CustomerInfo.from_avro(data["customer_info"]),
+            get("ctwa_clid"),
+            get("test_event_code"),
         )
 
     @property

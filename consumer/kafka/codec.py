@@ -149,7 +149,8 @@ class AvroCodec:
         self._registry = registry
         self._auto_register = auto_register
         self.registry_problem: str | None = None
-        self._registry_writers: dict[int, Any] = {}
+        # a registry id's writer schema, parsed, and its fingerprint
+        self._registry_writers: dict[int, tuple[Any, bytes]] = {}
         self._registered_ids: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
@@ -171,11 +172,16 @@ class AvroCodec:
                 raise DecodeError(f"message is a {writer_name}, expected a {name}")
             compiled = self._store.reader(name) if writer is reader else None
             if compiled is not None:
-                return self._read_compiled(data, compiled)
+                return self._read_compiled(data, 10, compiled)
             return self._read(data, 10, writer, reader)
         if data[0] == _CONFLUENT_MAGIC and len(data) >= 5:
-            schema_id = int.from_bytes(data[1:5], "big")
-            return self._read(data, 5, self._registry_writer(schema_id), reader)
+            writer, fingerprint = self._registry_writer(int.from_bytes(data[1:5], "big"))
+            # the registry's copy of the current schema: the same bytes, the compiled reader
+            same = fingerprint == self._store.fingerprint(name)
+            compiled = self._store.reader(name) if same else None
+            if compiled is not None:
+                return self._read_compiled(data, 5, compiled)
+            return self._read(data, 5, writer, reader)
         raise DecodeError(f"unknown framing (first byte 0x{data[0]:02x})")
 
     def encode(self, name: str, record: dict[str, Any], topic: str) -> bytes:
@@ -196,10 +202,10 @@ class AvroCodec:
         """A function encoding records of `name` for `topic`."""
         return lambda record: self.encode(name, record, topic)
 
-    def _read_compiled(self, data: bytes, read: BodyReader) -> dict[str, Any]:
-        """A single-object body written with the current schema, by its compiled reader."""
+    def _read_compiled(self, data: bytes, offset: int, read: BodyReader) -> dict[str, Any]:
+        """A body written with the current schema, by its compiled reader."""
         try:
-            record, end = read(bytes(data), 10)
+            record, end = read(bytes(data), offset)
         except Exception as exc:  # the reader raises as fastavro does on corrupt bytes
             raise DecodeError(f"corrupt Avro body: {type(exc).__name__}") from exc
         if end != len(data):
@@ -222,7 +228,8 @@ class AvroCodec:
             raise DecodeError("Avro body is not a record")
         return record
 
-    def _registry_writer(self, schema_id: int) -> Any:
+    def _registry_writer(self, schema_id: int) -> tuple[Any, bytes]:
+        """The writer schema of a registry id, parsed, and its fingerprint."""
         with self._lock:
             cached = self._registry_writers.get(schema_id)
         if cached is not None:
@@ -240,12 +247,14 @@ class AvroCodec:
             raise self._unavailable(f"schema id {schema_id}: registry error: {exc}") from exc
         self.registry_problem = None
         try:
-            writer = _parse(json.loads(schema.schema_str))
+            schema_json = json.loads(schema.schema_str)
+            writer = _parse(schema_json)
+            fingerprint = _fingerprint(schema_json)
         except Exception as exc:  # a registered schema fastavro cannot use
             raise DecodeError(f"schema id {schema_id} is not a usable Avro schema") from exc
         with self._lock:
-            self._registry_writers[schema_id] = writer
-        return writer
+            self._registry_writers[schema_id] = (writer, fingerprint)
+        return writer, fingerprint
 
     def schema_id(self, name: str, topic: str) -> int:
         """The registry's id of schema `name` under `<topic>-value` (looked up once).

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import orjson
 
@@ -35,6 +36,22 @@ def _b64(value: bytes | None) -> str | None:
 
 def _unb64(value: str | None) -> bytes | None:
     return None if value is None else base64.b64decode(value)
+
+
+def _record_entry(r: OutRecord) -> dict[str, Any]:
+    """A record as an outbox entry keeps it (JSON, bytes in base64)."""
+    headers = r.headers
+    return {
+        "topic": r.topic,
+        "key": None if r.key is None else base64.b64encode(r.key).decode(),
+        "value": None if r.value is None else base64.b64encode(r.value).decode(),
+        "partition": r.partition,
+        "headers": [
+            [k, _b64(v if isinstance(v, bytes) else str(v or "").encode())] for k, v in headers
+        ]
+        if headers
+        else [],
+    }
 
 
 class Outbox:
@@ -111,19 +128,7 @@ class Outbox:
         """Queue an entry; `flush` writes the queued entries in one transaction."""
         entry = orjson.dumps(
             {
-                "records": [
-                    {
-                        "topic": r.topic,
-                        "key": _b64(r.key),
-                        "value": _b64(r.value),
-                        "partition": r.partition,
-                        "headers": [
-                            [k, _b64(v if isinstance(v, bytes) else str(v or "").encode())]
-                            for k, v in (r.headers or [])
-                        ],
-                    }
-                    for r in records
-                ],
+                "records": [_record_entry(r) for r in records],
                 "dedup": None if dedup is None else list(dedup),
             }
         )

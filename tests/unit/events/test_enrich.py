@@ -1,6 +1,8 @@
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumer.events.enrich import enrich, referral_key
 from consumer.events.records import AdReferral, Channel, Contact, CustomerInfo, Identity, Trigger
@@ -107,3 +109,20 @@ def test_the_messages_click_id_wins_over_the_referral():
 
 def test_referral_key():
     assert referral_key(_trigger(contact_id="c-17")) == "c-17:WHATSAPP"
+
+
+values = st.none() | st.sampled_from(["", " ", "\t", "a", " b ", "c"])
+infos = st.builds(CustomerInfo, *([values] * 11))
+
+
+@settings(max_examples=300, deadline=None)
+@given(infos, infos)
+def test_a_merge_fills_each_blank_from_the_contact_and_nothing_else(step, contact):
+    merged = step.merged_over(contact)
+    expected = tuple(
+        mine if mine is not None and mine.strip() else theirs
+        for mine, theirs in zip(step.values(), contact.values(), strict=True)
+    )
+    assert merged.values() == expected
+    if expected == step.values():
+        assert merged is step  # nothing filled: the step's own record, not a copy

@@ -140,6 +140,20 @@ def test_confluent_framing_with_a_registry_round_trips_and_plain_reader_accepts_
     assert with_registry.decode(single, "ConversionTriggered") == record
 
 
+def test_a_registry_body_of_the_current_schema_is_read_by_the_compiled_reader(monkeypatch):
+    registry = FakeRegistry()
+    codec = AvroCodec(STORE, registry, auto_register=True)
+    framed = codec.encode("ConversionTriggered", trigger_record(), "t")
+
+    def not_fastavro(*args, **kwargs):
+        raise AssertionError("read by fastavro")
+
+    monkeypatch.setattr(fastavro, "schemaless_reader", not_fastavro)
+    assert AvroCodec(STORE, registry).decode(framed, "ConversionTriggered") == trigger_record()
+    with pytest.raises(DecodeError, match="trailing bytes"):
+        AvroCodec(STORE, registry).decode(framed + b"\x00", "ConversionTriggered")
+
+
 def test_registry_writer_with_an_older_schema_is_resolved_to_the_reader():
     registry = FakeRegistry()
     old = json.loads(STORE.text("ConversionTriggered"))
