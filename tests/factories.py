@@ -3,6 +3,7 @@
 from typing import Any
 
 from consumer.events.records import CUSTOMER_FIELDS
+from consumer.events.results import ConversionResult
 
 NOW_MS = 1_780_000_000_000
 
@@ -71,4 +72,49 @@ def connection_record(**overrides: Any) -> dict[str, Any]:
         "updated_at": 0,
     }
     record.update(overrides)
+    return record
+
+
+def result_record(result: ConversionResult) -> dict[str, Any]:
+    """A result as the `ConversionResult` schema's record: what fastavro writes, the
+    reference the service's own writer (`events/result_avro.py`) is held to."""
+    t = result.trigger
+    record: dict[str, Any] = {
+        "event_id": None if t is None else t.event_id,
+        "workspace_id": None if t is None else t.workspace_id,
+        "contact_id": None if t is None else t.contact_id,
+        "dataset_id": None if t is None else t.dataset_id,
+        "channel": None if t is None else str(t.channel),
+        "event_name": None if t is None else t.event_type.event_name,
+        "status": str(result.status),
+        "reason": None if result.reason is None else str(result.reason),
+        "detail": result.detail,
+        "test_event_code": None if t is None else t.test_event_code,
+        "user_data_keys": list(result.user_data_keys),
+        "meta_response": None,
+        "meta_error": None,
+        "attempts": result.attempts,
+        "source_topic": result.source.topic,
+        "source_partition": result.source.partition,
+        "source_offset": result.source.offset,
+        "triggered_at": None if t is None else t.occurred_at,
+        "processed_at": result.processed_at,
+    }
+    if result.meta_response is not None:
+        r = result.meta_response
+        record["meta_response"] = {
+            "events_received": r.events_received,
+            "fbtrace_id": r.fbtrace_id,
+            "messages": list(r.messages),
+        }
+    if result.meta_error is not None:
+        e = result.meta_error
+        record["meta_error"] = {
+            "code": e.code,
+            "subcode": e.subcode,
+            "type": e.type,
+            "message": e.message,
+            "user_title": e.user_title,
+            "user_msg": e.user_msg,
+        }
     return record

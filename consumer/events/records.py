@@ -101,15 +101,14 @@ class CustomerInfo:
 
     def merged_over(self, other: CustomerInfo) -> CustomerInfo:
         """These values, with the blanks filled from `other` (self when nothing is filled)."""
-        mine = self.values()
-        blanks = [i for i, v in enumerate(mine) if v is None or not v.strip()]
-        if not blanks:
+        mine, theirs = self.values(), other.values()
+        filled = [i for i, v in enumerate(mine) if (v is None or not v.strip()) and theirs[i] != v]
+        if not filled:
             return self
-        theirs = other.values()
         merged = list(mine)
-        for i in blanks:
+        for i in filled:
             merged[i] = theirs[i]
-        return self if merged == list(mine) else CustomerInfo(*merged)
+        return CustomerInfo(*merged)
 
     def values(self) -> tuple[str | None, ...]:
         """Every field's value, in `CUSTOMER_FIELDS` order."""
@@ -117,6 +116,9 @@ class CustomerInfo:
 
 
 CUSTOMER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CustomerInfo))
+_customer_values: Callable[[CustomerInfo], tuple[str | None, ...]] = operator.attrgetter(
+    *CUSTOMER_FIELDS
+)
 
 _E = TypeVar("_E", bound=enum.StrEnum)
 
@@ -126,11 +128,6 @@ def _member(kind: type[_E], value: Any) -> _E:
     where the call searches); the call raises for a value that is not."""
     member = kind._value2member_map_.get(value) if isinstance(value, str) else None
     return member if member is not None else kind(value)  # type: ignore[return-value]
-
-
-_customer_values: Callable[[CustomerInfo], tuple[str | None, ...]] = operator.attrgetter(
-    *CUSTOMER_FIELDS
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from consumer.errors import MetaErrorInfo
 from consumer.events.records import ResultStatus, Trigger
@@ -173,45 +173,3 @@ class ConversionResult:
             ("capi.source.partition", str(source.partition).encode()),
             ("capi.source.offset", str(source.offset).encode()),
         ]
-
-    def to_avro(self) -> dict[str, Any]:
-        t = self.trigger
-        record: dict[str, Any] = {
-            "event_id": None if t is None else t.event_id,
-            "workspace_id": None if t is None else t.workspace_id,
-            "contact_id": None if t is None else t.contact_id,
-            "dataset_id": None if t is None else t.dataset_id,
-            "channel": None if t is None else str(t.channel),
-            "event_name": None if t is None else t.event_type.event_name,
-            "status": str(self.status),
-            "reason": None if self.reason is None else str(self.reason),
-            "detail": self.detail,
-            "test_event_code": None if t is None else t.test_event_code,
-            "user_data_keys": list(self.user_data_keys),
-            "meta_response": None,
-            "meta_error": None,
-            "attempts": self.attempts,
-            "source_topic": self.source.topic,
-            "source_partition": self.source.partition,
-            "source_offset": self.source.offset,
-            "triggered_at": None if t is None else t.occurred_at,
-            "processed_at": self.processed_at,
-        }
-        if self.meta_response is not None:
-            r = self.meta_response
-            record["meta_response"] = {
-                "events_received": r.events_received,
-                "fbtrace_id": r.fbtrace_id,
-                "messages": list(r.messages),
-            }
-        if self.meta_error is not None:
-            e = self.meta_error
-            record["meta_error"] = {
-                "code": e.code,
-                "subcode": e.subcode,
-                "type": e.type,
-                "message": e.message,
-                "user_title": e.user_title,
-                "user_msg": e.user_msg,
-            }
-        return record

@@ -116,31 +116,54 @@ def utc_day(at_ms: int) -> dt.date:
 def tally_of(result: Mapping[str, Any]) -> Tally | None:
     """What a result (its Avro record) adds; None when it counts nowhere (no dataset, or a
     test event)."""
-    dataset_id = result["dataset_id"]
-    if not dataset_id or result["test_event_code"] or not result["event_name"]:
-        return None
-    key = SignalKey(
-        result["source_partition"], dataset_id, result["event_name"], _day(result["processed_at"])
-    )
-    return Tally(
-        key,
-        result["workspace_id"] or "",
-        result["status"],
-        result["reason"] or "",
-        tuple(result["user_data_keys"]),
+    return _tally(
+        partition=result["source_partition"],
+        dataset_id=result["dataset_id"],
+        event_name=result["event_name"],
+        test_event_code=result["test_event_code"],
+        processed_at=result["processed_at"],
+        workspace_id=result["workspace_id"],
+        status=result["status"],
+        reason=result["reason"],
+        user_data_keys=tuple(result["user_data_keys"]),
     )
 
 
 def tally_of_result(result: ConversionResult) -> Tally | None:
     """`tally_of` a result before it is encoded."""
     t = result.trigger
-    if t is None or not t.dataset_id or t.test_event_code:
+    if t is None:
         return None
-    key = SignalKey(
-        result.source.partition, t.dataset_id, t.event_type.event_name, _day(result.processed_at)
+    return _tally(
+        partition=result.source.partition,
+        dataset_id=t.dataset_id,
+        event_name=t.event_type.event_name,
+        test_event_code=t.test_event_code,
+        processed_at=result.processed_at,
+        workspace_id=t.workspace_id,
+        status=str(result.status),
+        reason=None if result.reason is None else str(result.reason),
+        user_data_keys=result.user_data_keys,
     )
-    reason = "" if result.reason is None else str(result.reason)
-    return Tally(key, t.workspace_id, str(result.status), reason, result.user_data_keys)
+
+
+def _tally(
+    *,
+    partition: int,
+    dataset_id: str | None,
+    event_name: str | None,
+    test_event_code: str | None,
+    processed_at: int,
+    workspace_id: str | None,
+    status: str,
+    reason: str | None,
+    user_data_keys: tuple[str, ...],
+) -> Tally | None:
+    """The one rule of both: results without a dataset and test events count nowhere."""
+    if not dataset_id or test_event_code or not event_name:
+        return None
+    key = SignalKey(partition, dataset_id, event_name, _day(processed_at))
+    return Tally(key, workspace_id or "", status, reason or "", user_data_keys)
 
 
 _MS_A_DAY = 86_400_000

@@ -17,7 +17,6 @@ import json
 import site
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -152,6 +151,7 @@ class AvroCodec:
         # a registry id's writer schema, parsed, and its fingerprint
         self._registry_writers: dict[int, tuple[Any, bytes]] = {}
         self._registered_ids: dict[tuple[str, str], int] = {}
+        self._headers: dict[tuple[str, str], bytes] = {}  # (name, topic) -> framing bytes
         self._lock = threading.Lock()
 
     def decode(self, data: bytes | None, name: str) -> dict[str, Any]:
@@ -193,14 +193,17 @@ class AvroCodec:
 
     def header(self, name: str, topic: str) -> bytes:
         """The bytes before the Avro body of a record of `name` for `topic`: this codec's
-        framing (a body written by other means follows them)."""
-        if self._registry is None:
-            return _SINGLE_OBJECT_MAGIC + self._store.fingerprint(name)
-        return bytes([_CONFLUENT_MAGIC]) + self.schema_id(name, topic).to_bytes(4, "big")
-
-    def encoder(self, name: str, topic: str) -> Callable[[dict[str, Any]], bytes]:
-        """A function encoding records of `name` for `topic`."""
-        return lambda record: self.encode(name, record, topic)
+        framing (a body written by other means follows them); made once, asked per record."""
+        key = (name, topic)
+        header = self._headers.get(key)
+        if header is None:
+            if self._registry is None:
+                header = _SINGLE_OBJECT_MAGIC + self._store.fingerprint(name)
+            else:
+                schema_id = self.schema_id(name, topic)  # raises while the registry is away
+                header = bytes([_CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big")
+            self._headers[key] = header
+        return header
 
     def _read_compiled(self, data: bytes, offset: int, read: BodyReader) -> dict[str, Any]:
         """A body written with the current schema, by its compiled reader."""

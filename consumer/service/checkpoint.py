@@ -197,12 +197,12 @@ class Checkpoint:
         it adds to the signal counts."""
         source = result.source
         key = (result.event_id or "").encode("utf-8")
-        value = self._codec.header("ConversionResult", self._topics.results)
+        framing = self._codec.header("ConversionResult", self._topics.results)
         records = [
             OutRecord(
                 self._topics.results,
                 key,
-                value + self._result_body.body(result),
+                framing + self._result_body.body(result),
                 source.topic_partition,
                 partition=source.partition,
                 on_delivery=self._result_delivered,

@@ -90,8 +90,8 @@ class Rebalance:
             t = self._topics
             raise FatalError(
                 f"{t.results}, {t.retry} and {t.signals} need at least as many partitions as "
-                f"{t.triggered} "
-                f"(partition {too_high[0]}); the smaller has {self._restore.partitions}"
+                f"{t.triggered} (partition {too_high[0]}); the smaller has "
+                f"{self._restore.partitions}"
             )
         arrived = {(tp.topic, tp.partition) for tp in partitions}
         self._owned.arrived(arrived)

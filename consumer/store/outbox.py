@@ -43,8 +43,8 @@ def _record_entry(r: OutRecord) -> dict[str, Any]:
     headers = r.headers
     return {
         "topic": r.topic,
-        "key": None if r.key is None else base64.b64encode(r.key).decode(),
-        "value": None if r.value is None else base64.b64encode(r.value).decode(),
+        "key": _b64(r.key),
+        "value": _b64(r.value),
         "partition": r.partition,
         "headers": [
             [k, _b64(v if isinstance(v, bytes) else str(v or "").encode())] for k, v in headers

@@ -244,3 +244,16 @@ def _store_with(directory, schema):
         (directory / path.name).write_text(path.read_text())
     (directory / f"{schema['name']}.avsc").write_text(json.dumps(schema))
     return directory
+
+
+def test_the_framing_is_asked_of_the_registry_until_it_answers_then_kept():
+    registry = FakeRegistry()
+    AvroCodec(STORE, registry, auto_register=True).schema_id("ConversionResult", "results")
+    codec = AvroCodec(STORE, registry)
+    registry.down = True
+    with pytest.raises(SchemaUnavailableError):
+        codec.header("ConversionResult", "results")
+    registry.down = False
+    assert codec.header("ConversionResult", "results") == b"\x00" + (1).to_bytes(4, "big")
+    registry.down = True  # made once: a later record needs no registry
+    assert codec.header("ConversionResult", "results") == b"\x00" + (1).to_bytes(4, "big")

@@ -22,7 +22,7 @@ from consumer.store.parked import ParkedTable, encode_parked
 from consumer.store.recovery import Recovery
 from consumer.store.signal_counts import SignalCounts
 from consumer.store.sqlite import StateStore
-from tests.factories import NOW_MS, trigger_record
+from tests.factories import NOW_MS, result_record, trigger_record
 
 TOPIC = "results"
 RETRY = "retry"
@@ -180,7 +180,7 @@ def _result_record(partition, offset, source_topic, source_offset, event_id, pro
         processed_at,
         trigger=trigger,
     )
-    value = AvroCodec(SchemaStore()).encode("ConversionResult", result.to_avro(), TOPIC)
+    value = AvroCodec(SchemaStore()).encode("ConversionResult", result_record(result), TOPIC)
     return Message(topic=TOPIC, partition=partition, offset=offset, value=value)
 
 
