@@ -18,7 +18,7 @@ __all__ = ["Enrichment", "enrich", "referral_key"]
 _CLOCK_SKEW_MS = 5 * 60 * 1000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Enrichment:
     """The enriched trigger, and whether the contact and the referral added anything."""
 

@@ -99,7 +99,7 @@ class Rules:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Refusal:
     """Why an event is not sent: SKIPPED by design (`skip`), or FAILED needing attention
     (`fail`); `dead_letter`: its received bytes go to the dead-letter topic, for an operator to
@@ -132,7 +132,7 @@ class Refusal:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Approved:
     """A CAPI server event that passed every rule."""
 

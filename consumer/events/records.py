@@ -79,7 +79,7 @@ class AssetType(enum.StrEnum):
     INSTAGRAM_ACCOUNT = "INSTAGRAM_ACCOUNT"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CustomerInfo:
     """Customer information as a person typed it; normalization happens later."""
 
@@ -130,7 +130,7 @@ def _member(kind: type[_E], value: Any) -> _E:
     return member if member is not None else kind(value)  # type: ignore[return-value]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Trigger:
     """A decoded `ConversionTriggered` message."""
 
@@ -246,14 +246,14 @@ class MetaConnection:
         return self._datasets_by_id.get(dataset_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Identity:
     channel: Channel
     account_id: str
     user_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Contact:
     """A decoded `Contact`: what the platform knows of a person."""
 
@@ -284,7 +284,7 @@ class Contact:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AdReferral:
     """A decoded `AdReferral`: the ad a contact's conversation on a channel came from."""
 

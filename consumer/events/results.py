@@ -90,7 +90,7 @@ class SourceRef(NamedTuple):
         return self.topic, self.partition
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RawMessage:
     """A received message's key and value as they arrived: what a dead letter carries, for
     an operator to fix and replay, and what a parked event keeps of its trigger."""
@@ -133,7 +133,7 @@ class MetaResponse:
     messages: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConversionResult:
     """The one record published for an input message (the `ConversionResult` schema)."""
 

@@ -97,7 +97,7 @@ class SignalKey:
         return cls(int(partition), dataset_id, event_name, day)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tally:
     """What one result adds to the counts of its key."""
 

@@ -66,7 +66,7 @@ class _Failure(enum.Enum):
     RESTART = "restart"  # the coordinator ended the producer's epoch: a new producer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutRecord:
     """A record to produce in the open transaction, and the input partition it answers for."""
 

@@ -20,7 +20,7 @@ from consumer.meta.client import Credentials
 __all__ = ["Batch", "BatchKey", "Batcher", "OutgoingEvent"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutgoingEvent:
     """An approved event waiting to be sent, with what its result needs; `parked` when it
     comes from the retry topic (its `source` is then its input's, long committed)."""

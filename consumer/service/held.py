@@ -20,7 +20,7 @@ from consumer.service.retry_topic import ParkingChange
 __all__ = ["Held", "HeldResults", "UnresolvedBytes"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Held:
     """What a resolved message publishes, the dedup entry it makes, what it changes in the
     parked table and adds to the signal counts, once released."""

@@ -83,7 +83,7 @@ class Recover:
     source: SourceRef
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Resolved:
     """The message's result is known now (`parked`: the result of a parked event)."""
 
@@ -92,7 +92,7 @@ class Resolved:
     parked: ParkedEvent | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     """An approved event for Meta."""
 
