@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from consumer.events.records import AdReferral, Channel, Contact, Trigger
 
@@ -42,7 +42,7 @@ def enrich(
     contact_used = referral_used = False
     if contact is not None:
         merged = trigger.customer_info.merged_over(contact.customer_info)
-        if merged != trigger.customer_info:
+        if merged is not trigger.customer_info:  # a new one only when it filled a blank
             changes["customer_info"] = merged
             contact_used = True
         if trigger.channel is not Channel.WHATSAPP and not (trigger.channel_user_id or "").strip():
@@ -58,7 +58,7 @@ def enrich(
     ):
         changes["ctwa_clid"] = referral.ctwa_clid
         referral_used = True
-    enriched = replace(trigger, **changes) if changes else trigger  # type: ignore[arg-type]
+    enriched = trigger.replaced(**changes) if changes else trigger
     return Enrichment(enriched, contact_used, referral_used)
 
 

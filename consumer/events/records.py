@@ -178,6 +178,14 @@ class Trigger:
             get("test_event_code"),
         )
 
+    def replaced(self, **changes: Any) -> Trigger:
+        """This trigger with some fields changed: `dataclasses.replace` without its checks of
+        every field (an enriched trigger is built for most events)."""
+        values = list(_trigger_values(self))
+        for name, value in changes.items():
+            values[_TRIGGER_INDEX[name]] = value
+        return Trigger(*values)
+
     @property
     def selected_account_id(self) -> str | None:
         """The account ticked in the step for this trigger's channel."""
@@ -186,6 +194,11 @@ class Trigger:
         if self.channel is Channel.MESSENGER:
             return self.selected_page_id
         return self.selected_instagram_account_id
+
+
+_TRIGGER_FIELDS = tuple(f.name for f in fields(Trigger))
+_TRIGGER_INDEX = {name: i for i, name in enumerate(_TRIGGER_FIELDS)}
+_trigger_values: Callable[[Trigger], tuple[Any, ...]] = operator.attrgetter(*_TRIGGER_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
+import msgspec
 import orjson
 
 from consumer.errors import StateFullError
@@ -30,28 +30,62 @@ __all__ = ["Outbox"]
 log = logging.getLogger(__name__)
 
 
-def _b64(value: bytes | None) -> str | None:
-    return None if value is None else base64.b64encode(value).decode()
+# An entry is MessagePack (msgspec): [records, dedup], a record [topic, key, value, partition,
+# headers] with its bytes as bytes. Earlier versions wrote JSON with the bytes in base64; such
+# an entry (it starts with "{") is still read, so a state folder left by one loses nothing.
+_ENCODER = msgspec.msgpack.Encoder()
+_Entry = tuple[
+    list[tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes | None]]]],
+    tuple[str, str] | None,
+]
+_DECODER = msgspec.msgpack.Decoder(_Entry)
+
+
+def _header_bytes(value: str | bytes | None) -> bytes:
+    return value if isinstance(value, bytes) else str(value or "").encode()
+
+
+def _entry(records: Iterable[OutRecord], dedup: DedupEntry | None) -> bytes:
+    """The outbox entry that keeps these records and dedup entry."""
+    return _ENCODER.encode(
+        (
+            [
+                (
+                    r.topic,
+                    r.key,
+                    r.value,
+                    r.partition,
+                    [(k, _header_bytes(v)) for k, v in r.headers] if r.headers else [],
+                )
+                for r in records
+            ],
+            None if dedup is None else (dedup.event_id, dedup.status.value),
+        )
+    )
+
+
+def _read_entry(raw: bytes) -> _Entry:
+    """An entry's records and dedup entry, as `_entry` wrote them (or as JSON, by an earlier
+    version)."""
+    if raw[:1] != b"{":
+        return _DECODER.decode(raw)
+    data = orjson.loads(raw)
+    records = [
+        (
+            r["topic"],
+            _unb64(r["key"]),
+            _unb64(r["value"]),
+            r["partition"],
+            [(k, _unb64(v)) for k, v in r["headers"]],
+        )
+        for r in data["records"]
+    ]
+    dedup = data["dedup"]
+    return records, None if not dedup else (str(dedup[0]), str(dedup[1]))
 
 
 def _unb64(value: str | None) -> bytes | None:
     return None if value is None else base64.b64decode(value)
-
-
-def _record_entry(r: OutRecord) -> dict[str, Any]:
-    """A record as an outbox entry keeps it (JSON, bytes in base64)."""
-    headers = r.headers
-    return {
-        "topic": r.topic,
-        "key": _b64(r.key),
-        "value": _b64(r.value),
-        "partition": r.partition,
-        "headers": [
-            [k, _b64(v if isinstance(v, bytes) else str(v or "").encode())] for k, v in headers
-        ]
-        if headers
-        else [],
-    }
 
 
 class Outbox:
@@ -126,13 +160,7 @@ class Outbox:
         dedup: DedupEntry | None,
     ) -> None:
         """Queue an entry; `flush` writes the queued entries in one transaction."""
-        entry = orjson.dumps(
-            {
-                "records": [_record_entry(r) for r in records],
-                "dedup": None if dedup is None else list(dedup),
-            }
-        )
-        self._pending.append((topic, partition, offset, entry, self._clock_ms()))
+        self._pending.append((topic, partition, offset, _entry(records, dedup), self._clock_ms()))
 
     def flush(self) -> None:
         """Write the queued entries; while the store is full they stay queued (a crash then
@@ -158,22 +186,20 @@ class Outbox:
             "SELECT entry FROM outbox WHERE topic = ? AND partition = ? AND offset = ?",
             (topic, partition, offset),
         ).fetchone()
-        data = orjson.loads(row[0])
+        entries, kept = _read_entry(row[0])
         source = (topic, partition)
         records = [
             OutRecord(
-                r["topic"],
-                _unb64(r["key"]),
-                _unb64(r["value"]),
+                record_topic,
+                key,
+                value,
                 source,
-                partition=r["partition"],
-                headers=[(k, _unb64(v)) for k, v in r["headers"]] or None,
+                partition=record_partition,
+                headers=list(headers) or None,
             )
-            for r in data["records"]
+            for record_topic, key, value, record_partition, headers in entries
         ]
-        dedup = None
-        if data["dedup"]:
-            dedup = DedupEntry(str(data["dedup"][0]), DedupStatus(data["dedup"][1]))
+        dedup = None if kept is None else DedupEntry(kept[0], DedupStatus(kept[1]))
         return records, dedup
 
     def discard(self, sources: list[SourceRef]) -> None:

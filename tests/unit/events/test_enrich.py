@@ -1,3 +1,4 @@
+import dataclasses
 from typing import Any
 
 import pytest
@@ -126,3 +127,15 @@ def test_a_merge_fills_each_blank_from_the_contact_and_nothing_else(step, contac
     assert merged.values() == expected
     if expected == step.values():
         assert merged is step  # nothing filled: the step's own record, not a copy
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["customer_info", "channel_user_id", "ctwa_clid", "event_id", "value"]),
+        st.text(max_size=8),
+    )
+)
+def test_a_replaced_trigger_is_what_dataclasses_replace_builds(changes):
+    trigger = Trigger.from_avro(trigger_record())
+    assert trigger.replaced(**changes) == dataclasses.replace(trigger, **changes)

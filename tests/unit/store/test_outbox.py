@@ -1,3 +1,7 @@
+import base64
+
+import orjson
+
 from consumer.events.results import DedupEntry, DedupStatus
 from consumer.kafka.publisher import OutRecord
 from consumer.store.outbox import Outbox
@@ -97,6 +101,41 @@ def test_a_state_folder_of_an_earlier_version_keeps_its_entries(tmp_path):
     outbox.open()
     outbox.load("in", 0, committed=0)
     assert outbox.has("in", 0, 3)
+
+
+def test_an_entry_written_as_json_by_an_earlier_version_is_taken_whole(tmp_path):
+    # the JSON form, bytes in base64, as the version before MessagePack entries wrote it
+    entry = orjson.dumps(
+        {
+            "records": [
+                {
+                    "topic": "results",
+                    "key": base64.b64encode(b"evt-1").decode(),
+                    "value": base64.b64encode(b"\x00avro").decode(),
+                    "partition": 2,
+                    "headers": [],
+                },
+                {
+                    "topic": "dlq",
+                    "key": None,
+                    "value": base64.b64encode(b"raw").decode(),
+                    "partition": None,
+                    "headers": [["capi.error", base64.b64encode(b"X: y").decode()]],
+                },
+            ],
+            "dedup": ["evt-1", "SENT"],
+        }
+    )
+    store = StateStore(tmp_path).open()
+    outbox = Outbox(store)
+    outbox.open()
+    store.db.execute("INSERT INTO outbox VALUES ('in', 2, 41, ?, 0)", (entry,))
+    records, dedup = outbox.take("in", 2, 41)
+    assert dedup == DedupEntry("evt-1", DedupStatus.SENT)
+    assert [(r.topic, r.key, r.value, r.partition, r.headers) for r in records] == [
+        ("results", b"evt-1", b"\x00avro", 2, None),
+        ("dlq", None, b"raw", None, [("capi.error", b"X: y")]),
+    ]
 
 
 def test_the_state_folder_is_private(tmp_path):
