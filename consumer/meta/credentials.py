@@ -33,8 +33,22 @@ class CredentialStore:
         self._cache: dict[str, tuple[int, int, Secret]] = {}
         self._checked: dict[str, float] = {}  # ref -> when its file was last looked at
         self._lock = threading.Lock()
+        # a connection's two references -> when last read, and the credentials they gave
+        self._by_refs: dict[tuple[str, str | None], tuple[float, Credentials]] = {}
 
     def for_connection(self, connection: MetaConnection) -> Credentials:
+        """The connection's credentials; asked for every event, so the pair is kept as long
+        as its files are (looked at no more than once a second)."""
+        refs = (connection.credential_ref, connection.app_secret_ref)
+        now = time.monotonic()
+        kept = self._by_refs.get(refs)
+        if kept is not None and now - kept[0] < _RECHECK_S:
+            return kept[1]
+        credentials = self._credentials(connection)
+        self._by_refs[refs] = (now, credentials)
+        return credentials
+
+    def _credentials(self, connection: MetaConnection) -> Credentials:
         token = self._read(connection.credential_ref, "access token")
         secret = (
             self._read(connection.app_secret_ref, "app secret")

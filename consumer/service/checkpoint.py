@@ -234,7 +234,8 @@ class Checkpoint:
                 self._dedup.abandon(dedup.event_id)
             return False
         reason = result.reason or ""
-        if any(r.topic == self._topics.dlq for r in held.records):
+        records = held.records  # the result first; a dead letter, when there is one, after it
+        if len(records) > 1 and any(r.topic == self._topics.dlq for r in records):
             self._metrics.tally(self._metrics.dead_letters, reason)
         self._held.put(self._done(source), held)
         self._metrics.tally(self._metrics.results, result.status, reason)
