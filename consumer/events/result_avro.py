@@ -13,6 +13,8 @@ generated results and the field order to `schemas/ConversionResult.avsc`.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from consumer.errors import MetaErrorInfo
 from consumer.events.records import Channel, ResultStatus
 from consumer.events.results import ConversionResult, MetaResponse
@@ -86,6 +88,13 @@ def _strings(values: tuple[str, ...]) -> bytes:
     if not values:
         return _END
     return _long(len(values)) + b"".join(_string(v) for v in values) + _END
+
+
+@lru_cache(maxsize=4096)
+def _match_keys(keys: tuple[str, ...]) -> bytes:
+    """`_strings` of a result's match keys, kept: they are a few of eleven names, and most
+    results repeat a combination seen before."""
+    return _strings(keys)
 
 
 # enums by their symbol's index in the schema (`Channel` in a union with null first)
@@ -169,7 +178,7 @@ class ResultBodyWriter:
                 _NULL if reason is None else _SOME + _string(reason),
                 _optional_string(result.detail),
                 test_event_code,
-                _strings(result.user_data_keys),
+                _match_keys(result.user_data_keys),
                 self._answer_of(result),
                 _long(result.attempts),
                 _string(source.topic),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -75,9 +75,9 @@ def match_key_order(key: str) -> tuple[int, str]:
     return _KEY_RANK.get(key, len(KEY_ORDER)), key
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class SignalKey:
-    """Whose counts: an input partition's, for one dataset, event name and UTC day."""
+class SignalKey(NamedTuple):
+    """Whose counts: an input partition's, for one dataset, event name and UTC day. A named
+    tuple: one is built for every result, and it keys the counts (hashed and ordered in C)."""
 
     partition: int
     dataset_id: str
