@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "CUSTOMER_FIELDS",
+    "TRIGGER_AVRO_TYPES",
     "AdReferral",
     "Asset",
     "AssetType",
@@ -155,7 +156,8 @@ class Trigger:
 
     @classmethod
     def from_avro(cls, data: dict[str, Any]) -> Trigger:
-        # positional, in the fields' order, and enums from a dict: built for every message
+        # a body of an older or newer writer schema, read by fastavro (the current schema's
+        # bodies are read straight into a Trigger: TRIGGER_AVRO_TYPES)
         get = data.get
         return cls(
             data["event_id"],
@@ -196,6 +198,14 @@ class Trigger:
         return self.selected_instagram_account_id
 
 
+# the classes a `ConversionTriggered` body is read into, by their names in the schema (a
+# trigger is read straight into a `Trigger`: `AvroCodec.typed_decoder`)
+TRIGGER_AVRO_TYPES: dict[str, type] = {
+    "io.capiconsumer.ConversionTriggered": Trigger,
+    "io.capiconsumer.CustomerInfo": CustomerInfo,
+    "io.capiconsumer.Channel": Channel,
+    "io.capiconsumer.EventType": EventType,
+}
 _TRIGGER_FIELDS = tuple(f.name for f in fields(Trigger))
 _TRIGGER_INDEX = {name: i for i, name in enumerate(_TRIGGER_FIELDS)}
 _trigger_values: Callable[[Trigger], tuple[Any, ...]] = operator.attrgetter(*_TRIGGER_FIELDS)

@@ -8,6 +8,10 @@ reads a trigger in about a fifth of fastavro's time. A schema with a type not ha
 (floats, maps, fixed, a named type referred to by name) gets no such reader and stays with
 fastavro, as do bodies written with another schema than the one read with (schema resolution).
 
+A reader can also build typed records as it reads: given classes by record name, it calls a
+record's class with its fields in order (no dict in between), and given enums by enum name, it
+reads a symbol as the enum's member.
+
 A reader is at least as strict as fastavro: a truncated body, a union branch or enum index out
 of range, a negative length or invalid UTF-8 raise (`ValueError`, `IndexError`,
 `UnicodeDecodeError`; the codec turns them into `DecodeError`).
@@ -18,13 +22,14 @@ or read as fastavro reads it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["BodyReader", "compile_reader"]
 
-# reads a whole body from an offset: the record and the offset after it
-BodyReader = Callable[[bytes, int], tuple[dict[str, Any], int]]
+# reads a whole body from an offset: the record (a dict, or a typed record) and the offset after it
+BodyReader = Callable[[bytes, int], tuple[Any, int]]
 
 
 def _long(data: bytes, i: int) -> tuple[int, int]:
@@ -71,7 +76,8 @@ class _Unsupported(Exception):
 class _Writer:
     """The source of one reader: lines, fresh local names, and the constants it refers to."""
 
-    def __init__(self) -> None:
+    def __init__(self, types: Mapping[str, Any]) -> None:
+        self.types = types
         self.lines: list[str] = []
         self.constants: dict[str, Any] = {}
         self._names = 0
@@ -107,7 +113,7 @@ class _Writer:
         elif kind == "boolean":
             self.line(depth, f"{target}, i = _boolean(data, i)")
         elif kind == "enum" and isinstance(schema, dict):
-            self._enum(schema["symbols"], target, depth)
+            self._enum(schema, target, depth)
         elif kind == "array" and isinstance(schema, dict):
             self._array(schema["items"], target, depth)
         elif kind == "record" and isinstance(schema, dict):
@@ -116,12 +122,18 @@ class _Writer:
             raise _Unsupported(kind)  # another type, or a named type referred to by name
 
     def record(self, schema: dict[str, Any], target: str, depth: int) -> None:
-        names = []
-        for field in schema["fields"]:
-            name = self.local("f")
-            self.value(field["type"], name, depth)
-            names.append(f"{field['name']!r}: {name}")
-        self.line(depth, f"{target} = {{{', '.join(names)}}}")
+        fields = [(f["name"], self.local("f")) for f in schema["fields"]]
+        for (_, local), field in zip(fields, schema["fields"], strict=True):
+            self.value(field["type"], local, depth)
+        cls = self.types.get(schema["name"])
+        if cls is None:
+            pairs = ", ".join(f"{name!r}: {local}" for name, local in fields)
+            self.line(depth, f"{target} = {{{pairs}}}")
+            return
+        if [f.name for f in dataclasses.fields(cls)] != [name for name, _ in fields]:
+            raise ValueError(f"{cls.__name__}'s fields are not {schema['name']}'s, in order")
+        arguments = ", ".join(local for _, local in fields)
+        self.line(depth, f"{target} = {self.constant(cls)}({arguments})")
 
     def _long(self, target: str, depth: int) -> None:
         self.line(depth, "b = data[i]")
@@ -145,8 +157,10 @@ class _Writer:
         self.line(depth + 1, f"{target} = data[i:j]{decode}")
         self.line(depth, "i = j")
 
-    def _enum(self, symbols: list[str], target: str, depth: int) -> None:
-        names = self.constant(tuple(symbols))
+    def _enum(self, schema: dict[str, Any], target: str, depth: int) -> None:
+        symbols = schema["symbols"]
+        enum = self.types.get(schema["name"])
+        names = self.constant(tuple(symbols) if enum is None else tuple(map(enum, symbols)))
         index = self.local("k")
         self._long(index, depth)
         self.line(depth, f"if not 0 <= {index} < {len(symbols)}:")
@@ -191,23 +205,27 @@ class _Writer:
 _PRIMITIVE_KINDS = {"null", "boolean", "int", "long", "string", "bytes"}
 
 
-def _reader_source(schema: Any) -> tuple[str, dict[str, Any]]:
+def _reader_source(schema: Any, types: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """The source of the reader of record schema `schema`, and the constants it refers to
     (`_Unsupported` for a type not handled here)."""
-    writer = _Writer()
+    writer = _Writer(types)
     writer.line(1, "end = len(data)")
     writer.record(schema, "record", 1)
     writer.line(1, "return record, i")
     return "def read(data, i):\n" + "\n".join(writer.lines) + "\n", writer.constants
 
 
-def compile_reader(schema: Any) -> BodyReader | None:
+def compile_reader(schema: Any, types: Mapping[str, Any] | None = None) -> BodyReader | None:
     """A reader of bodies written with the record schema `schema` (fastavro's parsed form,
-    logical types stripped), or None when it uses a type not handled here."""
+    logical types stripped), or None when it uses a type not handled here.
+
+    `types`, by full name: a record's dataclass, built with the record's fields in order (its
+    fields must be the schema's: `ValueError` otherwise), or an enum, whose members stand for
+    the symbols. Records and enums not named are dicts and symbols."""
     if not isinstance(schema, dict) or schema.get("type") != "record":
         return None
     try:
-        source, constants = _reader_source(schema)
+        source, constants = _reader_source(schema, types or {})
     except _Unsupported:
         return None
     namespace: dict[str, Any] = {"_long": _long, "_length": _length, "_boolean": _boolean}

@@ -17,8 +17,9 @@ import json
 import site
 import sys
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import fastavro
 import fastavro.schema
@@ -32,6 +33,8 @@ __all__ = [
     "RegistryClient",
     "SchemaStore",
 ]
+
+T = TypeVar("T")
 
 
 def _schema_dir() -> Path:
@@ -156,6 +159,33 @@ class AvroCodec:
 
     def decode(self, data: bytes | None, name: str) -> dict[str, Any]:
         """The record in `data`, read with the reader schema `name`."""
+        record: dict[str, Any] = self._decode(data, name, self._store.reader(name), None)
+        return record
+
+    def typed_decoder(
+        self, name: str, types: Mapping[str, Any], from_dict: Callable[[dict[str, Any]], T]
+    ) -> Callable[[bytes | None], T]:
+        """A decoder of `name` straight into typed records: a body of the current schema by a
+        reader that builds them as it reads (`types`, as `compile_reader` takes them), any
+        other body by fastavro, then `from_dict` (its KeyError, ValueError or TypeError is a
+        `DecodeError`)."""
+        read = compile_reader(self._store.parsed(name), types)
+
+        def decode(data: bytes | None) -> T:
+            typed: T = self._decode(data, name, read, from_dict)
+            return typed
+
+        return decode
+
+    def _decode(
+        self,
+        data: bytes | None,
+        name: str,
+        compiled: BodyReader | None,
+        from_dict: Callable[[dict[str, Any]], Any] | None,
+    ) -> Any:
+        """The record in `data`, read with the reader schema `name`: by `compiled` when it was
+        written with that schema, else by fastavro (given to `from_dict`, if any)."""
         if not data:
             raise DecodeError("empty message value")
         reader = self._store.parsed(name)
@@ -170,18 +200,15 @@ class AvroCodec:
             writer_name, writer = found
             if writer_name != name:
                 raise DecodeError(f"message is a {writer_name}, expected a {name}")
-            compiled = self._store.reader(name) if writer is reader else None
-            if compiled is not None:
+            if compiled is not None and writer is reader:
                 return self._read_compiled(data, 10, compiled)
-            return self._read(data, 10, writer, reader)
+            return _built(self._read(data, 10, writer, reader), from_dict)
         if data[0] == _CONFLUENT_MAGIC and len(data) >= 5:
             writer, fingerprint = self._registry_writer(int.from_bytes(data[1:5], "big"))
             # the registry's copy of the current schema: the same bytes, the compiled reader
-            same = fingerprint == self._store.fingerprint(name)
-            compiled = self._store.reader(name) if same else None
-            if compiled is not None:
+            if compiled is not None and fingerprint == self._store.fingerprint(name):
                 return self._read_compiled(data, 5, compiled)
-            return self._read(data, 5, writer, reader)
+            return _built(self._read(data, 5, writer, reader), from_dict)
         raise DecodeError(f"unknown framing (first byte 0x{data[0]:02x})")
 
     def encode(self, name: str, record: dict[str, Any], topic: str) -> bytes:
@@ -205,7 +232,7 @@ class AvroCodec:
             self._headers[key] = header
         return header
 
-    def _read_compiled(self, data: bytes, offset: int, read: BodyReader) -> dict[str, Any]:
+    def _read_compiled(self, data: bytes, offset: int, read: BodyReader) -> Any:
         """A body written with the current schema, by its compiled reader."""
         try:
             record, end = read(bytes(data), offset)
@@ -299,6 +326,16 @@ class AvroCodec:
 # answers that say the registry cannot serve us now, not that the schema does not exist: the
 # readers wait (and `/readyz` says why) instead of failing messages
 _NOT_NOW = frozenset({401, 403, 408, 429})
+
+
+def _built(record: dict[str, Any], from_dict: Callable[[dict[str, Any]], Any] | None) -> Any:
+    """A record fastavro read, typed by `from_dict` (when given)."""
+    if from_dict is None:
+        return record
+    try:
+        return from_dict(record)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DecodeError(f"bad record: {exc!r}"[:200]) from exc
 
 
 def _client_error(exc: Exception) -> bool:

@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
-from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
@@ -26,7 +25,7 @@ from consumer.errors import (
 from consumer.events.enrich import enrich, referral_key
 from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Refusal, Rules, decide, seconds_ahead
-from consumer.events.records import Channel, ResultStatus, Trigger
+from consumer.events.records import TRIGGER_AVRO_TYPES, Channel, ResultStatus, Trigger
 from consumer.events.results import (
     REPLAY_HEADER,
     ConversionResult,
@@ -129,7 +128,9 @@ class Triage:
         metrics: Metrics,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
-        self._codec = codec
+        self._decode_trigger = codec.typed_decoder(
+            "ConversionTriggered", TRIGGER_AVRO_TYPES, Trigger.from_avro
+        )
         self._dedup = dedup
         self._parked = parked
         self._restore = restore
@@ -150,12 +151,8 @@ class Triage:
         """The verdicts of a consumed batch, in order; after a `Rewind`, the partition's later
         messages get none (they are read again)."""
         # decoded first, so that the batch's event ids are looked up in one query
-        decoded = [_decode(self._codec, msg) for msg in msgs]
-        event_ids = [
-            d["event_id"]
-            for d in decoded
-            if isinstance(d, dict) and isinstance(d.get("event_id"), str)
-        ]
+        decoded = [self._decode(msg) for msg in msgs]
+        event_ids = [d.event_id for d in decoded if isinstance(d, Trigger)]
         self._dedup.look_up(event_ids)
         self._parked_ids = self._parked.parked_among(event_ids) if event_ids else set()
         verdicts: list[Verdict] = []
@@ -172,9 +169,7 @@ class Triage:
         self._parked_ids = set()
         return verdicts
 
-    def message(
-        self, msg: Message, data: dict[str, Any] | CapiConsumerError | None
-    ) -> Verdict | None:
+    def message(self, msg: Message, data: Trigger | CapiConsumerError | None) -> Verdict | None:
         """What to do with one message (None: nothing to do: an error event of the consumer, or
         a message of a partition no longer ours)."""
         error = msg.error()
@@ -186,15 +181,13 @@ class Triage:
             return None  # fetched before its partition was let go: its next owner reads it
         if self._restore.is_restoring(source.partition):
             return Rewind(source)  # assigned a moment ago: its dedup entries are not restored
-        event_id = data.get("event_id") if isinstance(data, dict) else None
-        if self._restore.already_resolved(
-            source.partition, source.offset, event_id if isinstance(event_id, str) else None
-        ):
+        event_id = data.event_id if isinstance(data, Trigger) else None
+        if self._restore.already_resolved(source.partition, source.offset, event_id):
             return AlreadyResolved(source)
         if self._outbox.has(source.topic, source.partition, source.offset):
-            if isinstance(data, dict) and isinstance(data.get("event_id"), str):
+            if event_id is not None:
                 # in progress from now on: a copy later in this batch is a duplicate
-                self._dedup.begin(data["event_id"])
+                self._dedup.begin(event_id)
             return Recover(source)
         if isinstance(data, SchemaUnavailableError):
             log.warning(
@@ -207,12 +200,9 @@ class Triage:
             return Rewind(source, schema_unavailable=True)
         received = RawMessage(msg.key(), msg.value())
         now_ms = self._clock_ms()
-        if not isinstance(data, dict):  # a DecodeError
+        if not isinstance(data, Trigger):  # a DecodeError
             return _undecodable(source, str(data), received, now_ms)
-        try:
-            trigger = Trigger.from_avro(data)
-        except (KeyError, ValueError, TypeError) as exc:
-            return _undecodable(source, f"bad record: {exc!r}"[:200], received, now_ms)
+        trigger = data
         # every trigger's, refused or not: one wrong clock shifts them all, a wrong producer a few
         self._metrics.observe(self._metrics.event_ahead_of_clock, seconds_ahead(trigger, now_ms))
         prior = self._dedup.seen(trigger.event_id)
@@ -235,12 +225,11 @@ class Triage:
         ):
             return None
         try:
-            data = self._codec.decode(parked.received.value, "ConversionTriggered")
-            trigger = Trigger.from_avro(data)
+            trigger = self._decode_trigger(parked.received.value)
         except SchemaUnavailableError as exc:
             log.warning("schema registry unavailable for a parked event: %s", exc)
             return None
-        except (DecodeError, KeyError, ValueError, TypeError) as exc:  # it was decoded once
+        except DecodeError as exc:  # it was decoded once
             return _undecodable(
                 parked.source,
                 f"parked event: {exc}"[:200],
@@ -270,6 +259,15 @@ class Triage:
             result = replace(verdict.result, attempts=parked.attempts)
             return Resolved(result, letter, parked)
         return verdict
+
+    def _decode(self, msg: Message) -> Trigger | CapiConsumerError | None:
+        """The message's trigger, or why it has none (None: not a record but an error event)."""
+        if msg.error() is not None:
+            return None
+        try:
+            return self._decode_trigger(msg.value())
+        except (SchemaUnavailableError, DecodeError) as exc:
+            return exc
 
     def remember_restricted(self, asset_id: str) -> None:
         """Meta answered that this asset is in a messaging-restrictive region."""
@@ -335,17 +333,6 @@ def _consumer_error(error: KafkaError) -> None:
         raise FatalError(f"consumer fatal error: {error}")
     if error.code() != PARTITION_EOF:
         log.warning("consumer error: %s", error)
-
-
-def _decode(codec: AvroCodec, msg: Message) -> dict[str, Any] | CapiConsumerError | None:
-    """The message's record, or why it has none (None: not a record but an error event)."""
-    if msg.error() is not None:
-        return None
-    try:
-        data = codec.decode(msg.value(), "ConversionTriggered")
-    except (SchemaUnavailableError, DecodeError) as exc:
-        return exc
-    return data
 
 
 def _undecodable(

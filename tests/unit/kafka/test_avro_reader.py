@@ -4,6 +4,7 @@ generated; a corrupt body is refused or read as fastavro reads it, never read ot
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import fastavro
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.errors import DecodeError
+from consumer.events.records import TRIGGER_AVRO_TYPES, Channel, Trigger
 from consumer.kafka.avro_reader import compile_reader
 from consumer.kafka.codec import AvroCodec, SchemaStore
 
@@ -129,3 +131,33 @@ def test_the_codec_reads_with_the_compiled_reader_and_refuses_what_it_refuses():
         codec.decode(data[:-3], "AdReferral")
     with pytest.raises(DecodeError, match="trailing bytes"):
         codec.decode(data + b"\x00", "AdReferral")
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_a_typed_reader_builds_the_trigger_the_dict_builds(data):
+    schema = STORE.parsed("ConversionTriggered")
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schema, data.draw(values_of(schema)))
+    body = buf.getvalue()
+    read = compile_reader(schema, TRIGGER_AVRO_TYPES)
+    assert read is not None
+    trigger, end = read(body, 0)
+    assert end == len(body)
+    assert trigger == Trigger.from_avro(fastavro_read(schema, body))
+    assert type(trigger.channel) is Channel  # a member, not the symbol's text
+
+
+def test_a_class_whose_fields_are_not_the_schemas_is_refused_when_the_reader_is_made():
+    @dataclass
+    class Swapped:
+        channel_account_id: str
+        contact_id: str
+        channel: str
+        ctwa_clid: str | None
+        ad_id: str | None
+        source_url: str | None
+        referred_at: int
+
+    with pytest.raises(ValueError, match=r"not io\.capiconsumer\.AdReferral's, in order"):
+        compile_reader(STORE.parsed("AdReferral"), {"io.capiconsumer.AdReferral": Swapped})

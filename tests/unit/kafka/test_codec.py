@@ -1,10 +1,12 @@
 import io
 import json
+from typing import Any
 
 import fastavro
 import pytest
 
 from consumer.errors import DecodeError, SchemaUnavailableError
+from consumer.events.records import TRIGGER_AVRO_TYPES, Trigger
 from consumer.kafka.codec import DEFAULT_SCHEMA_DIR, AvroCodec, SchemaStore
 from tests.factories import trigger_record
 
@@ -172,6 +174,37 @@ def test_registry_writer_with_an_older_schema_is_resolved_to_the_reader():
     )
     assert decoded["test_event_code"] is None
     assert decoded["event_id"] == record["event_id"]
+
+
+def test_a_typed_decoder_types_a_body_of_another_schema_through_its_dict():
+    # fastavro resolves the older writer schema, the dict is typed; a dict that cannot be typed
+    # is a DecodeError
+    registry = FakeRegistry()
+    old = json.loads(STORE.text("ConversionTriggered"))
+    old["fields"] = [f for f in old["fields"] if f["name"] != "test_event_code"]
+
+    class Old:
+        schema_str = json.dumps(old)
+
+    registry.schemas[9] = ("t-value", Old)
+    record = trigger_record()
+    del record["test_event_code"]
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(json.loads(json.dumps(old))), record)
+    framed = b"\x00" + (9).to_bytes(4, "big") + buf.getvalue()
+    codec = AvroCodec(STORE, registry)
+    decode = codec.typed_decoder("ConversionTriggered", TRIGGER_AVRO_TYPES, Trigger.from_avro)
+    assert decode(framed) == Trigger.from_avro({**record, "test_event_code": None})
+    current = AvroCodec(STORE).encode("ConversionTriggered", trigger_record(), "t")
+    assert decode(current) == Trigger.from_avro(trigger_record())
+
+    def refuse(record: dict[str, Any]) -> Trigger:
+        raise KeyError("event_id")
+
+    refusing = codec.typed_decoder("ConversionTriggered", TRIGGER_AVRO_TYPES, refuse)
+    with pytest.raises(DecodeError, match="bad record"):
+        refusing(framed)
+    assert refusing(current) == Trigger.from_avro(trigger_record())  # read typed: no dict
 
 
 def test_without_auto_registration_the_schema_is_looked_up_and_never_registered():
