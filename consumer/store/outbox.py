@@ -90,7 +90,8 @@ def _unb64(value: str | None) -> bytes | None:
 
 class Outbox:
     """Meta's answers by input offset, in the state store: written each loop turn (`flush`),
-    read back for a message processed again (`take`), deleted once committed (`committed`)."""
+    read back for a message processed again (`take`), deleted once committed (`committed`,
+    with the next write)."""
 
     def __init__(
         self,
@@ -103,6 +104,8 @@ class Outbox:
         self._window_ms = window_s * 1000
         self._clock_ms = clock_ms
         self._pending: list[tuple[str, int, int, bytes, int]] = []
+        # (topic, partition, last offset) committed: their entries are deleted by the next write
+        self._committed_ends: list[tuple[str, int, int]] = []
         self._known: dict[tuple[str, int], set[int]] = {}
 
     def open(self) -> None:
@@ -163,20 +166,34 @@ class Outbox:
         self._pending.append((topic, partition, offset, _entry(records, dedup), self._clock_ms()))
 
     def flush(self) -> None:
-        """Write the queued entries; while the store is full they stay queued (a crash then
-        loses them: those events would be sent again), until committed or written."""
-        if not self._pending or not self._store.may_write():
+        """Write the queued entries, and delete the committed ones in the same transaction;
+        while the store is full the entries stay queued (a crash then loses them: those events
+        would be sent again), until committed or written."""
+        if not (self._pending or self._committed_ends) or not self._store.may_write():
             return
         try:
             with self._store.transaction():
+                self._delete_committed()
                 self._store.db.executemany(
                     "INSERT OR REPLACE INTO outbox (topic, partition, offset, entry, at)"
                     " VALUES (?,?,?,?,?)",
                     self._pending,
                 )
         except StateFullError:
+            # the deletes alone make room; left behind, they are done when the partition is
+            # assigned again (`load`)
+            with contextlib.suppress(StateFullError), self._store.transaction(adds=False):
+                self._delete_committed()
+            self._committed_ends.clear()
             return
         self._pending.clear()
+        self._committed_ends.clear()
+
+    def _delete_committed(self) -> None:
+        self._store.db.executemany(
+            "DELETE FROM outbox WHERE topic = ? AND partition = ? AND offset <= ?",
+            self._committed_ends,
+        )
 
     def take(
         self, topic: str, partition: int, offset: int
@@ -228,11 +245,9 @@ class Outbox:
             return
         last = {(t, p): end for t, p, end in ends}
         self._pending = [e for e in self._pending if e[2] > last.get((e[0], e[1]), -1)]
-        # left behind on a full volume, they are deleted when the partition is assigned again
-        with contextlib.suppress(StateFullError), self._store.transaction(adds=False):
-            self._store.db.executemany(
-                "DELETE FROM outbox WHERE topic = ? AND partition = ? AND offset <= ?", ends
-            )
+        # deleted with the next entries written (one transaction less per commit); an entry at
+        # or before the committed offset is never taken meanwhile, and `load` drops it too
+        self._committed_ends += ends
         for topic, partition, end in ends:
             known = self._known.get((topic, partition))
             if known:

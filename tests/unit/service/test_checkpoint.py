@@ -175,6 +175,7 @@ def test_meta_answers_are_kept_until_committed_and_recovered_after_a_crash(world
     cp.commit()
     assert world.results() == [(0, "SKIPPED", "NOT_AD_ATTRIBUTED"), (1, "SENT", None)]
     assert world.producer.committed[0].offsets == [(IN, 0, 2)]
+    cp.turn()  # the next turn's write deletes the committed entries
     world.outbox.load(IN, 0, 0)
     assert not world.outbox.has(IN, 0, 1)  # committed: the entry is gone from disk
 
@@ -200,6 +201,7 @@ def test_a_commit_refused_because_the_group_moved_on_keeps_everything_until_it_i
     cp.commit()
     assert world.results() == [(0, "SENT", None)]
     assert world.producer.committed[0].offsets == [(IN, 0, 1)]
+    cp.turn()
     world.outbox.load(IN, 0, 0)
     assert not world.outbox.has(IN, 0, 0)
     assert _dedup_rows(world) == 1

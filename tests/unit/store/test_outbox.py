@@ -35,6 +35,7 @@ def test_entries_survive_a_restart_until_committed(tmp_path):
     assert got[1].headers == [("capi.error", b"X: y")]
     outbox.committed({("in", 2): [41]})
     assert not outbox.has("in", 2, 41)
+    outbox.flush()  # the next write deletes the committed entries
     outbox.load("in", 2, committed=0)
     assert not outbox.has("in", 2, 41)
 
@@ -65,8 +66,33 @@ def test_a_commit_drops_the_entries_up_to_its_offsets_and_keeps_later_ones(tmp_p
     outbox.committed({("in", 1): [3, 4, 5]})
     assert [outbox.has("in", 1, o) for o in (3, 4, 5, 8)] == [False, False, False, True]
     assert outbox.has("in", 2, 4)  # another partition's entry at the same offset stays
+    outbox.add("in", 1, 9, [], None)
+    outbox.flush()  # the deletes go with the next entries written, in one transaction
     rows = store.db.execute("SELECT partition, offset FROM outbox ORDER BY 1, 2").fetchall()
-    assert rows == [(1, 8), (2, 4)]
+    assert rows == [(1, 8), (1, 9), (2, 4)]
+
+
+def test_committed_entries_are_deleted_even_when_the_entries_written_with_them_find_no_room(
+    tmp_path,
+):
+    store = StateStore(tmp_path).open()
+    outbox = Outbox(store)
+    outbox.open()
+    for offset in (3, 4):
+        outbox.add("in", 1, offset, [], None)
+    outbox.flush()
+    outbox.load("in", 1, committed=0)
+    outbox.committed({("in", 1): [3]})
+    outbox.add("in", 1, 5, [OutRecord("results", None, b"x" * 200_000, ("in", 1))], None)
+    page_size = store.db.execute("PRAGMA page_size").fetchone()[0]
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages + 2}")  # no room for the big entry
+    assert page_size * 2 < 200_000
+    outbox.flush()
+    assert store.full
+    rows = store.db.execute("SELECT partition, offset FROM outbox ORDER BY 1, 2").fetchall()
+    assert rows == [(1, 4)]  # the committed one deleted all the same; the new one still queued
+    assert outbox.has("in", 1, 4)
 
 
 def test_entries_older_than_meta_s_window_are_purged_at_open(tmp_path):
