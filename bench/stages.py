@@ -21,7 +21,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("send", ("Sender._send", "Dispatcher.deliver", "CapiClient.send", "CapiClient.body")),
     ("result", ("Answers.collect", "Checkpoint.answered", "Checkpoint.resolve", "_result_held")),
     ("commit", ("Checkpoint.turn", "Checkpoint.commit", "Publisher.commit")),
-    ("decode", ("_decode", "Trigger.from_avro", "AvroCodec.decode")),
+    ("decode", ("Triage._decode", "AvroCodec._decode", "Trigger.from_avro")),
     ("payload", ("decide", "normalize_customer_info", "build_event")),
     ("triage", ("Triage.batch", "Triage.message", "Triage.parked")),
 )
