@@ -156,8 +156,9 @@ def test_a_registry_body_of_the_current_schema_is_read_by_the_compiled_reader(mo
         AvroCodec(STORE, registry).decode(framed + b"\x00", "ConversionTriggered")
 
 
-def test_registry_writer_with_an_older_schema_is_resolved_to_the_reader():
-    registry = FakeRegistry()
+def _older_trigger(registry: FakeRegistry) -> tuple[bytes, dict[str, Any]]:
+    """A trigger written with an older schema (no `test_event_code`), registered as id 9: its
+    Confluent-framed bytes, and the record written."""
     old = json.loads(STORE.text("ConversionTriggered"))
     old["fields"] = [f for f in old["fields"] if f["name"] != "test_event_code"]
 
@@ -169,9 +170,13 @@ def test_registry_writer_with_an_older_schema_is_resolved_to_the_reader():
     del record["test_event_code"]
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, fastavro.parse_schema(json.loads(json.dumps(old))), record)
-    decoded = AvroCodec(STORE, registry).decode(
-        b"\x00" + (9).to_bytes(4, "big") + buf.getvalue(), "ConversionTriggered"
-    )
+    return b"\x00" + (9).to_bytes(4, "big") + buf.getvalue(), record
+
+
+def test_registry_writer_with_an_older_schema_is_resolved_to_the_reader():
+    registry = FakeRegistry()
+    framed, record = _older_trigger(registry)
+    decoded = AvroCodec(STORE, registry).decode(framed, "ConversionTriggered")
     assert decoded["test_event_code"] is None
     assert decoded["event_id"] == record["event_id"]
 
@@ -180,18 +185,7 @@ def test_a_typed_decoder_types_a_body_of_another_schema_through_its_dict():
     # fastavro resolves the older writer schema, the dict is typed; a dict that cannot be typed
     # is a DecodeError
     registry = FakeRegistry()
-    old = json.loads(STORE.text("ConversionTriggered"))
-    old["fields"] = [f for f in old["fields"] if f["name"] != "test_event_code"]
-
-    class Old:
-        schema_str = json.dumps(old)
-
-    registry.schemas[9] = ("t-value", Old)
-    record = trigger_record()
-    del record["test_event_code"]
-    buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, fastavro.parse_schema(json.loads(json.dumps(old))), record)
-    framed = b"\x00" + (9).to_bytes(4, "big") + buf.getvalue()
+    framed, record = _older_trigger(registry)
     codec = AvroCodec(STORE, registry)
     decode = codec.typed_decoder("ConversionTriggered", TRIGGER_AVRO_TYPES, Trigger.from_avro)
     assert decode(framed) == Trigger.from_avro({**record, "test_event_code": None})
