@@ -73,7 +73,7 @@ class _Unsupported(Exception):
     """The schema has a type these readers do not handle."""
 
 
-class _Writer:
+class _ReaderSource:
     """The source of one reader: lines, fresh local names, and the constants it refers to."""
 
     def __init__(self, types: Mapping[str, Any]) -> None:
@@ -208,11 +208,11 @@ _PRIMITIVE_KINDS = {"null", "boolean", "int", "long", "string", "bytes"}
 def _reader_source(schema: Any, types: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """The source of the reader of record schema `schema`, and the constants it refers to
     (`_Unsupported` for a type not handled here)."""
-    writer = _Writer(types)
-    writer.line(1, "end = len(data)")
-    writer.record(schema, "record", 1)
-    writer.line(1, "return record, i")
-    return "def read(data, i):\n" + "\n".join(writer.lines) + "\n", writer.constants
+    source = _ReaderSource(types)
+    source.line(1, "end = len(data)")
+    source.record(schema, "record", 1)
+    source.line(1, "return record, i")
+    return "def read(data, i):\n" + "\n".join(source.lines) + "\n", source.constants
 
 
 def compile_reader(schema: Any, types: Mapping[str, Any] | None = None) -> BodyReader | None:
