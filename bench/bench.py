@@ -212,9 +212,16 @@ class Results:
 
 
 def drain(
-    broker: str, triggers: list[dict[str, Any]], tmp: Path, latency_ms: int, workers: int = 1
+    broker: str,
+    triggers: list[dict[str, Any]],
+    tmp: Path,
+    latency_ms: int,
+    *,
+    workers: int = 1,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
-    """The backlog drained by the service, with `CAPI_WORKERS=workers`."""
+    """The backlog drained by the service, with `CAPI_WORKERS=workers`; with `broker_pid`,
+    the cores each process used from the first result to the last."""
     topics = new_topics()
     ensure_topics({"bootstrap.servers": broker}, topic_plan(topics, 6))
     expected = produce_sample_traffic(
@@ -237,8 +244,11 @@ def drain(
         while reader.count == 0:
             reader.read_until(1, 1)
         cpu_at_first = sum(cpu_seconds(pid) for pid in pids)
+        others = {"broker": broker_pid, "sandbox": sandbox.pid, "benchmark": os.getpid()}
+        others_at_first = {k: cpu_seconds(pid) for k, pid in others.items() if pid}
         assert reader.read_until(expected, 900), f"{reader.count}/{expected} results"
         service_cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_at_first
+        others_cpu = {k: cpu_seconds(others[k]) - v for k, v in others_at_first.items()}
         rss = sum(peak_rss_mb(pid) for pid in pids)
         stats = sandbox.stats()
         sandbox_cpu = cpu_seconds(sandbox.pid) - sandbox_cpu
@@ -256,6 +266,12 @@ def drain(
             stats["accepted_events"] / max(1, stats["accepted_requests"]), 1
         ),
         "sandbox_cpu_share": round(sandbox_cpu / max(0.001, sandbox_cpu + service_cpu), 3),
+        "cores_used": {
+            name: round(cpu / max(0.001, seconds), 2)
+            for name, cpu in {"service": service_cpu, **others_cpu}.items()
+        }
+        if broker_pid
+        else {},
     }
 
 
@@ -632,7 +648,7 @@ def on_the_broker(parts: set[str], args: argparse.Namespace, figures: dict[str, 
             figures["ceiling"] = ceiling(bs, triggers)
         if "drain" in parts:
             print(f"drain of {args.events} triggers ...", flush=True)
-            figures["drain"] = drain(bs, triggers, tmp, 0)
+            figures["drain"] = drain(bs, triggers, tmp, 0, broker_pid=broker.pid)
         if "stages" in parts:
             print(f"drain of {args.stage_events} triggers under py-spy, by stage ...", flush=True)
             figures["stages"] = stages(bs, WORLD.triggers(args.stage_events, seed=5), tmp)
@@ -641,7 +657,7 @@ def on_the_broker(parts: set[str], args: argparse.Namespace, figures: dict[str, 
             figures["drain_300ms"] = drain(bs, triggers, tmp, 300)
         if "drain_2" in parts:
             print(f"drain of {args.events} triggers, CAPI_WORKERS=2 ...", flush=True)
-            figures["drain_2"] = drain(bs, triggers, tmp, 0, workers=2)
+            figures["drain_2"] = drain(bs, triggers, tmp, 0, workers=2, broker_pid=broker.pid)
         if "latency" in parts:
             print(f"latency at {args.rate} events/s for {args.seconds} s ...", flush=True)
             figures["latency"] = latency(bs, tmp, args.rate, args.seconds)
@@ -697,6 +713,11 @@ def report(f: dict[str, Any]) -> None:
     def get(part: str, name: str) -> Any:
         return f.get(part, {}).get(name, "-")
 
+    def cores(part: str) -> str:
+        used = f.get(part, {}).get("cores_used") or {}
+        names = ("service", "broker", "sandbox", "benchmark")
+        return "/".join(str(used[n]) for n in names) if set(names) <= set(used) else "-"
+
     rate = f.get("latency", f.get("plain_latency", {})).get("offered_per_s", "-")
     rows = [
         ("drain throughput (events/s)", get("drain", "events_per_s"), ">= 20000"),
@@ -705,7 +726,9 @@ def report(f: dict[str, Any]) -> None:
         ("drain, Graph API at 300 ms (events/s)", get("drain_300ms", "events_per_s"), ""),
         ("drain, CAPI_WORKERS=2 (events/s)", get("drain_2", "events_per_s"), ""),
         ("  its peak resident memory, all processes (MB)", get("drain_2", "peak_rss_mb"), ""),
+        ("  cores: service/broker/sandbox/bench", cores("drain_2"), ""),
         ("CPU s per 1,000 events", get("drain", "cpu_s_per_1000"), ""),
+        ("cores: service/broker/sandbox/bench", cores("drain"), ""),
         ("peak resident memory (MB)", get("drain", "peak_rss_mb"), "<= 400"),
         ("events per Graph API request", get("drain", "events_per_request"), ">= 500"),
         ("sandbox CPU share", get("drain", "sandbox_cpu_share"), ""),

@@ -113,6 +113,11 @@ class EmbeddedBroker:
                 time.sleep(0.05)
         return False
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id, while it runs."""
+        return None if self._process is None else self._process.pid
+
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
