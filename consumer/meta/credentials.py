@@ -30,10 +30,10 @@ class CredentialStore:
 
     def __init__(self, directory: Path) -> None:
         self._dir = directory
-        self._cache: dict[str, tuple[int, int, Secret]] = {}
-        self._checked: dict[str, float] = {}  # ref -> when its file was last looked at
+        self._cache: dict[str, tuple[int, int, Secret]] = {}  # ref -> its file's mtime, size, value
         self._lock = threading.Lock()
-        # a connection's two references -> when last read, and the credentials they gave
+        # a connection's two references -> when their files were last looked at, and the
+        # credentials they gave
         self._by_refs: dict[tuple[str, str | None], tuple[float, Credentials]] = {}
 
     def for_connection(self, connection: MetaConnection) -> Credentials:
@@ -60,12 +60,6 @@ class CredentialStore:
     def _read(self, ref: str, what: str) -> Secret:
         if not ref or ref in (".", "..") or "/" in ref or "\\" in ref or "\0" in ref:
             raise MissingCredentialsError(f"{what} reference {ref!r} is not a plain file name")
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(ref)
-            if cached is not None and now - self._checked.get(ref, 0.0) < _RECHECK_S:
-                return cached[2]
-            self._checked[ref] = now
         path = self._dir / ref
         try:
             stat = path.stat()
