@@ -85,6 +85,12 @@ class Rebalance:
     def _assign(self, consumer: InputConsumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", _names(partitions))
         self._metrics.rebalances.labels("assign").inc()
+        if self._closing:
+            # a rebalance that completes while the consumer leaves its group: the partitions
+            # are revoked again before the close returns, and a closing consumer no longer
+            # gets its committed offsets from the broker; the next owner takes them
+            log.info("closing: %s left to the next owner", _names(partitions))
+            return
         too_high = [tp.partition for tp in partitions if tp.partition >= self._restore.partitions]
         if too_high:
             t = self._topics
@@ -167,7 +173,8 @@ class Rebalance:
         self._finish(set(self._owned))
 
     def closing(self) -> None:
-        """The consumer is closing: a revoke now only lets go (the drain has run)."""
+        """The consumer is closing: an assignment is left to the next owner and a revoke only
+        lets go (the drain has run)."""
         self._closing = True
 
     def _finish(self, partitions: set[Partition]) -> None:

@@ -74,9 +74,17 @@ class Service:
         self.proc.wait()
 
     def terminate(self, timeout: float = 90) -> int:
+        """SIGTERM, and the exit code; a process still there after `timeout` seconds fails the
+        test with its log's end (and is killed)."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"{self.name} still running {timeout:.0f} s after SIGTERM:\n{self.log_tail()}"
+            ) from None
 
     def peak_rss_mb(self) -> float:
         """The process's peak resident memory so far (Linux), 0 when unknown."""

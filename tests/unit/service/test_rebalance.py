@@ -180,6 +180,23 @@ def test_an_assignment_waits_for_a_broker_that_does_not_answer_its_committed_off
     ]
 
 
+def test_an_assignment_while_the_consumer_closes_asks_the_broker_nothing(world):
+    """A rebalance that completes while the consumer leaves its group: a closing consumer no
+    longer gets its committed offsets, so asking would wait for ever; the partitions are left
+    to the next owner, and their revoke right after lets go of nothing."""
+    world.assign(0)
+    world.rebalance.drain()
+    world.rebalance.closing()
+    world.consumer.fail_committed = [KafkaError(KafkaError._TIMED_OUT, "closing")]
+    world.assign(1)
+    assert world.consumer.fail_committed  # not asked
+    assert world.restore.started == [{0: 0}]
+    assert set(world.owned) == {(IN, 0)}
+    world.rebalance.on_revoke(world.consumer, [TopicPartition(IN, 0), TopicPartition(IN, 1)])
+    assert set(world.owned) == set()
+    assert world.rebalance.failure is None
+
+
 def test_an_input_partition_without_a_results_partition_stops_the_service(world):
     with pytest.raises(FatalError, match="need at least as many partitions"):
         world.assign(0, 2)
