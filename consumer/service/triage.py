@@ -155,6 +155,7 @@ class Triage:
         event_ids = [d.event_id for d in decoded if isinstance(d, Trigger)]
         self._dedup.look_up(event_ids)
         self._parked_ids = self._parked.parked_among(event_ids) if event_ids else set()
+        self._prefetch([d for d in decoded if isinstance(d, Trigger)])
         verdicts: list[Verdict] = []
         rewound: set[tuple[str, int]] = set()
         for msg, data in zip(msgs, decoded, strict=True):
@@ -307,10 +308,17 @@ class Triage:
         key = BatchKey(trigger.dataset_id, credentials, trigger.test_event_code)
         return Send(OutgoingEvent(source, trigger, decision, received, parked), key)
 
+    def _prefetch(self, triggers: list[Trigger]) -> None:
+        """The batch's contacts and referrals, looked up in one query per table."""
+        if not triggers:
+            return
+        self._tables.contacts.prefetch(t.contact_id for t in triggers)
+        self._tables.referrals.prefetch(referral_key(t) for t in triggers if _wants_referral(t))
+
     def _enrich(self, trigger: Trigger) -> Trigger:
         contact = self._tables.contacts.get(trigger.contact_id)
         referral = None
-        wants_referral = trigger.channel is Channel.WHATSAPP and not trigger.ctwa_clid
+        wants_referral = _wants_referral(trigger)
         if wants_referral:
             referral = self._tables.referrals.get(referral_key(trigger))
         result = enrich(trigger, contact, referral, self._window_ms)
@@ -319,6 +327,11 @@ class Triage:
         if wants_referral:
             m.tally(m.enrichment, "referrals", _lookup(referral, result.referral_used))
         return result.trigger
+
+
+def _wants_referral(trigger: Trigger) -> bool:
+    """A WhatsApp trigger without the ad's click id: the referral table may have it."""
+    return trigger.channel is Channel.WHATSAPP and not trigger.ctwa_clid
 
 
 def _consumer_error(error: KafkaError) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -17,6 +18,9 @@ V_co = TypeVar("V_co", covariant=True)
 
 class _Lookup(Protocol[V_co]):
     def get(self, key: str) -> V_co | None: ...
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Ahead of `get`: look many keys up at once (what `get` would have found)."""
 
 
 class Lookups(Protocol):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
@@ -60,7 +60,7 @@ class Table(Generic[V]):
 
     `decode` turns the message bytes into a plain dict (stored); `build` turns that dict into
     the typed record `get` returns. `cache_size` keeps that many built records in memory
-    (for small, hot tables such as connections).
+    (and keys known absent); `prefetch` fills it with a batch's keys in one query.
     """
 
     def __init__(
@@ -97,14 +97,30 @@ class Table(Generic[V]):
         cached = self._cache.get(key, _UNKNOWN)
         if cached is not _UNKNOWN:
             return cached  # a record, or None: known absent
-        raw = self.kv.get(key)
-        record = None if raw is None else self._build(orjson.loads(raw))
+        record = self._record(self.kv.get(key))
         if self._cache_size:
             # absent keys are kept too (anonymous contacts come back); `apply` evicts either
             if len(self._cache) >= self._cache_size:
                 self._cache.clear()
             self._cache[key] = record
         return record
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Look the keys not cached yet up in one query, so that `get` finds them in memory (a
+        consumed batch's contacts, before its events are enriched one by one)."""
+        if not self._cache_size:
+            return
+        missing = list({key for key in keys if key not in self._cache})[: self._cache_size]
+        if not missing:
+            return
+        if len(self._cache) + len(missing) > self._cache_size:
+            self._cache.clear()
+        found = self.kv.get_many(missing)
+        for key in missing:
+            self._cache[key] = self._record(found.get(key))
+
+    def _record(self, stored: bytes | None) -> V | None:
+        return None if stored is None else self._build(orjson.loads(stored))
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one record of the topic (inside the reader's transaction)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,13 @@ from tests.unit.service.fakes import CODEC, IN, FakeRestore, message, metrics, t
 class _Table:
     def __init__(self, rows: dict[str, Any]) -> None:
         self.rows = rows
+        self.prefetched: list[list[str]] = []
 
     def get(self, key: str) -> Any:
         return self.rows.get(key)
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        self.prefetched.append(sorted(keys))
 
 
 class _Tables:
@@ -241,6 +246,19 @@ def test_a_second_copy_is_a_duplicate_unless_a_replay_of_a_failure(world):
     assert isinstance(world.triage.batch([replay])[0], Send)
     world.dedup.record(DedupEntry("evt-1", DedupStatus.FAILED), 0)
     assert world.triage.batch([plain])[0].result.reason == "DUPLICATE"
+
+
+def test_a_batch_looks_its_contacts_and_referrals_up_before_its_events(world):
+    """One query per table for the batch: every trigger's contact; the referral only of a
+    WhatsApp trigger without the ad's click id, as the enrichment asks for it."""
+    values = [
+        trigger_record(event_id="a", contact_id="c-1", ctwa_clid=None),
+        trigger_record(event_id="b", contact_id="c-2"),  # has its click id
+        trigger_record(event_id="c", contact_id="c-3", channel="MESSENGER", ctwa_clid=None),
+    ]
+    world.triage.batch([message(i, trigger_bytes(v)) for i, v in enumerate(values)])
+    assert world.tables.contacts.prefetched == [["c-1", "c-2", "c-3"]]
+    assert world.tables.referrals.prefetched == [["c-1:WHATSAPP"]]
 
 
 def test_a_fatal_consumer_error_stops_the_service_and_eof_is_ignored(world):

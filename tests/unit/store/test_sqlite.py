@@ -1,5 +1,6 @@
-"""The state store's key-value tables count their keys as they change: the metric of a table's
-size reads a number, never a scan of millions of rows on the main loop."""
+"""The state store's key-value tables count their keys as they change (the metric of a table's
+size reads a number, never a scan of millions of rows on the main loop) and give many keys'
+values in one query."""
 
 from __future__ import annotations
 
@@ -30,3 +31,13 @@ def test_a_table_counts_its_keys_through_puts_updates_deletes_and_a_clear(tmp_pa
     with again.transaction():
         reopened.clear()
     assert reopened.count() == 0
+
+
+def test_many_keys_are_got_at_once_past_one_query_s_worth(tmp_path):
+    store = StateStore(tmp_path).open()
+    kv = store.table("contacts")
+    with store.transaction():
+        for i in range(0, 1200, 2):  # the even keys exist
+            kv.put(f"k{i}", f"v{i}".encode())
+    found = kv.get_many([f"k{i}" for i in range(1200)])
+    assert found == {f"k{i}": f"v{i}".encode() for i in range(0, 1200, 2)}
