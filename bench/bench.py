@@ -236,7 +236,6 @@ def drain(
     config = {**sandbox_config(WORLD), "faults": {"*": {"latency_ms": latency_ms}}}
     creds = tmp / "creds"
     with SandboxProcess(config, light=True) as sandbox:
-        sandbox_cpu = cpu_seconds(sandbox.pid)
         reader = Results(broker, topics.results)
         state = tmp / f"state-{topics.triggered}"
         proc = service(broker, topics, sandbox.url, creds, state, workers=workers)
@@ -251,7 +250,6 @@ def drain(
         others_cpu = {k: cpu_seconds(others[k]) - v for k, v in others_at_first.items()}
         rss = sum(peak_rss_mb(pid) for pid in pids)
         stats = sandbox.stats()
-        sandbox_cpu = cpu_seconds(sandbox.pid) - sandbox_cpu
         stop_service(proc)
         reader.close()
     seconds = (reader.last_ms - reader.first_ms) / 1000
@@ -265,7 +263,9 @@ def drain(
         "events_per_request": round(
             stats["accepted_events"] / max(1, stats["accepted_requests"]), 1
         ),
-        "sandbox_cpu_share": round(sandbox_cpu / max(0.001, sandbox_cpu + service_cpu), 3),
+        "sandbox_cpu_share": round(
+            others_cpu["sandbox"] / max(0.001, others_cpu["sandbox"] + service_cpu), 3
+        ),
         "cores_used": {
             name: round(cpu / max(0.001, seconds), 2)
             for name, cpu in {"service": service_cpu, **others_cpu}.items()
