@@ -24,7 +24,8 @@ class _Lookup(Protocol[V_co]):
 
 
 class Lookups(Protocol):
-    """What triage reads of the reference tables: a record by key (tests pass dicts)."""
+    """What triage reads of the reference tables: a record by key, the keys of a batch
+    prefetched first (tests pass dicts)."""
 
     @property
     def connections(self) -> _Lookup[MetaConnection]: ...
