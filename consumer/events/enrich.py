@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from consumer.events.records import AdReferral, Channel, Contact, Trigger
 
-__all__ = ["Enrichment", "enrich", "referral_key"]
+__all__ = ["Enrichment", "enrich", "referral_key", "wants_referral"]
 
 _CLOCK_SKEW_MS = 5 * 60 * 1000
 
@@ -30,6 +30,11 @@ class Enrichment:
 def referral_key(trigger: Trigger) -> str:
     """The key of the `ad-referrals` table for a trigger: `<contact_id>:<channel>`."""
     return f"{trigger.contact_id}:{trigger.channel.value}"
+
+
+def wants_referral(trigger: Trigger) -> bool:
+    """A WhatsApp trigger without the ad's click id: the referral table may supply it."""
+    return trigger.channel is Channel.WHATSAPP and not (trigger.ctwa_clid or "").strip()
 
 
 def enrich(
@@ -51,9 +56,8 @@ def enrich(
                 changes["channel_user_id"] = user_id
                 contact_used = True
     if (
-        trigger.channel is Channel.WHATSAPP
-        and not (trigger.ctwa_clid or "").strip()
-        and referral is not None
+        referral is not None
+        and wants_referral(trigger)
         and _attributes(trigger, referral, attribution_window_ms)
     ):
         changes["ctwa_clid"] = referral.ctwa_clid

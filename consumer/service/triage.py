@@ -22,10 +22,10 @@ from consumer.errors import (
     FencedError,
     SchemaUnavailableError,
 )
-from consumer.events.enrich import enrich, referral_key
+from consumer.events.enrich import enrich, referral_key, wants_referral
 from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Refusal, Rules, decide, seconds_ahead
-from consumer.events.records import TRIGGER_AVRO_TYPES, Channel, ResultStatus, Trigger
+from consumer.events.records import TRIGGER_AVRO_TYPES, ResultStatus, Trigger
 from consumer.events.results import (
     REPLAY_HEADER,
     ConversionResult,
@@ -152,10 +152,11 @@ class Triage:
         messages get none (they are read again)."""
         # decoded first, so that the batch's event ids are looked up in one query
         decoded = [self._decode(msg) for msg in msgs]
-        event_ids = [d.event_id for d in decoded if isinstance(d, Trigger)]
+        triggers = [d for d in decoded if isinstance(d, Trigger)]
+        event_ids = [t.event_id for t in triggers]
         self._dedup.look_up(event_ids)
         self._parked_ids = self._parked.parked_among(event_ids) if event_ids else set()
-        self._prefetch([d for d in decoded if isinstance(d, Trigger)])
+        self._prefetch(triggers)
         verdicts: list[Verdict] = []
         rewound: set[tuple[str, int]] = set()
         for msg, data in zip(msgs, decoded, strict=True):
@@ -310,28 +311,21 @@ class Triage:
 
     def _prefetch(self, triggers: list[Trigger]) -> None:
         """The batch's contacts and referrals, looked up in one query per table."""
-        if not triggers:
-            return
         self._tables.contacts.prefetch(t.contact_id for t in triggers)
-        self._tables.referrals.prefetch(referral_key(t) for t in triggers if _wants_referral(t))
+        self._tables.referrals.prefetch(referral_key(t) for t in triggers if wants_referral(t))
 
     def _enrich(self, trigger: Trigger) -> Trigger:
         contact = self._tables.contacts.get(trigger.contact_id)
         referral = None
-        wants_referral = _wants_referral(trigger)
-        if wants_referral:
+        looks_up_referral = wants_referral(trigger)
+        if looks_up_referral:
             referral = self._tables.referrals.get(referral_key(trigger))
         result = enrich(trigger, contact, referral, self._window_ms)
         m = self._metrics
         m.tally(m.enrichment, "contacts", _lookup(contact, result.contact_used))
-        if wants_referral:
+        if looks_up_referral:
             m.tally(m.enrichment, "referrals", _lookup(referral, result.referral_used))
         return result.trigger
-
-
-def _wants_referral(trigger: Trigger) -> bool:
-    """A WhatsApp trigger without the ad's click id: the referral table may have it."""
-    return trigger.channel is Channel.WHATSAPP and not trigger.ctwa_clid
 
 
 def _consumer_error(error: KafkaError) -> None:

@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError
 from consumer.errors import FatalError
 from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Rules
-from consumer.events.records import MetaConnection
+from consumer.events.records import AdReferral, Channel, MetaConnection
 from consumer.events.results import REPLAY_HEADER, DedupEntry, DedupStatus, RawMessage, SourceRef
 from consumer.meta.credentials import CredentialStore
 from consumer.service.triage import AlreadyResolved, Recover, Resolved, Rewind, Send, Triage, Unpark
@@ -258,6 +258,19 @@ def test_a_batch_looks_its_contacts_and_referrals_up_before_its_events(world):
     ]
     world.triage.batch([message(i, trigger_bytes(v)) for i, v in enumerate(values)])
     assert world.tables.contacts.prefetched == [["c-1", "c-2", "c-3"]]
+    assert world.tables.referrals.prefetched == [["c-1:WHATSAPP"]]
+
+
+def test_a_whatsapp_trigger_with_a_blank_click_id_gets_the_referral_s(world):
+    """Blank is absent, for the lookup as for the enrichment: the click id comes from the
+    contact's referral."""
+    world.tables.referrals.rows["c-1:WHATSAPP"] = AdReferral(
+        "c-1", Channel.WHATSAPP, "waba-1", "clid-from-referral", None, None, NOW_MS - 120_000
+    )
+    value = trigger_bytes(trigger_record(ctwa_clid="  "))
+    [verdict] = world.triage.batch([message(0, value)])
+    assert isinstance(verdict, Send)
+    assert verdict.item.trigger.ctwa_clid == "clid-from-referral"
     assert world.tables.referrals.prefetched == [["c-1:WHATSAPP"]]
 
 
