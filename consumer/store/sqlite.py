@@ -24,7 +24,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,10 +67,10 @@ class KeyValue:
         row = self._store.db.execute(self._get, (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def get_many(self, keys: Collection[str]) -> dict[str, bytes]:
+    def get_many(self, keys: list[str]) -> dict[str, bytes]:
         """The values of those of `keys` that exist, one query per 500 keys (a key looked up
         alone costs several times more)."""
-        rows = _select_in(self._store.db, f"SELECT k, v FROM {self._table} WHERE k", list(keys))
+        rows = _select_in(self._store.db, f"SELECT k, v FROM {self._table} WHERE k", keys)
         return {key: bytes(value) for key, value in rows}
 
     def put(self, key: str, value: bytes) -> None:

@@ -100,8 +100,7 @@ class Table(Generic[V]):
         record = self._record(self.kv.get(key))
         if self._cache_size:
             # absent keys are kept too (anonymous contacts come back); `apply` evicts either
-            if len(self._cache) >= self._cache_size:
-                self._cache.clear()
+            self._make_room(1)
             self._cache[key] = record
         return record
 
@@ -113,11 +112,15 @@ class Table(Generic[V]):
         missing = list({key for key in keys if key not in self._cache})[: self._cache_size]
         if not missing:
             return
-        if len(self._cache) + len(missing) > self._cache_size:
-            self._cache.clear()
+        self._make_room(len(missing))
         found = self.kv.get_many(missing)
         for key in missing:
             self._cache[key] = self._record(found.get(key))
+
+    def _make_room(self, keys: int) -> None:
+        """The cache emptied when `keys` more would not fit (the next lookups fill it again)."""
+        if len(self._cache) + keys > self._cache_size:
+            self._cache.clear()
 
     def _record(self, stored: bytes | None) -> V | None:
         return None if stored is None else self._build(orjson.loads(stored))
