@@ -109,6 +109,8 @@ _STATUS = {
     ResultStatus.FAILED: _long(2),
 }
 _NO_TRIGGER = _NULL * 6  # event_id .. event_name of a result without a decoded trigger
+# names a writer keeps encoded (workspaces, datasets, event names, topics), at most
+_NAMES_KEPT = 4096
 
 
 def _meta_response(response: MetaResponse | None) -> bytes:
@@ -140,11 +142,15 @@ def _meta_error(error: MetaErrorInfo | None) -> bytes:
 
 class ResultBodyWriter:
     """Writes results' Avro bodies; the events of one Meta answer share its encoding (the
-    answer's objects are immutable: the same object is the same bytes). One per thread."""
+    answer's objects are immutable: the same object is the same bytes), and so do the values
+    that many results repeat: the names of workspaces, datasets, events and topics, and the
+    time an answer was processed at. One per thread."""
 
     def __init__(self) -> None:
         self._answer: tuple[MetaResponse | None, MetaErrorInfo | None] = (None, None)
         self._answer_bytes = _NULL + _NULL
+        self._names: dict[str, bytes] = {}  # a name -> its string's encoding
+        self._processed: tuple[int, bytes] = (0, _long(0))  # the last processed_at, encoded
 
     def body(self, result: ConversionResult) -> bytes:
         t = result.trigger
@@ -157,14 +163,14 @@ class ResultBodyWriter:
                     _SOME,
                     _string(t.event_id),
                     _SOME,
-                    _string(t.workspace_id),
+                    self._name(t.workspace_id),
                     _SOME,
                     _string(t.contact_id),
                     _SOME,
-                    _string(t.dataset_id),
+                    self._name(t.dataset_id),
                     _CHANNEL[t.channel],
                     _SOME,
-                    _string(t.event_type.event_name),
+                    self._name(t.event_type.event_name),
                 )
             )
             test_event_code = _optional_string(t.test_event_code)
@@ -181,13 +187,30 @@ class ResultBodyWriter:
                 _match_keys(result.user_data_keys),
                 self._answer_of(result),
                 _long(result.attempts),
-                _string(source.topic),
+                self._name(source.topic),
                 _long(source.partition),
                 _long(source.offset),
                 triggered_at,
-                _long(result.processed_at),
+                self._processed_at(result.processed_at),
             )
         )
+
+    def _name(self, name: str) -> bytes:
+        """`_string(name)`, kept for a name that many results repeat."""
+        encoded = self._names.get(name)
+        if encoded is None:
+            if len(self._names) >= _NAMES_KEPT:
+                self._names.clear()
+            encoded = self._names[name] = _string(name)
+        return encoded
+
+    def _processed_at(self, at_ms: int) -> bytes:
+        """`_long(at_ms)`, kept while the results of one answer (processed together) follow."""
+        last, encoded = self._processed
+        if at_ms != last:
+            encoded = _long(at_ms)
+            self._processed = (at_ms, encoded)
+        return encoded
 
     def _answer_of(self, result: ConversionResult) -> bytes:
         """`meta_response` and `meta_error`, encoded once for all events of one answer."""

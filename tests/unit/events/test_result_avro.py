@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.errors import MetaErrorInfo
+from consumer.events import result_avro
 from consumer.events.records import Channel, EventType, ResultStatus, Trigger
 from consumer.events.result_avro import FIELD_ORDER, ResultBodyWriter
 from consumer.events.results import ConversionResult, MetaResponse, Reason, SourceRef
@@ -86,6 +87,28 @@ def fastavro_body(result: ConversionResult) -> bytes:
 def test_a_result_body_is_fastavros_byte_for_byte(batch):
     writer = ResultBodyWriter()  # one writer for several results, as the checkpoint keeps it
     for result in batch:
+        assert writer.body(result) == fastavro_body(result)
+
+
+_LONG_LIVED_WRITER = ResultBodyWriter()  # kept across examples, as the checkpoint keeps its own
+
+
+@settings(max_examples=400, deadline=None)
+@given(results)
+def test_a_writer_that_wrote_many_results_before_still_writes_fastavros_bytes(result):
+    assert _LONG_LIVED_WRITER.body(result) == fastavro_body(result)
+
+
+def test_a_writer_that_keeps_few_names_forgets_them_and_writes_the_same_bytes(monkeypatch):
+    monkeypatch.setattr(result_avro, "_NAMES_KEPT", 2)
+    writer = ResultBodyWriter()
+    for n in range(12):
+        trigger = Trigger.from_avro(
+            trigger_record(workspace_id=f"ws-{n % 4}", dataset_id=f"ds-{n % 3}")
+        )
+        source = SourceRef(f"topic-{n % 2}", 0, n)
+        # the results of one answer share a processed_at: three in a row here
+        result = ConversionResult(source, ResultStatus.SENT, 1_000 + n // 3, trigger=trigger)
         assert writer.body(result) == fastavro_body(result)
 
 
