@@ -3,7 +3,9 @@ of an event's way through it, and each stage's share turned into microseconds pe
 
 A stack counts for the first stage, in the order below, that one of its frames names: a
 result's encoding under an answer counts as `result`, not as the loop that called it. Stacks of
-the start (the tables caught up, modules imported) count for no stage: they are not per event.
+the start (the tables caught up, modules imported, the service built, what the first events
+would build made ahead) count for no stage: they are not per event, and the run's CPU figure
+leaves them out too (it counts from the first result to the last).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ __all__ = ["STAGES", "per_event_us", "stage_samples"]
 
 # stage -> the function names (py-spy's `Class.method` or `function`) that mark it
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("start", ("open_parts", "TableReader.bootstrap", "_find_and_load")),
+    (
+        "start",
+        ("open_parts", "TableReader.bootstrap", "_find_and_load", "build_service", "_settle_in"),
+    ),
     ("send", ("Sender._send", "Dispatcher.deliver", "CapiClient.send", "CapiClient.body")),
     ("result", ("Answers.collect", "Checkpoint.answered", "Checkpoint.resolve", "_result_held")),
     ("commit", ("Checkpoint.turn", "Checkpoint.commit", "Publisher.commit")),
