@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka import KafkaError, Message, Producer  # noqa: E402
 
 from consumer.events.signal_window import Window  # noqa: E402
 from consumer.events.signals import DayCounts, SignalKey  # noqa: E402
@@ -85,14 +85,29 @@ def _counts(rng: random.Random, results: int) -> DayCounts:
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], parts: int) -> None:
+    """Every record produced once, in order (idempotence: a retry neither loses nor repeats
+    one); `RuntimeError` when one is not delivered."""
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": "50", "batch.size": "1000000"}
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": "50",
+            "batch.size": "1000000",
+            "enable.idempotence": "true",
+        }
     )
+    failures: list[KafkaError] = []
+
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failures.append(err)
+
     for i, (key, value) in enumerate(records):
         partition = int(key.split(b"|", 1)[0]) % parts
         while True:
             try:
-                producer.produce(topic, key=key, value=value, partition=partition)
+                producer.produce(
+                    topic, key=key, value=value, partition=partition, on_delivery=delivered
+                )
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -100,6 +115,8 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], part
             producer.poll(0)
     if producer.flush(120):
         raise RuntimeError("the aggregates were not all produced")
+    if failures:
+        raise RuntimeError(f"{len(failures)} aggregates not delivered, the first: {failures[0]}")
 
 
 def run_command(bootstrap: str, topic: str, *args: str) -> tuple[float, dict[str, Any], str]:
