@@ -38,7 +38,6 @@ _STATUS_CODES = {
 _STATUSES = {code: status for status, code in _STATUS_CODES.items()}
 _EPOCH_S = 1_577_836_800  # 2020-01-01: seconds since then fit in 4 bytes until 2088
 _INSERT = "INSERT OR REPLACE INTO dedup_ids (id, status, at) VALUES (?, ?, ?)"
-_CHUNK = 500  # ids bound in one query
 
 
 def id_key(event_id: str) -> bytes | str:
@@ -123,13 +122,9 @@ class Dedup:
         self._looked_up = set(event_ids)
         self._found = {}
         keys = {id_key(e): e for e in self._looked_up}
-        listed = list(keys)
-        for start in range(0, len(listed), _CHUNK):
-            chunk = listed[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT id, status, at FROM dedup_ids WHERE id IN ({marks})"  # noqa: S608 - only placeholders
-            for key, status, at in self._store.db.execute(query, chunk):
-                self._found[keys[key]] = (_STATUSES[int(status)], int(at))
+        rows = self._store.select_in("SELECT id, status, at FROM dedup_ids WHERE id", list(keys))
+        for key, status, at in rows:
+            self._found[keys[key]] = (_STATUSES[int(status)], int(at))
 
     def forget_looked_up(self) -> None:
         self._looked_up = set()

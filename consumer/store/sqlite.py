@@ -209,7 +209,12 @@ class StateStore:
     def rows_by_event_id(self, columns: str, table: str, event_ids: Iterable[str]) -> list[Any]:
         """`SELECT columns FROM table` for the rows of `event_ids`, one query per 500 ids."""
         where = f"SELECT {columns} FROM {table} WHERE event_id"
-        return list(_select_in(self.db, where, list(set(event_ids))))
+        return list(self.select_in(where, list(set(event_ids))))
+
+    def select_in(self, select: str, values: list[Any]) -> Iterator[Any]:
+        """The rows of `select` (ending in the column compared) `IN` the `values`, one query
+        per 500 values."""
+        return _select_in(self.db, select, values)
 
     def offsets(self, topic: str) -> dict[int, int]:
         rows = self.db.execute(
