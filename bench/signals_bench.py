@@ -39,10 +39,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from confluent_kafka import KafkaError, Message, Producer  # noqa: E402
-
 from consumer.events.signal_window import Window  # noqa: E402
 from consumer.events.signals import DayCounts, SignalKey  # noqa: E402
+from consumer.kafka.bulk import produce_all  # noqa: E402
 from consumer.kafka.topics import COMPACT, TopicSpec, ensure_topics  # noqa: E402
 from consumer.store.signals_topic import LatestRecords  # noqa: E402
 from consumer.tools.embedded_broker import EmbeddedBroker  # noqa: E402
@@ -85,38 +84,12 @@ def _counts(rng: random.Random, results: int) -> DayCounts:
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], parts: int) -> None:
-    """Every record produced once, in order (idempotence: a retry neither loses nor repeats
-    one); `RuntimeError` when one is not delivered."""
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": "50",
-            "batch.size": "1000000",
-            "enable.idempotence": "true",
-        }
+    """Each record to the partition its key names (the input partition its counts are of)."""
+    config = {"bootstrap.servers": bootstrap, "linger.ms": "50", "batch.size": "1000000"}
+    by_partition = (
+        (topic, key, value, int(key.split(b"|", 1)[0]) % parts) for key, value in records
     )
-    failures: list[KafkaError] = []
-
-    def delivered(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            failures.append(err)
-
-    for i, (key, value) in enumerate(records):
-        partition = int(key.split(b"|", 1)[0]) % parts
-        while True:
-            try:
-                producer.produce(
-                    topic, key=key, value=value, partition=partition, on_delivery=delivered
-                )
-                break
-            except BufferError:
-                producer.poll(0.05)
-        if i % 10_000 == 0:
-            producer.poll(0)
-    if producer.flush(120):
-        raise RuntimeError("the aggregates were not all produced")
-    if failures:
-        raise RuntimeError(f"{len(failures)} aggregates not delivered, the first: {failures[0]}")
+    produce_all(config, by_partition, 120)
 
 
 def run_command(bootstrap: str, topic: str, *args: str) -> tuple[float, dict[str, Any], str]:

@@ -19,13 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from confluent_kafka import Producer  # noqa: E402
-
+from consumer.kafka.bulk import BulkRecord, produce_all  # noqa: E402
 from consumer.kafka.codec import AvroCodec, SchemaStore  # noqa: E402
 from consumer.kafka.topics import COMPACT, TopicSpec, ensure_topics  # noqa: E402
 from consumer.settings import Topics  # noqa: E402
@@ -34,46 +34,40 @@ from consumer.tools.embedded_broker import EmbeddedBroker  # noqa: E402
 
 def produce_contacts(bootstrap: str, topic: str, count: int) -> float:
     codec = AvroCodec(SchemaStore())
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": "50",
-            "batch.size": "1000000",
-            "queue.buffering.max.messages": "2000000",
-            "compression.type": "lz4",
-        }
-    )
+    config = {
+        "bootstrap.servers": bootstrap,
+        "linger.ms": "50",
+        "batch.size": "1000000",
+        "queue.buffering.max.messages": "2000000",
+        "compression.type": "lz4",
+    }
+
+    def contacts() -> Iterator[BulkRecord]:
+        for k in range(count):
+            contact = {
+                "contact_id": f"c-{k}",
+                "workspace_id": f"ws-{k % 1000}",
+                "email": f"person.{k}@example.com",
+                "phone": f"+1 650 {k % 1000:03d} {k % 10000:04d}",
+                "first_name": "Ann",
+                "last_name": f"Lee{k % 97}",
+                "gender": "f",
+                "date_of_birth": "1990-03-04",
+                "city": "Menlo Park",
+                "state": "CA",
+                "zip": "94025",
+                "country": "US",
+                "external_id": f"crm-{k}",
+                "identities": [
+                    {"channel": "MESSENGER", "account_id": "page-1", "user_id": f"psid-{k}"}
+                ],
+                "updated_at": 1_780_000_000_000,
+            }
+            value = codec.encode("Contact", contact, topic)
+            yield topic, contact["contact_id"].encode(), value, None
+
     started = time.perf_counter()
-    for k in range(count):
-        contact = {
-            "contact_id": f"c-{k}",
-            "workspace_id": f"ws-{k % 1000}",
-            "email": f"person.{k}@example.com",
-            "phone": f"+1 650 {k % 1000:03d} {k % 10000:04d}",
-            "first_name": "Ann",
-            "last_name": f"Lee{k % 97}",
-            "gender": "f",
-            "date_of_birth": "1990-03-04",
-            "city": "Menlo Park",
-            "state": "CA",
-            "zip": "94025",
-            "country": "US",
-            "external_id": f"crm-{k}",
-            "identities": [
-                {"channel": "MESSENGER", "account_id": "page-1", "user_id": f"psid-{k}"}
-            ],
-            "updated_at": 1_780_000_000_000,
-        }
-        value = codec.encode("Contact", contact, topic)
-        while True:
-            try:
-                producer.produce(topic, key=contact["contact_id"].encode(), value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        if k % 50_000 == 0:
-            producer.poll(0)
-    producer.flush(120)
+    produce_all(config, contacts(), 120)
     return time.perf_counter() - started
 
 

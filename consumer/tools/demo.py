@@ -14,14 +14,15 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from consumer.events.signals import META_WEEKLY_MINIMUM
+from consumer.kafka.bulk import BulkRecord, produce_all
 from consumer.kafka.codec import AvroCodec, SchemaStore
 from consumer.kafka.topics import ensure_topics, topic_plan
 from consumer.ops.metrics import Metrics
@@ -51,31 +52,27 @@ def produce_sample_traffic(
 ) -> int:
     """Produce the tables' records, then triggers (and `garbage` undecodable values).
 
-    Returns how many input messages (triggers) were produced.
+    Returns how many input messages (triggers) were produced; `UndeliveredError` when the
+    broker did not confirm them all.
     """
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": "true", "linger.ms": "20"}
-    )
     tables = (
         ("MetaConnection", topics.connections, connections),
         ("Contact", topics.contacts, contacts),
         ("AdReferral", topics.referrals, referrals),
     )
-    for schema, topic, records in tables:
-        for i, record in enumerate(records):
-            value = codec.encode(schema, record, topic)
-            producer.produce(topic, key=record_key(schema, record).encode(), value=value)
-            if i % 10_000 == 0:
-                producer.poll(0)
-    for i, trigger in enumerate(triggers):
-        value = codec.encode("ConversionTriggered", trigger, topics.triggered)
-        producer.produce(topics.triggered, key=trigger["contact_id"].encode(), value=value)
-        if i % 10_000 == 0:
-            producer.poll(0)
-    for i in range(garbage):
-        producer.produce(topics.triggered, key=f"garbage-{i}".encode(), value=b"not avro \x00")
-    if producer.flush(60) != 0:
-        raise RuntimeError("sample traffic was not fully produced")
+
+    def records() -> Iterator[BulkRecord]:
+        for schema, topic, rows in tables:
+            for row in rows:
+                key = record_key(schema, row).encode()
+                yield topic, key, codec.encode(schema, row, topic), None
+        for trigger in triggers:
+            value = codec.encode("ConversionTriggered", trigger, topics.triggered)
+            yield topics.triggered, trigger["contact_id"].encode(), value, None
+        for i in range(garbage):
+            yield topics.triggered, f"garbage-{i}".encode(), b"not avro \x00", None
+
+    produce_all({"bootstrap.servers": bootstrap, "linger.ms": "20"}, records(), 60)
     return len(triggers) + garbage
 
 

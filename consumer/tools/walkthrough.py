@@ -17,14 +17,13 @@ from typing import Any, Literal
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    KafkaError,
     Message,
-    Producer,
     TopicPartition,
 )
 
 from consumer.errors import CapiConsumerError
 from consumer.kafka import clients
+from consumer.kafka.bulk import UndeliveredError, produce_all
 from consumer.kafka.clients import ALL_BROKERS_DOWN, PARTITION_EOF
 from consumer.kafka.topics import create_topics as create_planned
 from consumer.kafka.topics import topic_plan
@@ -103,34 +102,11 @@ def _partitions(count: int) -> str:
 
 def produce(settings: Settings, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
     """Produce (topic, key, value) messages and wait until the broker has them all."""
-    producer = Producer(
-        {
-            **_config(settings, "producer"),
-            "enable.idempotence": "true",
-            "linger.ms": "20",
-            "message.timeout.ms": "10000",
-        }
-    )
-    errors: list[str] = []
-
-    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            errors.append(err.str())
-
-    for topic, key, value in messages:
-        try:
-            producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-        except BufferError:  # the local queue is full: let deliveries drain it
-            producer.poll(1)
-            producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-        producer.poll(0)
-    left = producer.flush(15)
-    if left or errors:
-        reason = errors[0] if errors else "no answer"
-        raise LocalError(
-            f"broker {settings.bootstrap_servers}: {left + len(errors)} of "
-            f"{len(messages)} messages not delivered ({reason})"
-        )
+    config = {**_config(settings, "producer"), "linger.ms": "20", "message.timeout.ms": "10000"}
+    try:
+        produce_all(config, ((topic, key, value, None) for topic, key, value in messages), 15)
+    except UndeliveredError as exc:
+        raise LocalError(f"broker {settings.bootstrap_servers}: {exc}") from exc
 
 
 class Tail:
