@@ -29,6 +29,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("decode", ("Triage._decode", "AvroCodec._decode", "Trigger.from_avro")),
     ("payload", ("decide", "normalize_customer_info", "build_event")),
     ("triage", ("Triage.batch", "Triage.message", "Triage.parked")),
+    ("gc", ("collect_until",)),
 )
 _FRAME = re.compile(r"^(.*?) \(")
 

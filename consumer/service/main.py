@@ -9,7 +9,6 @@ listened on is a configuration error (`ConfigError`, exit 2 at the command line)
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import socket
@@ -92,15 +91,10 @@ def _supervise(settings: Settings) -> int:
 
 def _settle_in() -> None:
     """Ready to consume: what the first events would build is built now (the table of country
-    names, ~50 ms of CPU from babel's locale data), then kept out of the GC's sight."""
+    names, ~50 ms of CPU from babel's locale data), then kept out of the GC's sight; garbage
+    is collected on a timer from now on (`garbage.py`)."""
     from consumer.events.normalize.countries import country_names
+    from consumer.service.garbage import collect_on_a_timer
 
     country_names()
-    _collect_less()
-
-
-def _collect_less() -> None:
-    """GC for a streaming loop: what start-up built lives as long as the process (frozen out of
-    sight); the young generation every 20,000 allocations, not 700 (events die by refcount)."""
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
+    collect_on_a_timer()
