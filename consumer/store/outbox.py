@@ -21,7 +21,7 @@ import msgspec
 import orjson
 
 from consumer.errors import StateFullError
-from consumer.events.results import DedupEntry, DedupStatus, SourceRef
+from consumer.events.results import DedupEntry, DedupStatus, Partition, SourceRef
 from consumer.kafka.publisher import OutRecord
 from consumer.store.sqlite import StateStore
 
@@ -30,45 +30,47 @@ __all__ = ["Outbox"]
 log = logging.getLogger(__name__)
 
 
-# An entry is MessagePack (msgspec): [records, dedup], a record [topic, key, value, partition,
-# headers] with its bytes as bytes. Earlier versions wrote JSON with the bytes in base64; such
-# an entry (it starts with "{") is still read, so a state folder left by one loses nothing.
+# Entries are written in batches: one row per input partition and loop turn, holding that
+# partition's entries of the turn, its first and last offset. A row per entry cost twice the
+# CPU (an insert and a delete each, with their B-tree and journal pages), and an event's entry
+# is written for nearly every event.
+#
+# A batch is MessagePack (msgspec): [[offset, records, dedup], ...], a record [topic, key, value,
+# partition, headers] with its bytes as bytes. Earlier versions wrote a row per entry, in the
+# table `outbox`: MessagePack [records, dedup], or JSON with the bytes in base64 (it starts with
+# "{"). Such rows become batches of one when the outbox is opened, so a state folder left by
+# one loses nothing.
 _ENCODER = msgspec.msgpack.Encoder()
-_Entry = tuple[
-    list[tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes | None]]]],
-    tuple[str, str] | None,
-]
-_DECODER = msgspec.msgpack.Decoder(_Entry)
+_Record = tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes | None]]]
+_Dedup = tuple[str, str] | None
+_Entry = tuple[list[_Record], _Dedup]
+_BATCH_DECODER = msgspec.msgpack.Decoder(list[tuple[int, list[_Record], _Dedup]])
+_ENTRY_DECODER = msgspec.msgpack.Decoder(_Entry)
+_Pending = list[tuple[int, list[_Record], _Dedup]]  # a partition's entries not written yet
 
 
 def _header_bytes(value: str | bytes | None) -> bytes:
     return value if isinstance(value, bytes) else str(value or "").encode()
 
 
-def _entry(records: Iterable[OutRecord], dedup: DedupEntry | None) -> bytes:
-    """The outbox entry that keeps these records and dedup entry."""
-    return _ENCODER.encode(
+def _records(records: Iterable[OutRecord]) -> list[_Record]:
+    """Records as a batch keeps them."""
+    return [
         (
-            [
-                (
-                    r.topic,
-                    r.key,
-                    r.value,
-                    r.partition,
-                    [(k, _header_bytes(v)) for k, v in r.headers] if r.headers else [],
-                )
-                for r in records
-            ],
-            None if dedup is None else (dedup.event_id, dedup.status.value),
+            r.topic,
+            r.key,
+            r.value,
+            r.partition,
+            [(k, _header_bytes(v)) for k, v in r.headers] if r.headers else [],
         )
-    )
+        for r in records
+    ]
 
 
-def _read_entry(raw: bytes) -> _Entry:
-    """An entry's records and dedup entry, as `_entry` wrote them (or as JSON, by an earlier
-    version)."""
+def _earlier_entry(raw: bytes) -> _Entry:
+    """An entry of the per-entry table of earlier versions (MessagePack, or JSON)."""
     if raw[:1] != b"{":
-        return _DECODER.decode(raw)
+        return _ENTRY_DECODER.decode(raw)
     data = orjson.loads(raw)
     records = [
         (
@@ -89,9 +91,9 @@ def _unb64(value: str | None) -> bytes | None:
 
 
 class Outbox:
-    """Meta's answers by input offset, in the state store: written each loop turn (`flush`),
-    read back for a message processed again (`take`), deleted once committed (`committed`,
-    with the next write)."""
+    """Meta's answers by input offset, in the state store: written each loop turn, a batch
+    per partition (`flush`), read back for a message processed again (`take`), deleted once
+    the batch's last offset is committed (`committed`, with the next write)."""
 
     def __init__(
         self,
@@ -103,48 +105,74 @@ class Outbox:
         self._store = store
         self._window_ms = window_s * 1000
         self._clock_ms = clock_ms
-        self._pending: list[tuple[str, int, int, bytes, int]] = []
-        # (topic, partition, last offset) committed: their entries are deleted by the next write
+        self._pending: dict[Partition, _Pending] = {}
+        # (topic, partition, last offset) committed: their batches are deleted by the next write
         self._committed_ends: list[tuple[str, int, int]] = []
-        self._known: dict[tuple[str, int], set[int]] = {}
+        self._known: dict[Partition, set[int]] = {}
 
     def open(self) -> None:
-        """Create the table, and purge what is older than Meta's window: entries of partitions
-        this instance was never assigned again (an event that old would be refused anyway)."""
+        """Create the table, take over the rows of an earlier version's, and purge what is
+        older than Meta's window: entries of partitions this instance was never assigned
+        again (an event that old would be refused anyway)."""
         db = self._store.db
         db.execute(
-            "CREATE TABLE IF NOT EXISTS outbox (topic TEXT NOT NULL, partition INTEGER NOT NULL,"
-            " offset INTEGER NOT NULL, entry BLOB NOT NULL, at INTEGER NOT NULL DEFAULT 0,"
-            " PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID"
+            "CREATE TABLE IF NOT EXISTS outbox_batches (id INTEGER PRIMARY KEY,"
+            " topic TEXT NOT NULL, partition INTEGER NOT NULL, first_offset INTEGER NOT NULL,"
+            " last_offset INTEGER NOT NULL, entries BLOB NOT NULL, at INTEGER NOT NULL)"
+        )
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS outbox_batches_last"
+            " ON outbox_batches (topic, partition, last_offset)"
         )
         now = self._clock_ms()
         with self._store.transaction():
-            columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
-            if "at" not in columns:  # a state folder of an earlier version: its entries are new
-                db.execute("ALTER TABLE outbox ADD COLUMN at INTEGER NOT NULL DEFAULT 0")
-                db.execute("UPDATE outbox SET at = ?", (now,))
-            purged = db.execute("DELETE FROM outbox WHERE at < ?", (now - self._window_ms,))
+            self._take_over_earlier_rows(now)
+            purged = db.execute("DELETE FROM outbox_batches WHERE at < ?", (now - self._window_ms,))
         if purged.rowcount:
-            log.info("outbox entries older than the event window purged count=%d", purged.rowcount)
+            log.info("outbox batches older than the event window purged count=%d", purged.rowcount)
+
+    def _take_over_earlier_rows(self, now: int) -> None:
+        """The per-entry table of earlier versions, its rows as batches of one (an entry of a
+        version that kept no time counts as new)."""
+        db = self._store.db
+        if not db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
+        ).fetchone():
+            return
+        columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+        if "at" in columns:
+            rows = db.execute("SELECT topic, partition, offset, entry, at FROM outbox")
+        else:
+            rows = db.execute("SELECT topic, partition, offset, entry, ? FROM outbox", (now,))
+        batches = []
+        for topic, partition, offset, raw, written_at in rows:
+            records, dedup = _earlier_entry(bytes(raw))
+            entries = _ENCODER.encode([(offset, records, dedup)])
+            batches.append((topic, partition, offset, offset, entries, written_at))
+        self._insert(batches)
+        db.execute("DROP TABLE outbox")
 
     def load(self, topic: str, partition: int, committed: int) -> None:
-        """Remember which offsets of a newly assigned partition have an entry; drop the ones
+        """Remember which offsets of a newly assigned partition have an entry; drop the batches
         before the committed offset (another instance finished them)."""
         with contextlib.suppress(StateFullError), self._store.transaction(adds=False):
             self._store.db.execute(
-                "DELETE FROM outbox WHERE topic = ? AND partition = ? AND offset < ?",
+                "DELETE FROM outbox_batches WHERE topic = ? AND partition = ? AND last_offset < ?",
                 (topic, partition, committed),
             )
-        rows = self._store.db.execute(
-            "SELECT offset FROM outbox WHERE topic = ? AND partition = ?", (topic, partition)
-        ).fetchall()
-        self._known[(topic, partition)] = {int(r[0]) for r in rows}
-        if rows:
+        known = {
+            offset
+            for _, entries in self._batches(topic, partition, committed, None)
+            for offset, _, _ in entries
+            if offset >= committed
+        }
+        self._known[(topic, partition)] = known
+        if known:
             log.info(
                 "outbox entries to publish topic=%s partition=%d count=%d",
                 topic,
                 partition,
-                len(rows),
+                len(known),
             )
 
     def forget(self, topic: str, partition: int) -> None:
@@ -163,22 +191,35 @@ class Outbox:
         dedup: DedupEntry | None,
     ) -> None:
         """Queue an entry; `flush` writes the queued entries in one transaction."""
-        self._pending.append((topic, partition, offset, _entry(records, dedup), self._clock_ms()))
+        kept = None if dedup is None else (dedup.event_id, dedup.status.value)
+        pending = self._pending.get((topic, partition))
+        if pending is None:
+            pending = self._pending[(topic, partition)] = []
+        pending.append((offset, _records(records), kept))
 
     def flush(self) -> None:
-        """Write the queued entries, and delete the committed ones in the same transaction;
-        while the store is full the entries stay queued (a crash then loses them: those events
-        would be sent again), until committed or written."""
+        """Write the queued entries, a batch per partition, and delete the committed ones in
+        the same transaction; while the store is full the entries stay queued (a crash then
+        loses them: those events would be sent again), until committed or written."""
         if not (self._pending or self._committed_ends) or not self._store.may_write():
             return
+        now = self._clock_ms()
+        batches = [
+            (
+                topic,
+                partition,
+                min(e[0] for e in entries),
+                max(e[0] for e in entries),
+                _ENCODER.encode(entries),
+                now,
+            )
+            for (topic, partition), entries in self._pending.items()
+            if entries
+        ]
         try:
             with self._store.transaction():
                 self._delete_committed()
-                self._store.db.executemany(
-                    "INSERT OR REPLACE INTO outbox (topic, partition, offset, entry, at)"
-                    " VALUES (?,?,?,?,?)",
-                    self._pending,
-                )
+                self._insert(batches)
         except StateFullError:
             # the deletes alone make room; left behind, they are done when the partition is
             # assigned again (`load`)
@@ -189,21 +230,48 @@ class Outbox:
         self._pending.clear()
         self._committed_ends.clear()
 
-    def _delete_committed(self) -> None:
+    def _insert(self, batches: list[tuple[str, int, int, int, bytes, int]]) -> None:
         self._store.db.executemany(
-            "DELETE FROM outbox WHERE topic = ? AND partition = ? AND offset <= ?",
+            "INSERT INTO outbox_batches (topic, partition, first_offset, last_offset, entries,"
+            " at) VALUES (?,?,?,?,?,?)",
+            batches,
+        )
+
+    def _delete_committed(self) -> None:
+        """A batch goes once its last offset is committed; one committed in part stays until
+        then (`load` and `take` never look at its committed entries)."""
+        self._store.db.executemany(
+            "DELETE FROM outbox_batches WHERE topic = ? AND partition = ? AND last_offset <= ?",
             self._committed_ends,
         )
+
+    def _batches(
+        self, topic: str, partition: int, low: int, high: int | None
+    ) -> list[tuple[int, list[tuple[int, list[_Record], _Dedup]]]]:
+        """The batches of a partition that may hold an offset from `low` to `high` (or any
+        above `low`), newest first, with their entries."""
+        rows = self._store.db.execute(
+            "SELECT id, entries FROM outbox_batches WHERE topic = ? AND partition = ?"
+            " AND last_offset >= ? AND first_offset <= ? ORDER BY id DESC",
+            (topic, partition, low, high if high is not None else 2**63 - 1),
+        ).fetchall()
+        return [(int(row_id), _BATCH_DECODER.decode(entries)) for row_id, entries in rows]
 
     def take(
         self, topic: str, partition: int, offset: int
     ) -> tuple[list[OutRecord], DedupEntry | None]:
-        """The records and dedup entry kept for an input message."""
-        row = self._store.db.execute(
-            "SELECT entry FROM outbox WHERE topic = ? AND partition = ? AND offset = ?",
-            (topic, partition, offset),
-        ).fetchone()
-        entries, kept = _read_entry(row[0])
+        """The records and dedup entry kept for an input message (the latest kept)."""
+        found = next(
+            (
+                (kept, dedup)
+                for _, entries in self._batches(topic, partition, offset, offset)
+                for entry_offset, kept, dedup in entries
+                if entry_offset == offset
+            ),
+            None,
+        )
+        if found is None:
+            raise LookupError(f"no outbox entry for {topic}[{partition}] offset {offset}")
         source = (topic, partition)
         records = [
             OutRecord(
@@ -214,41 +282,66 @@ class Outbox:
                 partition=record_partition,
                 headers=list(headers) or None,
             )
-            for record_topic, key, value, record_partition, headers in entries
+            for record_topic, key, value, record_partition, headers in found[0]
         ]
-        dedup = None if kept is None else DedupEntry(kept[0], DedupStatus(kept[1]))
+        dedup = None if found[1] is None else DedupEntry(found[1][0], DedupStatus(found[1][1]))
         return records, dedup
 
     def discard(self, sources: list[SourceRef]) -> None:
-        """The entries of these messages are published: not needed any more."""
+        """The entries of these messages are published: not needed any more (their batches
+        are written again without them)."""
         if not sources:
             return
-        entries = [(s.topic, s.partition, s.offset) for s in sources]
-        done = set(entries)
-        self._pending = [e for e in self._pending if e[:3] not in done]
+        done: dict[Partition, set[int]] = {}
+        for s in sources:
+            done.setdefault(s.topic_partition, set()).add(s.offset)
+        for key, offsets in done.items():
+            pending = self._pending.get(key)
+            if pending:
+                self._pending[key] = [e for e in pending if e[0] not in offsets]
+            known = self._known.get(key)
+            if known:
+                known.difference_update(offsets)
         # left behind on a full volume, never recovered: the published answer is found first
         with contextlib.suppress(StateFullError), self._store.transaction(adds=False):
-            self._store.db.executemany(
-                "DELETE FROM outbox WHERE topic = ? AND partition = ? AND offset = ?", entries
-            )
-        for topic, partition, offset in entries:
-            known = self._known.get((topic, partition))
-            if known:
-                known.discard(offset)
+            for (topic, partition), offsets in done.items():
+                self._drop_entries(topic, partition, offsets)
 
-    def committed(self, released: dict[tuple[str, int], list[int]]) -> None:
+    def _drop_entries(self, topic: str, partition: int, offsets: set[int]) -> None:
+        db = self._store.db
+        for row_id, entries in self._batches(topic, partition, min(offsets), max(offsets)):
+            kept = [e for e in entries if e[0] not in offsets]
+            if len(kept) == len(entries):
+                continue
+            if not kept:
+                db.execute("DELETE FROM outbox_batches WHERE id = ?", (row_id,))
+                continue
+            db.execute(
+                "UPDATE outbox_batches SET first_offset = ?, last_offset = ?, entries = ?"
+                " WHERE id = ?",
+                (
+                    min(e[0] for e in kept),
+                    max(e[0] for e in kept),
+                    _ENCODER.encode(kept),
+                    row_id,
+                ),
+            )
+
+    def committed(self, released: dict[Partition, list[int]]) -> None:
         """Those offsets are committed: their entries are not needed any more."""
         # released offsets are a partition's next contiguous run: everything up to the last
         # one is committed, so one range delete per partition does
         ends = [(t, p, max(offsets)) for (t, p), offsets in released.items() if offsets]
         if not ends:
             return
-        last = {(t, p): end for t, p, end in ends}
-        self._pending = [e for e in self._pending if e[2] > last.get((e[0], e[1]), -1)]
+        for topic, partition, end in ends:
+            key = (topic, partition)
+            pending = self._pending.get(key)
+            if pending:
+                self._pending[key] = [e for e in pending if e[0] > end]
+            known = self._known.get(key)
+            if known:
+                known.difference_update([o for o in known if o <= end])
         # deleted with the next entries written (one transaction less per commit); an entry at
         # or before the committed offset is never taken meanwhile, and `load` drops it too
         self._committed_ends += ends
-        for topic, partition, end in ends:
-            known = self._known.get((topic, partition))
-            if known:
-                known.difference_update([o for o in known if o <= end])

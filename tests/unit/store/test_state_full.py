@@ -10,6 +10,7 @@ import pytest
 
 from consumer.errors import StateFullError
 from consumer.events.results import DedupEntry, DedupStatus
+from consumer.kafka.publisher import OutRecord
 from consumer.store.dedup import Dedup
 from consumer.store.outbox import Outbox
 from consumer.store.parked import ParkedTable
@@ -119,10 +120,13 @@ def test_the_outbox_keeps_its_entries_queued_and_drops_those_committed_meanwhile
     outbox = Outbox(store)
     outbox.open()
     _filler(store)
-    outbox.add("in", 0, 5, [], DedupEntry("e5", DedupStatus.SENT))
-    outbox.add("in", 0, 6, [], DedupEntry("e6", DedupStatus.SENT))
+    # a result too big for the free bytes of a page: the write needs pages the store lacks
+    result = [OutRecord("results", None, os.urandom(5000), ("in", 0))]
+    outbox.add("in", 0, 5, result, DedupEntry("e5", DedupStatus.SENT))
+    outbox.add("in", 0, 6, result, DedupEntry("e6", DedupStatus.SENT))
     clock.now += 1
     outbox.flush()  # no room: still queued
+    assert store.full
     outbox.committed({("in", 0): [5]})  # offset 5 committed: its entry is not needed
     _room(store)
     clock.now += 1
