@@ -6,9 +6,9 @@ streaming service means the events in flight (thousands of triggers, requests, h
 Python starts one when the tracked objects allocated since the last one, less those freed,
 pass a threshold; but frees do not count below zero, and a loop that allocates a batch, then
 frees it after a commit, passes any threshold by allocating alone. Each collection walks the
-events in flight again. Timed with `gc.callbacks`, in drains of 60,000 to 100,000 events: 5 to 8 µs an
-event with a threshold of 20,000; 6 µs with 100,000; about 2 µs on the timer below, with the
-automatic threshold at 500,000 (and the same with no automatic collection at all).
+events in flight again. Timed with `gc.callbacks`, in drains of 60,000 to 100,000 events:
+5 to 8 µs an event with a threshold of 20,000; 6 µs with 100,000; about 2 µs on the timer
+below, with the automatic threshold at 500,000 (and the same with no automatic collection).
 
 Here:
 - what start-up built lives as long as the process: it is frozen out of the collector's sight;
