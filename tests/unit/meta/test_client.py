@@ -1,5 +1,7 @@
+import gc
 import hashlib
 import hmac
+import weakref
 from typing import Any
 
 import httpx
@@ -234,3 +236,22 @@ def test_meta_error_fields_are_carried():
         "U",
         "F",
     )
+
+
+def test_an_answered_request_and_its_body_are_freed_without_a_garbage_collection():
+    requests: list[weakref.ref[httpx.Request]] = []
+
+    def handler(request):
+        requests.append(weakref.ref(request))
+        return httpx.Response(200, json={"events_received": 1})
+
+    client = _client(handler)
+    saved = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(0)  # only reference counting frees anything meanwhile
+    try:
+        client.send("ds-1", EVENTS, CREDS)
+        assert len(requests) == 1
+        assert requests[0]() is None  # no cycle keeps the request (and its body) alive
+    finally:
+        gc.set_threshold(*saved)
