@@ -1,6 +1,6 @@
 """`CAPI_WORKERS` > 1: one service, several processes, every core used.
 
-The loop of one consumer is Python and bound to one core (~77 µs of it per event), so a
+The loop of one consumer is Python and bound to one core (~65 µs of it per event), so a
 service on an N-core machine runs N worker processes. Each is a whole consumer: its own member
 of the consumer group and share of the partitions, transactional id (`CAPI_INSTANCE_ID-<i>`)
 and state folder (`CAPI_STATE_DIR/worker-<i>`), so the guarantees are those of N instances,
