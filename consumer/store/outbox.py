@@ -90,6 +90,17 @@ def _unb64(value: str | None) -> bytes | None:
     return None if value is None else base64.b64decode(value)
 
 
+def _damaged(topic: str, partition: int, exc: Exception) -> None:
+    """An entry or batch the state file holds damaged: left out (its messages are processed
+    again, and may be sent to Meta a second time), never a reason to stop."""
+    log.warning(
+        "outbox entries unreadable, left out topic=%s partition=%d: %s",
+        topic,
+        partition,
+        type(exc).__name__,
+    )
+
+
 class Outbox:
     """Meta's answers by input offset, in the state store: written each loop turn, a batch
     per partition (`flush`), read back for a message processed again (`take`), deleted once
@@ -146,7 +157,11 @@ class Outbox:
             rows = db.execute("SELECT topic, partition, offset, entry, ? FROM outbox", (now,))
         batches = []
         for topic, partition, offset, raw, written_at in rows:
-            records, dedup = _earlier_entry(bytes(raw))
+            try:
+                records, dedup = _earlier_entry(bytes(raw))
+            except (msgspec.DecodeError, ValueError, KeyError, TypeError) as exc:
+                _damaged(topic, partition, exc)
+                continue
             entries = _ENCODER.encode([(offset, records, dedup)])
             batches.append((topic, partition, offset, offset, entries, written_at))
         self._insert(batches)
@@ -255,7 +270,13 @@ class Outbox:
             " AND last_offset >= ? AND first_offset <= ? ORDER BY id DESC",
             (topic, partition, low, high if high is not None else 2**63 - 1),
         ).fetchall()
-        return [(int(row_id), _BATCH_DECODER.decode(entries)) for row_id, entries in rows]
+        batches = []
+        for row_id, entries in rows:
+            try:
+                batches.append((int(row_id), _BATCH_DECODER.decode(entries)))
+            except msgspec.DecodeError as exc:
+                _damaged(topic, partition, exc)
+        return batches
 
     def take(
         self, topic: str, partition: int, offset: int

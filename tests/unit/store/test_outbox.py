@@ -231,3 +231,30 @@ def test_the_state_folder_is_private(tmp_path):
     StateStore(folder).open().close()
     assert folder.stat().st_mode & 0o777 == 0o700
     assert (folder / "tables.sqlite3").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_damaged_batch_is_left_out_with_a_warning_not_a_crash(tmp_path, caplog):
+    store = StateStore(tmp_path).open()
+    store.db.execute(
+        "CREATE TABLE outbox (topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT"
+        " NULL, entry BLOB NOT NULL, PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID"
+    )
+    store.db.execute("INSERT INTO outbox VALUES ('in', 0, 2, ?)", (b"{not json",))
+    store.db.execute(
+        "INSERT INTO outbox VALUES ('in', 0, 3, ?)", (b'{"records": [], "dedup": null}',)
+    )
+    outbox = Outbox(store)
+    outbox.open()  # the earlier version's damaged entry is left out, the other one taken over
+    outbox.add("in", 0, 7, [], None)
+    outbox.flush()
+    store.db.execute(
+        "INSERT INTO outbox_batches (topic, partition, first_offset, last_offset, entries, at)"
+        " VALUES ('in', 0, 5, 6, ?, ?)",
+        (b"\xc1 damaged", int(time.time() * 1000)),
+    )
+    outbox.load("in", 0, committed=0)
+    assert [outbox.has("in", 0, o) for o in (2, 3, 5, 7)] == [False, True, False, True]
+    assert outbox.take("in", 0, 7) == ([], None)
+    warnings = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(warnings) == 2
+    assert all("topic=in partition=0" in w for w in warnings)
