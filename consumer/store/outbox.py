@@ -44,9 +44,9 @@ _ENCODER = msgspec.msgpack.Encoder()
 _Record = tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes | None]]]
 _Dedup = tuple[str, str] | None
 _Entry = tuple[list[_Record], _Dedup]
-_BATCH_DECODER = msgspec.msgpack.Decoder(list[tuple[int, list[_Record], _Dedup]])
+_BatchEntry = tuple[int, list[_Record], _Dedup]  # an entry with its input offset
+_BATCH_DECODER = msgspec.msgpack.Decoder(list[_BatchEntry])
 _ENTRY_DECODER = msgspec.msgpack.Decoder(_Entry)
-_Pending = list[tuple[int, list[_Record], _Dedup]]  # a partition's entries not written yet
 
 
 def _header_bytes(value: str | bytes | None) -> bytes:
@@ -90,6 +90,12 @@ def _unb64(value: str | None) -> bytes | None:
     return None if value is None else base64.b64decode(value)
 
 
+def _span(entries: list[_BatchEntry]) -> tuple[int, int]:
+    """The first and last offset of a batch's entries."""
+    offsets = [e[0] for e in entries]
+    return min(offsets), max(offsets)
+
+
 def _damaged(topic: str, partition: int, exc: Exception) -> None:
     """An entry or batch the state file holds damaged: left out (its messages are processed
     again, and may be sent to Meta a second time), never a reason to stop."""
@@ -103,8 +109,9 @@ def _damaged(topic: str, partition: int, exc: Exception) -> None:
 
 class Outbox:
     """Meta's answers by input offset, in the state store: written each loop turn, a batch
-    per partition (`flush`), read back for a message processed again (`take`), deleted once
-    the batch's last offset is committed (`committed`, with the next write)."""
+    per partition (`flush`), read back when a partition is assigned (`load`) for its messages
+    processed again (`take`), deleted once the batch's last offset is committed (`committed`,
+    with the next write)."""
 
     def __init__(
         self,
@@ -116,10 +123,11 @@ class Outbox:
         self._store = store
         self._window_ms = window_s * 1000
         self._clock_ms = clock_ms
-        self._pending: dict[Partition, _Pending] = {}
+        self._pending: dict[Partition, list[_BatchEntry]] = {}  # not written yet
         # (topic, partition, last offset) committed: their batches are deleted by the next write
         self._committed_ends: list[tuple[str, int, int]] = []
-        self._known: dict[Partition, set[int]] = {}
+        # the entries of assigned partitions found on disk when assigned, by input offset
+        self._known: dict[Partition, dict[int, _Entry]] = {}
 
     def open(self) -> None:
         """Create the table, take over the rows of an earlier version's, and purge what is
@@ -175,12 +183,11 @@ class Outbox:
                 "DELETE FROM outbox_batches WHERE topic = ? AND partition = ? AND last_offset < ?",
                 (topic, partition, committed),
             )
-        known = {
-            offset
-            for _, entries in self._batches(topic, partition, committed, None)
-            for offset, _, _ in entries
-            if offset >= committed
-        }
+        known: dict[int, _Entry] = {}
+        for _, entries in self._batches(topic, partition, committed, None):  # newest first
+            for offset, records, dedup in entries:
+                if offset >= committed:
+                    known.setdefault(offset, (records, dedup))
         self._known[(topic, partition)] = known
         if known:
             log.info(
@@ -195,7 +202,7 @@ class Outbox:
 
     def has(self, topic: str, partition: int, offset: int) -> bool:
         known = self._known.get((topic, partition))
-        return bool(known) and offset in known  # type: ignore[operator]
+        return known is not None and offset in known
 
     def add(
         self,
@@ -220,14 +227,7 @@ class Outbox:
             return
         now = self._clock_ms()
         batches = [
-            (
-                topic,
-                partition,
-                min(e[0] for e in entries),
-                max(e[0] for e in entries),
-                _ENCODER.encode(entries),
-                now,
-            )
+            (topic, partition, *_span(entries), _ENCODER.encode(entries), now)
             for (topic, partition), entries in self._pending.items()
             if entries
         ]
@@ -262,7 +262,7 @@ class Outbox:
 
     def _batches(
         self, topic: str, partition: int, low: int, high: int | None
-    ) -> list[tuple[int, list[tuple[int, list[_Record], _Dedup]]]]:
+    ) -> list[tuple[int, list[_BatchEntry]]]:
         """The batches of a partition that may hold an offset from `low` to `high` (or any
         above `low`), newest first, with their entries."""
         rows = self._store.db.execute(
@@ -281,18 +281,9 @@ class Outbox:
     def take(
         self, topic: str, partition: int, offset: int
     ) -> tuple[list[OutRecord], DedupEntry | None]:
-        """The records and dedup entry kept for an input message (the latest kept)."""
-        found = next(
-            (
-                (kept, dedup)
-                for _, entries in self._batches(topic, partition, offset, offset)
-                for entry_offset, kept, dedup in entries
-                if entry_offset == offset
-            ),
-            None,
-        )
-        if found is None:
-            raise LookupError(f"no outbox entry for {topic}[{partition}] offset {offset}")
+        """The records and dedup entry kept for an input message (`has` said there is one:
+        read when its partition was assigned, no I/O now)."""
+        kept, dedup = self._known[(topic, partition)][offset]
         source = (topic, partition)
         records = [
             OutRecord(
@@ -303,10 +294,9 @@ class Outbox:
                 partition=record_partition,
                 headers=list(headers) or None,
             )
-            for record_topic, key, value, record_partition, headers in found[0]
+            for record_topic, key, value, record_partition, headers in kept
         ]
-        dedup = None if found[1] is None else DedupEntry(found[1][0], DedupStatus(found[1][1]))
-        return records, dedup
+        return records, None if dedup is None else DedupEntry(dedup[0], DedupStatus(dedup[1]))
 
     def discard(self, sources: list[SourceRef]) -> None:
         """The entries of these messages are published: not needed any more (their batches
@@ -320,9 +310,9 @@ class Outbox:
             pending = self._pending.get(key)
             if pending:
                 self._pending[key] = [e for e in pending if e[0] not in offsets]
-            known = self._known.get(key)
-            if known:
-                known.difference_update(offsets)
+            known = self._known.get(key, {})
+            for offset in offsets:
+                known.pop(offset, None)
         # left behind on a full volume, never recovered: the published answer is found first
         with contextlib.suppress(StateFullError), self._store.transaction(adds=False):
             for (topic, partition), offsets in done.items():
@@ -340,12 +330,7 @@ class Outbox:
             db.execute(
                 "UPDATE outbox_batches SET first_offset = ?, last_offset = ?, entries = ?"
                 " WHERE id = ?",
-                (
-                    min(e[0] for e in kept),
-                    max(e[0] for e in kept),
-                    _ENCODER.encode(kept),
-                    row_id,
-                ),
+                (*_span(kept), _ENCODER.encode(kept), row_id),
             )
 
     def committed(self, released: dict[Partition, list[int]]) -> None:
@@ -362,7 +347,7 @@ class Outbox:
                 self._pending[key] = [e for e in pending if e[0] > end]
             known = self._known.get(key)
             if known:
-                known.difference_update([o for o in known if o <= end])
+                self._known[key] = {o: e for o, e in known.items() if o > end}
         # deleted with the next entries written (one transaction less per commit); an entry at
         # or before the committed offset is never taken meanwhile, and `load` drops it too
         self._committed_ends += ends

@@ -218,6 +218,7 @@ def test_an_entry_written_as_json_by_an_earlier_version_is_taken_whole(tmp_path)
     )
     outbox = Outbox(store)
     outbox.open()
+    outbox.load("in", 2, committed=0)
     records, dedup = outbox.take("in", 2, 41)
     assert dedup == DedupEntry("evt-1", DedupStatus.SENT)
     assert [(r.topic, r.key, r.value, r.partition, r.headers) for r in records] == [
