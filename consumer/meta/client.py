@@ -60,6 +60,8 @@ _APPSECRET_PROOF_REFUSALS = ("invalid appsecret_proof", "require an appsecret_pr
 # the Conversions API's own subcodes, about an event's fields (2804003 too old, 2804064 ...)
 _EVENT_SUBCODES = range(2_804_000, 2_805_000)
 _EVENT_POINTER = re.compile(r"\bdata\[\d+\]")
+# what an answered response keeps as its stream once its body is read (see `CapiClient.send`)
+_ALREADY_READ = httpx.ByteStream(b"")
 DEFAULT_THROTTLE_BACKOFF_S = 60.0
 
 
@@ -157,10 +159,7 @@ class CapiClient:
             # issue 3733): the stream, read and closed by now, is let go, so that the response
             # and its request, with the request's body (~0.5 MB for 1,000 events), are freed at
             # once by reference counting, not by a later garbage collection
-            response.stream = _READ
-
-
-_READ = httpx.ByteStream(b"")
+            response.stream = _ALREADY_READ
 
 
 def parse_response(
