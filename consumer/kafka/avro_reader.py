@@ -107,7 +107,7 @@ class _ReaderSource:
         elif kind in ("int", "long"):
             self._long(target, depth)
         elif kind == "string":
-            self._sized(target, depth, ".decode('utf-8')")
+            self._sized(target, depth, ".decode()")  # UTF-8, strict: the default
         elif kind == "bytes":
             self._sized(target, depth, "")
         elif kind == "boolean":

@@ -155,6 +155,9 @@ class AvroCodec:
         self._registry_writers: dict[int, tuple[Any, bytes]] = {}
         self._registered_ids: dict[tuple[str, str], int] = {}
         self._headers: dict[tuple[str, str], bytes] = {}  # (name, topic) -> framing bytes
+        # name -> the Confluent framings (magic byte and id) whose registered schema is the
+        # current `name`: their bodies go straight to the compiled reader
+        self._current_ids: dict[str, set[bytes]] = {}
         self._lock = threading.Lock()
 
     def decode(self, data: bytes | None, name: str) -> dict[str, Any]:
@@ -170,9 +173,19 @@ class AvroCodec:
         other body by fastavro, then `from_dict` (its KeyError, ValueError or TypeError is a
         `DecodeError`)."""
         read = compile_reader(self._store.parsed(name), types)
+        if read is None:
+            return lambda data: self._decode(data, name, None, from_dict)
+        single_object = _SINGLE_OBJECT_MAGIC + self._store.fingerprint(name)
+        current_ids = self._current_ids.setdefault(name, set())
 
         def decode(data: bytes | None) -> T:
-            typed: T = self._decode(data, name, read, from_dict)
+            # the usual message, a body of the current schema, is known by its first bytes
+            if data and data[:10] == single_object:
+                typed: T = self._read_compiled(data, 10, read)
+            elif data and data[:5] in current_ids:
+                typed = self._read_compiled(data, 5, read)
+            else:
+                typed = self._decode(data, name, read, from_dict)
             return typed
 
         return decode
@@ -207,6 +220,7 @@ class AvroCodec:
             writer, fingerprint = self._registry_writer(int.from_bytes(data[1:5], "big"))
             # the registry's copy of the current schema: the same bytes, the compiled reader
             if compiled is not None and fingerprint == self._store.fingerprint(name):
+                self._current_ids.setdefault(name, set()).add(bytes(data[:5]))
                 return self._read_compiled(data, 5, compiled)
             return _built(self._read(data, 5, writer, reader), from_dict)
         raise DecodeError(f"unknown framing (first byte 0x{data[0]:02x})")

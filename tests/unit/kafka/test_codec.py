@@ -156,6 +156,30 @@ def test_a_registry_body_of_the_current_schema_is_read_by_the_compiled_reader(mo
         AvroCodec(STORE, registry).decode(framed + b"\x00", "ConversionTriggered")
 
 
+def test_a_typed_decoder_knows_a_registry_framing_of_the_current_schema_and_stays_as_strict():
+    registry = FakeRegistry()
+    framed = AvroCodec(STORE, registry, auto_register=True).encode(
+        "ConversionTriggered", trigger_record(), "t"
+    )
+    _older_trigger(registry)  # id 9: an older schema, beside the current one's id 1
+    decode = AvroCodec(STORE, registry).typed_decoder(
+        "ConversionTriggered", TRIGGER_AVRO_TYPES, Trigger.from_avro
+    )
+    expected = Trigger.from_avro(trigger_record())
+    assert decode(framed) == expected  # the registry asked once
+    assert decode(framed) == expected  # known by its first five bytes
+    with pytest.raises(DecodeError, match="trailing bytes"):
+        decode(framed + b"\x00")
+    with pytest.raises(DecodeError, match="corrupt"):
+        decode(framed[:12])
+    # the same body under the older schema's id is not the current schema's
+    with pytest.raises(DecodeError):
+        decode(b"\x00" + (9).to_bytes(4, "big") + framed[5:])
+    single = AvroCodec(STORE).encode("ConversionTriggered", trigger_record(), "t")
+    with pytest.raises(DecodeError, match="trailing bytes"):
+        decode(single + b"\x00")
+
+
 def _older_trigger(registry: FakeRegistry) -> tuple[bytes, dict[str, Any]]:
     """A trigger written with an older schema (no `test_event_code`), registered as id 9: its
     Confluent-framed bytes, and the record written."""
