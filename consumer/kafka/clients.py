@@ -74,14 +74,16 @@ class TransactionalProducer(Protocol):
 
     def begin_transaction(self) -> None: ...
 
-    def produce(
+    # the binding's own signature, positions included (`callback` is `on_delivery`)
+    def produce(  # noqa: PLR0917
         self,
         topic: str,
-        *,
         value: bytes | None = None,
         key: bytes | None = None,
         partition: int = -1,
+        callback: Any = None,
         on_delivery: Any = None,
+        timestamp: int = 0,
         headers: Any = None,
     ) -> None: ...
 

@@ -145,16 +145,22 @@ class Publisher:
 
     def _send(self, record: OutRecord) -> None:
         producer = self._ensure_open()
-        kwargs: dict[str, Any] = {"key": record.key, "value": record.value}
-        if record.partition is not None:
-            kwargs["partition"] = record.partition
-        if record.headers:
-            kwargs["headers"] = record.headers
-        if record.on_delivery is not None:
-            kwargs["on_delivery"] = record.on_delivery
+        partition = -1 if record.partition is None else record.partition  # -1: the partitioner's
         while True:
             try:
-                producer.produce(record.topic, **kwargs)
+                if record.headers:
+                    producer.produce(
+                        record.topic,
+                        record.value,
+                        record.key,
+                        partition,
+                        record.on_delivery,
+                        headers=record.headers,
+                    )
+                else:  # positional: librdkafka's binding parses keywords at a cost per record
+                    producer.produce(
+                        record.topic, record.value, record.key, partition, record.on_delivery
+                    )
                 return
             except BufferError:
                 producer.poll(0.05)

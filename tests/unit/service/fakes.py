@@ -114,13 +114,15 @@ class FakeProducer(TransactionalProducer):
     def produce(
         self,
         topic: str,
-        *,
         value: bytes | None = None,
         key: bytes | None = None,
         partition: int = -1,
+        callback: Any = None,
         on_delivery: Any = None,
+        timestamp: int = 0,
         headers: Any = None,
     ) -> None:
+        on_delivery = on_delivery or callback
         txn = self.transactions[-1]
         assert txn.state == "open", "produce outside a transaction"
         txn.records.append((topic, None if partition == -1 else partition, value))
