@@ -308,7 +308,7 @@ class Checkpoint:
             return  # the group moved on: all of it waits until the consumer has rejoined
         # 5. now durable in Kafka: the dedup entries go to the local table, and the outbox
         #    entries of what it published are not needed any more
-        self._dedup.committed()
+        self._dedup.committed(write=force)  # written at once when partitions go, or at the end
         self._parkings.committed()
         self._outbox.committed({p: [end] for p, end in self._in_transaction.items()})
         self._outbox.discard(self._ahead_in_transaction)

@@ -6,6 +6,12 @@ lives in the state store and is rebuilt from the results topic (`recovery.py`); 
 the open transaction are kept in memory until it commits, and messages in progress are tracked
 too, so a second copy arriving before the first is resolved is a duplicate as well.
 
+Committed ids are written to the table together, once a second (`write_every_s`), and at
+once when partitions move or the service stops: each commit's few hundred ids fall on random
+leaves of the table, and a transaction per commit wrote most of those pages again each time.
+Until written they are known from memory. A crash before loses nothing: the table's position
+in the results topic is written with its rows, so the restore reads those results again.
+
 The window is kept while the service runs: `purge_step` walks the table in key order a slice
 at a time and deletes what is older than the window, so an id leaves the disk at most one sweep
 after its window ends (a sweep of 100 million ids takes hours at the loop's pace), with no index
@@ -72,18 +78,25 @@ class Dedup:
         results_topic: str,
         *,
         window_s: int = 7 * 24 * 3600,
+        write_every_s: float = 1.0,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.topic = results_topic
         self.window_s = window_s
         self._store = store
         self._window_ms = window_s * 1000
+        self._write_every_ms = write_every_s * 1000
         self._clock_ms = clock_ms
         self._in_progress: set[str] = set()
-        # id -> (status, at, partition)
+        # the open transaction's: id -> (status, at, partition)
         self._uncommitted: dict[str, tuple[DedupStatus, int, int]] = {}
         self._result_offsets: dict[int, int] = {}  # results partition -> next offset
         self._first_ahead: dict[int, int] = {}  # results partition -> first result ahead
+        # committed, not written to the table yet: id -> (status, at), and the table's
+        # positions in the results partitions that go with them
+        self._unwritten: dict[str, tuple[DedupStatus, int]] = {}
+        self._unwritten_positions: dict[int, int] = {}
+        self._written_at: int | None = None  # when they were last written (None: not yet)
         # the table's rows for the ids of the batch being handled, read in one query
         self._looked_up: set[str] = set()
         self._found: dict[str, tuple[DedupStatus, int]] = {}
@@ -113,6 +126,8 @@ class Dedup:
         with self._store.transaction():
             self._store.db.execute("DELETE FROM dedup_ids")
             self._store.reset_topic(self.topic, topic_id)
+        self._unwritten.clear()  # results of the topic that went
+        self._unwritten_positions.clear()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -134,7 +149,7 @@ class Dedup:
         """How this event_id was resolved before (`IN_PROGRESS` if it is being processed)."""
         if event_id in self._in_progress:
             return DedupStatus.IN_PROGRESS
-        entry = self._uncommitted.get(event_id)
+        entry = self._uncommitted.get(event_id) or self._unwritten.get(event_id)
         if entry is not None:
             return entry[0]
         if event_id in self._looked_up:
@@ -179,22 +194,30 @@ class Dedup:
         if offset < self._first_ahead.get(partition, offset + 1):
             self._first_ahead[partition] = offset
 
-    def committed(self) -> None:
-        """The transaction committed: its entries are durable; keep them locally. While the
-        store is full they stay in memory (where `seen` finds them) and are written with the
-        next commit that finds room."""
-        if not self._uncommitted and not self._result_offsets and not self._first_ahead:
-            return
-        if not self._store.may_write():
-            return
-        rows = [(e, s, at) for e, (s, at, _) in self._uncommitted.items()]
-        try:
-            self.store(rows, self._result_offsets | self._first_ahead)
-        except StateFullError:
-            return
+    def committed(self, *, write: bool = False) -> None:
+        """The transaction committed: its entries are durable. They wait in memory, where
+        `seen` finds them, and are written to the table when a second has passed since the
+        last write (now with `write`). While the store is full they wait for room."""
+        for event_id, (status, at, _) in self._uncommitted.items():
+            self._unwritten[event_id] = (status, at)
         self._uncommitted.clear()
+        # this commit's positions replace the earlier ones, as writing each commit's would
+        self._unwritten_positions.update(self._result_offsets | self._first_ahead)
         self._result_offsets.clear()
         self._first_ahead.clear()
+        written = self._written_at
+        if write or written is None or not 0 <= self._clock_ms() - written < self._write_every_ms:
+            self.write()
+
+    def write(self) -> None:
+        """Write the committed entries waiting in memory (they wait on while the store is
+        full)."""
+        if not (self._unwritten or self._unwritten_positions) or not self._store.may_write():
+            return
+        try:
+            self.store([], {})
+        except StateFullError:
+            return
 
     def drop_uncommitted(self, partitions: set[int]) -> None:
         """The transaction was lost for these partitions: forget what it recorded, and where
@@ -208,15 +231,22 @@ class Dedup:
     # -- the table ---------------------------------------------------------------------------
 
     def store(self, rows: list[DedupRow], result_offsets: Mapping[int, int]) -> None:
-        """Write rows and how far each results partition is read into them, in one transaction."""
+        """Write rows and how far each results partition is read into them, in one
+        transaction, with the committed entries waiting in memory (a position of `rows` wins
+        over theirs: every row before either is in the table once it commits)."""
         self.forget_looked_up()
+        waiting = [(e, s, at) for e, (s, at) in self._unwritten.items()]
+        positions = self._unwritten_positions | dict(result_offsets)
         with self._store.transaction():
             self._store.db.executemany(
                 _INSERT,
-                [(id_key(e), _STATUS_CODES[s], _stored_at(at)) for e, s, at in rows],
+                [(id_key(e), _STATUS_CODES[s], _stored_at(at)) for e, s, at in waiting + rows],
             )
-            for partition, offset in result_offsets.items():
+            for partition, offset in positions.items():
                 self._store.save_offset(self.topic, partition, offset)
+        self._unwritten.clear()
+        self._unwritten_positions.clear()
+        self._written_at = self._clock_ms()
 
     def stored_offsets(self) -> dict[int, int]:
         return self._store.offsets(self.topic)

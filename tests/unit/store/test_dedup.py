@@ -143,10 +143,79 @@ def test_a_lost_transaction_leaves_no_position_behind(tmp_path):
     dedup.delivered(1, 17)
     dedup.delivered_ahead(1, 12)
     dedup.drop_uncommitted({1})
-    dedup.committed()
+    dedup.committed(write=True)
     # partition 1's results were aborted with the transaction: the table reads them again
     assert dedup.stored_offsets() == {0: 42}
     assert dedup.seen("a") == "SENT" and dedup.seen("b") is None
+
+
+def _rows(dedup: Dedup) -> int:
+    return dedup._store.db.execute("SELECT COUNT(*) FROM dedup_ids").fetchone()[0]
+
+
+def test_committed_ids_are_written_together_once_a_second(tmp_path):
+    clock = Clock()
+    dedup = _dedup(tmp_path, clock)  # its rows written just now
+    before = _rows(dedup)
+    dedup.record(DedupEntry("a", DedupStatus.SENT), 0)
+    dedup.delivered(0, 41)
+    dedup.committed()
+    dedup.look_up(["a"])  # the table does not hold it yet: memory answers
+    assert dedup.seen("a") == "SENT"
+    assert _rows(dedup) == before and dedup.stored_offsets() == {}
+    clock.ms += 999
+    dedup.record(DedupEntry("b", DedupStatus.SKIPPED), 0)
+    dedup.delivered(0, 42)
+    dedup.committed()
+    assert _rows(dedup) == before
+    clock.ms += 1
+    dedup.record(DedupEntry("c", DedupStatus.FAILED), 1)
+    dedup.delivered(1, 7)
+    dedup.committed()  # a second since the last write: all three, with the latest positions
+    assert _rows(dedup) == before + 3
+    assert dedup.stored_offsets() == {0: 43, 1: 8}
+    dedup.forget_looked_up()
+    assert [dedup.seen(e) for e in "abc"] == ["SENT", "SKIPPED", "FAILED"]
+
+
+def test_a_crash_before_the_write_leaves_the_position_before_the_ids_it_lost(tmp_path):
+    dedup = _dedup(tmp_path)
+    dedup.record(DedupEntry("a", DedupStatus.SENT), 0)
+    dedup.delivered(0, 41)
+    dedup.committed()
+    # the process dies: a new one finds the table as it was, and reads the results again
+    after = Dedup(dedup._store, "results", clock_ms=lambda: NOW_MS)
+    assert after.seen("a") is None
+    assert after.stored_offsets() == {}
+
+
+def test_a_partition_lost_after_its_commit_keeps_the_ids_committed(tmp_path):
+    dedup = _dedup(tmp_path)
+    before = _rows(dedup)
+    dedup.record(DedupEntry("a", DedupStatus.SENT), 1)
+    dedup.delivered(1, 41)
+    dedup.committed()
+    dedup.record(DedupEntry("b", DedupStatus.SENT), 1)  # the next transaction, then lost
+    dedup.drop_uncommitted({1})
+    assert dedup.seen("a") == "SENT" and dedup.seen("b") is None
+    dedup.write()
+    assert dedup.stored_offsets() == {1: 42}
+    assert _rows(dedup) == before + 1
+
+
+def test_a_restore_writes_the_waiting_ids_with_its_own_and_its_positions_win(tmp_path):
+    dedup = _dedup(tmp_path)
+    before = _rows(dedup)
+    dedup.record(DedupEntry("a", DedupStatus.SENT), 0)
+    dedup.delivered(0, 41)
+    dedup.record(DedupEntry("b", DedupStatus.SENT), 1)
+    dedup.delivered(1, 9)
+    dedup.committed()
+    dedup.store([("r", DedupStatus.SKIPPED, NOW_MS)], {0: 50})  # partition 0 read to its end
+    assert dedup.stored_offsets() == {0: 50, 1: 10}
+    assert _rows(dedup) == before + 3
+    dedup.write()  # nothing waits: the positions stay
+    assert dedup.stored_offsets() == {0: 50, 1: 10}
 
 
 def test_a_state_folder_of_the_earlier_layout_is_read_again_from_the_results_topic(tmp_path):
