@@ -150,7 +150,7 @@ def test_a_lost_transaction_leaves_no_position_behind(tmp_path):
 
 
 def _rows(dedup: Dedup) -> int:
-    return dedup._store.db.execute("SELECT COUNT(*) FROM dedup_ids").fetchone()[0]
+    return int(dedup._store.db.execute("SELECT COUNT(*) FROM dedup_ids").fetchone()[0])
 
 
 def test_committed_ids_are_written_together_once_a_second(tmp_path):
