@@ -155,11 +155,9 @@ def decide(
     """Refuse what must not reach Meta, or build the server event."""
     if not trigger.event_id.strip():
         return Refusal.fail(Reason.INVALID_EVENT, "event_id is empty")
-    if trigger.event_type.event_name not in BUSINESS_MESSAGING_EVENTS:
-        return Refusal.fail(
-            Reason.INVALID_EVENT,
-            f"{trigger.event_type.event_name} is not a business messaging event",
-        )
+    event_name = trigger.event_type.event_name
+    if event_name not in BUSINESS_MESSAGING_EVENTS:
+        return Refusal.fail(Reason.INVALID_EVENT, f"{event_name} is not a business messaging event")
     refusal = _route_refusal(trigger, connection, rules, restricted_assets) or _time_refusal(
         trigger, now_ms, rules
     )
@@ -181,7 +179,7 @@ def decide(
         )
     combined = {**user_data.hashed, **channel_ids}
     event: dict[str, Any] = {
-        "event_name": trigger.event_type.event_name,
+        "event_name": event_name,
         "event_time": trigger.occurred_at // 1000,
         "event_id": trigger.event_id,
         "action_source": "business_messaging",
@@ -192,7 +190,7 @@ def decide(
         event["custom_data"] = custom_data
     return Approved(
         event=event,
-        event_name=trigger.event_type.event_name,
+        event_name=event_name,
         user_data_keys=tuple(combined),
         dropped=tuple(user_data.dropped),
     )

@@ -31,7 +31,10 @@ class Held:
     tally: Tally | None = None  # what its result adds to the signal counts
 
     def size(self) -> int:
-        return sum(len(r.key or b"") + len(r.value or b"") for r in self.records)
+        size = 0
+        for r in self.records:  # one record, or two: no generator for so few
+            size += len(r.key or b"") + len(r.value or b"")
+        return size
 
 
 class HeldResults:
@@ -45,7 +48,8 @@ class HeldResults:
         return len(self._by_source)
 
     def put(self, source: SourceRef, held: Held) -> None:
-        self.pop(source)
+        if source in self._by_source:  # held again for the same message: it replaces the first
+            self.pop(source)
         size = held.size()
         self._by_source[source] = (held, size)
         self.bytes += size
