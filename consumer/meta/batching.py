@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from consumer.events.parking import ParkedEvent
 from consumer.events.policy import Approved
@@ -47,9 +47,9 @@ class OutgoingEvent:
         return max(0.0, time.time() - self.parked.first_parked_at / 1000)
 
 
-@dataclass(frozen=True, slots=True)
-class BatchKey:
-    """What events must share to go in one request."""
+class BatchKey(NamedTuple):
+    """What events must share to go in one request. A named tuple: built and looked up for
+    every event, hashed and compared in C (its credentials by identity)."""
 
     dataset_id: str
     credentials: Credentials

@@ -65,12 +65,19 @@ _ALREADY_READ = httpx.ByteStream(b"")
 DEFAULT_THROTTLE_BACKOFF_S = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Credentials:
-    """What a connection sends with: its access token and, when it has one, the app secret."""
+    """What a connection sends with: its access token and, when it has one, the app secret.
+
+    Compared by identity, as a batch key's part that is hashed for every event: the credential
+    store gives a connection the same object as long as its files hold the same secrets
+    (`same_as` compares the secrets)."""
 
     access_token: Secret
     app_secret: Secret | None = None
+
+    def same_as(self, other: Credentials) -> bool:
+        return self.access_token == other.access_token and self.app_secret == other.app_secret
 
 
 def appsecret_proof(access_token: str, app_secret: str) -> str:

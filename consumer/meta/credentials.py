@@ -45,6 +45,8 @@ class CredentialStore:
         if kept is not None and now - kept[0] < _RECHECK_S:
             return kept[1]
         credentials = self._credentials(connection)
+        if kept is not None and kept[1].same_as(credentials):
+            credentials = kept[1]  # unchanged: the same object, and so the same batch key
         self._by_refs[refs] = (now, credentials)
         return credentials
 
