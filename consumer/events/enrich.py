@@ -29,7 +29,7 @@ class Enrichment:
 
 def referral_key(trigger: Trigger) -> str:
     """The key of the `ad-referrals` table for a trigger: `<contact_id>:<channel>`."""
-    return f"{trigger.contact_id}:{trigger.channel.value}"
+    return f"{trigger.contact_id}:{trigger.channel}"  # a StrEnum formats as its value
 
 
 def wants_referral(trigger: Trigger) -> bool:

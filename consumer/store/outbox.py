@@ -213,7 +213,8 @@ class Outbox:
         dedup: DedupEntry | None,
     ) -> None:
         """Queue an entry; `flush` writes the queued entries in one transaction."""
-        kept = None if dedup is None else (dedup.event_id, dedup.status.value)
+        # a StrEnum is its value: str() takes it without the slow `.value` descriptor
+        kept = None if dedup is None else (dedup.event_id, str(dedup.status))
         pending = self._pending.get((topic, partition))
         if pending is None:
             pending = self._pending[(topic, partition)] = []
