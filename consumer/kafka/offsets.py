@@ -28,7 +28,9 @@ class OffsetTracker:
         return sum(len(s.order) - len(s.done) for s in self._partitions.values())
 
     def track(self, topic: str, partition: int, offset: int) -> None:
-        state = self._partitions.setdefault((topic, partition), _PartitionState())
+        state = self._partitions.get((topic, partition))
+        if state is None:  # not setdefault: it would build a state for every message
+            state = self._partitions[(topic, partition)] = _PartitionState()
         if state.order and offset <= state.order[-1]:
             raise ValueError(f"offset {offset} of {topic}[{partition}] went backwards")
         state.order.append(offset)

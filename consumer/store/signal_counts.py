@@ -83,11 +83,13 @@ class SignalCounts:
 
     def count(self, tally: Tally) -> None:
         """A result goes into the open transaction: its key's counts grow."""
-        counts = self.get(tally.key)
+        key = tally.key
+        # a key counted in this process is never among the restored values (`get` moves it)
+        counts = self._counts.get(key) or self.get(key)
         if counts is None:
-            counts = self._counts[tally.key] = DayCounts()
+            counts = self._counts[key] = DayCounts()
         counts.add(tally)
-        self._changed.add(tally.key)
+        self._changed.add(key)
 
     def records(self) -> list[OutRecord]:
         """The records the open transaction carries: the new value of every key changed since
