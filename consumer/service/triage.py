@@ -160,7 +160,7 @@ class Triage:
         verdicts: list[Verdict] = []
         rewound: set[tuple[str, int]] = set()
         for msg, data in zip(msgs, decoded, strict=True):
-            if (msg.topic(), msg.partition()) in rewound:
+            if rewound and (msg.topic(), msg.partition()) in rewound:
                 continue
             verdict = self.message(msg, data)
             if isinstance(verdict, Rewind):
