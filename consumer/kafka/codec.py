@@ -95,6 +95,7 @@ class SchemaStore:
         self._texts: dict[str, str] = {}
         self._parsed: dict[str, Any] = {}
         self._fingerprints: dict[str, bytes] = {}
+        self._single_object_headers: dict[str, bytes] = {}
         self._readers: dict[str, BodyReader | None] = {}
         self._by_fingerprint: dict[bytes, tuple[str, Any]] = {}
         paths = sorted(directory.glob("*.avsc")) + sorted(directory.glob("history/*.avsc"))
@@ -111,6 +112,7 @@ class SchemaStore:
                 self._texts[name] = text
                 self._parsed[name] = parsed
                 self._fingerprints[name] = fingerprint
+                self._single_object_headers[name] = _SINGLE_OBJECT_MAGIC + fingerprint
                 self._readers[name] = compile_reader(parsed)
 
     def parsed(self, name: str) -> Any:
@@ -121,6 +123,10 @@ class SchemaStore:
 
     def fingerprint(self, name: str) -> bytes:
         return self._fingerprints[name]
+
+    def single_object_header(self, name: str) -> bytes:
+        """The framing of a single-object body of the current schema `name`."""
+        return self._single_object_headers[name]
 
     def reader(self, name: str) -> BodyReader | None:
         """The compiled reader of bodies written with the current schema `name`, if any
@@ -155,8 +161,8 @@ class AvroCodec:
         self._registry_writers: dict[int, tuple[Any, bytes]] = {}
         self._registered_ids: dict[tuple[str, str], int] = {}
         self._headers: dict[tuple[str, str], bytes] = {}  # (name, topic) -> framing bytes
-        # name -> the Confluent framings (magic byte and id) whose registered schema is the
-        # current `name`: their bodies go straight to the compiled reader
+        # name -> the Confluent framings (magic byte and id) seen to frame the current schema
+        # `name`: their bodies go straight to its compiled reader
         self._current_ids: dict[str, set[bytes]] = {}
         self._lock = threading.Lock()
 
@@ -173,19 +179,9 @@ class AvroCodec:
         other body by fastavro, then `from_dict` (its KeyError, ValueError or TypeError is a
         `DecodeError`)."""
         read = compile_reader(self._store.parsed(name), types)
-        if read is None:
-            return lambda data: self._decode(data, name, None, from_dict)
-        single_object = _SINGLE_OBJECT_MAGIC + self._store.fingerprint(name)
-        current_ids = self._current_ids.setdefault(name, set())
 
         def decode(data: bytes | None) -> T:
-            # the usual message, a body of the current schema, is known by its first bytes
-            if data and data[:10] == single_object:
-                typed: T = self._read_compiled(data, 10, read)
-            elif data and data[:5] in current_ids:
-                typed = self._read_compiled(data, 5, read)
-            else:
-                typed = self._decode(data, name, read, from_dict)
+            typed: T = self._decode(data, name, read, from_dict)
             return typed
 
         return decode
@@ -201,6 +197,12 @@ class AvroCodec:
         written with that schema, else by fastavro (given to `from_dict`, if any)."""
         if not data:
             raise DecodeError("empty message value")
+        if compiled is not None:
+            # the usual message, a body of the current schema, is known by its first bytes
+            if data[:10] == self._store.single_object_header(name):
+                return self._read_compiled(data, 10, compiled)
+            if data[:5] in self._current_ids.get(name, ()):
+                return self._read_compiled(data, 5, compiled)
         reader = self._store.parsed(name)
         if data[:2] == _SINGLE_OBJECT_MAGIC:
             if len(data) < 10:
@@ -213,12 +215,11 @@ class AvroCodec:
             writer_name, writer = found
             if writer_name != name:
                 raise DecodeError(f"message is a {writer_name}, expected a {name}")
-            if compiled is not None and writer is reader:
-                return self._read_compiled(data, 10, compiled)
             return _built(self._read(data, 10, writer, reader), from_dict)
         if data[0] == _CONFLUENT_MAGIC and len(data) >= 5:
             writer, fingerprint = self._registry_writer(int.from_bytes(data[1:5], "big"))
-            # the registry's copy of the current schema: the same bytes, the compiled reader
+            # the registry's copy of the current schema: the same bytes, the compiled reader,
+            # and the id is known by its framing from now on
             if compiled is not None and fingerprint == self._store.fingerprint(name):
                 self._current_ids.setdefault(name, set()).add(bytes(data[:5]))
                 return self._read_compiled(data, 5, compiled)
@@ -239,7 +240,7 @@ class AvroCodec:
         header = self._headers.get(key)
         if header is None:
             if self._registry is None:
-                header = _SINGLE_OBJECT_MAGIC + self._store.fingerprint(name)
+                header = self._store.single_object_header(name)
             else:
                 schema_id = self.schema_id(name, topic)  # raises while the registry is away
                 header = bytes([_CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big")
