@@ -148,19 +148,19 @@ class Publisher:
         partition = -1 if record.partition is None else record.partition  # -1: the partitioner's
         while True:
             try:
-                if record.headers:
-                    producer.produce(
-                        record.topic,
-                        record.value,
-                        record.key,
-                        partition,
-                        record.on_delivery,
-                        headers=record.headers,
-                    )
-                else:  # positional: librdkafka's binding parses keywords at a cost per record
-                    producer.produce(
-                        record.topic, record.value, record.key, partition, record.on_delivery
-                    )
+                # every argument by position: the binding parses keywords, any one of them, at
+                # a cost per record (topic, value, key, partition, callback: the binding's name
+                # for on_delivery, on_delivery, timestamp: 0 for now, headers)
+                producer.produce(
+                    record.topic,
+                    record.value,
+                    record.key,
+                    partition,
+                    record.on_delivery,
+                    None,
+                    0,
+                    record.headers or None,
+                )
                 return
             except BufferError:
                 producer.poll(0.05)
