@@ -56,6 +56,9 @@ class SignalCounts:
         return len(self._counts) + len(self._restored)
 
     def get(self, key: SignalKey) -> DayCounts | None:
+        counts = self._counts.get(key)
+        if counts is not None:  # a key counted here is never among the restored values
+            return counts
         value = self._restored.pop(key, None)
         if value is not None:
             try:
@@ -84,8 +87,7 @@ class SignalCounts:
     def count(self, tally: Tally) -> None:
         """A result goes into the open transaction: its key's counts grow."""
         key = tally.key
-        # a key counted in this process is never among the restored values (`get` moves it)
-        counts = self._counts.get(key) or self.get(key)
+        counts = self.get(key)
         if counts is None:
             counts = self._counts[key] = DayCounts()
         counts.add(tally)
