@@ -285,7 +285,7 @@ class Checkpoint:
             # 3. their results and dead letters go into the open transaction, and their
             #    dedup entries into the open transaction's view of the dedup table
             for offset in run:
-                held = self._held.pop(SourceRef(topic, partition, offset))
+                held = self._held.pop(topic, partition, offset)
                 if held is not None:
                     self._publish(held, partition)
             if (topic, partition) in self._owned:
@@ -336,7 +336,7 @@ class Checkpoint:
             return []
         ahead = [(source, held) for source, held in self._held.of(partitions) if not held.parking]
         for source, held in ahead:
-            self._held.pop(source)
+            self._held.pop(*source)
             records = [
                 replace(r, on_delivery=self._result_delivered_ahead)
                 if r.topic == self._topics.results
@@ -372,7 +372,7 @@ class Checkpoint:
     def release(self, gone: set[Partition]) -> None:
         """Partitions no longer ours: drop what is held and tracked for them."""
         for source, held in list(self._held.of(gone)):
-            self._held.pop(source)
+            self._held.pop(*source)
             if held.dedup is not None:
                 self._dedup.abandon(held.dedup.event_id)
         self._unresolved.forget(gone)

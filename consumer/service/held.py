@@ -38,10 +38,12 @@ class Held:
 
 
 class HeldResults:
-    """Held results by their input message."""
+    """Held results by their input message, found by its topic, partition and offset: the
+    commit pops them by offset, and a plain tuple is a tenth of a `SourceRef` to build."""
 
     def __init__(self) -> None:
-        self._by_source: dict[SourceRef, tuple[Held, int]] = {}  # with its size, measured once
+        # (topic, partition, offset) -> the held result, with its size, measured once
+        self._by_source: dict[tuple[str, int, int], tuple[Held, int]] = {}
         self.bytes = 0
 
     def __len__(self) -> int:
@@ -49,13 +51,13 @@ class HeldResults:
 
     def put(self, source: SourceRef, held: Held) -> None:
         if source in self._by_source:  # held again for the same message: it replaces the first
-            self.pop(source)
+            self.pop(*source)
         size = held.size()
         self._by_source[source] = (held, size)
         self.bytes += size
 
-    def pop(self, source: SourceRef) -> Held | None:
-        found = self._by_source.pop(source, None)
+    def pop(self, topic: str, partition: int, offset: int) -> Held | None:
+        found = self._by_source.pop((topic, partition, offset), None)
         if found is None:
             return None
         self.bytes -= found[1]
@@ -63,8 +65,8 @@ class HeldResults:
 
     def of(self, partitions: Collection[Partition]) -> Iterator[tuple[SourceRef, Held]]:
         """The held results of `partitions`, in offset order."""
-        for source in sorted(s for s in self._by_source if s.topic_partition in partitions):
-            yield source, self._by_source[source][0]
+        for key in sorted(k for k in self._by_source if k[:2] in partitions):
+            yield SourceRef(*key), self._by_source[key][0]
 
 
 class UnresolvedBytes:

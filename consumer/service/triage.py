@@ -377,4 +377,6 @@ def _source(msg: Message) -> SourceRef:
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
     if topic is None or partition is None or offset is None:
         raise FatalError("consumer returned a message without topic, partition or offset")
-    return SourceRef(topic, partition, offset)
+    # built as `tuple` builds it, in C: a named tuple's own `__new__` is a Python function, and
+    # this runs for every message
+    return tuple.__new__(SourceRef, (topic, partition, offset))

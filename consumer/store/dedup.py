@@ -88,8 +88,8 @@ class Dedup:
         self._write_every_ms = write_every_s * 1000
         self._clock_ms = clock_ms
         self._in_progress: set[str] = set()
-        # the open transaction's: id -> (status, at, partition)
-        self._uncommitted: dict[str, tuple[DedupStatus, int, int]] = {}
+        # the open transaction's: id -> (status, results partition); timed at the commit
+        self._uncommitted: dict[str, tuple[DedupStatus, int]] = {}
         self._result_offsets: dict[int, int] = {}  # results partition -> next offset
         self._first_ahead: dict[int, int] = {}  # results partition -> first result ahead
         # committed, not written to the table yet: id -> (status, at), and the table's
@@ -180,7 +180,7 @@ class Dedup:
     def record(self, entry: DedupEntry, partition: int) -> None:
         """Note the outcome of an event in the open transaction."""
         self._in_progress.discard(entry.event_id)
-        self._uncommitted[entry.event_id] = (entry.status, self._clock_ms(), partition)
+        self._uncommitted[entry.event_id] = (entry.status, partition)
 
     def delivered(self, partition: int, offset: int) -> None:
         """A result of the open transaction reached results partition `partition`."""
@@ -197,16 +197,18 @@ class Dedup:
     def committed(self, *, write: bool = False) -> None:
         """The transaction committed: its entries are durable. They wait in memory, where
         `seen` finds them, and are written to the table when a second has passed since the
-        last write (now with `write`). While the store is full they wait for room."""
-        for event_id, (status, at, _) in self._uncommitted.items():
-            self._unwritten[event_id] = (status, at)
+        last write (now with `write`). While the store is full they wait for room. Their window
+        starts now, a commit interval at most after each was resolved."""
+        now = self._clock_ms()
+        for event_id, (status, _) in self._uncommitted.items():
+            self._unwritten[event_id] = (status, now)
         self._uncommitted.clear()
         # this commit's positions replace the earlier ones, as writing each commit's would
         self._unwritten_positions.update(self._result_offsets | self._first_ahead)
         self._result_offsets.clear()
         self._first_ahead.clear()
         written = self._written_at
-        if write or written is None or not 0 <= self._clock_ms() - written < self._write_every_ms:
+        if write or written is None or not 0 <= now - written < self._write_every_ms:
             self.write()
 
     def write(self) -> None:
@@ -222,7 +224,7 @@ class Dedup:
     def drop_uncommitted(self, partitions: set[int]) -> None:
         """The transaction was lost for these partitions: forget what it recorded, and where
         its results were written (aborted, they are no position to resume from)."""
-        for event_id in [e for e, v in self._uncommitted.items() if v[2] in partitions]:
+        for event_id in [e for e, v in self._uncommitted.items() if v[1] in partitions]:
             del self._uncommitted[event_id]
         for partition in partitions:
             self._result_offsets.pop(partition, None)
