@@ -162,7 +162,7 @@ def _tally(
     """The one rule of both: results without a dataset and test events count nowhere."""
     if not dataset_id or test_event_code or not event_name:
         return None
-    key = SignalKey(partition, dataset_id, event_name, _day(processed_at))
+    key = SignalKey._make((partition, dataset_id, event_name, _day(processed_at)))
     return Tally(key, workspace_id or "", status, reason or "", user_data_keys)
 
 

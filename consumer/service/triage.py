@@ -306,7 +306,7 @@ class Triage:
         except MissingCredentialsError as exc:
             refusal = Refusal.fail(Reason.MISSING_CREDENTIALS, str(exc))
             return _refused(refusal, source, trigger, received, self._clock_ms())
-        key = BatchKey(trigger.dataset_id, credentials, trigger.test_event_code)
+        key = BatchKey._make((trigger.dataset_id, credentials, trigger.test_event_code))
         return Send(OutgoingEvent(source, trigger, decision, received, parked), key)
 
     def _prefetch(self, triggers: list[Trigger]) -> None:
@@ -377,6 +377,4 @@ def _source(msg: Message) -> SourceRef:
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
     if topic is None or partition is None or offset is None:
         raise FatalError("consumer returned a message without topic, partition or offset")
-    # built as `tuple` builds it, in C: a named tuple's own `__new__` is a Python function, and
-    # this runs for every message
-    return tuple.__new__(SourceRef, (topic, partition, offset))
+    return SourceRef._make((topic, partition, offset))  # per message: see `SourceRef`
