@@ -99,8 +99,8 @@ def test_a_writer_that_wrote_many_results_before_still_writes_fastavros_bytes(re
     assert _LONG_LIVED_WRITER.body(result) == fastavro_body(result)
 
 
-def test_a_writer_that_keeps_few_names_forgets_them_and_writes_the_same_bytes(monkeypatch):
-    monkeypatch.setattr(result_avro, "_NAMES_KEPT", 2)
+def test_a_writer_that_keeps_few_parts_forgets_them_and_writes_the_same_bytes(monkeypatch):
+    monkeypatch.setattr(result_avro, "_KEPT", 2)
     writer = ResultBodyWriter()
     for n in range(12):
         trigger = Trigger.from_avro(
@@ -110,6 +110,16 @@ def test_a_writer_that_keeps_few_names_forgets_them_and_writes_the_same_bytes(mo
         # the results of one answer share a processed_at: three in a row here
         result = ConversionResult(source, ResultStatus.SENT, 1_000 + n // 3, trigger=trigger)
         assert writer.body(result) == fastavro_body(result)
+
+
+def test_a_long_at_every_edge_of_its_tables_is_fastavros():
+    # a long is written 14 bits at a time: each power of two around those steps, and the ends
+    # of the range, on both sides of zero
+    edges = {2**k + d for k in range(64) for d in (-1, 0, 1)} | {0, 2**63 - 1}
+    for n in sorted(e for edge in edges for e in (edge, -edge) if -(2**63) <= e < 2**63):
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, "long", n)
+        assert result_avro._long(n) == out.getvalue(), n  # noqa: SLF001
 
 
 def test_the_fields_are_written_in_the_schemas_order():
