@@ -44,13 +44,13 @@ class Metrics:
         """Move `gauge` by `delta`, applied at the next `flush`."""
         self._shifts[gauge] = self._shifts.get(gauge, 0) + delta
 
-    def observe(self, histogram: Histogram, value: float) -> None:
-        """Observe `value`, applied at the next `flush`: its bucket found here, the series of
-        the histogram updated once per loop turn."""
+    def observe(self, histogram: Histogram, value: float, times: int = 1) -> None:
+        """Observe `value` (`times` times), applied at the next `flush`: its bucket found here,
+        the series of the histogram updated once per loop turn."""
         pending = self._observations.get(histogram)
         if pending is None:
             pending = self._observations[histogram] = _Observations(histogram)
-        pending.add(value)
+        pending.add(value, times)
 
     def flush(self) -> None:
         """Apply the tallies, shifts and observations (the loop calls this every turn, and
@@ -276,9 +276,9 @@ class _Observations:
         self._counts = [0] * len(self._bounds)
         self._sum = 0.0
 
-    def add(self, value: float) -> None:
-        self._counts[bisect.bisect_left(self._bounds, value)] += 1
-        self._sum += value
+    def add(self, value: float, times: int = 1) -> None:
+        self._counts[bisect.bisect_left(self._bounds, value)] += times
+        self._sum += value * times
 
     def apply(self) -> None:
         if not any(self._counts):

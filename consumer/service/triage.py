@@ -153,6 +153,8 @@ class Triage:
         # decoded first, so that the batch's event ids are looked up in one query
         decoded = [self._decode(msg) for msg in msgs]
         triggers = [d for d in decoded if isinstance(d, Trigger)]
+        now_ms = self._clock_ms()  # the batch's time: it is handled within a few milliseconds
+        self._observe_clock(triggers, now_ms)
         event_ids = [t.event_id for t in triggers]
         self._dedup.look_up(event_ids)
         self._parked_ids = self._parked.parked_among(event_ids) if event_ids else set()
@@ -162,7 +164,7 @@ class Triage:
         for msg, data in zip(msgs, decoded, strict=True):
             if rewound and (msg.topic(), msg.partition()) in rewound:
                 continue
-            verdict = self.message(msg, data)
+            verdict = self._message(msg, data, now_ms)
             if isinstance(verdict, Rewind):
                 rewound.add(verdict.source.topic_partition)
             if verdict is not None:
@@ -171,7 +173,21 @@ class Triage:
         self._parked_ids = set()
         return verdicts
 
-    def message(self, msg: Message, data: Trigger | CapiConsumerError | None) -> Verdict | None:
+    def _observe_clock(self, triggers: list[Trigger], now_ms: int) -> None:
+        """How far each consumed trigger is ahead of the clock, refused or not: one wrong clock
+        shifts them all, a wrong producer a few. None is, most of the time: counted at once."""
+        m = self._metrics
+        if not triggers:
+            return
+        if max(t.occurred_at for t in triggers) <= now_ms:
+            m.observe(m.event_ahead_of_clock, 0.0, len(triggers))
+            return
+        for trigger in triggers:
+            m.observe(m.event_ahead_of_clock, seconds_ahead(trigger, now_ms))
+
+    def _message(
+        self, msg: Message, data: Trigger | CapiConsumerError | None, now_ms: int
+    ) -> Verdict | None:
         """What to do with one message (None: nothing to do: an error event of the consumer, or
         a message of a partition no longer ours)."""
         error = msg.error()
@@ -201,12 +217,9 @@ class Triage:
             )
             return Rewind(source, schema_unavailable=True)
         received = RawMessage(msg.key(), msg.value())
-        now_ms = self._clock_ms()
         if not isinstance(data, Trigger):  # a DecodeError
             return _undecodable(source, str(data), received, now_ms)
         trigger = data
-        # every trigger's, refused or not: one wrong clock shifts them all, a wrong producer a few
-        self._metrics.observe(self._metrics.event_ahead_of_clock, seconds_ahead(trigger, now_ms))
         prior = self._dedup.seen(trigger.event_id)
         if prior is None and trigger.event_id in self._parked_ids:
             prior = DedupStatus.PARKED  # parked by this partition's previous owner

@@ -119,7 +119,7 @@ def test_a_long_at_every_edge_of_its_tables_is_fastavros():
     for n in sorted(e for edge in edges for e in (edge, -edge) if -(2**63) <= e < 2**63):
         out = io.BytesIO()
         fastavro.schemaless_writer(out, "long", n)
-        assert result_avro._long(n) == out.getvalue(), n  # noqa: SLF001
+        assert result_avro._long(n) == out.getvalue(), n
 
 
 def test_the_fields_are_written_in_the_schemas_order():

@@ -24,22 +24,21 @@ def samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, tuple[Any
     }
 
 
+values = st.floats(-10, 10_000, allow_nan=False) | st.sampled_from(BUCKETS)
+
+
 @settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.lists(st.floats(-10, 10_000, allow_nan=False) | st.sampled_from(BUCKETS), max_size=30),
-        max_size=4,
-    )
-)
+@given(st.lists(st.lists(st.tuples(values, st.integers(1, 5)), max_size=30), max_size=4))
 def test_observations_applied_per_turn_export_what_one_observe_each_exports(turns):
     one_by_one = CollectorRegistry()
     direct = Histogram("h_seconds", "h", buckets=BUCKETS, registry=one_by_one)
     metrics = Metrics()
     batched = Histogram("h_seconds", "h", buckets=BUCKETS, registry=metrics.registry)
-    for values in turns:
-        for value in values:
-            direct.observe(value)
-            metrics.observe(batched, value)
+    for observed in turns:
+        for value, times in observed:  # a value observed `times` times, in one call here
+            for _ in range(times):
+                direct.observe(value)
+            metrics.observe(batched, value, times)
         metrics.flush()
         ours = samples(metrics.registry, "h_seconds")
         theirs = samples(one_by_one, "h_seconds")

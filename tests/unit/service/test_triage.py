@@ -194,6 +194,13 @@ def test_clock_skew_is_dead_lettered_with_the_skew_and_measured_for_every_trigge
     buckets = {le: sample(f"{name}_bucket", {"le": le}) for le in ("0.0", "60.0", "120.0", "600.0")}
     assert buckets == {"0.0": 1, "60.0": 1, "120.0": 2, "600.0": 3}
     assert (sample(f"{name}_count"), sample(f"{name}_sum")) == (3, 510)
+    # a batch with no trigger ahead (the usual one) is counted at 0 all at once
+    world.triage.batch(
+        [message(4 + n, trigger_bytes(trigger_record(event_id=f"e{n}"))) for n in (0, 1)]
+    )
+    world.metrics.flush()
+    assert sample(f"{name}_bucket", {"le": "0.0"}) == 3
+    assert (sample(f"{name}_count"), sample(f"{name}_sum")) == (5, 510)
 
 
 def test_local_state_answers_before_decoding(world):
