@@ -103,7 +103,10 @@ class CustomerInfo:
     def merged_over(self, other: CustomerInfo) -> CustomerInfo:
         """These values, with the blanks filled from `other` (self when nothing is filled)."""
         mine, theirs = self.values(), other.values()
-        filled = [i for i, v in enumerate(mine) if (v is None or not v.strip()) and theirs[i] != v]
+        if mine == theirs:
+            return self
+        # a value only where theirs differs, the cheaper test first
+        filled = [i for i, v in enumerate(mine) if v != theirs[i] and (v is None or not v.strip())]
         if not filled:
             return self
         merged = list(mine)
