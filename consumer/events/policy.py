@@ -177,7 +177,8 @@ def decide(
             Reason.NO_CUSTOMER_INFORMATION,
             "no customer information field is present after normalization",
         )
-    combined = {**user_data.hashed, **channel_ids}
+    combined = user_data.hashed  # this event's own dict: the channel's ids join it
+    combined.update(channel_ids)
     event: dict[str, Any] = {
         "event_name": event_name,
         "event_time": trigger.occurred_at // 1000,
