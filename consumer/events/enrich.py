@@ -16,6 +16,7 @@ from consumer.events.records import AdReferral, Channel, Contact, Trigger
 __all__ = ["Enrichment", "enrich", "referral_key", "wants_referral"]
 
 _CLOCK_SKEW_MS = 5 * 60 * 1000
+_WHATSAPP = Channel.WHATSAPP  # a module global: see `records.py` on reading enum members
 
 
 @dataclass(slots=True)
@@ -34,7 +35,7 @@ def referral_key(trigger: Trigger) -> str:
 
 def wants_referral(trigger: Trigger) -> bool:
     """A WhatsApp trigger without the ad's click id: the referral table may supply it."""
-    return trigger.channel is Channel.WHATSAPP and not (trigger.ctwa_clid or "").strip()
+    return trigger.channel is _WHATSAPP and not (trigger.ctwa_clid or "").strip()
 
 
 def enrich(
@@ -50,7 +51,7 @@ def enrich(
         if merged is not trigger.customer_info:  # a new one only when it filled a blank
             changes["customer_info"] = merged
             contact_used = True
-        if trigger.channel is not Channel.WHATSAPP and not (trigger.channel_user_id or "").strip():
+        if trigger.channel is not _WHATSAPP and not (trigger.channel_user_id or "").strip():
             user_id = contact.user_id(trigger.channel, trigger.channel_account_id)
             if user_id:
                 changes["channel_user_id"] = user_id
@@ -68,7 +69,7 @@ def enrich(
 
 def _attributes(trigger: Trigger, referral: AdReferral, window_ms: int) -> bool:
     return (
-        referral.channel is Channel.WHATSAPP
+        referral.channel is _WHATSAPP
         and referral.contact_id == trigger.contact_id
         and referral.channel_account_id == trigger.channel_account_id
         and bool((referral.ctwa_clid or "").strip())

@@ -73,6 +73,10 @@ BUSINESS_MESSAGING_EVENTS = frozenset(
 )
 # Only Pages and Instagram accounts fall under the ePrivacy restriction.
 _REGION_RESTRICTED_CHANNELS = frozenset({Channel.MESSENGER, Channel.INSTAGRAM})
+# compared with for every event, kept in module globals: see `records.py` on enum members
+_WHATSAPP, _MESSENGER = Channel.WHATSAPP, Channel.MESSENGER
+_DISCONNECTED = ConnectionStatus.DISCONNECTED
+_PURCHASE = EventType.PURCHASE
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +213,7 @@ def _route_refusal(
         return Refusal.fail(
             Reason.UNKNOWN_CONNECTION, f"connection {trigger.connection_id} is not known"
         )
-    if connection.status is ConnectionStatus.DISCONNECTED:
+    if connection.status is _DISCONNECTED:
         return Refusal.skip(
             Reason.CONNECTION_DISCONNECTED, f"connection {connection.connection_id} is disconnected"
         )
@@ -275,7 +279,7 @@ def _label(trigger: Trigger) -> str:
 
 def _channel_ids(trigger: Trigger, require_click_id: bool) -> dict[str, str] | Refusal:
     user_id = (trigger.channel_user_id or "").strip()
-    if trigger.channel is Channel.WHATSAPP:
+    if trigger.channel is _WHATSAPP:
         ids = {"whatsapp_business_account_id": trigger.channel_account_id}
         clid = (trigger.ctwa_clid or "").strip()
         if clid:
@@ -286,7 +290,7 @@ def _channel_ids(trigger: Trigger, require_click_id: bool) -> dict[str, str] | R
                 "WhatsApp conversation without a click-to-WhatsApp ad click id",
             )
         return ids
-    if trigger.channel is Channel.MESSENGER:
+    if trigger.channel is _MESSENGER:
         if not user_id:
             return Refusal.fail(
                 Reason.INVALID_EVENT, "Messenger event without the page-scoped user id"
@@ -302,7 +306,7 @@ def _channel_ids(trigger: Trigger, require_click_id: bool) -> dict[str, str] | R
 def _custom_data(trigger: Trigger) -> dict[str, Any] | Refusal:
     currency = (trigger.currency or "").strip().upper()
     raw_value = (trigger.value or "").strip()
-    if trigger.event_type is EventType.PURCHASE and not (currency and raw_value):
+    if trigger.event_type is _PURCHASE and not (currency and raw_value):
         return Refusal.fail(Reason.INVALID_EVENT, "a Purchase needs a currency and a value")
     data: dict[str, Any] = {}
     if currency:

@@ -64,6 +64,7 @@ DEAD_LETTER_REASONS: frozenset[Reason] = frozenset(
 # The reasons `replay-dlq --reason` picks dead letters by: those above, and INVALID_EVENT, whose
 # dead letters are the events a wrong clock put too far ahead and the unforeseen rule errors.
 REPLAYABLE_REASONS: frozenset[Reason] = DEAD_LETTER_REASONS | {Reason.INVALID_EVENT}
+_DUPLICATE = Reason.DUPLICATE  # a module global: see `records.py` on reading enum members
 # A replayed message may be processed again when its earlier outcome was FAILED.
 REPLAY_HEADER = "capi.replay"
 
@@ -160,7 +161,7 @@ class ConversionResult:
     def dedup_entry(self) -> DedupEntry | None:
         """What this result adds to the dedup table (nothing for a duplicate or no event id)."""
         event_id = self.event_id
-        if not event_id or self.reason is Reason.DUPLICATE:
+        if not event_id or self.reason is _DUPLICATE:
             return None
         return DedupEntry._make((event_id, _DEDUP_STATUS[self.status]))
 

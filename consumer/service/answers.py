@@ -17,6 +17,8 @@ from consumer.service.checkpoint import Checkpoint
 
 __all__ = ["Answers", "RestrictedAssets"]
 
+_RESTRICTED_REGION = Reason.RESTRICTED_REGION  # a global: see `records.py` on enum members
+
 
 class RestrictedAssets(Protocol):
     """What keeps the assets Meta refused (triage: it skips their next events)."""
@@ -35,7 +37,7 @@ class Answers:
     def collect(self, backlog: bool = False) -> None:
         """Move the sender along; hand every answer that came back to the checkpoint."""
         for item, outcome in self._sender.step(backlog=backlog):
-            if isinstance(outcome, Outcome) and outcome.reason is Reason.RESTRICTED_REGION:
+            if isinstance(outcome, Outcome) and outcome.reason is _RESTRICTED_REGION:
                 self._triage.remember_restricted(item.trigger.channel_account_id)
             self._checkpoint.answered(item, outcome)
         self._checkpoint.abandon(self._sender.take_abandoned())
