@@ -88,8 +88,10 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def new_topics() -> Topics:
+    """A run's own topics, every one of them: a topic shared between runs (the signals topic
+    was) grows with each, and the later runs read more of it."""
     s = uuid.uuid4().hex[:8]
-    names = ("in", "contacts", "referrals", "conn", "results", "dlq", "retry")
+    names = ("in", "contacts", "referrals", "conn", "results", "dlq", "retry", "signals")
     return Topics(*(f"{name}-{s}" for name in names))
 
 
