@@ -88,8 +88,8 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def new_topics() -> Topics:
-    """A run's own topics, every one of them: a topic shared between runs (the signals topic
-    was) grows with each, and the later runs read more of it."""
+    """A run's own topics, every one of them: a topic shared by the runs of one benchmark
+    would grow with each, and the later runs would read more of it."""
     s = uuid.uuid4().hex[:8]
     names = ("in", "contacts", "referrals", "conn", "results", "dlq", "retry", "signals")
     return Topics(*(f"{name}-{s}" for name in names))

@@ -83,8 +83,9 @@ class SourceRef(NamedTuple):
     compared in C.
 
     The hot path builds it with `_make`, as it builds the other named tuples it makes for every
-    event (`BatchKey`, `SignalKey`, `DedupEntry`): a named tuple's own constructor is a Python
-    function, `_make` hands the values to `tuple`'s, in C (249 against 478 ns)."""
+    event (`BatchKey`, `SignalKey`, `DedupEntry`): calling the class goes through
+    `type.__call__` to the generated Python `__new__`, where `_make` is one call that hands the
+    values to `tuple.__new__` (249 against 478 ns)."""
 
     topic: str
     partition: int

@@ -88,7 +88,7 @@ class Dedup:
         self._write_every_ms = write_every_s * 1000
         self._clock_ms = clock_ms
         self._in_progress: set[str] = set()
-        # the open transaction's: id -> (status, results partition); timed at the commit
+        # the open transaction's: id -> (status, results partition); timed when it commits
         self._uncommitted: dict[str, tuple[DedupStatus, int]] = {}
         self._result_offsets: dict[int, int] = {}  # results partition -> next offset
         self._first_ahead: dict[int, int] = {}  # results partition -> first result ahead
@@ -198,7 +198,7 @@ class Dedup:
         """The transaction committed: its entries are durable. They wait in memory, where
         `seen` finds them, and are written to the table when a second has passed since the
         last write (now with `write`). While the store is full they wait for room. Their window
-        starts now, a commit interval at most after each was resolved."""
+        starts now: they were recorded as this commit published their results, moments ago."""
         now = self._clock_ms()
         for event_id, (status, _) in self._uncommitted.items():
             self._unwritten[event_id] = (status, now)
