@@ -258,6 +258,13 @@ class Checkpoint:
 
     # -- the commit ------------------------------------------------------------------------------
 
+    def next_commit_in(self) -> float | None:
+        """Seconds until a commit is due, while results are held for one; None when none is.
+        The loop's poll waits no longer, so that a result is not held past its commit."""
+        if not self._held:
+            return None
+        return max(0.0, self._last_commit + self._interval_s - time.monotonic())
+
     def turn(self) -> None:
         """Once per loop turn: keep Meta's answers on disk, serve the producer, commit if due."""
         self._outbox.flush()

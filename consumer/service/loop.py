@@ -36,6 +36,13 @@ __all__ = ["Service", "build_service", "codec_for", "registry_config"]
 log = logging.getLogger(__name__)
 
 _CONSUME_BATCH = 500
+# How long a poll waits for a full batch of messages. A message that arrives during the wait is
+# triaged when the poll returns, and its batch's linger starts only then: so the wait is short
+# while messages flow, shorter while a request is out (its answer is collected at the next
+# turn), and longer only when the last poll found nothing.
+_POLL_WAIT_IDLE_S = 0.05
+_POLL_WAIT_FLOWING_S = 0.01
+_POLL_WAIT_IN_FLIGHT_S = 0.005
 
 
 class Service:
@@ -64,6 +71,7 @@ class Service:
         self._on_ready = on_ready
         self._stop = threading.Event()
         self.progress = ProgressLog(self.metrics)
+        self._flowing = False  # the last poll returned messages
 
     def stop(self) -> None:
         """Finish in-flight work (up to `CAPI_DRAIN_TIMEOUT_S`), commit, return from run()."""
@@ -111,11 +119,9 @@ class Service:
         p.space.turn()
         # 2. partitions pause or resume (dedup restore, backpressure, schema waits, room)
         p.flow.turn(len(p.checkpoint), p.checkpoint.bytes)
-        # 3. poll: answers come back from the sender threads, so look often while any is out
-        wait = p.sender.next_wakeup()
-        idle = 0.005 if p.sender.in_flight_requests() else 0.05
-        timeout = idle if wait is None else min(idle, wait)
-        msgs = p.rebalance.consume(p.consumer, _CONSUME_BATCH, timeout)
+        # 3. poll, until a batch lingers out, a retry or a commit is due at the latest
+        msgs = p.rebalance.consume(p.consumer, _CONSUME_BATCH, self._poll_wait(p))
+        self._flowing = bool(msgs)
         # 4. triage: each message resolved now, sent, recovered, skipped or rewound
         for verdict in p.triage.batch(msgs):
             if isinstance(verdict, Send):
@@ -144,6 +150,17 @@ class Service:
         p.checkpoint.turn()
         self.metrics.flush()
         self.progress.turn()
+
+    def _poll_wait(self, p: Parts) -> float:
+        """Seconds the next poll may wait for messages."""
+        if p.sender.in_flight_requests():
+            wait = _POLL_WAIT_IN_FLIGHT_S
+        else:
+            wait = _POLL_WAIT_FLOWING_S if self._flowing else _POLL_WAIT_IDLE_S
+        for due in (p.sender.next_wakeup(), p.checkpoint.next_commit_in()):
+            if due is not None:
+                wait = min(wait, due)
+        return wait
 
     def _send(self, p: Parts, verdict: Send) -> None:
         self.metrics.shift(self.metrics.in_flight, 1)

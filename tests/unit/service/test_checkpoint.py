@@ -37,7 +37,8 @@ from tests.unit.service.fakes import (
 class World:
     """A checkpoint over a state folder; `restart()` builds a new one over the same folder."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, commit_interval_s: float = 0.0) -> None:
+        self.commit_interval_s = commit_interval_s
         self.state = tmp_path / "state"
         self.owned = {(IN, 0), (IN, 1)}
         self.restart()
@@ -78,7 +79,7 @@ class World:
             codec=CODEC,
             metrics=m,
             signals=self.signals,
-            commit_interval_s=0.0,
+            commit_interval_s=self.commit_interval_s,
             clock_ms=lambda: NOW_MS,
         )
 
@@ -114,6 +115,19 @@ def _pending(offset: int, partition: int = 0) -> OutgoingEvent:
 
 
 SENT = Outcome(ResultStatus.SENT, meta_response=MetaResponse(1, "trace"), attempts=1)
+
+
+def test_a_commit_is_due_within_the_interval_while_results_are_held(tmp_path):
+    cp = World(tmp_path, commit_interval_s=60.0).checkpoint
+    assert cp.next_commit_in() is None  # nothing held: no commit to wait for
+    cp.consumed(SourceRef(IN, 0, 0))
+    cp.resolve(_skipped(0), None)
+    assert cp.next_commit_in() == 0  # nothing committed yet: due now
+    cp.commit()
+    assert cp.next_commit_in() is None
+    cp.consumed(SourceRef(IN, 0, 1))
+    cp.resolve(_skipped(1), None)
+    assert 59 < (cp.next_commit_in() or 0) <= 60  # the interval since the last commit
 
 
 def test_a_result_waits_for_every_earlier_message_of_its_partition(world):

@@ -48,8 +48,10 @@ class _Consumer(FakeConsumer):
     def __init__(self) -> None:
         super().__init__()
         self.queued: list[Message] = []
+        self.waits: list[float] = []  # each poll's timeout
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+        self.waits.append(timeout)
         batch, self.queued = self.queued[:num_messages], self.queued[num_messages:]
         return batch
 
@@ -146,3 +148,22 @@ def test_a_trigger_and_its_copy_go_through_whole_turns_to_their_committed_result
         )
         == 1
     )
+
+
+def test_the_poll_waits_long_only_after_a_poll_that_found_nothing(tmp_path):
+    # a message that arrives while the poll waits is triaged only when it returns: while
+    # messages flow, or a result waits for its commit, the wait is short
+    with contextlib.ExitStack() as stack:
+        service, parts, consumer, producer = _loop(tmp_path, stack)
+        service.turn(parts)
+        consumer.queued = [message(0, b"not avro")]  # resolved at once: a dead letter
+        service.turn(parts)
+        deadline = time.monotonic() + 10
+        while not producer.committed:  # within the commit interval (10 ms)
+            assert time.monotonic() < deadline
+            service.turn(parts)
+        service.turn(parts)  # its poll found nothing
+        service.turn(parts)
+    assert consumer.waits[:2] == [0.05, 0.05]
+    assert consumer.waits[2] <= 0.01  # the last poll returned a message
+    assert consumer.waits[-1] == 0.05
