@@ -263,7 +263,12 @@ class Checkpoint:
         The loop's poll waits no longer, so that a result is not held past its commit."""
         if not self._held:
             return None
-        return max(0.0, self._last_commit + self._interval_s - time.monotonic())
+        return max(0.0, self._until_due(time.monotonic()))
+
+    def _until_due(self, now: float) -> float:
+        """Seconds from `now` until a commit interval has passed since the last commit; zero
+        or less once it has."""
+        return self._last_commit + self._interval_s - now
 
     def turn(self) -> None:
         """Once per loop turn: keep Meta's answers on disk, serve the producer, commit if due."""
@@ -280,7 +285,7 @@ class Checkpoint:
         gave is lost and no event is sent again.
         """
         now = time.monotonic()
-        due = now - self._last_commit >= self._interval_s
+        due = self._until_due(now) <= 0
         if not (force or due or self._publisher.pending >= _PENDING_RECORDS_LIMIT):
             return
         # 1. Meta's answers are on disk before anything else can go wrong
