@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -36,13 +37,13 @@ __all__ = ["Service", "build_service", "codec_for", "registry_config"]
 log = logging.getLogger(__name__)
 
 _CONSUME_BATCH = 500
-# How long a poll waits for a full batch of messages. A message that arrives during the wait is
-# triaged when the poll returns, and its batch's linger starts only then: so the wait is short
-# while messages flow, shorter while a request is out (its answer is collected at the next
-# turn), and longer only when the last poll found nothing.
-_POLL_WAIT_IDLE_S = 0.05
-_POLL_WAIT_FLOWING_S = 0.01
-_POLL_WAIT_IN_FLIGHT_S = 0.005
+# How long a poll waits for a full batch of messages, in milliseconds. A message that arrives
+# during the wait is triaged when the poll returns, and its batch's linger starts only then: so
+# the wait is short while messages flow, shorter while a request is out (its answer is collected
+# at the next turn), and longer only when the last poll found nothing.
+_POLL_WAIT_IDLE_MS = 50
+_POLL_WAIT_FLOWING_MS = 10
+_POLL_WAIT_IN_FLIGHT_MS = 5
 
 
 class Service:
@@ -152,15 +153,17 @@ class Service:
         self.progress.turn()
 
     def _poll_wait(self, p: Parts) -> float:
-        """Seconds the next poll may wait for messages."""
+        """Seconds the next poll may wait for messages, in whole milliseconds rounded up:
+        librdkafka cuts the wait down to whole milliseconds, so a poll waiting 3.7 ms for a
+        batch or a commit would return before it was due, and the next poll would not wait."""
         if p.sender.in_flight_requests():
-            wait = _POLL_WAIT_IN_FLIGHT_S
+            wait_ms = _POLL_WAIT_IN_FLIGHT_MS
         else:
-            wait = _POLL_WAIT_FLOWING_S if self._flowing else _POLL_WAIT_IDLE_S
+            wait_ms = _POLL_WAIT_FLOWING_MS if self._flowing else _POLL_WAIT_IDLE_MS
         for due in (p.sender.next_wakeup(), p.checkpoint.next_commit_in()):
             if due is not None:
-                wait = min(wait, due)
-        return wait
+                wait_ms = min(wait_ms, math.ceil(due * 1000))
+        return wait_ms / 1000
 
     def _send(self, p: Parts, verdict: Send) -> None:
         self.metrics.shift(self.metrics.in_flight, 1)

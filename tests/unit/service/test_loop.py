@@ -72,7 +72,7 @@ def _meta(request: httpx.Request) -> httpx.Response:
 
 
 def _loop(
-    tmp_path: Path, stack: contextlib.ExitStack
+    tmp_path: Path, stack: contextlib.ExitStack, commit_interval_ms: int = 10
 ) -> tuple[Service, Parts, _Consumer, FakeProducer]:
     """The service's parts wired as `open_parts` wires them, over fakes of Kafka, a state
     folder and a mock Graph API."""
@@ -100,7 +100,7 @@ def _loop(
             "CAPI_CREDENTIALS_DIR": str(creds),
             "CAPI_BATCH_SIZE": "10",
             "CAPI_BATCH_LINGER_MS": "0",
-            "CAPI_COMMIT_INTERVAL_MS": "10",
+            "CAPI_COMMIT_INTERVAL_MS": str(commit_interval_ms),
         },
         check_dirs=False,
     )
@@ -167,3 +167,17 @@ def test_the_poll_waits_long_only_after_a_poll_that_found_nothing(tmp_path):
     assert consumer.waits[:2] == [0.05, 0.05]
     assert consumer.waits[2] <= 0.01  # the last poll returned a message
     assert consumer.waits[-1] == 0.05
+
+
+def test_a_poll_waits_no_longer_than_a_due_commit_in_whole_milliseconds(tmp_path):
+    # librdkafka cuts a poll's wait down to whole milliseconds: a wait of 38.6 ms would end
+    # before the commit is due, and the next poll would not wait at all
+    with contextlib.ExitStack() as stack:
+        service, parts, consumer, _ = _loop(tmp_path, stack, commit_interval_ms=45)
+        service.turn(parts)  # commits nothing; the interval starts
+        consumer.queued = [message(0, b"not avro")]  # resolved at once, held for the commit
+        service.turn(parts)
+        service.turn(parts)  # its poll found nothing
+        service.turn(parts)
+    assert consumer.waits[3] < 0.05  # the commit due sooner than the idle wait
+    assert all(round(w * 1000, 6).is_integer() for w in consumer.waits)
