@@ -164,6 +164,14 @@ class Publisher:
                 return
             except BufferError:
                 producer.poll(0.05)
+            except KafkaException as exc:
+                # a producer that hit a fatal error (fenced, most often, by a background
+                # request of the transaction) refuses every record with `_FATAL`: its log,
+                # served by a poll, says why, and the commit's own translation applies
+                if exc.args[0].code() != KafkaError._FATAL:  # noqa: SLF001
+                    raise
+                producer.poll(0)
+                raise self._fatal(exc.args[0]) from exc
 
     def _ensure_open(self) -> TransactionalProducer:
         assert self._producer is not None, "publisher not started"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from consumer.errors import FencedError
 from consumer.kafka.publisher import OutRecord, Publisher
@@ -164,6 +164,29 @@ def test_an_abort_never_answered_after_librdkafka_logged_the_producer_fenced_sto
     assert len(world.producer.fail_aborts) == 99  # stopped at the first unanswered abort
     assert world.producers_made == 1
     assert world.producer.committed == []
+
+
+def test_a_record_refused_after_a_background_request_was_fenced_stops_it_as_fenced(world):
+    """librdkafka refuses every record with `_FATAL` once a request of the transaction made in
+    the background (its partitions added) was refused as fenced: the produce stops the
+    instance as fenced, as a commit would, instead of ending it with the binding's exception."""
+    world.publisher.produce(OutRecord(TOPICS.results, None, b"r", (IN, 0)))  # a transaction open
+    world.producer_config["logger"].log(
+        40,
+        "%s [%s] %s",
+        "TXNERR",
+        "rdkafka#producer-1",
+        "Fatal transaction error: Failed to add partitions to transaction: Local: This instance "
+        "has been fenced by a newer instance (_FENCED)",
+    )
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise KafkaException(KafkaError(KafkaError._FATAL, "Unable to produce message"))
+
+    world.producer.produce = refused
+    with pytest.raises(FencedError, match="CAPI_INSTANCE_ID"):
+        world.publisher.produce(OutRecord(TOPICS.results, None, b"r", (IN, 0)))
+    assert world.producers_made == 1  # no new producer with the same transactional id
 
 
 def test_other_librdkafka_log_lines_do_not_stop_an_unanswered_abort(world):
