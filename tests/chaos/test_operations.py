@@ -1,6 +1,7 @@
 """Ordinary operations, as an orchestrator performs them every day: rolling restarts, scaling,
-a stalled broker, a misconfigured second instance. Each prints its figures; none may send an
-event twice (no SIGKILL here), lose an input, or publish two results for one."""
+a stalled broker, a misconfigured second instance. Each prints its figures; none may lose an
+input or publish two results for one, and none may send an event twice (no SIGKILL here), but
+for the requests a stalled instance had in flight when its partitions went to another."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from consumer.tools.sandbox.process import SandboxProcess
 from tests.chaos.harness import (
     Run,
     Service,
+    check_delivery,
     http_get,
     input_offsets,
     settle,
@@ -33,6 +35,8 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(90
 CODEC = AvroCodec(SchemaStore())
 WORLD = SampleWorld()
 THROTTLED = "ds-3"  # the WhatsApp account of the second connection: a quarter of the events
+BATCH_SIZE = 100  # service_env's
+IN_FLIGHT = 8  # CAPI_MAX_IN_FLIGHT_REQUESTS's default
 
 
 def _report(capsys, name, figures):
@@ -220,7 +224,10 @@ def test_broker_frozen_past_the_session_timeout_in_the_middle_of_a_commit(tmp_pa
 def test_two_instances_with_one_instance_id(kafka_bootstrap, topics, tmp_path, capsys):
     """The second instance with the first one's CAPI_INSTANCE_ID (a zombie: the first stalled,
     the group moved on; or a copied configuration): the one whose producer is fenced stops with
-    exit code 3 and says why; nothing is published twice."""
+    exit code 3 and says why; nothing is published twice. Events are sent twice only as after a
+    SIGKILL: the requests the stalled instance had in flight, answered after it resumed, are
+    never committed, and the other instance sends their events again (docs/design.md, delivery
+    guarantees: at most (CAPI_MAX_IN_FLIGHT_REQUESTS + 1) x CAPI_BATCH_SIZE events a stall)."""
     with SandboxProcess(sandbox_config(WORLD)) as sandbox:
         run = Run(kafka_bootstrap, topics, tmp_path, sandbox)
         first = run.joined(run.service("same", state="same-1"))
@@ -239,8 +246,7 @@ def test_two_instances_with_one_instance_id(kafka_bootstrap, topics, tmp_path, c
     _report(capsys, "two instances, one CAPI_INSTANCE_ID", f"first exited {code}; {v}")
     assert code == 3, first.log_tail()
     assert "producer fenced" in first.log_tail(200)
-    assert v.missing == 0, v
-    assert v.duplicate_results == 0, v
+    check_delivery(v, duplicate_send_bound=(IN_FLIGHT + 1) * BATCH_SIZE)
 
 
 def test_schema_registry_stopped_for_6_minutes_during_a_restart(
