@@ -62,9 +62,9 @@ CODEC = AvroCodec(SchemaStore())
 WORLD = SampleWorld()
 TICK = os.sysconf("SC_CLK_TCK")
 PROFILE_DIR: Path | None = None
-# How long the latency parts' readers (the results' reader, the plain relay) wait for a batch of
-# messages: a consume returns when it holds its whole batch or this ends, so every message it
-# returns waited for that. Short, so that a message is stamped readable (or relayed) when it
+# How long the results' reader (drains, latency) and the plain relay wait for a batch of messages:
+# a consume returns when it holds its whole batch or this ends, so every message it returns
+# waited for that. Short, so that a result is stamped readable (a message relayed) when it
 # became readable, not when a 10,000-message batch gave up.
 READ_WAIT_S = 0.005
 PARTS = (
