@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from latency_steps import STEPS, TRACE_ENV, Timeline  # noqa: E402
+from latency_steps import steps as latency_by_step  # noqa: E402
 from signals_bench import measure as measure_signals  # noqa: E402
 from stages import per_event_us  # noqa: E402
 
@@ -76,6 +78,7 @@ PARTS = (
     "drain_2",
     "latency",
     "plain_latency",
+    "latency_steps",
     "signals",
 )
 
@@ -109,7 +112,9 @@ def service(
     *,
     workers: int = 1,
     metrics_port: int = 0,
+    trace: Path | None = None,
 ) -> Any:
+    """The service as its own process; `trace`: where its latency steps go (`latency_steps.py`)."""
     env = {
         **os.environ,
         "CAPI_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -125,6 +130,10 @@ def service(
         "CAPI_LOG_LEVEL": "WARNING",
         "CAPI_MAX_IN_FLIGHT_REQUESTS": "8",
     }
+    if trace is not None:
+        paths = [ROOT / "bench" / "latency_trace", ROOT / "bench", ROOT, env.get("PYTHONPATH")]
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths if p)
+        env[TRACE_ENV] = str(trace)
     command = [sys.executable, "-m", "consumer.tools.cli", "run"]
     if PROFILE_DIR is not None:  # sampled by py-spy, every thread, native frames left out
         out = PROFILE_DIR / f"{topics.triggered}.txt"
@@ -195,6 +204,7 @@ class Results:
         self.latencies_ms: list[float] = []
         self.processing_ms: list[float] = []  # trigger produced to result built
         self.publishing_ms: list[float] = []  # result built to readable (the commit)
+        self.timeline: list[Timeline] = []  # what `latency_steps.steps` lines up
 
     def read_until(self, expected: int, timeout_s: float, latency: bool = False) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -209,10 +219,20 @@ class Results:
                 if latency:
                     result = CODEC.decode(msg.value(), "ConversionResult")
                     if result.get("triggered_at"):
-                        self.latencies_ms.append(now_ms - _ms(result["triggered_at"]))
+                        produced_ms = _ms(result["triggered_at"])
                         built_ms = _ms(result["processed_at"])
-                        self.processing_ms.append(built_ms - _ms(result["triggered_at"]))
+                        self.latencies_ms.append(now_ms - produced_ms)
+                        self.processing_ms.append(built_ms - produced_ms)
                         self.publishing_ms.append(now_ms - built_ms)
+                        self.timeline.append(
+                            (
+                                result["source_partition"],
+                                result["source_offset"],
+                                produced_ms,
+                                built_ms,
+                                now_ms,
+                            )
+                        )
         return self.count >= expected
 
     def close(self) -> None:
@@ -299,7 +319,11 @@ def stages(broker: str, triggers: list[dict[str, Any]], tmp: Path) -> dict[str, 
         PROFILE_DIR = kept
 
 
-def latency(broker: str, tmp: Path, rate: int, seconds: int) -> dict[str, Any]:
+def latency(
+    broker: str, tmp: Path, rate: int, seconds: int, trace: Path | None = None
+) -> dict[str, Any]:
+    """Triggers offered at `rate` a second for `seconds`: produced to readable; with `trace`,
+    each step of each event too (`latency_steps.py`)."""
     topics = new_topics()
     ensure_topics({"bootstrap.servers": broker}, topic_plan(topics, 3))
     produce_sample_traffic(
@@ -315,13 +339,20 @@ def latency(broker: str, tmp: Path, rate: int, seconds: int) -> dict[str, Any]:
     with SandboxProcess(sandbox_config(WORLD), light=True) as sandbox:
         reader = Results(broker, topics.results)
         proc = service(
-            broker, topics, sandbox.url, tmp / "creds", tmp / f"state-{topics.triggered}"
+            broker,
+            topics,
+            sandbox.url,
+            tmp / "creds",
+            tmp / f"state-{topics.triggered}",
+            trace=trace,
         )
         warm = WORLD.triggers(50, seed=5, only_valid=True)
         produce_sample_traffic(broker, topics, CODEC, warm, [])
         assert reader.read_until(50, 120), "service did not start"
         reader.latencies_ms.clear()
         reader.processing_ms.clear()
+        reader.publishing_ms.clear()
+        reader.timeline.clear()
         warmed = reader.count
 
         def offer() -> None:
@@ -350,6 +381,8 @@ def latency(broker: str, tmp: Path, rate: int, seconds: int) -> dict[str, Any]:
         stop_service(proc)
         reader.close()
     assert ok, f"{reader.count - warmed}/{total} results"
+    if trace is not None:
+        return {"offered_per_s": rate, **latency_by_step(trace, reader.timeline)}
     lat = reader.latencies_ms
     return {
         "offered_per_s": rate,
@@ -676,6 +709,10 @@ def on_the_broker(parts: set[str], args: argparse.Namespace, figures: dict[str, 
         if "plain_latency" in parts:
             print(f"plain relay latency at {args.rate} events/s for {args.seconds} s ...")
             figures["plain_latency"] = plain_latency(bs, args.rate, args.seconds)
+        if "latency_steps" in parts:
+            print(f"latency at {args.rate} events/s, each step of each event timed ...")
+            trace = tmp / "latency-steps.json"
+            figures["latency_steps"] = latency(bs, tmp, args.rate, args.seconds, trace)
         if "signals" in parts:
             print("signals: a week of aggregates at 100 events/s, `capi-consumer signals` ...")
             figures["signals"] = measure_signals(bs)
@@ -733,7 +770,8 @@ def report(f: dict[str, Any]) -> None:
         names = ("service", "broker", "sandbox", "benchmark")
         return "/".join(str(used[n]) for n in names) if set(names) <= set(used) else "-"
 
-    rate = f.get("latency", f.get("plain_latency", {})).get("offered_per_s", "-")
+    latencies = ("latency", "plain_latency", "latency_steps")
+    rate = next((f[p]["offered_per_s"] for p in latencies if p in f), "-")
     rows = [
         ("drain throughput (events/s)", get("drain", "events_per_s"), ">= 20000"),
         ("drain / plain loop", f.get("drain_share_of_ceiling", "-"), ">= 0.08"),
@@ -785,6 +823,17 @@ def report(f: dict[str, Any]) -> None:
         )
         for stage, us in by_stage.items():
             print(f"  {stage:<10}{us:>8.1f} µs")
+    by_step = f.get("latency_steps", {})
+    if by_step:
+        print(
+            f"\nlatency by step at {rate}/s, one traced run ({by_step['events']} events sent; "
+            f"the loop committing {by_step['share_of_time_committing']:.0%} of the time, "
+            f"commits p50 {by_step['commit_p50_ms']} ms, p90 {by_step['commit_p90_ms']} ms):"
+        )
+        print(f"  {'step':<16}{'mean':>8}{'p99':>8}  (ms)")
+        for step, _ in STEPS:
+            took = by_step["steps"].get(step, {})
+            print(f"  {step:<16}{took.get('mean_ms', '-')!s:>8}{took.get('p99_ms', '-')!s:>8}")
 
 
 if __name__ == "__main__":
