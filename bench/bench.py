@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
-from latency_steps import STEPS, TRACE_ENV, Timeline  # noqa: E402
+from latency_steps import STEPS, TRACE_ENV, Timeline, p99  # noqa: E402
 from latency_steps import steps as latency_by_step  # noqa: E402
 from signals_bench import measure as measure_signals  # noqa: E402
 from stages import per_event_us  # noqa: E402
@@ -388,19 +388,15 @@ def latency(
         "offered_per_s": rate,
         "events": total,
         "p50_ms": round(statistics.median(lat)),
-        "p99_ms": _p99(lat),
+        "p99_ms": round(p99(lat)),
         "max_ms": round(max(lat)),
         # of which: produced to result built (consume, rules, batch, Meta's answer), and built
         # to readable (the wait for the transaction that makes the result visible, its commit)
         "built_p50_ms": round(statistics.median(reader.processing_ms)),
-        "built_p99_ms": _p99(reader.processing_ms),
+        "built_p99_ms": round(p99(reader.processing_ms)),
         "published_p50_ms": round(statistics.median(reader.publishing_ms)),
-        "published_p99_ms": _p99(reader.publishing_ms),
+        "published_p99_ms": round(p99(reader.publishing_ms)),
     }
-
-
-def _p99(values: list[float]) -> int:
-    return round(sorted(values)[int(len(values) * 0.99) - 1])
 
 
 def ceiling(broker: str, triggers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -511,7 +507,7 @@ def plain_latency(broker: str, rate: int, seconds: int) -> dict[str, Any]:
         "offered_per_s": rate,
         "events": len(latencies),
         "p50_ms": round(statistics.median(latencies)),
-        "p99_ms": _p99(latencies),
+        "p99_ms": round(p99(latencies)),
         "max_ms": round(max(latencies)),
     }
 

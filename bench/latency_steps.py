@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STEPS", "TRACE_ENV", "Timeline", "install", "steps"]
+__all__ = ["STEPS", "TRACE_ENV", "Timeline", "install", "p99", "steps"]
 
 TRACE_ENV = "BENCH_LATENCY_TRACE"
 
@@ -106,8 +106,8 @@ def install(out: Path) -> Callable[[], None]:
 
 
 def steps(trace_file: Path, timeline: Iterable[Timeline]) -> dict[str, Any]:
-    """Each step's mean and p99 (ms) over the events sent once to Meta, and how much of the
-    run's time the loop spent in commits."""
+    """Each step's mean and p99 (ms) over the events sent to Meta, and how much of the run's
+    time the loop spent in commits."""
     trace = json.loads(trace_file.read_text())
     commits = sorted(trace["commits"])
     starts = [start for start, _ in commits]
@@ -139,7 +139,7 @@ def steps(trace_file: Path, timeline: Iterable[Timeline]) -> dict[str, Any]:
     return {
         "events": len(durations["in all"]),
         "steps": {
-            name: {"mean_ms": round(statistics.fmean(values), 1), "p99_ms": _p99(values)}
+            name: {"mean_ms": round(statistics.fmean(values), 1), "p99_ms": round(p99(values), 1)}
             for name, values in durations.items()
             if values
         },
@@ -150,5 +150,6 @@ def steps(trace_file: Path, timeline: Iterable[Timeline]) -> dict[str, Any]:
     }
 
 
-def _p99(values: list[float]) -> float:
-    return round(sorted(values)[int(len(values) * 0.99) - 1], 1)
+def p99(values: list[float]) -> float:
+    """The 99th percentile of `values`, by nearest rank."""
+    return sorted(values)[int(len(values) * 0.99) - 1]
