@@ -144,17 +144,20 @@ def test_an_abort_unanswered_past_the_transaction_timeout_goes_on_with_a_new_pro
     assert world.producer.committed[0].offsets == [(IN, 0, 1)]
 
 
+def _fenced_in_the_background(world: World, why: str) -> None:
+    """A transaction open, and librdkafka's log saying that a request it made for it in the
+    background was refused as fenced (`why`)."""
+    world.publisher.produce(OutRecord(TOPICS.results, None, b"r", (IN, 0)))
+    world.producer_config["logger"].log(40, "%s [%s] %s", "TXNERR", "rdkafka#producer-1", why)
+
+
 def test_an_abort_never_answered_after_librdkafka_logged_the_producer_fenced_stops_it(world):
     """A request librdkafka makes in the background (a transaction's offsets) refused as
     fenced shows in its log alone, and the abort that follows may never be answered (Tansu
     drops a fenced producer's connection): lost partitions then stop the instance as fenced,
     instead of retrying the abort for ever."""
-    world.publisher.produce(OutRecord(TOPICS.results, None, b"r", (IN, 0)))  # a transaction open
-    world.producer_config["logger"].log(
-        40,
-        "%s [%s] %s",
-        "TXNERR",
-        "rdkafka#producer-1",
+    _fenced_in_the_background(
+        world,
         "Current transaction failed in state InTransaction: Failed to commit offsets to "
         "transaction (Broker: There is a newer producer with the same transactionalId) (_FENCED)",
     )
@@ -170,12 +173,8 @@ def test_a_record_refused_after_a_background_request_was_fenced_stops_it_as_fenc
     """librdkafka refuses every record with `_FATAL` once a request of the transaction made in
     the background (its partitions added) was refused as fenced: the produce stops the
     instance as fenced, as a commit would, instead of ending it with the binding's exception."""
-    world.publisher.produce(OutRecord(TOPICS.results, None, b"r", (IN, 0)))  # a transaction open
-    world.producer_config["logger"].log(
-        40,
-        "%s [%s] %s",
-        "TXNERR",
-        "rdkafka#producer-1",
+    _fenced_in_the_background(
+        world,
         "Fatal transaction error: Failed to add partitions to transaction: Local: This instance "
         "has been fenced by a newer instance (_FENCED)",
     )
