@@ -201,10 +201,7 @@ class Results:
         self.count = 0
         self.first_ms = 0
         self.last_ms = 0
-        self.latencies_ms: list[float] = []
-        self.processing_ms: list[float] = []  # trigger produced to result built
-        self.publishing_ms: list[float] = []  # result built to readable (the commit)
-        self.timeline: list[Timeline] = []  # what `latency_steps.steps` lines up
+        self.timeline: list[Timeline] = []  # with `latency`: each result's, as it is read
 
     def read_until(self, expected: int, timeout_s: float, latency: bool = False) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -219,17 +216,12 @@ class Results:
                 if latency:
                     result = CODEC.decode(msg.value(), "ConversionResult")
                     if result.get("triggered_at"):
-                        produced_ms = _ms(result["triggered_at"])
-                        built_ms = _ms(result["processed_at"])
-                        self.latencies_ms.append(now_ms - produced_ms)
-                        self.processing_ms.append(built_ms - produced_ms)
-                        self.publishing_ms.append(now_ms - built_ms)
                         self.timeline.append(
                             (
                                 result["source_partition"],
                                 result["source_offset"],
-                                produced_ms,
-                                built_ms,
+                                _ms(result["triggered_at"]),
+                                _ms(result["processed_at"]),
                                 now_ms,
                             )
                         )
@@ -319,11 +311,39 @@ def stages(broker: str, triggers: list[dict[str, Any]], tmp: Path) -> dict[str, 
         PROFILE_DIR = kept
 
 
-def latency(
+def latency(broker: str, tmp: Path, rate: int, seconds: int) -> dict[str, Any]:
+    """Triggers offered at `rate` a second for `seconds`: produced to readable, and of which
+    produced to built (consumed, rules, batch, Meta's answer) and built to readable (the wait
+    for the transaction that makes the result visible, its commit, the second hop)."""
+    timeline = timeline_at_rate(broker, tmp, rate, seconds)
+    readable = [read - produced for _, _, produced, _, read in timeline]
+    built = [built - produced for _, _, produced, built, _ in timeline]
+    published = [read - built for _, _, _, built, read in timeline]
+    return {
+        "offered_per_s": rate,
+        "events": len(timeline),
+        "p50_ms": round(statistics.median(readable)),
+        "p99_ms": round(p99(readable)),
+        "max_ms": round(max(readable)),
+        "built_p50_ms": round(statistics.median(built)),
+        "built_p99_ms": round(p99(built)),
+        "published_p50_ms": round(statistics.median(published)),
+        "published_p99_ms": round(p99(published)),
+    }
+
+
+def latency_steps(broker: str, tmp: Path, rate: int, seconds: int) -> dict[str, Any]:
+    """The same offered load, each step of each event timed (`latency_steps.py`)."""
+    trace = tmp / "latency-steps.json"
+    timeline = timeline_at_rate(broker, tmp, rate, seconds, trace)
+    return {"offered_per_s": rate, **latency_by_step(trace, timeline)}
+
+
+def timeline_at_rate(
     broker: str, tmp: Path, rate: int, seconds: int, trace: Path | None = None
-) -> dict[str, Any]:
-    """Triggers offered at `rate` a second for `seconds`: produced to readable; with `trace`,
-    each step of each event too (`latency_steps.py`)."""
+) -> list[Timeline]:
+    """The service (its steps timed into `trace`, if given) offered `rate` triggers a second
+    for `seconds`, after 50 to warm it: each of those results as it was read."""
     topics = new_topics()
     ensure_topics({"bootstrap.servers": broker}, topic_plan(topics, 3))
     produce_sample_traffic(
@@ -349,10 +369,6 @@ def latency(
         warm = WORLD.triggers(50, seed=5, only_valid=True)
         produce_sample_traffic(broker, topics, CODEC, warm, [])
         assert reader.read_until(50, 120), "service did not start"
-        reader.latencies_ms.clear()
-        reader.processing_ms.clear()
-        reader.publishing_ms.clear()
-        reader.timeline.clear()
         warmed = reader.count
 
         def offer() -> None:
@@ -381,22 +397,7 @@ def latency(
         stop_service(proc)
         reader.close()
     assert ok, f"{reader.count - warmed}/{total} results"
-    if trace is not None:
-        return {"offered_per_s": rate, **latency_by_step(trace, reader.timeline)}
-    lat = reader.latencies_ms
-    return {
-        "offered_per_s": rate,
-        "events": total,
-        "p50_ms": round(statistics.median(lat)),
-        "p99_ms": round(p99(lat)),
-        "max_ms": round(max(lat)),
-        # of which: produced to result built (consume, rules, batch, Meta's answer), and built
-        # to readable (the wait for the transaction that makes the result visible, its commit)
-        "built_p50_ms": round(statistics.median(reader.processing_ms)),
-        "built_p99_ms": round(p99(reader.processing_ms)),
-        "published_p50_ms": round(statistics.median(reader.publishing_ms)),
-        "published_p99_ms": round(p99(reader.publishing_ms)),
-    }
+    return reader.timeline
 
 
 def ceiling(broker: str, triggers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -707,8 +708,7 @@ def on_the_broker(parts: set[str], args: argparse.Namespace, figures: dict[str, 
             figures["plain_latency"] = plain_latency(bs, args.rate, args.seconds)
         if "latency_steps" in parts:
             print(f"latency at {args.rate} events/s, each step of each event timed ...")
-            trace = tmp / "latency-steps.json"
-            figures["latency_steps"] = latency(bs, tmp, args.rate, args.seconds, trace)
+            figures["latency_steps"] = latency_steps(bs, tmp, args.rate, args.seconds)
         if "signals" in parts:
             print("signals: a week of aggregates at 100 events/s, `capi-consumer signals` ...")
             figures["signals"] = measure_signals(bs)
