@@ -49,6 +49,8 @@ def _long(data: bytes, i: int) -> tuple[int, int]:
         shift += 7
         if shift > 63:
             raise ValueError("varint longer than 10 bytes")
+    if n >> 64:
+        raise ValueError("varint past 64 bits")  # fastavro would wrap it round: not a long
     return (n >> 1) ^ -(n & 1), i
 
 

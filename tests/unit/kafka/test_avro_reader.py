@@ -161,3 +161,15 @@ def test_a_class_whose_fields_are_not_the_schemas_is_refused_when_the_reader_is_
 
     with pytest.raises(ValueError, match=r"not io\.capiconsumer\.AdReferral's, in order"):
         compile_reader(STORE.parsed("AdReferral"), {"io.capiconsumer.AdReferral": Swapped})
+
+
+def test_a_long_past_64_bits_is_refused_where_fastavro_would_wrap_it_round():
+    schema = fastavro.parse_schema(
+        {"type": "record", "name": "Long", "fields": [{"name": "n", "type": "long"}]}
+    )
+    read = compile_reader(schema)
+    assert read is not None
+    widest = b"\xff" * 9 + b"\x01"  # 64 bits set: the last long there is
+    assert read(widest, 0) == (fastavro_read(schema, widest), 10)
+    with pytest.raises(ValueError, match="64 bits"):
+        read(b"\x80" * 9 + b"\x02", 0)  # 2 ** 64: found by the property test above
