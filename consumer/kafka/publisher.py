@@ -24,13 +24,17 @@ How a commit that fails goes on:
   transaction itself by then, so a new producer takes the transactional id and the records are
   produced again.
 - Fatal, above all a producer fenced by another one with the same `transactional.id`: the
-  instance stops (`FencedError`, `FatalError`); it never fences the other back.
+  instance stops (`FencedError`, `FatalError`); it never fences the other back. A coordinator
+  that closes the connection each time the commit or abort is tried again, instead of
+  answering, is taken for fencing too (`_TransactionLog`): it is how some brokers answer a
+  fenced producer, and waiting would be for ever.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,6 +59,14 @@ _EPOCH_RESTART_SPACING_S = 600.0
 # librdkafka's description of INVALID_PRODUCER_EPOCH, kept in the message of the `_FENCED`
 # error it reports it as
 _OLD_EPOCH = "old epoch"
+# librdkafka's line for a transaction coordinator that closed the connection (after connecting:
+# "refused" is another line), and how many identical lines it left out before it
+_COORDINATOR_CLOSED = re.compile(
+    r"\]: TxnCoordinator: .*Disconnected: connection closed by peer"
+    r"(?:.*?(\d+) identical error\(s\) suppressed)?"
+)
+# closes within one commit or abort taken for the coordinator's answer to a fenced producer
+_CLOSES_TAKEN_FOR_FENCING = 3
 
 
 class _Failure(enum.Enum):
@@ -208,6 +220,7 @@ class Publisher:
             self._replay(owned)
         offsets_sent = False
         pauses = Pauses(self._report_wait)
+        self._txn_log.count_closes_from_now()
         while True:
             producer = self._ensure_open()
             group = consumer.consumer_group_metadata()
@@ -220,6 +233,7 @@ class Publisher:
                     offsets_sent = True
                 producer.commit_transaction(30)
             except KafkaException as exc:
+                producer.poll(0)  # librdkafka's log, where fencing may show (`_TransactionLog`)
                 error = exc.args[0]
                 failure = self._failure(error)
                 if failure is _Failure.RESUME:
@@ -290,7 +304,7 @@ class Publisher:
             why,
             len(self._pending),
         )
-        self._txn_log.fencing = ""
+        self._txn_log.forget()
         self._open = False
         self._producer = None
         self.start()
@@ -304,6 +318,8 @@ class Publisher:
 
     def _fatal(self, error: KafkaError) -> FatalError:
         self._fenced = True  # whatever the error, this producer is done
+        if self._txn_log.fencing:
+            log.error("taken for fencing, from librdkafka's log: %s", self._txn_log.fencing)
         if error.code() in FENCED or self._txn_log.fencing:
             return FencedError(
                 f"producer fenced: another instance uses the transactional id "
@@ -350,6 +366,7 @@ class Publisher:
         aborted the transaction itself (past the transaction timeout)."""
         pauses = Pauses(self._report_wait)
         started = self._clock()
+        self._txn_log.count_closes_from_now()
         while self._open:
             assert self._producer is not None
             try:
@@ -398,19 +415,46 @@ class Publisher:
 
 
 class _TransactionLog:
-    """librdkafka's log of the producer, passed on to `logger`, keeping the line that reported
-    the open transaction refused as fenced (`fencing`, empty when none). A request librdkafka
-    makes in the background (the offsets of a transaction) is refused so in its log alone; the
-    abort that follows may then never be answered (the coordinator drops a fenced producer's
-    connection), and only this line says why, and whether the broker's error was another
-    producer's (PRODUCER_FENCED) or the coordinator's own abort (INVALID_PRODUCER_EPOCH)."""
+    """librdkafka's log of the producer, passed on to `logger`, keeping what says the producer
+    was fenced (`fencing`, empty when nothing does):
+    - the line that reported the open transaction refused as fenced. A request librdkafka makes
+      in the background (the offsets of a transaction) is refused so in its log alone; the
+      abort that follows may then never be answered, and only this line says why, and whether
+      the broker's error was another producer's (PRODUCER_FENCED) or the coordinator's own
+      abort (INVALID_PRODUCER_EPOCH);
+    - the transaction coordinator closing the connection as the commit or abort is tried again
+      (counted from `count_closes_from_now`). Some brokers (the embedded one) answer a fenced
+      producer's end of a transaction so, where Apache Kafka answers PRODUCER_FENCED; librdkafka
+      retries it for ever and the call only times out. A broker that restarts closes the
+      connection once, then refuses it."""
 
     def __init__(self, logger: Any) -> None:
         self._logger = logger
         self.fencing = ""
+        self._coordinator_closes = 0
+
+    def count_closes_from_now(self) -> None:
+        """A commit or abort begins: the coordinator's closes are counted for it alone."""
+        self._coordinator_closes = 0
+
+    def forget(self) -> None:
+        """A new producer: nothing the old one's log said counts."""
+        self.fencing = ""
+        self._coordinator_closes = 0
 
     def log(self, level: int, message: str, *args: Any) -> None:
         """librdkafka's call: `message` formats (facility, client name, text)."""
-        if len(args) == 3 and args[0] == "TXNERR" and "(_FENCED)" in str(args[2]):
-            self.fencing = str(args[2])
+        if len(args) == 3:
+            self._note(str(args[0]), str(args[2]))
         self._logger.log(level, message, *args)
+
+    def _note(self, facility: str, text: str) -> None:
+        if facility == "TXNERR" and "(_FENCED)" in text:
+            self.fencing = text
+        elif facility == "FAIL" and (closed := _COORDINATOR_CLOSED.search(text)):
+            self._coordinator_closes += 1 + int(closed.group(1) or 0)
+            if self._coordinator_closes >= _CLOSES_TAKEN_FOR_FENCING and not self.fencing:
+                self.fencing = (
+                    f"the transaction coordinator closed the connection "
+                    f"{self._coordinator_closes} times instead of answering (_FENCED)"
+                )

@@ -2,7 +2,8 @@
 that times out is resumed, an abortable one replayed once in a new transaction, one refused
 because the group moved on waits for the consumer to rejoin, one whose epoch the coordinator
 ended goes on with a new producer, a fenced producer stops the instance and fences nobody
-back, and an abort never answered after librdkafka logged the producer fenced stops it too.
+back, and an abort never answered after librdkafka logged the producer fenced stops it too, as
+does a coordinator that closes the connection at each try of a commit or abort.
 
 The embedded broker never refuses a transaction's offsets for a stale generation nor aborts a
 timed-out transaction itself (it is not Apache Kafka): these errors are raised here with
@@ -196,6 +197,74 @@ def test_other_librdkafka_log_lines_do_not_stop_an_unanswered_abort(world):
     world.producer.fail_aborts = [TIMED_OUT]
     world.publisher.redo(lambda p: False, [TopicPartition(IN, 0)], world.consumer)
     assert world.producer.transactions[0].state == "aborted"  # resumed, then done
+
+
+def _coordinator_closes(world: World, suppressed: int = 0) -> None:
+    """librdkafka's line for a transaction coordinator that closed the connection, as it
+    writes it after `suppressed` identical ones."""
+    left_out = f", {suppressed} identical error(s) suppressed" if suppressed else ""
+    world.producer_config["logger"].log(
+        20,
+        "%s [%s] %s",
+        "FAIL",
+        "rdkafka#producer-1",
+        "[thrd:TxnCoordinator]: TxnCoordinator: 127.0.0.1:9092: Disconnected: connection closed "
+        f"by peer: receive 0 after POLLIN (after 0ms in state UP{left_out})",
+    )
+
+
+def _closing_at_each_try(world: World, call: str, suppressed: int) -> None:
+    """Each try of the producer's `call` (commit or abort) that fails times out while
+    librdkafka logs the coordinator closing the connection, `suppressed` more times left out
+    of the line."""
+    stuck = world.producer
+    made = getattr(stuck, call)
+    failures = stuck.fail_commits if call == "commit_transaction" else stuck.fail_aborts
+
+    def closed_then(timeout: float = -1) -> None:
+        if failures:
+            _coordinator_closes(world, suppressed)
+        made(timeout)
+
+    setattr(stuck, call, closed_then)
+
+
+def test_a_commit_the_coordinator_closes_the_connection_on_stops_it_as_fenced(world):
+    """The embedded broker closes the connection of a producer fenced by another with its
+    transactional id each time it ends the transaction, where Apache Kafka answers
+    PRODUCER_FENCED; librdkafka tries again for ever and the commit only times out. Seen in
+    the two-instances chaos test, the first instance frozen in the middle of a commit: three
+    closes within one commit stop the instance as fenced, and nobody is fenced back."""
+    world.producer.fail_commits = [TIMED_OUT] * 100
+    _closing_at_each_try(world, "commit_transaction", suppressed=9)
+    with pytest.raises(FencedError, match="CAPI_INSTANCE_ID"):
+        world.publish()
+    assert len(world.producer.fail_commits) == 99  # stopped at the first try that said so
+    assert world.producers_made == 1
+    assert world.producer.committed == []
+
+
+def test_an_abort_the_coordinator_closes_the_connection_on_stops_it_as_fenced(world):
+    """The same answer to an abort: the instance stops as fenced, where a wait past the
+    transaction timeout would have started a new producer and fenced the other back."""
+    world.producer.fail_commits = [ABORTABLE]
+    world.producer.fail_aborts = [TIMED_OUT] * 100
+    _closing_at_each_try(world, "abort_transaction", suppressed=0)
+    with pytest.raises(FencedError, match="CAPI_INSTANCE_ID"):
+        world.publish()
+    assert len(world.producer.fail_aborts) == 97  # the third close
+    assert world.producers_made == 1
+
+
+def test_a_coordinator_closing_the_connection_twice_in_each_commit_is_waited_for(world):
+    """A broker that restarts closes the connection once, then refuses it: the commit waits as
+    for any broker away, and the closes of one commit do not add up with the next one's."""
+    _closing_at_each_try(world, "commit_transaction", suppressed=1)
+    for offset in range(2):
+        world.producer.fail_commits = [TIMED_OUT]  # two closes, one of them left out
+        assert world.publish(offset)
+    assert world.committed_values() == [b"r0", b"r1"]
+    assert world.producers_made == 1
 
 
 GROUP_MOVED_ON = [
