@@ -179,7 +179,8 @@ def test_broker_away_for_3_minutes_the_liveness_probe_never_fails(tmp_path, caps
 def test_broker_frozen_past_the_session_timeout_in_the_middle_of_a_commit(tmp_path, capsys):
     """A freeze five times the session timeout, with a commit every 50 ms: the commit under
     way waits, the group moves on, the instance rejoins and goes on. Nothing lost, nothing
-    published twice, no exit, and no busy loop of aborted transactions."""
+    published twice, no event sent twice beyond a stall's bound, no exit, and no busy loop of
+    aborted transactions."""
     topics = Topics()
     port = free_port()
     with EmbeddedBroker() as broker, SandboxProcess(sandbox_config(WORLD)) as sandbox:
@@ -214,8 +215,9 @@ def test_broker_frozen_past_the_session_timeout_in_the_middle_of_a_commit(tmp_pa
         f"transactions committed={committed:.0f} aborted={aborted:.0f}; {v}",
     )
     assert aborted <= 10, service.log_tail(100)  # no busy loop
-    assert v.missing == 0, v
-    assert v.duplicate_results == 0, v
+    # partitions lost with requests in flight: sent again at most as after a stall
+    # (docs/design.md, delivery guarantees)
+    check_delivery(v, duplicate_send_bound=(IN_FLIGHT + 1) * BATCH_SIZE)
 
 
 def test_two_instances_with_one_instance_id(kafka_bootstrap, topics, tmp_path, capsys):
