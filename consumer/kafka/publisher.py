@@ -32,11 +32,12 @@ How a commit that fails goes on:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,9 +219,15 @@ class Publisher:
             log.info("the consumer rejoined the group: producing the aborted records again")
             self._stale_group = None
             self._replay(owned)
+        with self._txn_log.counting_closes():
+            return self._commit_open(consumer, owned)
+
+    def _commit_open(
+        self, consumer: InputConsumer, owned: Callable[[tuple[str, int]], bool]
+    ) -> bool:
+        """`commit`'s tries, until the transaction commits or the group has moved on."""
         offsets_sent = False
         pauses = Pauses(self._report_wait)
-        self._txn_log.count_closes_from_now()
         while True:
             producer = self._ensure_open()
             group = consumer.consumer_group_metadata()
@@ -283,7 +290,7 @@ class Publisher:
         its message, where another producer with this id gives PRODUCER_FENCED."""
         if error.code() == KafkaError.INVALID_PRODUCER_EPOCH:
             return True
-        return error.code() in FENCED and _OLD_EPOCH in f"{error.str()} {self._txn_log.fencing}"
+        return error.code() in FENCED and _OLD_EPOCH in f"{error.str()} {self._txn_log.fenced_line}"
 
     def _restart(self, error: KafkaError) -> None:
         """A new producer for this transactional id, the old one's transaction aborted by the
@@ -312,15 +319,16 @@ class Publisher:
     def _unless_fatal(self, error: KafkaError) -> KafkaError:
         """`error`, unless this producer is done: then raised as `FencedError` or `FatalError`
         (brokers report fencing as fatal or as abortable)."""
-        if error.fatal() or error.code() in FENCED or self._txn_log.fencing:
+        if error.fatal() or error.code() in FENCED or self._txn_log.fencing():
             raise self._fatal(error)
         return error
 
     def _fatal(self, error: KafkaError) -> FatalError:
         self._fenced = True  # whatever the error, this producer is done
-        if self._txn_log.fencing:
-            log.error("taken for fencing, from librdkafka's log: %s", self._txn_log.fencing)
-        if error.code() in FENCED or self._txn_log.fencing:
+        said = self._txn_log.fencing()
+        if said:
+            log.error("taken for fencing, from librdkafka's log: %s", said)
+        if error.code() in FENCED or said:
             return FencedError(
                 f"producer fenced: another instance uses the transactional id "
                 f"{self._transactional_id} (CAPI_INSTANCE_ID must differ between instances)"
@@ -364,9 +372,13 @@ class Publisher:
         """Abort the open transaction, its records kept to be produced again. Resumed while
         the broker does not answer; given up for a new producer once the coordinator has
         aborted the transaction itself (past the transaction timeout)."""
+        with self._txn_log.counting_closes():
+            self._abort_open()
+
+    def _abort_open(self) -> None:
+        """`_abort`'s tries, until the transaction is aborted or given up."""
         pauses = Pauses(self._report_wait)
         started = self._clock()
-        self._txn_log.count_closes_from_now()
         while self._open:
             assert self._producer is not None
             try:
@@ -416,31 +428,50 @@ class Publisher:
 
 class _TransactionLog:
     """librdkafka's log of the producer, passed on to `logger`, keeping what says the producer
-    was fenced (`fencing`, empty when nothing does):
-    - the line that reported the open transaction refused as fenced. A request librdkafka makes
-      in the background (the offsets of a transaction) is refused so in its log alone; the
-      abort that follows may then never be answered, and only this line says why, and whether
-      the broker's error was another producer's (PRODUCER_FENCED) or the coordinator's own
-      abort (INVALID_PRODUCER_EPOCH);
-    - the transaction coordinator closing the connection as the commit or abort is tried again
-      (counted from `count_closes_from_now`). Some brokers (the embedded one) answer a fenced
-      producer's end of a transaction so, where Apache Kafka answers PRODUCER_FENCED; librdkafka
-      retries it for ever and the call only times out. A broker that restarts closes the
-      connection once, then refuses it."""
+    was fenced (`fencing`):
+    - the line that reported the open transaction refused as fenced (`fenced_line`). A request
+      librdkafka makes in the background (the offsets of a transaction) is refused so in its
+      log alone; the abort that follows may then never be answered, and only this line says
+      why, and whether the broker's error was another producer's (PRODUCER_FENCED) or the
+      coordinator's own abort (INVALID_PRODUCER_EPOCH);
+    - the transaction coordinator closing the connection as a commit or abort is tried again,
+      counted while the publisher tries one (`counting_closes`). Some brokers (the embedded one)
+      answer a fenced producer's end of a transaction so, where Apache Kafka answers
+      PRODUCER_FENCED; librdkafka tries again for ever and the call only times out. A broker
+      that restarts closes the connection once, then refuses it; one that closes idle
+      connections does so between commits, uncounted."""
 
     def __init__(self, logger: Any) -> None:
         self._logger = logger
-        self.fencing = ""
-        self._coordinator_closes = 0
+        self.fenced_line = ""
+        self._closes: int | None = None  # None: no commit or abort is being tried
 
-    def count_closes_from_now(self) -> None:
-        """A commit or abort begins: the coordinator's closes are counted for it alone."""
-        self._coordinator_closes = 0
+    @contextlib.contextmanager
+    def counting_closes(self) -> Iterator[None]:
+        """The coordinator's closes counted while a commit or abort is tried (an abort within
+        a commit counts its own, then the commit's go on)."""
+        outer, self._closes = self._closes, 0
+        try:
+            yield
+        finally:
+            self._closes = outer
+
+    def fencing(self) -> str:
+        """What the log says of this producer being fenced; empty when nothing."""
+        if self.fenced_line:
+            return self.fenced_line
+        if self._closes is not None and self._closes >= _CLOSES_TAKEN_FOR_FENCING:
+            return (
+                f"the transaction coordinator closed the connection {self._closes} times "
+                f"instead of answering (_FENCED)"
+            )
+        return ""
 
     def forget(self) -> None:
         """A new producer: nothing the old one's log said counts."""
-        self.fencing = ""
-        self._coordinator_closes = 0
+        self.fenced_line = ""
+        if self._closes is not None:
+            self._closes = 0
 
     def log(self, level: int, message: str, *args: Any) -> None:
         """librdkafka's call: `message` formats (facility, client name, text)."""
@@ -450,11 +481,8 @@ class _TransactionLog:
 
     def _note(self, facility: str, text: str) -> None:
         if facility == "TXNERR" and "(_FENCED)" in text:
-            self.fencing = text
-        elif facility == "FAIL" and (closed := _COORDINATOR_CLOSED.search(text)):
-            self._coordinator_closes += 1 + int(closed.group(1) or 0)
-            if self._coordinator_closes >= _CLOSES_TAKEN_FOR_FENCING and not self.fencing:
-                self.fencing = (
-                    f"the transaction coordinator closed the connection "
-                    f"{self._coordinator_closes} times instead of answering (_FENCED)"
-                )
+            self.fenced_line = text
+        elif facility == "FAIL" and self._closes is not None:
+            closed = _COORDINATOR_CLOSED.search(text)
+            if closed:
+                self._closes += 1 + int(closed.group(1) or 0)

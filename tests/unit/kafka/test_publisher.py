@@ -267,6 +267,16 @@ def test_a_coordinator_closing_the_connection_twice_in_each_commit_is_waited_for
     assert world.producers_made == 1
 
 
+def test_closes_of_an_idle_connection_between_commits_do_not_count(world):
+    """A broker closes connections idle for long (Kafka's `connections.max.idle.ms`): closes
+    between commits, however many, are not counted, and a commit that then times out waits."""
+    for _ in range(3):
+        _coordinator_closes(world)
+    world.producer.fail_commits = [TIMED_OUT]
+    assert world.publish()
+    assert world.committed_values() == [b"r0"]
+
+
 GROUP_MOVED_ON = [
     KafkaError(KafkaError.ILLEGAL_GENERATION, "stale generation", txn_requires_abort=True),
     KafkaError(KafkaError.UNKNOWN_MEMBER_ID, "unknown member", txn_requires_abort=True),
