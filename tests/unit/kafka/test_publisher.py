@@ -219,10 +219,10 @@ def _closing_at_each_try(world: World, call: str, suppressed: int) -> None:
     of the line."""
     stuck = world.producer
     made = getattr(stuck, call)
-    failures = stuck.fail_commits if call == "commit_transaction" else stuck.fail_aborts
+    failures = "fail_commits" if call == "commit_transaction" else "fail_aborts"
 
     def closed_then(timeout: float = -1) -> None:
-        if failures:
+        if getattr(stuck, failures):  # read at each try: a test may give the list anew
             _coordinator_closes(world, suppressed)
         made(timeout)
 
