@@ -322,13 +322,18 @@ def latency(broker: str, tmp: Path, rate: int, seconds: int) -> dict[str, Any]:
     return {
         "offered_per_s": rate,
         "events": len(timeline),
-        "p50_ms": round(statistics.median(readable)),
-        "p99_ms": round(p99(readable)),
-        "max_ms": round(max(readable)),
-        "built_p50_ms": round(statistics.median(built)),
-        "built_p99_ms": round(p99(built)),
-        "published_p50_ms": round(statistics.median(published)),
-        "published_p99_ms": round(p99(published)),
+        **spread(readable),
+        **spread(built, "built_"),
+        **spread(published, "published_"),
+    }
+
+
+def spread(latencies_ms: list[float], prefix: str = "") -> dict[str, int]:
+    """p50, p99 and max of `latencies_ms`, rounded to the millisecond, keyed under `prefix`."""
+    return {
+        f"{prefix}p50_ms": round(statistics.median(latencies_ms)),
+        f"{prefix}p99_ms": round(p99(latencies_ms)),
+        f"{prefix}max_ms": round(max(latencies_ms)),
     }
 
 
@@ -504,13 +509,7 @@ def plain_latency(broker: str, rate: int, seconds: int) -> dict[str, Any]:
     stop.set()
     relaying.join()
     reader.close()
-    return {
-        "offered_per_s": rate,
-        "events": len(latencies),
-        "p50_ms": round(statistics.median(latencies)),
-        "p99_ms": round(p99(latencies)),
-        "max_ms": round(max(latencies)),
-    }
+    return {"offered_per_s": rate, "events": len(latencies), **spread(latencies)}
 
 
 def payloads(count: int, rounds: int = 5) -> dict[str, Any]:
