@@ -286,6 +286,8 @@ def test_a_producer_fenced_in_the_middle_of_its_commit_stops_as_fenced(
     with pytest.raises(FencedError, match="producer fenced"):
         first.commit([], group, lambda p: True)
     stopped_after = time.monotonic() - started
+    first.close()
+    group.close()
     second.begin_transaction()
     second.produce(topics.results, b"second", partition=0)
     second.commit_transaction(30)
