@@ -37,10 +37,9 @@ __all__ = ["Service", "build_service", "codec_for", "registry_config"]
 log = logging.getLogger(__name__)
 
 _CONSUME_BATCH = 500
-# How long a poll waits for a full batch of messages, in milliseconds. A message that arrives
-# during the wait is triaged when the poll returns, and its batch's linger starts only then: so
-# the wait is short while messages flow, shorter while a request is out (its answer is collected
-# at the next turn), and longer only when the last poll found nothing.
+# How long a poll waits for its first message, in milliseconds (it returns at once with the
+# messages that came with it): short while messages flow, shorter while a request is out (its
+# answer is collected at the next turn), longer only when the last poll found nothing.
 _POLL_WAIT_IDLE_MS = 50
 _POLL_WAIT_FLOWING_MS = 10
 _POLL_WAIT_IN_FLIGHT_MS = 5

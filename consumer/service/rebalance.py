@@ -144,13 +144,14 @@ class Rebalance:
             self._callbacks_done = self._clock()
 
     def consume(self, consumer: InputConsumer, num_messages: int, timeout: float) -> list[Message]:
-        """Poll (the rebalance callbacks run in here); then raise an error a callback met. A
-        poll that took longer than the group's session timeout outside the callbacks means the
-        process was frozen (a stopped process, a suspended machine) and the group has moved on,
-        whatever librdkafka knows yet: the partitions are paused and let go as lost before
-        anything more is sent or published for them."""
+        """Poll (the rebalance callbacks run in here): up to `num_messages`, the wait over at the
+        first message; then raise an error a callback met. A poll that took longer than the
+        group's session timeout outside the callbacks means the process was frozen (a stopped
+        process, a suspended machine) and the group has moved on, whatever librdkafka knows
+        yet: the partitions are paused and let go as lost before anything more is sent or
+        published for them."""
         started = self._clock()
-        msgs = consumer.consume(num_messages=num_messages, timeout=timeout)
+        msgs = _consume_from_first(consumer, num_messages, timeout)
         stalled = self._clock() - max(started, self._callbacks_done)
         if stalled > self._session_timeout_s and self._owned:
             log.warning("the process stood still for %.0f s, past the session timeout", stalled)
@@ -222,6 +223,21 @@ def _offsets(partitions: list[TopicPartition]) -> str:
         )
         or "-"
     )
+
+
+def _consume_from_first(
+    consumer: InputConsumer, num_messages: int, timeout: float
+) -> list[Message]:
+    """Up to `num_messages`, waiting at most `timeout` for the first: librdkafka's `consume`
+    returns only when it holds them all or the wait is over, so a message arriving during the
+    wait would sit out the rest of it (triaged, and its batch's linger started, that much
+    later). `poll` returns at the first message; what came with it is taken without a wait."""
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    if num_messages == 1:
+        return [first]
+    return [first, *consumer.consume(num_messages=num_messages - 1, timeout=0)]
 
 
 def _names(partitions: list[TopicPartition]) -> str:

@@ -54,6 +54,11 @@ class FakeConsumer(InputConsumer):
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
         return []
 
+    def poll(self, timeout: float = -1) -> Message | None:
+        """librdkafka's `poll`: one message (or None), as `consume` of one."""
+        batch = self.consume(1, timeout)
+        return batch[0] if batch else None
+
     def pause(self, partitions: list[TopicPartition]) -> None:
         self.paused |= {(tp.topic, tp.partition) for tp in partitions}
 

@@ -50,8 +50,12 @@ class _Consumer(FakeConsumer):
         self.queued: list[Message] = []
         self.waits: list[float] = []  # each poll's timeout
 
-    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+    def poll(self, timeout: float = -1) -> Message | None:
         self.waits.append(timeout)
+        return self.queued.pop(0) if self.queued else None
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+        assert timeout == 0, "the rest of a batch is taken without a wait"
         batch, self.queued = self.queued[:num_messages], self.queued[num_messages:]
         return batch
 

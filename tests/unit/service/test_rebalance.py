@@ -42,6 +42,7 @@ from tests.unit.service.fakes import (
     FakeConsumer,
     FakeProducer,
     FakeRestore,
+    message,
     metrics,
 )
 
@@ -348,6 +349,32 @@ def test_a_poll_frozen_past_the_session_timeout_lets_the_partitions_go(world, mo
     assert world.consumer.paused == {(IN, 0), (IN, 1)}  # nothing more is fetched for them
     world.checkpoint.commit(force=True)
     assert world.producer.transactions == []  # nothing of a partition not ours is published
+
+
+def test_a_poll_returns_at_its_first_message_with_those_that_came_with_it(world, monkeypatch):
+    """librdkafka's `consume` returns only when it holds the whole batch or the wait is over:
+    the loop's poll waits for the first message only, and takes the rest without a wait."""
+    fetched = [message(offset, b"trigger") for offset in range(3)]
+    calls: list[tuple[object, ...]] = []
+
+    def poll(timeout=-1):
+        calls.append(("poll", timeout))
+        return fetched.pop(0) if fetched else None
+
+    def consume(num_messages=1, timeout=-1):
+        calls.append(("consume", num_messages, timeout))
+        taken = fetched[:num_messages]
+        del fetched[:num_messages]
+        return taken
+
+    monkeypatch.setattr(world.consumer, "poll", poll)
+    monkeypatch.setattr(world.consumer, "consume", consume)
+    msgs = world.rebalance.consume(world.consumer, 500, 0.05)
+    assert [m.offset() for m in msgs] == [0, 1, 2]
+    assert calls == [("poll", 0.05), ("consume", 499, 0)]
+    calls.clear()
+    assert world.rebalance.consume(world.consumer, 500, 0.05) == []  # nothing came
+    assert calls == [("poll", 0.05)]
 
 
 def test_the_drain_reads_an_answer_queued_as_its_request_leaves_the_count(world):
